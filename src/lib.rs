@@ -1,0 +1,8 @@
+//! Glust: a thread-per-core OpenTelemetry ingestor for traces and logs.
+//!
+//! The modules follow the pipeline, one per stage:
+//!
+//! - [`limits`]: every limit, with its reason.
+//! - [`domain`]: spans and log records as Glust keeps them, and their validation.
+pub mod domain;
+pub mod limits;
