@@ -6,3 +6,4 @@
 //! - [`domain`]: spans and log records as Glust keeps them, and their validation.
 pub mod domain;
 pub mod limits;
+pub mod otlp;
