@@ -7,3 +7,6 @@
 pub mod domain;
 pub mod limits;
 pub mod otlp;
+pub mod route;
+pub mod index;
+pub mod storage;

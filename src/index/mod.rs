@@ -1,0 +1,258 @@
+//! The in-memory index of one shard: what queries need to find records without scanning them.
+//!
+//! Spans: trace id → trace slot (summary + record locations), plus one compact [`SpanEntry`]
+//! per span for search. Logs: one [`LogEntry`] per record, plus trace id → logs.
+//! Attribute filters and `contains` are checked against the records themselves, read
+//! zero-copy from the segment maps, after the cheap fields here narrowed the candidates.
+//!
+//! Memory per span: `size_of::<SpanEntry>()` (40 bytes) plus its trace's share of one
+//! [`TraceEntry`] (~80 bytes with its map slot) and of its record locations (8 bytes per record
+//! the trace appears in). At 10 spans per trace in 2 records: about 50 bytes per span.
+//! Memory per log record: `size_of::<LogEntry>()` (32 bytes), plus 4 bytes for those with a
+//! trace id.
+
+pub mod names;
+
+use std::collections::HashMap;
+
+use crate::domain::{self, ArchivedLogBatch, ArchivedSpanBatch, TraceId, STATUS_CODE_ERROR};
+use names::{NameId, Names};
+
+/// Where a record lives in a shard's storage: the segment's slot in the shard's segment
+/// table and the record's byte offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordLoc {
+    pub segment: u32,
+    pub offset: u32,
+}
+
+/// One span, for search.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanEntry {
+    pub start_unix_nanos: u64,
+    pub duration_nanos: u64,
+    pub trace: u32,
+    pub service: NameId,
+    pub name: NameId,
+    /// The record, as a slot in `SpanIndex::records`.
+    pub record: u32,
+    /// Position of the span in its record; u16 since records hold far fewer spans.
+    pub index_in_record: u16,
+    pub error: bool,
+}
+
+/// One trace: its summary and the records that hold its spans.
+#[derive(Debug, Clone)]
+pub struct TraceEntry {
+    pub id: TraceId,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    pub span_count: u32,
+    pub error_count: u32,
+    /// Service and name of the root span (no parent), else of the earliest span seen.
+    pub root_service: NameId,
+    pub root_name: NameId,
+    pub has_root: bool,
+    /// Records holding this trace's spans, in append order, without repeats.
+    pub records: Vec<RecordLoc>,
+}
+
+/// A trace summary as search returns it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceSummary {
+    pub trace_id: String,
+    pub root_service_name: String,
+    pub root_span_name: String,
+    pub start_time_unix_nano: String,
+    pub duration_ms: f64,
+    pub span_count: u32,
+    pub error_count: u32,
+    #[serde(skip)]
+    pub start_unix_nanos: u64,
+}
+
+/// One log record, for search.
+#[derive(Debug, Clone, Copy)]
+pub struct LogEntry {
+    pub time_unix_nanos: u64,
+    pub loc: RecordLoc,
+    pub service: NameId,
+    pub index_in_record: u16,
+    pub severity: i16,
+    pub has_trace: bool,
+}
+
+#[derive(Default)]
+pub struct Index {
+    pub names: Names,
+    traces: Vec<TraceEntry>,
+    trace_slots: HashMap<TraceId, u32>,
+    spans: Vec<SpanEntry>,
+    span_records: Vec<RecordLoc>,
+    logs: Vec<LogEntry>,
+    logs_by_trace: HashMap<TraceId, Vec<u32>>,
+    services: Vec<NameId>,
+}
+
+/// Memory the index holds, for the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IndexStats {
+    pub traces: usize,
+    pub spans: usize,
+    pub logs: usize,
+    pub approx_bytes: usize,
+}
+
+impl Index {
+    /// Indexes a stored span record at `loc`.
+    pub fn add_spans(&mut self, loc: RecordLoc, batch: &ArchivedSpanBatch<'_>) {
+        let service = self
+            .names
+            .intern(domain::archived_service_name(&batch.resource.attributes));
+        self.note_service(service);
+        let record = self.span_records.len() as u32;
+        self.span_records.push(loc);
+        for (i, span) in batch.spans.iter().enumerate() {
+            debug_assert!(i <= u16::MAX as usize);
+            let trace_id = span.trace_id.get();
+            let start = span.start_time_unix_nano.to_native();
+            let end = span.end_time_unix_nano.to_native();
+            let name = self.names.intern(span.name.as_str());
+            let error = span.status.code.to_native() == STATUS_CODE_ERROR;
+            let is_root = span.parent_span_id.is_none();
+            let next_slot = self.traces.len() as u32;
+            let slot = *self.trace_slots.entry(trace_id).or_insert(next_slot);
+            if slot == next_slot {
+                self.traces.push(TraceEntry {
+                    id: trace_id,
+                    start_unix_nanos: start,
+                    end_unix_nanos: end,
+                    span_count: 0,
+                    error_count: 0,
+                    root_service: service,
+                    root_name: name,
+                    has_root: false,
+                    records: Vec::with_capacity(1),
+                });
+            }
+            let t = &mut self.traces[slot as usize];
+            t.span_count += 1;
+            t.error_count += error as u32;
+            if (is_root && !t.has_root) || (!t.has_root && start < t.start_unix_nanos) {
+                t.root_service = service;
+                t.root_name = name;
+                t.has_root = is_root;
+            }
+            t.start_unix_nanos = t.start_unix_nanos.min(start);
+            t.end_unix_nanos = t.end_unix_nanos.max(end);
+            if t.records.last() != Some(&loc) {
+                t.records.push(loc);
+            }
+            self.spans.push(SpanEntry {
+                start_unix_nanos: start,
+                duration_nanos: end.saturating_sub(start),
+                trace: slot,
+                service,
+                name,
+                record,
+                index_in_record: i as u16,
+                error,
+            });
+        }
+    }
+
+    /// Indexes a stored log record at `loc`.
+    pub fn add_logs(&mut self, loc: RecordLoc, batch: &ArchivedLogBatch<'_>) {
+        let service = self
+            .names
+            .intern(domain::archived_service_name(&batch.resource.attributes));
+        self.note_service(service);
+        for (i, log) in batch.logs.iter().enumerate() {
+            let time = match log.time_unix_nano.to_native() {
+                0 => log.observed_time_unix_nano.to_native(),
+                t => t,
+            };
+            let n = self.logs.len() as u32;
+            let trace = log.trace_id.as_ref().map(|t| t.get());
+            if let Some(t) = trace {
+                self.logs_by_trace.entry(t).or_default().push(n);
+            }
+            self.logs.push(LogEntry {
+                time_unix_nanos: time,
+                loc,
+                service,
+                index_in_record: i as u16,
+                severity: log.severity_number.to_native().clamp(i16::MIN as i32, i16::MAX as i32)
+                    as i16,
+                has_trace: trace.is_some(),
+            });
+        }
+    }
+
+    fn note_service(&mut self, service: NameId) {
+        if !self.services.contains(&service) {
+            self.services.push(service);
+        }
+    }
+
+    pub fn trace(&self, id: &TraceId) -> Option<&TraceEntry> {
+        self.trace_slots.get(id).map(|&s| &self.traces[s as usize])
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.services.iter().map(|&s| self.names.get(s))
+    }
+
+    pub fn spans(&self) -> &[SpanEntry] {
+        &self.spans
+    }
+
+    pub fn span_record(&self, e: &SpanEntry) -> RecordLoc {
+        self.span_records[e.record as usize]
+    }
+
+    pub fn trace_by_slot(&self, slot: u32) -> &TraceEntry {
+        &self.traces[slot as usize]
+    }
+
+    pub fn logs(&self) -> &[LogEntry] {
+        &self.logs
+    }
+
+    pub fn logs_of_trace(&self, id: &TraceId) -> &[u32] {
+        self.logs_by_trace.get(id).map_or(&[], |v| v.as_slice())
+    }
+
+    pub fn summary(&self, t: &TraceEntry) -> TraceSummary {
+        TraceSummary {
+            trace_id: t.id.to_hex(),
+            root_service_name: self.names.get(t.root_service).to_owned(),
+            root_span_name: self.names.get(t.root_name).to_owned(),
+            start_time_unix_nano: t.start_unix_nanos.to_string(),
+            duration_ms: t.end_unix_nanos.saturating_sub(t.start_unix_nanos) as f64 / 1e6,
+            span_count: t.span_count,
+            error_count: t.error_count,
+            start_unix_nanos: t.start_unix_nanos,
+        }
+    }
+
+    pub fn stats(&self) -> IndexStats {
+        let locs: usize = self.traces.iter().map(|t| t.records.capacity()).sum();
+        IndexStats {
+            traces: self.traces.len(),
+            spans: self.spans.len(),
+            logs: self.logs.len(),
+            approx_bytes: self.spans.capacity() * std::mem::size_of::<SpanEntry>()
+                + self.traces.capacity() * std::mem::size_of::<TraceEntry>()
+                + self.trace_slots.capacity() * (std::mem::size_of::<(TraceId, u32)>() + 1)
+                + locs * std::mem::size_of::<RecordLoc>()
+                + self.span_records.capacity() * std::mem::size_of::<RecordLoc>()
+                + self.logs.capacity() * std::mem::size_of::<LogEntry>()
+                + self.names.approx_bytes(),
+        }
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<SpanEntry>() <= 40);
+const _: () = assert!(std::mem::size_of::<LogEntry>() <= 32);

@@ -1,0 +1,309 @@
+//! Per-shard storage: a table of mmapped segments, one of them active.
+//!
+//! A shard owns `<data-dir>/<shard-id>/` exclusively; nothing else writes there. It also reads
+//! (never writes) the directories of shards that no longer exist after the shard count was
+//! lowered: directory `k >= shards` is adopted by shard `k % shards` (resharding keeps old data
+//! readable without moving it). The byte layout is in `shards/README.md`, [`frame`] and
+//! [`segment`].
+//!
+//! Architecture invariant: storage knows records (kind + bytes) and segments, not OTLP and not
+//! HTTP. It never blocks on the network; its blocking file calls are named as such.
+
+pub mod frame;
+pub mod segment;
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use frame::RecordKind;
+use segment::{ScanReport, Segment, SegmentError, SegmentMeta, SEGMENT_HEADER_BYTES};
+
+use crate::index::RecordLoc;
+use crate::route::ShardId;
+
+/// How a shard's storage is laid out and sized.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub shard: ShardId,
+    pub shard_count: u32,
+    /// Size of each new segment file.
+    pub segment_bytes: u64,
+}
+
+impl StoreConfig {
+    pub fn own_dir(&self) -> PathBuf {
+        shard_dir(&self.data_dir, self.shard.0)
+    }
+}
+
+pub fn shard_dir(data_dir: &Path, shard: u32) -> PathBuf {
+    data_dir.join(shard.to_string())
+}
+
+/// What opening a shard's storage found, for the start-up log and the metrics.
+#[derive(Debug, Default, Clone)]
+pub struct RecoveryReport {
+    pub segments: u64,
+    pub records: u64,
+    pub corrupt_records: u64,
+    pub truncated_bytes: u64,
+    /// Segment files that could not be opened at all (bad header); left in place, not served.
+    pub unreadable_segments: Vec<(PathBuf, String)>,
+    /// Segments written under another shard count: their traces may not live on their owner
+    /// under the current count, so trace lookups must also ask this shard.
+    pub foreign_generation: bool,
+}
+
+impl RecoveryReport {
+    fn add(&mut self, scan: &ScanReport) {
+        self.segments += 1;
+        self.records += scan.records;
+        self.corrupt_records += scan.corrupt;
+        self.truncated_bytes += scan.truncated_bytes;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use data directory {path}: {source}")]
+    Dir { path: PathBuf, source: io::Error },
+    #[error("cannot create segment {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("record of {bytes} bytes does not fit in a {segment_bytes}-byte segment")]
+    RecordTooLarge { bytes: usize, segment_bytes: u64 },
+    #[error("storage stopped after a failed sync; restart to recover: {0}")]
+    Failed(String),
+}
+
+/// One shard's segments.
+pub struct Store {
+    config: StoreConfig,
+    /// Every open segment; a [`RecordLoc`] names its slot. Slots are never reused.
+    segments: Vec<Segment>,
+    /// Slot of the segment appended to; always writable.
+    active: usize,
+    next_seq: u64,
+    /// Slots written since the last sync started (the active one and any sealed meanwhile).
+    dirty: Vec<usize>,
+    /// Set after a failed sync: the page cache can no longer be trusted, nothing more is
+    /// accepted until a restart re-verifies the segments.
+    failed: Option<String>,
+}
+
+impl Store {
+    /// Opens (or creates) the shard's storage, recovering every segment: each record is
+    /// checked, torn tails are cut, corrupt records counted. `visit` sees every intact record
+    /// in storage order, so the caller can rebuild its index. Blocking: run at start-up.
+    pub fn open(
+        config: StoreConfig,
+        mut visit: impl FnMut(RecordLoc, RecordKind, &[u8]),
+        mut progress: impl FnMut(&RecoveryReport, usize),
+    ) -> Result<(Store, RecoveryReport), StoreError> {
+        let own = config.own_dir();
+        std::fs::create_dir_all(&own).map_err(|source| StoreError::Dir {
+            path: own.clone(),
+            source,
+        })?;
+        let mut report = RecoveryReport::default();
+        let mut segments = Vec::new();
+
+        // Adopted directories of shards that no longer exist, read only.
+        let mut dirs = adopted_dirs(&config)?;
+        dirs.push(own.clone());
+        let total: usize = dirs
+            .iter()
+            .map(|d| list_segments(d).map(|v| v.len()).unwrap_or(0))
+            .sum();
+        let mut next_seq = 0;
+        for dir in &dirs {
+            let is_own = *dir == own;
+            let files = list_segments(dir).map_err(|source| StoreError::Dir {
+                path: dir.clone(),
+                source,
+            })?;
+            let last = files.len().saturating_sub(1);
+            for (i, (seq, path)) in files.into_iter().enumerate() {
+                if is_own {
+                    next_seq = next_seq.max(seq + 1);
+                }
+                let writable = is_own && i == last;
+                let mut seg = match Segment::open(&path, writable) {
+                    Ok(seg) => seg,
+                    Err(e) => {
+                        report.unreadable_segments.push((path, e.to_string()));
+                        continue;
+                    }
+                };
+                if seg.meta.shard_count != config.shard_count || !is_own {
+                    report.foreign_generation = true;
+                }
+                let slot = segments.len() as u32;
+                let scan = seg.recover(|offset, kind, payload| {
+                    visit(RecordLoc { segment: slot, offset }, kind, payload)
+                });
+                report.add(&scan);
+                segments.push(seg);
+                progress(&report, total);
+            }
+        }
+
+        let mut store = Store {
+            config,
+            segments,
+            active: usize::MAX,
+            next_seq,
+            dirty: Vec::new(),
+            failed: None,
+        };
+        match store.segments.last() {
+            Some(seg) if seg.is_writable() => store.active = store.segments.len() - 1,
+            _ => store.roll()?,
+        }
+        Ok((store, report))
+    }
+
+    /// Appends one record, rolling to a new segment when the active one is full.
+    pub fn append(&mut self, kind: RecordKind, payload: &[u8]) -> Result<RecordLoc, StoreError> {
+        if let Some(why) = &self.failed {
+            return Err(StoreError::Failed(why.clone()));
+        }
+        let room = self.config.segment_bytes as usize - SEGMENT_HEADER_BYTES;
+        if frame::frame_bytes(payload.len()) > room {
+            return Err(StoreError::RecordTooLarge {
+                bytes: payload.len(),
+                segment_bytes: self.config.segment_bytes,
+            });
+        }
+        if !self.segments[self.active].fits(payload.len()) {
+            self.roll()?;
+        }
+        let offset = self.segments[self.active].append(kind, payload);
+        if self.dirty.last() != Some(&self.active) {
+            self.dirty.push(self.active);
+        }
+        Ok(RecordLoc {
+            segment: self.active as u32,
+            offset,
+        })
+    }
+
+    /// Seals the active segment (if any) and starts a new one. Blocking (file creation).
+    fn roll(&mut self) -> Result<(), StoreError> {
+        if let Some(seg) = self.segments.get_mut(self.active) {
+            // Sealing is best effort: a segment left writable still reads correctly.
+            if let Err(e) = seg.seal() {
+                tracing::warn!(segment = %seg.path.display(), "cannot seal segment: {e}");
+            }
+        }
+        let meta = SegmentMeta {
+            shard_id: self.config.shard.0,
+            shard_count: self.config.shard_count,
+            seq: self.next_seq,
+            created_unix_nanos: now_unix_nanos(),
+            file_bytes: self.config.segment_bytes,
+        };
+        let dir = self.config.own_dir();
+        let seg = Segment::create(&dir, meta).map_err(|source| StoreError::Create {
+            path: dir.join(segment::file_name(meta.seq)),
+            source,
+        })?;
+        // The new file's directory entry must survive a crash too.
+        if let Err(e) = segment::sync_dir(&dir) {
+            tracing::warn!(dir = %dir.display(), "cannot sync directory: {e}");
+        }
+        self.next_seq += 1;
+        self.segments.push(seg);
+        self.active = self.segments.len() - 1;
+        Ok(())
+    }
+
+    /// The payload of the record at `loc`, its frame and CRC checked again.
+    pub fn read(&self, loc: RecordLoc) -> Option<(RecordKind, &[u8])> {
+        let seg = self.segments.get(loc.segment as usize)?;
+        match seg.read(loc.offset) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!(segment = %seg.path.display(), offset = loc.offset, "unreadable record: {e}");
+                None
+            }
+        }
+    }
+
+    /// Files with writes not yet covered by a sync; clears the dirty set. The caller syncs
+    /// them (blocking, off the reactor) and reports the outcome with [`Store::sync_failed`].
+    pub fn take_dirty(&mut self) -> Vec<Arc<File>> {
+        let files = self.dirty.iter().map(|&s| self.segments[s].file()).collect();
+        self.dirty.clear();
+        files
+    }
+
+    /// Records that a sync failed: from now on every append fails.
+    pub fn sync_failed(&mut self, why: String) {
+        tracing::error!(shard = %self.config.shard, "sync failed, storage stops accepting writes: {why}");
+        self.failed = Some(why);
+    }
+
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Bytes written to segments (headers and padding included).
+    pub fn bytes_written(&self) -> u64 {
+        self.segments.iter().map(|s| s.write_pos() as u64).sum()
+    }
+}
+
+/// Directories `k >= shard_count` with `k % shard_count == shard`: shards that no longer exist.
+fn adopted_dirs(config: &StoreConfig) -> Result<Vec<PathBuf>, StoreError> {
+    let entries = std::fs::read_dir(&config.data_dir).map_err(|source| StoreError::Dir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let mut ids: Vec<u32> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&k| k >= config.shard_count && k % config.shard_count == config.shard.0)
+        .collect();
+    ids.sort_unstable();
+    Ok(ids
+        .into_iter()
+        .map(|k| shard_dir(&config.data_dir, k))
+        .collect())
+}
+
+/// Segment files of a directory, oldest first.
+fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let seq = segment::parse_file_name(e.file_name().to_str()?)?;
+            Some((seq, e.path()))
+        })
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
+pub fn now_unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl From<SegmentError> for StoreError {
+    fn from(e: SegmentError) -> Self {
+        StoreError::Failed(e.to_string())
+    }
+}
