@@ -10,3 +10,8 @@ pub mod otlp;
 pub mod route;
 pub mod index;
 pub mod storage;
+pub mod config;
+pub mod metrics;
+pub mod query;
+pub mod http;
+pub mod shard;

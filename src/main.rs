@@ -1,1 +1,165 @@
-fn main() {}
+//! `glust`: the command line. `glust` alone serves with the defaults; `glust serve` takes
+//! flags. See README.md for every flag and endpoint.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use glust::config::{Config, FsyncPolicy};
+use glust::limits::SEGMENT_BYTES_MIN;
+
+#[derive(Parser)]
+#[command(name = "glust", version, about = "OpenTelemetry (OTLP) trace and log ingestor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive OTLP, store it, serve queries (the default command).
+    Serve(ServeArgs),
+}
+
+#[derive(Parser)]
+struct ServeArgs {
+    /// Directory holding one sub-directory of segments per shard.
+    #[arg(long, default_value = "./shards")]
+    data_dir: PathBuf,
+    /// Number of shards (one pinned executor each). Default: the cores available.
+    #[arg(long)]
+    shards: Option<u32>,
+    /// OTLP/HTTP listen address (`POST /v1/traces`, `POST /v1/logs`).
+    #[arg(long, default_value = "0.0.0.0:4318")]
+    otlp_http: SocketAddr,
+    /// Query API, /healthz and /readyz listen address.
+    #[arg(long, default_value = "0.0.0.0:3200")]
+    query: SocketAddr,
+    /// When appended data is fsync'd: always (before answering), interval, never.
+    #[arg(long, value_enum, default_value_t = FsyncPolicy::Interval)]
+    fsync: FsyncPolicy,
+    /// Period of `--fsync interval` (e.g. 200ms, 1s).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    fsync_interval: Duration,
+    /// Size of each segment file in bytes (accepts k/M/G suffixes, e.g. 128M).
+    #[arg(long, default_value = "128M", value_parser = parse_bytes)]
+    segment_bytes: u64,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        ServeArgs::parse_from(["serve"])
+    }
+}
+
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let (digits, mult) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size like 64M"))?;
+    let bytes = n.checked_mul(mult).ok_or("size too large")?;
+    if bytes < SEGMENT_BYTES_MIN || bytes > u32::MAX as u64 {
+        return Err(format!(
+            "segment size must be between {SEGMENT_BYTES_MIN} bytes and 4 GiB"
+        ));
+    }
+    Ok(bytes)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(a)) => a,
+        None => ServeArgs::default(),
+    };
+    let config = Config {
+        data_dir: args.data_dir,
+        shards: args.shards.unwrap_or_else(glust::config::default_shards),
+        otlp_http: args.otlp_http,
+        query: args.query,
+        fsync: args.fsync,
+        fsync_interval: args.fsync_interval,
+        segment_bytes: args.segment_bytes,
+        pin_cores: true,
+    };
+    if config.shards == 0 {
+        eprintln!("glust: --shards must be at least 1");
+        return ExitCode::from(2);
+    }
+    raise_memlock_limit();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("glust: cannot install signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let summary = format!(
+        "shards={} data-dir={} fsync={}",
+        config.shards,
+        config.data_dir.display(),
+        config.fsync
+    );
+    let outcome = glust::shard::run(config, stop.clone(), move |addrs| {
+        // One machine-readable line on stdout: tests and scripts wait for it.
+        println!(
+            "glust ready: otlp-http={} query={} {summary}",
+            addrs.otlp_http, addrs.query
+        );
+    });
+    match outcome {
+        Ok(()) => {
+            tracing::info!("stopped cleanly");
+            if stop.load(Ordering::SeqCst) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("glust: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// io_uring registers memory that counts against `RLIMIT_MEMLOCK`. Raise the soft limit to
+/// the hard one (always allowed); as root, the hard one too. If it is still too low, glommio
+/// fails to start and the error says what to change.
+fn raise_memlock_limit() {
+    // SAFETY: plain get/setrlimit calls on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) != 0 {
+            return;
+        }
+        let want = libc::RLIM_INFINITY;
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: want,
+        };
+        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) != 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
+        }
+    }
+}

@@ -70,6 +70,28 @@ pub struct TraceSummary {
     pub error_count: u32,
     #[serde(skip)]
     pub start_unix_nanos: u64,
+    #[serde(skip)]
+    pub end_unix_nanos: u64,
+}
+
+impl TraceSummary {
+    /// Folds in the summary of another part of the same trace (stored on another shard
+    /// after a change of shard count).
+    pub fn merge(&mut self, other: &TraceSummary) {
+        debug_assert_eq!(self.trace_id, other.trace_id);
+        if other.start_unix_nanos < self.start_unix_nanos {
+            self.start_unix_nanos = other.start_unix_nanos;
+            self.start_time_unix_nano = other.start_time_unix_nano.clone();
+        }
+        self.end_unix_nanos = self.end_unix_nanos.max(other.end_unix_nanos);
+        self.duration_ms = self.end_unix_nanos.saturating_sub(self.start_unix_nanos) as f64 / 1e6;
+        self.span_count += other.span_count;
+        self.error_count += other.error_count;
+        if self.root_service_name.is_empty() {
+            self.root_service_name = other.root_service_name.clone();
+            self.root_span_name = other.root_span_name.clone();
+        }
+    }
 }
 
 /// One log record, for search.
@@ -234,6 +256,7 @@ impl Index {
             span_count: t.span_count,
             error_count: t.error_count,
             start_unix_nanos: t.start_unix_nanos,
+            end_unix_nanos: t.end_unix_nanos,
         }
     }
 

@@ -7,6 +7,10 @@
 //!
 //! Architecture invariant: nothing here knows about HTTP, shards or storage.
 
+pub mod json;
+pub mod json_out;
+pub mod proto;
+
 use crate::domain::validate::{Rejections, Sanitised};
 
 /// The outcome of decoding one export request.

@@ -1,0 +1,80 @@
+//! Run-time configuration: what `glust serve` was told, with its defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::limits::SEGMENT_BYTES_DEFAULT;
+
+/// When appended records are made durable (fsync'd), and what an acknowledgement promises.
+///
+/// Records are written through a shared memory map, so they are in the kernel's page cache the
+/// moment they are appended: in every mode an acknowledged record survives a crash or kill of
+/// the Glust process. The modes differ in what survives a crash of the machine (power loss,
+/// kernel panic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FsyncPolicy {
+    /// A request is answered only after an fsync covering its records completed on every
+    /// owning shard. Concurrent requests share one fsync (group commit). Survives machine
+    /// crashes.
+    Always,
+    /// Each shard fsyncs what it wrote every `--fsync-interval`. A machine crash loses at most
+    /// the records acknowledged during the last interval.
+    Interval,
+    /// Glust never fsyncs while running (only on clean shutdown); the kernel writes back dirty
+    /// pages on its own schedule (typically within 30 s).
+    Never,
+}
+
+impl std::fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FsyncPolicy::Always => "always",
+            FsyncPolicy::Interval => "interval",
+            FsyncPolicy::Never => "never",
+        })
+    }
+}
+
+/// Everything a running Glust needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Root of the shard directories.
+    pub data_dir: PathBuf,
+    /// Number of shards (executors); each is pinned to one core.
+    pub shards: u32,
+    /// OTLP/HTTP listen address.
+    pub otlp_http: SocketAddr,
+    /// Query API, `/healthz`, `/readyz` listen address.
+    pub query: SocketAddr,
+    pub fsync: FsyncPolicy,
+    /// Period of the `interval` fsync policy.
+    pub fsync_interval: Duration,
+    /// Size of each new segment file.
+    pub segment_bytes: u64,
+    /// Pin each shard's executor to a core. Off only where pinning is impossible (tests with
+    /// more shards than cores still pin, round robin).
+    pub pin_cores: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./shards"),
+            shards: default_shards(),
+            otlp_http: "0.0.0.0:4318".parse().unwrap(),
+            query: "0.0.0.0:3200".parse().unwrap(),
+            fsync: FsyncPolicy::Interval,
+            fsync_interval: Duration::from_secs(1),
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            pin_cores: true,
+        }
+    }
+}
+
+/// One shard per core this process may run on.
+pub fn default_shards() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}

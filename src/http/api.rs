@@ -1,0 +1,86 @@
+//! The query API on the query port: JSON in, JSON out.
+//!
+//! | route                         | answer                                              |
+//! |-------------------------------|-----------------------------------------------------|
+//! | `GET /api/v1/traces/{id}`     | OTLP JSON `TracesData`; 404 unknown, 400 malformed  |
+//! | `GET /api/v1/traces?...`      | `{"traces":[summary...]}`, newest first             |
+//! | `GET /api/v1/logs?...`        | OTLP JSON `LogsData`, newest first                  |
+//! | `GET /api/v1/services`        | `{"services":[...]}`                                |
+//! | `GET /healthz`                | 200 while the process runs                          |
+//! | `GET /readyz`                 | 200 while serving, 503 once shutting down           |
+
+use std::rc::Rc;
+
+use http::{Method, StatusCode};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+
+use super::reply;
+use super::Body;
+use crate::query::exec::{coordinate, render};
+use crate::query::{params, QueryRequest, QueryResponse};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply::json_error(StatusCode::METHOD_NOT_ALLOWED, "the query API takes GET");
+    }
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
+    let query = query.as_deref();
+    match path.as_str() {
+        "/healthz" => reply::with_body(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" if shard.stopping.is_set() => {
+            reply::with_body(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
+        }
+        "/readyz" => reply::with_body(StatusCode::OK, "text/plain", "ready\n"),
+        "/api/v1/services" => run(shard, QueryRequest::Services).await,
+        "/api/v1/traces" => match params::trace_search(query) {
+            Ok(s) => run(shard, QueryRequest::SearchTraces(s)).await,
+            Err(e) => reply::json_error(StatusCode::BAD_REQUEST, e.to_string()),
+        },
+        "/api/v1/logs" => match params::log_search(query) {
+            Ok(s) => run(shard, QueryRequest::SearchLogs(s)).await,
+            Err(e) => reply::json_error(StatusCode::BAD_REQUEST, e.to_string()),
+        },
+        p => match p.strip_prefix("/api/v1/traces/") {
+            Some(id) => match params::trace_id("traceId", id) {
+                Ok(id) => run(shard, QueryRequest::Trace(id)).await,
+                Err(e) => reply::json_error(StatusCode::BAD_REQUEST, e.to_string()),
+            },
+            None => reply::json_error(StatusCode::NOT_FOUND, format!("no such endpoint: {p}")),
+        },
+    }
+}
+
+async fn run(shard: &Rc<Shard>, q: QueryRequest) -> Response<Body> {
+    let answer = match coordinate(shard, q).await {
+        Ok(a) => a,
+        Err(e) => return reply::json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    match answer {
+        QueryResponse::Trace(groups) if groups.is_empty() => {
+            reply::json_error(StatusCode::NOT_FOUND, "trace not found")
+        }
+        QueryResponse::Trace(groups) => reply::json(
+            StatusCode::OK,
+            render(&groups, "resourceSpans", "scopeSpans", "spans"),
+        ),
+        QueryResponse::Traces(list) => reply::json(
+            StatusCode::OK,
+            serde_json::json!({ "traces": list }).to_string(),
+        ),
+        QueryResponse::Logs(hits) => {
+            let groups: Vec<_> = hits.into_iter().map(|h| h.group).collect();
+            reply::json(
+                StatusCode::OK,
+                render(&groups, "resourceLogs", "scopeLogs", "logRecords"),
+            )
+        }
+        QueryResponse::Services(s) => reply::json(
+            StatusCode::OK,
+            serde_json::json!({ "services": s }).to_string(),
+        ),
+        QueryResponse::Failed(why) => reply::json_error(StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}

@@ -1,0 +1,78 @@
+//! hyper 1.x on glommio: an adapter from glommio's `TcpStream` (futures-io traits) to hyper's
+//! `rt::Read`/`rt::Write`, and an executor that spawns hyper's HTTP/2 tasks on the current
+//! shard. Everything stays on the shard's thread: no `Send` required, nothing crosses cores.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+
+/// A glommio TCP stream as hyper sees it.
+pub struct GlommioIo {
+    stream: TcpStream,
+}
+
+impl GlommioIo {
+    pub fn new(stream: TcpStream) -> Self {
+        GlommioIo { stream }
+    }
+}
+
+impl hyper::rt::Read for GlommioIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        // SAFETY: the slice is zero-filled before it is handed out as initialised bytes, and
+        // `advance` is called with no more than the bytes the read wrote.
+        let n = unsafe {
+            let uninit = buf.as_mut();
+            std::ptr::write_bytes(uninit.as_mut_ptr(), 0, uninit.len());
+            let init = std::slice::from_raw_parts_mut(uninit.as_mut_ptr() as *mut u8, uninit.len());
+            match Pin::new(&mut self.stream).poll_read(cx, init) {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        };
+        // SAFETY: `n` bytes were written by the read above.
+        unsafe { buf.advance(n) };
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl hyper::rt::Write for GlommioIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_close(cx)
+    }
+}
+
+/// Spawns hyper's background futures (HTTP/2 streams) on the current shard's executor.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    fn execute(&self, fut: F) {
+        glommio::spawn_local(fut).detach();
+    }
+}

@@ -1,0 +1,124 @@
+//! HTTP on each shard: the OTLP/HTTP receiver and the query API, both hyper 1.x (HTTP/1.1 with
+//! keep-alive, and HTTP/2 cleartext, detected per connection) on the shard's executor.
+//!
+//! - [`io`]: glommio ↔ hyper glue.
+//! - [`otlp`]: `POST /v1/traces`, `POST /v1/logs`.
+//! - [`api`]: the query API, `/healthz`, `/readyz`.
+//! - [`reply`]: the one place that maps outcomes to status codes and bodies.
+
+pub mod api;
+pub mod io;
+pub mod otlp;
+pub mod reply;
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::future;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::server::conn::auto;
+
+use crate::shard::Shard;
+use io::{GlommioIo, LocalExec};
+
+pub type Body = Full<Bytes>;
+
+/// Which service a listener offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    OtlpHttp,
+    Query,
+}
+
+/// HTTP/2 streams one connection may have open at once.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// HTTP/2 flow-control windows: big enough for a 4 MiB export in flight per stream without
+/// waiting for window updates on loopback or a LAN.
+pub const H2_STREAM_WINDOW_BYTES: u32 = 4 << 20;
+pub const H2_CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
+/// Longest request head accepted (HTTP/1.1 headers).
+pub const H1_MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// Accepts connections until the shard stops; each connection is served by its own task and
+/// shut down gracefully (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`) when the shard stops.
+pub async fn serve(
+    listener: glommio::net::TcpListener,
+    shard: Rc<Shard>,
+    endpoint: Endpoint,
+    connections: Rc<Cell<usize>>,
+) {
+    loop {
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            shard.stopping.wait().await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => return,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(shard = %shard.id, "accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        connections.set(connections.get() + 1);
+        let shard = shard.clone();
+        let connections = connections.clone();
+        glommio::spawn_local(async move {
+            serve_connection(stream, shard, endpoint).await;
+            connections.set(connections.get() - 1);
+        })
+        .detach();
+    }
+}
+
+async fn serve_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>, endpoint: Endpoint) {
+    let mut builder = auto::Builder::new(LocalExec);
+    builder
+        .http1()
+        .keep_alive(true)
+        .max_buf_size(H1_MAX_HEADER_BYTES.max(8192));
+    builder
+        .http2()
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES);
+    let svc_shard = shard.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let shard = svc_shard.clone();
+        async move { Ok::<_, Infallible>(route(&shard, endpoint, req).await) }
+    });
+    let conn = builder.serve_connection(GlommioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let stopped = future::or(
+        async {
+            let _ = conn.as_mut().await;
+            false
+        },
+        async {
+            shard.stopping.wait().await;
+            true
+        },
+    )
+    .await;
+    if stopped {
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+    }
+}
+
+async fn route(shard: &Rc<Shard>, endpoint: Endpoint, req: Request<Incoming>) -> Response<Body> {
+    match endpoint {
+        Endpoint::OtlpHttp => otlp::handle(shard, req).await,
+        Endpoint::Query => api::handle(shard, req).await,
+    }
+}

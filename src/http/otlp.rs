@@ -1,0 +1,271 @@
+//! OTLP/HTTP: `POST /v1/traces` and `POST /v1/logs`, protobuf or JSON, optionally gzip or
+//! zstd. The steps, each a cheap check before the costly one:
+//!
+//! 1. route and method, content type and encoding (405 / 404 / 415);
+//! 2. the shard's ingest concurrency (429 past [`SHARD_INGEST_INFLIGHT_MAX`]);
+//! 3. the body, bounded on the wire (413) and again after decompression (413);
+//! 4. decode + validate (400 for a body that is not OTLP; dropped items go to
+//!    `partial_success`);
+//! 5. [`crate::shard::ingest::ingest`]: split, admit, append (429/503 when refused).
+
+use std::io::Read;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use http::{header, Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+
+use super::reply::{self, Format, SignalKind};
+use super::Body;
+use crate::limits::{REQUEST_DECODED_BYTES_MAX, REQUEST_WIRE_BYTES_MAX, SHARD_INGEST_INFLIGHT_MAX};
+use crate::metrics::add;
+use crate::otlp::{self, DecodeError};
+use crate::shard::ingest::{ingest, IngestError, Ingested};
+use crate::shard::Shard;
+
+/// Compression of a request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("request body is larger than {max} bytes")]
+    TooLarge { max: usize },
+    #[error("cannot read request body: {0}")]
+    Read(String),
+    #[error("cannot decompress {encoding} body: {detail}")]
+    Corrupt {
+        encoding: &'static str,
+        detail: String,
+    },
+}
+
+pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
+    add(&shard.metrics.requests, 1);
+    let signal = match req.uri().path() {
+        "/v1/traces" => SignalKind::Traces,
+        "/v1/logs" => SignalKind::Logs,
+        "/v1/metrics" => {
+            return reply::error(
+                StatusCode::NOT_FOUND,
+                Format::Protobuf,
+                "Glust stores traces and logs; metrics export is not supported",
+            )
+        }
+        other => {
+            return reply::error(
+                StatusCode::NOT_FOUND,
+                Format::Protobuf,
+                format!("no OTLP endpoint at {other}; use /v1/traces or /v1/logs"),
+            )
+        }
+    };
+    if req.method() != Method::POST {
+        let mut resp = reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Format::Protobuf,
+            "OTLP export uses POST",
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
+        return resp;
+    }
+    let format = match content_type(&req) {
+        Some(f) => f,
+        None => {
+            add(&shard.metrics.requests_bad, 1);
+            return reply::error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Format::Protobuf,
+                "Content-Type must be application/x-protobuf or application/json",
+            );
+        }
+    };
+    let encoding = match content_encoding(&req) {
+        Some(e) => e,
+        None => {
+            add(&shard.metrics.requests_bad, 1);
+            return reply::error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format,
+                "Content-Encoding must be gzip, zstd or absent",
+            );
+        }
+    };
+
+    // Counted from here: the body and its decoded form are the memory this bounds.
+    if shard.in_flight.get() >= SHARD_INGEST_INFLIGHT_MAX {
+        add(&shard.metrics.requests_throttled, 1);
+        return reply::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format,
+            "too many requests in flight; retry later",
+        );
+    }
+    let _guard = InFlight::enter(shard);
+
+    let body = match read_body(req.into_body(), encoding).await {
+        Ok(b) => b,
+        Err(e) => {
+            add(&shard.metrics.requests_bad, 1);
+            let status = match e {
+                BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return reply::error(status, format, e.to_string());
+        }
+    };
+    add(&shard.metrics.bytes_received, body.len() as u64);
+
+    let outcome = match signal {
+        SignalKind::Traces => match decode_traces(&body, format) {
+            Ok(d) => ingest(shard, d).await,
+            Err(e) => return bad_body(shard, format, e),
+        },
+        SignalKind::Logs => match decode_logs(&body, format) {
+            Ok(d) => ingest(shard, d).await,
+            Err(e) => return bad_body(shard, format, e),
+        },
+    };
+    answer(shard, format, signal, outcome)
+}
+
+fn decode_traces(body: &[u8], format: Format) -> Result<otlp::Decoded<crate::domain::SpanBatch<'_>>, DecodeError> {
+    match format {
+        Format::Protobuf => otlp::proto::decode_traces(body),
+        Format::Json => otlp::json::decode_traces_json(body),
+    }
+}
+
+fn decode_logs(body: &[u8], format: Format) -> Result<otlp::Decoded<crate::domain::LogBatch<'_>>, DecodeError> {
+    match format {
+        Format::Protobuf => otlp::proto::decode_logs(body),
+        Format::Json => otlp::json::decode_logs_json(body),
+    }
+}
+
+fn bad_body(shard: &Shard, format: Format, e: DecodeError) -> Response<Body> {
+    add(&shard.metrics.requests_bad, 1);
+    reply::error(StatusCode::BAD_REQUEST, format, e.to_string())
+}
+
+fn answer(
+    shard: &Shard,
+    format: Format,
+    signal: SignalKind,
+    outcome: Result<Ingested, IngestError>,
+) -> Response<Body> {
+    match outcome {
+        Ok(done) => {
+            let (accepted, rejected) = match signal {
+                SignalKind::Traces => (&shard.metrics.spans_accepted, &shard.metrics.spans_rejected),
+                SignalKind::Logs => (&shard.metrics.logs_accepted, &shard.metrics.logs_rejected),
+            };
+            add(accepted, done.accepted);
+            add(rejected, done.rejected.count);
+            reply::exported(format, signal, done.rejected.count, done.rejected.first.as_deref())
+        }
+        Err(IngestError::Overloaded(why)) => {
+            add(&shard.metrics.requests_throttled, 1);
+            reply::error(StatusCode::TOO_MANY_REQUESTS, format, why)
+        }
+        Err(IngestError::Unavailable(why)) => {
+            add(&shard.metrics.requests_failed, 1);
+            reply::error(StatusCode::SERVICE_UNAVAILABLE, format, why)
+        }
+    }
+}
+
+/// The format named by `Content-Type`, parameters (`; charset=utf-8`) ignored.
+fn content_type(req: &Request<Incoming>) -> Option<Format> {
+    let value = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let mime = value.split(';').next()?.trim();
+    if mime.eq_ignore_ascii_case("application/x-protobuf")
+        || mime.eq_ignore_ascii_case("application/protobuf")
+    {
+        Some(Format::Protobuf)
+    } else if mime.eq_ignore_ascii_case("application/json") {
+        Some(Format::Json)
+    } else {
+        None
+    }
+}
+
+fn content_encoding(req: &Request<Incoming>) -> Option<Encoding> {
+    let Some(value) = req.headers().get(header::CONTENT_ENCODING) else {
+        return Some(Encoding::Identity);
+    };
+    match value.to_str().ok()?.trim().to_ascii_lowercase().as_str() {
+        "" | "identity" => Some(Encoding::Identity),
+        "gzip" | "x-gzip" => Some(Encoding::Gzip),
+        "zstd" => Some(Encoding::Zstd),
+        _ => None,
+    }
+}
+
+/// Reads the body, at most [`REQUEST_WIRE_BYTES_MAX`] on the wire and
+/// [`REQUEST_DECODED_BYTES_MAX`] once decompressed.
+async fn read_body(body: Incoming, encoding: Encoding) -> Result<Bytes, BodyError> {
+    let wire = match Limited::new(body, REQUEST_WIRE_BYTES_MAX).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(BodyError::TooLarge {
+                max: REQUEST_WIRE_BYTES_MAX,
+            })
+        }
+        Err(e) => return Err(BodyError::Read(e.to_string())),
+    };
+    match encoding {
+        Encoding::Identity => Ok(wire),
+        Encoding::Gzip => decompress(flate2::read::MultiGzDecoder::new(&wire[..]), "gzip", wire.len()),
+        Encoding::Zstd => {
+            let decoder = zstd::stream::read::Decoder::with_buffer(&wire[..]).map_err(|e| BodyError::Corrupt {
+                encoding: "zstd",
+                detail: e.to_string(),
+            })?;
+            decompress(decoder, "zstd", wire.len())
+        }
+    }
+}
+
+/// Decompresses, stopping as soon as the output passes [`REQUEST_DECODED_BYTES_MAX`]: a
+/// compression bomb costs at most that much memory and gets 413.
+fn decompress(reader: impl Read, encoding: &'static str, wire_len: usize) -> Result<Bytes, BodyError> {
+    let mut out = Vec::with_capacity((wire_len * 4).min(REQUEST_DECODED_BYTES_MAX));
+    let read = reader
+        .take(REQUEST_DECODED_BYTES_MAX as u64 + 1)
+        .read_to_end(&mut out);
+    match read {
+        Ok(_) if out.len() > REQUEST_DECODED_BYTES_MAX => Err(BodyError::TooLarge {
+            max: REQUEST_DECODED_BYTES_MAX,
+        }),
+        Ok(_) => Ok(Bytes::from(out)),
+        Err(e) => Err(BodyError::Corrupt {
+            encoding,
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Counts a request in the shard's in-flight total for as long as it lives.
+struct InFlight<'a>(&'a Shard);
+
+impl<'a> InFlight<'a> {
+    fn enter(shard: &'a Shard) -> Self {
+        shard.in_flight.set(shard.in_flight.get() + 1);
+        InFlight(shard)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.set(self.0.in_flight.get() - 1);
+    }
+}

@@ -1,0 +1,143 @@
+//! The one place that maps outcomes to HTTP status codes and bodies.
+//!
+//! OTLP/HTTP (specification, "OTLP/HTTP Response"): success is 200 with an
+//! `Export*ServiceResponse` in the request's encoding, `partial_success` set when items were
+//! dropped; failures carry a `google.rpc.Status` in the request's encoding. 400/413/415 are
+//! not retryable; 429 and 503 are, with `Retry-After`.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, StatusCode};
+use hyper::Response;
+use prost::Message;
+
+use super::Body;
+use crate::limits::RETRY_AFTER_SECS;
+
+/// The encoding of an OTLP request, and so of its response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Protobuf,
+    Json,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Protobuf => "application/x-protobuf",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+/// `google.rpc.Status`, the error body of OTLP/HTTP.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// gRPC status codes used in `RpcStatus.code`.
+pub mod code {
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const RESOURCE_EXHAUSTED: i32 = 8;
+    pub const UNIMPLEMENTED: i32 = 12;
+    pub const UNAVAILABLE: i32 = 14;
+}
+
+/// Which signal a response is for (their messages differ only in the counter's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalKind {
+    Traces,
+    Logs,
+}
+
+/// 200 with the export response; `partial_success` when anything was rejected.
+pub fn exported(format: Format, signal: SignalKind, rejected: u64, message: Option<&str>) -> Response<Body> {
+    let message = message.unwrap_or_default().to_owned();
+    let body: Vec<u8> = match (format, signal) {
+        (Format::Protobuf, SignalKind::Traces) => {
+            use opentelemetry_proto::tonic::collector::trace::v1::*;
+            ExportTraceServiceResponse {
+                partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
+                    rejected_spans: rejected as i64,
+                    error_message: message,
+                }),
+            }
+            .encode_to_vec()
+        }
+        (Format::Protobuf, SignalKind::Logs) => {
+            use opentelemetry_proto::tonic::collector::logs::v1::*;
+            ExportLogsServiceResponse {
+                partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
+                    rejected_log_records: rejected as i64,
+                    error_message: message,
+                }),
+            }
+            .encode_to_vec()
+        }
+        (Format::Json, _) if rejected == 0 => b"{}".to_vec(),
+        (Format::Json, signal) => {
+            let field = match signal {
+                SignalKind::Traces => "rejectedSpans",
+                SignalKind::Logs => "rejectedLogRecords",
+            };
+            serde_json::json!({
+                "partialSuccess": { field: rejected.to_string(), "errorMessage": message }
+            })
+            .to_string()
+            .into_bytes()
+        }
+    };
+    with_body(StatusCode::OK, format.content_type(), body)
+}
+
+/// An error answer with a `google.rpc.Status` body in `format`.
+pub fn error(status: StatusCode, format: Format, message: impl Into<String>) -> Response<Body> {
+    let message = message.into();
+    let code = match status {
+        StatusCode::TOO_MANY_REQUESTS => code::RESOURCE_EXHAUSTED,
+        StatusCode::SERVICE_UNAVAILABLE => code::UNAVAILABLE,
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => code::UNIMPLEMENTED,
+        _ => code::INVALID_ARGUMENT,
+    };
+    let body = match format {
+        Format::Protobuf => RpcStatus { code, message }.encode_to_vec(),
+        Format::Json => serde_json::json!({ "code": code, "message": message })
+            .to_string()
+            .into_bytes(),
+    };
+    let mut resp = with_body(status, format.content_type(), body);
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    resp
+}
+
+/// A JSON answer of the query API.
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    with_body(status, "application/json", body)
+}
+
+/// A JSON error of the query API: `{"error": "..."}`.
+pub fn json_error(status: StatusCode, message: impl AsRef<str>) -> Response<Body> {
+    let mut resp = json(
+        status,
+        serde_json::json!({ "error": message.as_ref() }).to_string(),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    resp
+}
+
+pub fn with_body(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Body::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}

@@ -1,0 +1,460 @@
+//! Running queries: [`run_local`] answers from one shard's index and segments (synchronous,
+//! reads mmapped records zero-copy); [`coordinate`] runs on the shard that received the HTTP
+//! request, asks the shards concerned over the mesh (a trace lookup asks its owner only, plus
+//! shards holding data from another shard count) and merges their answers.
+
+use std::collections::{BinaryHeap, HashSet};
+use std::rc::Rc;
+
+use crate::domain::{
+    ArchivedAnyValue, ArchivedKeyValue, ArchivedLogBatch, ArchivedResource, ArchivedScope,
+    ArchivedSpanBatch, TraceId,
+};
+use crate::index::names::NameId;
+use crate::index::{Index, RecordLoc, TraceSummary};
+use crate::otlp::json_out;
+use crate::query::{JsonGroup, LogHit, LogSearch, QueryRequest, QueryResponse, TraceSearch};
+use crate::route::{owner_of, ShardId};
+use crate::shard::mesh::{Request, Response};
+use crate::shard::Shard;
+use crate::storage::{RecordKind, Store};
+
+/// Answers `q` from this shard's data only.
+pub fn run_local(shard: &Shard, q: &QueryRequest) -> QueryResponse {
+    let index = shard.index.borrow();
+    let store = shard.store.borrow();
+    match q {
+        QueryRequest::Trace(id) => QueryResponse::Trace(trace_local(&index, &store, id)),
+        QueryRequest::SearchTraces(s) => QueryResponse::Traces(search_traces_local(&index, &store, s)),
+        QueryRequest::SearchLogs(s) => QueryResponse::Logs(search_logs_local(&index, &store, s)),
+        QueryRequest::Services => {
+            QueryResponse::Services(index.services().map(str::to_owned).collect())
+        }
+    }
+}
+
+/// Reads and checks the span record at `loc`. Data from disk: the archive is validated.
+fn span_batch<'s>(store: &'s Store, loc: RecordLoc) -> Option<&'s ArchivedSpanBatch<'static>> {
+    match store.read(loc)? {
+        (RecordKind::Spans, payload) => {
+            rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(payload).ok()
+        }
+        _ => None,
+    }
+}
+
+fn log_batch<'s>(store: &'s Store, loc: RecordLoc) -> Option<&'s ArchivedLogBatch<'static>> {
+    match store.read(loc)? {
+        (RecordKind::Logs, payload) => {
+            rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(payload).ok()
+        }
+        _ => None,
+    }
+}
+
+fn resource_fields(r: &ArchivedResource<'_>) -> String {
+    let mut out = String::from("\"resource\":");
+    json_out::write_resource(&mut out, r);
+    if !r.schema_url.is_empty() {
+        out.push_str(",\"schemaUrl\":");
+        json_out::write_json_str(&mut out, r.schema_url.as_str());
+    }
+    out
+}
+
+fn scope_fields(s: &ArchivedScope<'_>) -> String {
+    let mut out = String::from("\"scope\":");
+    json_out::write_scope(&mut out, s);
+    if !s.schema_url.is_empty() {
+        out.push_str(",\"schemaUrl\":");
+        json_out::write_json_str(&mut out, s.schema_url.as_str());
+    }
+    out
+}
+
+fn trace_local(index: &Index, store: &Store, id: &TraceId) -> Vec<JsonGroup> {
+    let Some(entry) = index.trace(id) else {
+        return Vec::new();
+    };
+    let mut groups = Vec::new();
+    for &loc in &entry.records {
+        let Some(batch) = span_batch(store, loc) else {
+            continue;
+        };
+        let items: Vec<String> = batch
+            .spans
+            .iter()
+            .filter(|s| s.trace_id.get() == *id)
+            .map(|s| {
+                let mut out = String::new();
+                json_out::write_span(&mut out, s);
+                out
+            })
+            .collect();
+        if !items.is_empty() {
+            groups.push(JsonGroup {
+                resource: resource_fields(&batch.resource),
+                scope: scope_fields(&batch.scope),
+                items,
+            });
+        }
+    }
+    groups
+}
+
+/// A name filter resolved against the shard's interned names.
+enum NameFilter<'q> {
+    Any,
+    Id(NameId),
+    /// Not interned because the table overflowed: compare the record's text for entries
+    /// interned as [`NameId::OVERFLOW`].
+    Overflowed(&'q str),
+    /// No span or log here carries it.
+    Nothing,
+}
+
+fn name_filter<'q>(index: &Index, wanted: Option<&'q str>) -> NameFilter<'q> {
+    match wanted {
+        None => NameFilter::Any,
+        Some(w) => match index.names.lookup(w) {
+            Some(id) => NameFilter::Id(id),
+            None if index.names.overflowed() => NameFilter::Overflowed(w),
+            None => NameFilter::Nothing,
+        },
+    }
+}
+
+impl NameFilter<'_> {
+    /// `Some(verdict)` when the id decides; `None` when the record's text must be read.
+    fn by_id(&self, id: NameId) -> Option<bool> {
+        match self {
+            NameFilter::Any => Some(true),
+            NameFilter::Id(w) => Some(*w == id),
+            NameFilter::Overflowed(_) if id == NameId::OVERFLOW => None,
+            NameFilter::Overflowed(_) | NameFilter::Nothing => Some(false),
+        }
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            NameFilter::Overflowed(t) => t,
+            _ => "",
+        }
+    }
+}
+
+fn in_range(t: u64, start: Option<u64>, end: Option<u64>) -> bool {
+    start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e)
+}
+
+fn search_traces_local(index: &Index, store: &Store, q: &TraceSearch) -> Vec<TraceSummary> {
+    let service = name_filter(index, q.service.as_deref());
+    let name = name_filter(index, q.name.as_deref());
+    if matches!(service, NameFilter::Nothing) || matches!(name, NameFilter::Nothing) {
+        return Vec::new();
+    }
+    let mut found: HashSet<u32> = HashSet::new();
+    // One-record cache: the spans of a record are consecutive entries.
+    let mut cached: Option<(RecordLoc, Option<&ArchivedSpanBatch<'static>>)> = None;
+    for e in index.spans().iter().rev() {
+        if found.contains(&e.trace)
+            || !in_range(e.start_unix_nanos, q.start, q.end)
+            || q.min_duration.is_some_and(|d| e.duration_nanos < d)
+            || q.max_duration.is_some_and(|d| e.duration_nanos > d)
+        {
+            continue;
+        }
+        let service_ok = service.by_id(e.service);
+        let name_ok = name.by_id(e.name);
+        if service_ok == Some(false) || name_ok == Some(false) {
+            continue;
+        }
+        if q.attrs.is_empty() && service_ok.is_some() && name_ok.is_some() {
+            found.insert(e.trace);
+            continue;
+        }
+        let loc = index.span_record(e);
+        if cached.is_none_or(|(l, _)| l != loc) {
+            cached = Some((loc, span_batch(store, loc)));
+        }
+        let Some(batch) = cached.and_then(|(_, b)| b) else {
+            continue;
+        };
+        let Some(span) = batch.spans.get(e.index_in_record as usize) else {
+            continue;
+        };
+        let resource = &batch.resource.attributes;
+        let ok = (service_ok.is_some()
+            || crate::domain::archived_service_name(resource) == service.text())
+            && (name_ok.is_some() || span.name.as_str() == name.text())
+            && q.attrs.iter().all(|(k, v)| {
+                attr_matches(&span.attributes, k, v) || attr_matches(resource, k, v)
+            });
+        if ok {
+            found.insert(e.trace);
+        }
+    }
+    let mut out: Vec<TraceSummary> = found
+        .into_iter()
+        .map(|slot| index.summary(index.trace_by_slot(slot)))
+        .collect();
+    newest_first(&mut out, q.limit);
+    out
+}
+
+fn newest_first(summaries: &mut Vec<TraceSummary>, limit: usize) {
+    summaries.sort_unstable_by(|a, b| {
+        b.start_unix_nanos
+            .cmp(&a.start_unix_nanos)
+            .then_with(|| a.trace_id.cmp(&b.trace_id))
+    });
+    summaries.truncate(limit);
+}
+
+/// Whether `attrs` holds `key` with a value whose text form is `value` (strings as they are,
+/// numbers and booleans as printed).
+fn attr_matches(attrs: &[ArchivedKeyValue<'_>], key: &str, value: &str) -> bool {
+    attrs.iter().any(|kv| {
+        kv.key.as_str() == key
+            && match &kv.value {
+                ArchivedAnyValue::String(s) => s.as_str() == value,
+                ArchivedAnyValue::Bool(b) => value == if *b { "true" } else { "false" },
+                ArchivedAnyValue::Int(i) => value.parse::<i64>() == Ok(i.to_native()),
+                ArchivedAnyValue::Double(d) => value.parse::<f64>() == Ok(d.to_native()),
+                _ => false,
+            }
+    })
+}
+
+fn search_logs_local(index: &Index, store: &Store, q: &LogSearch) -> Vec<LogHit> {
+    let service = name_filter(index, q.service.as_deref());
+    if matches!(service, NameFilter::Nothing) || q.limit == 0 {
+        return Vec::new();
+    }
+    let logs = index.logs();
+    let candidates: Box<dyn Iterator<Item = u32>> = match &q.trace_id {
+        Some(t) => Box::new(index.logs_of_trace(t).iter().rev().copied()),
+        None => Box::new((0..logs.len() as u32).rev()),
+    };
+    // Min-heap of the newest `limit` matches: (time, entry).
+    let mut top: BinaryHeap<std::cmp::Reverse<(u64, u32)>> = BinaryHeap::with_capacity(q.limit + 1);
+    let mut cached: Option<(RecordLoc, Option<&ArchivedLogBatch<'static>>)> = None;
+    for i in candidates {
+        let e = &logs[i as usize];
+        if !in_range(e.time_unix_nanos, q.start, q.end)
+            || q.min_severity.is_some_and(|m| (e.severity as i32) < m)
+        {
+            continue;
+        }
+        if top.len() >= q.limit && top.peek().is_some_and(|m| m.0 .0 >= e.time_unix_nanos) {
+            continue; // older than everything kept
+        }
+        let service_ok = service.by_id(e.service);
+        if service_ok == Some(false) {
+            continue;
+        }
+        if q.contains.is_some() || service_ok.is_none() {
+            if cached.is_none_or(|(l, _)| l != e.loc) {
+                cached = Some((e.loc, log_batch(store, e.loc)));
+            }
+            let Some(batch) = cached.and_then(|(_, b)| b) else {
+                continue;
+            };
+            let Some(log) = batch.logs.get(e.index_in_record as usize) else {
+                continue;
+            };
+            if service_ok.is_none()
+                && crate::domain::archived_service_name(&batch.resource.attributes) != service.text()
+            {
+                continue;
+            }
+            if let Some(needle) = &q.contains {
+                if !value_contains(&log.body, needle) {
+                    continue;
+                }
+            }
+        }
+        top.push(std::cmp::Reverse((e.time_unix_nanos, i)));
+        if top.len() > q.limit {
+            top.pop();
+        }
+    }
+    let mut hits: Vec<(u64, u32)> = top.into_iter().map(|r| r.0).collect();
+    hits.sort_unstable_by(|a, b| b.cmp(a));
+    hits.into_iter()
+        .filter_map(|(time, i)| {
+            let e = &logs[i as usize];
+            let batch = log_batch(store, e.loc)?;
+            let log = batch.logs.get(e.index_in_record as usize)?;
+            let mut item = String::new();
+            json_out::write_log(&mut item, log);
+            Some(LogHit {
+                time_unix_nanos: time,
+                group: JsonGroup {
+                    resource: resource_fields(&batch.resource),
+                    scope: scope_fields(&batch.scope),
+                    items: vec![item],
+                },
+            })
+        })
+        .collect()
+}
+
+/// Whether a log body contains `needle`: string bodies directly, structured bodies in any
+/// of their string values.
+fn value_contains(v: &ArchivedAnyValue<'_>, needle: &str) -> bool {
+    match v {
+        ArchivedAnyValue::String(s) => s.as_str().contains(needle),
+        ArchivedAnyValue::Array(items) => items.iter().any(|i| value_contains(i, needle)),
+        ArchivedAnyValue::KvList(kvs) => kvs.iter().any(|kv| value_contains(&kv.value, needle)),
+        _ => false,
+    }
+}
+
+/// Why a coordinated query failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueryError {
+    #[error("busy: {0}")]
+    Busy(String),
+}
+
+/// Runs `q` on every shard concerned and merges the answers.
+pub async fn coordinate(shard: &Rc<Shard>, q: QueryRequest) -> Result<QueryResponse, QueryError> {
+    let targets: Vec<ShardId> = match &q {
+        QueryRequest::Trace(id) => {
+            let owner = owner_of(id, shard.count);
+            (0..shard.count)
+                .map(ShardId)
+                .filter(|s| *s == owner || shard.foreign[s.index()])
+                .collect()
+        }
+        _ => (0..shard.count).map(ShardId).collect(),
+    };
+    // Ask everybody first (admission: credits for all, or nobody is asked), then answer locally.
+    for t in &targets {
+        if *t != shard.id && !shard.mesh.has_credit(*t) {
+            return Err(QueryError::Busy(format!("{t} has too many requests in flight")));
+        }
+    }
+    let mut pending = Vec::new();
+    for t in &targets {
+        if *t != shard.id {
+            let rx = shard
+                .mesh
+                .send(*t, Request::Query(q.clone()))
+                .map_err(|e| QueryError::Busy(e.to_string()))?;
+            pending.push((*t, rx));
+        }
+    }
+    let mut answers = Vec::with_capacity(targets.len());
+    if targets.contains(&shard.id) {
+        answers.push(run_local(shard, &q));
+    }
+    for (t, rx) in pending {
+        match rx.await {
+            Ok(Response::Query(a)) => answers.push(a),
+            _ => return Err(QueryError::Busy(format!("{t} did not answer"))),
+        }
+    }
+    Ok(merge(&q, answers))
+}
+
+fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
+    match q {
+        QueryRequest::Trace(_) => {
+            let mut groups = Vec::new();
+            for a in answers {
+                if let QueryResponse::Trace(g) = a {
+                    groups.extend(g);
+                }
+            }
+            QueryResponse::Trace(groups)
+        }
+        QueryRequest::SearchTraces(s) => {
+            let mut by_id: std::collections::HashMap<String, TraceSummary> = Default::default();
+            for a in answers {
+                if let QueryResponse::Traces(list) = a {
+                    for t in list {
+                        match by_id.get_mut(&t.trace_id) {
+                            Some(existing) => existing.merge(&t),
+                            None => {
+                                by_id.insert(t.trace_id.clone(), t);
+                            }
+                        }
+                    }
+                }
+            }
+            let mut out: Vec<TraceSummary> = by_id.into_values().collect();
+            newest_first(&mut out, s.limit);
+            QueryResponse::Traces(out)
+        }
+        QueryRequest::SearchLogs(s) => {
+            let mut hits = Vec::new();
+            for a in answers {
+                if let QueryResponse::Logs(h) = a {
+                    hits.extend(h);
+                }
+            }
+            hits.sort_by(|a, b| b.time_unix_nanos.cmp(&a.time_unix_nanos));
+            hits.truncate(s.limit);
+            QueryResponse::Logs(hits)
+        }
+        QueryRequest::Services => {
+            let mut all: Vec<String> = Vec::new();
+            for a in answers {
+                if let QueryResponse::Services(s) = a {
+                    all.extend(s);
+                }
+            }
+            all.sort();
+            all.dedup();
+            QueryResponse::Services(all)
+        }
+    }
+}
+
+/// Renders groups as an OTLP JSON document: `{"<resources>":[{resource,"<scopes>":[{scope,
+/// "<items>":[...]}]}]}`, merging groups that share a resource and scope, in first-seen order.
+pub fn render(groups: &[JsonGroup], resources: &str, scopes: &str, items: &str) -> String {
+    let mut order: Vec<(&str, Vec<(&str, Vec<&str>)>)> = Vec::new();
+    for g in groups {
+        let r = match order.iter().position(|(r, _)| *r == g.resource) {
+            Some(i) => i,
+            None => {
+                order.push((&g.resource, Vec::new()));
+                order.len() - 1
+            }
+        };
+        let scopes_of = &mut order[r].1;
+        let s = match scopes_of.iter().position(|(s, _)| *s == g.scope) {
+            Some(i) => i,
+            None => {
+                scopes_of.push((&g.scope, Vec::new()));
+                scopes_of.len() - 1
+            }
+        };
+        scopes_of[s].1.extend(g.items.iter().map(String::as_str));
+    }
+    let mut out = format!("{{\"{resources}\":[");
+    for (ri, (resource, scope_list)) in order.iter().enumerate() {
+        if ri > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        out.push_str(resource);
+        out.push_str(&format!(",\"{scopes}\":["));
+        for (si, (scope, list)) in scope_list.iter().enumerate() {
+            if si > 0 {
+                out.push(',');
+            }
+            out.push('{');
+            out.push_str(scope);
+            out.push_str(&format!(",\"{items}\":["));
+            out.push_str(&list.join(","));
+            out.push_str("]}");
+        }
+        out.push_str("]}");
+    }
+    out.push_str("]}");
+    out
+}

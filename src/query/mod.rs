@@ -1,0 +1,77 @@
+//! Queries: what can be asked ([`QueryRequest`]), how one shard answers from its index and
+//! segments ([`exec::run_local`]), and how the shard that received the HTTP request fans out
+//! and merges ([`exec::coordinate`]). Parameter parsing is in [`params`].
+//!
+//! Answers travel between shards as JSON fragments already in OTLP JSON form, grouped by
+//! resource and scope, so the coordinating shard only concatenates.
+
+pub mod exec;
+pub mod params;
+
+use crate::domain::TraceId;
+use crate::index::TraceSummary;
+
+/// Filters of a trace search. Times are unix nanoseconds; durations nanoseconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceSearch {
+    pub service: Option<String>,
+    pub name: Option<String>,
+    pub min_duration: Option<u64>,
+    pub max_duration: Option<u64>,
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+    /// `key=value` pairs a matching span (or its resource) must all carry.
+    pub attrs: Vec<(String, String)>,
+    pub limit: usize,
+}
+
+/// Filters of a log search.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogSearch {
+    pub service: Option<String>,
+    pub min_severity: Option<i32>,
+    pub contains: Option<String>,
+    pub trace_id: Option<TraceId>,
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+    pub limit: usize,
+}
+
+/// A query one shard asks of another.
+#[derive(Debug, Clone)]
+pub enum QueryRequest {
+    Trace(TraceId),
+    SearchTraces(TraceSearch),
+    SearchLogs(LogSearch),
+    Services,
+}
+
+/// Items under one resource and one scope, as OTLP JSON fragments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonGroup {
+    /// `"resource":{...}` plus `,"schemaUrl":"..."` when set: the fields of a
+    /// `ResourceSpans` / `ResourceLogs` object before its scopes.
+    pub resource: String,
+    /// The fields of a `ScopeSpans` / `ScopeLogs` object before its items.
+    pub scope: String,
+    /// One JSON object per span or log record.
+    pub items: Vec<String>,
+}
+
+/// One log record found by a search, with its sort key.
+#[derive(Debug, Clone)]
+pub struct LogHit {
+    pub time_unix_nanos: u64,
+    pub group: JsonGroup,
+}
+
+/// A shard's answer.
+#[derive(Debug, Clone)]
+pub enum QueryResponse {
+    Trace(Vec<JsonGroup>),
+    Traces(Vec<TraceSummary>),
+    Logs(Vec<LogHit>),
+    Services(Vec<String>),
+    /// The shard could not answer (for example it ran out of credits to ask another).
+    Failed(String),
+}

@@ -1,0 +1,268 @@
+//! Parsing of query-string parameters: times, durations, severities, ids, limits. Every error
+//! names the parameter and what was wrong, for a 400 answer.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::domain::TraceId;
+use crate::limits::{QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX};
+use crate::query::{LogSearch, TraceSearch};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid `{param}`: {why}")]
+pub struct ParamError {
+    pub param: String,
+    pub why: String,
+}
+
+fn err(param: &str, why: impl Into<String>) -> ParamError {
+    ParamError {
+        param: param.to_owned(),
+        why: why.into(),
+    }
+}
+
+/// A trace id in its 32-hex-digit form.
+pub fn trace_id(param: &str, s: &str) -> Result<TraceId, ParamError> {
+    if s.len() != 32 {
+        return Err(err(param, format!("a trace id is 32 hex digits, got {} characters", s.len())));
+    }
+    let id = TraceId::from_hex(s).ok_or_else(|| err(param, "not hexadecimal"))?;
+    if id.is_zero() {
+        return Err(err(param, "the all-zero trace id is invalid"));
+    }
+    Ok(id)
+}
+
+/// A time: unix nanoseconds, or RFC 3339 (`2026-11-26T10:00:00Z`, `...+02:00`, fractions).
+pub fn time(param: &str, s: &str) -> Result<u64, ParamError> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    let (base, offset_secs) = split_offset(s);
+    let t = humantime::parse_rfc3339_weak(base).map_err(|e| {
+        err(param, format!("expected unix nanoseconds or an RFC 3339 time: {e}"))
+    })?;
+    let nanos = t
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| err(param, "before 1970"))?
+        .as_nanos() as i128
+        - offset_secs as i128 * 1_000_000_000;
+    u64::try_from(nanos).map_err(|_| err(param, "out of range"))
+}
+
+/// Splits an RFC 3339 zone suffix (`Z`, `+hh:mm`, `-hh:mm`) off; returns seconds east of UTC.
+fn split_offset(s: &str) -> (&str, i64) {
+    if let Some(base) = s.strip_suffix(['Z', 'z']) {
+        return (base, 0);
+    }
+    if s.len() > 6 {
+        let (base, zone) = s.split_at(s.len() - 6);
+        let b = zone.as_bytes();
+        if (b[0] == b'+' || b[0] == b'-') && b[3] == b':' {
+            if let (Ok(h), Ok(m)) = (zone[1..3].parse::<i64>(), zone[4..6].parse::<i64>()) {
+                let secs = h * 3600 + m * 60;
+                return (base, if b[0] == b'-' { -secs } else { secs });
+            }
+        }
+    }
+    (s, 0)
+}
+
+/// A duration: `250ms`, `2s`, `1m30s`, `1.5s`, or bare nanoseconds.
+pub fn duration(param: &str, s: &str) -> Result<u64, ParamError> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    if let Some(secs) = s.strip_suffix('s').and_then(|v| v.parse::<f64>().ok()) {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs).as_nanos() as u64);
+        }
+    }
+    humantime::parse_duration(s)
+        .map(|d| d.as_nanos() as u64)
+        .map_err(|e| err(param, format!("expected a duration like 250ms or 2s: {e}")))
+}
+
+/// A severity: a number 1–24, or a name (`TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR`, `FATAL`,
+/// optionally with a level digit 2–4, case-insensitive).
+pub fn severity(param: &str, s: &str) -> Result<i32, ParamError> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (0..=24).contains(&n) {
+            return Ok(n);
+        }
+        return Err(err(param, "severity numbers go from 1 to 24"));
+    }
+    let upper = s.to_ascii_uppercase();
+    let (name, level) = match upper.chars().last() {
+        Some(d @ '2'..='4') => (&upper[..upper.len() - 1], d as i32 - '1' as i32),
+        _ => (upper.as_str(), 0),
+    };
+    let base = match name {
+        "TRACE" => 1,
+        "DEBUG" => 5,
+        "INFO" => 9,
+        "WARN" | "WARNING" => 13,
+        "ERROR" => 17,
+        "FATAL" => 21,
+        _ => {
+            return Err(err(
+                param,
+                "expected 1-24 or TRACE, DEBUG, INFO, WARN, ERROR, FATAL",
+            ))
+        }
+    };
+    Ok(base + level)
+}
+
+pub fn limit(param: &str, s: &str) -> Result<usize, ParamError> {
+    let n: usize = s.parse().map_err(|_| err(param, "expected a whole number"))?;
+    if n == 0 || n > QUERY_LIMIT_MAX {
+        return Err(err(param, format!("must be between 1 and {QUERY_LIMIT_MAX}")));
+    }
+    Ok(n)
+}
+
+/// Decoded `key=value` pairs of a query string, in order, repeats kept.
+pub fn pairs(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded_parse(query.unwrap_or(""))
+}
+
+fn form_urlencoded_parse(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// `GET /api/v1/traces` parameters.
+pub fn trace_search(query: Option<&str>) -> Result<TraceSearch, ParamError> {
+    let mut s = TraceSearch {
+        limit: QUERY_LIMIT_DEFAULT,
+        ..Default::default()
+    };
+    for (k, v) in pairs(query) {
+        match k.as_str() {
+            "service" => s.service = Some(v),
+            "name" => s.name = Some(v),
+            "minDuration" => s.min_duration = Some(duration(&k, &v)?),
+            "maxDuration" => s.max_duration = Some(duration(&k, &v)?),
+            "start" => s.start = Some(time(&k, &v)?),
+            "end" => s.end = Some(time(&k, &v)?),
+            "limit" => s.limit = limit(&k, &v)?,
+            "attr" => {
+                let (key, value) = v
+                    .split_once('=')
+                    .ok_or_else(|| err("attr", "expected key=value"))?;
+                s.attrs.push((key.to_owned(), value.to_owned()));
+            }
+            _ => return Err(err(&k, "unknown parameter")),
+        }
+    }
+    Ok(s)
+}
+
+/// `GET /api/v1/logs` parameters.
+pub fn log_search(query: Option<&str>) -> Result<LogSearch, ParamError> {
+    let mut s = LogSearch {
+        limit: QUERY_LIMIT_DEFAULT,
+        ..Default::default()
+    };
+    for (k, v) in pairs(query) {
+        match k.as_str() {
+            "service" => s.service = Some(v),
+            "minSeverity" => s.min_severity = Some(severity(&k, &v)?),
+            "contains" => s.contains = Some(v),
+            "traceId" => s.trace_id = Some(trace_id(&k, &v)?),
+            "start" => s.start = Some(time(&k, &v)?),
+            "end" => s.end = Some(time(&k, &v)?),
+            "limit" => s.limit = limit(&k, &v)?,
+            _ => return Err(err(&k, "unknown parameter")),
+        }
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_in_both_forms() {
+        assert_eq!(time("t", "1700000000000000000"), Ok(1_700_000_000_000_000_000));
+        assert_eq!(time("t", "2023-11-14T22:13:20Z"), Ok(1_700_000_000_000_000_000));
+        assert_eq!(time("t", "2023-11-14T23:13:20+01:00"), Ok(1_700_000_000_000_000_000));
+        assert_eq!(time("t", "2023-11-14T22:13:20.5Z"), Ok(1_700_000_000_500_000_000));
+        assert!(time("start", "yesterday").unwrap_err().to_string().contains("`start`"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("d", "250ms"), Ok(250_000_000));
+        assert_eq!(duration("d", "2s"), Ok(2_000_000_000));
+        assert_eq!(duration("d", "1.5s"), Ok(1_500_000_000));
+        assert_eq!(duration("d", "1m30s"), Ok(90_000_000_000));
+        assert_eq!(duration("d", "42"), Ok(42));
+        assert!(duration("d", "fast").is_err());
+    }
+
+    #[test]
+    fn severities() {
+        assert_eq!(severity("s", "INFO"), Ok(9));
+        assert_eq!(severity("s", "warn"), Ok(13));
+        assert_eq!(severity("s", "ERROR3"), Ok(19));
+        assert_eq!(severity("s", "17"), Ok(17));
+        assert!(severity("s", "LOUD").is_err());
+        assert!(severity("s", "99").is_err());
+    }
+
+    #[test]
+    fn searches_parse_and_reject_unknown_parameters() {
+        let s = trace_search(Some("service=cart&attr=http.method%3DGET&attr=a=b&minDuration=5ms&limit=7")).unwrap();
+        assert_eq!(s.service.as_deref(), Some("cart"));
+        assert_eq!(s.attrs, vec![("http.method".into(), "GET".into()), ("a".into(), "b".into())]);
+        assert_eq!(s.min_duration, Some(5_000_000));
+        assert_eq!(s.limit, 7);
+        assert!(trace_search(Some("servce=x")).is_err());
+        assert!(trace_search(Some("limit=0")).is_err());
+        let l = log_search(Some("minSeverity=WARN&contains=timed+out")).unwrap();
+        assert_eq!(l.min_severity, Some(13));
+        assert_eq!(l.contains.as_deref(), Some("timed out"));
+        assert!(log_search(Some("traceId=abc")).is_err());
+    }
+
+    #[test]
+    fn percent_decoding_is_total() {
+        assert_eq!(percent_decode("a%20b%"), "a b%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%é%C3%A9"), "%éé");
+    }
+}

@@ -1,0 +1,274 @@
+//! The ingest path after decoding, shared by every transport:
+//!
+//! 1. **split** each batch by owner shard (`route::owner_of(trace_id)`; logs without a trace
+//!    stay here);
+//! 2. **encode** each owner's part into rkyv records (the one copy of the data before it lands
+//!    in a segment map), splitting parts bigger than a record may be;
+//! 3. **admit**: every remote owner must have a free credit, the local store must be healthy,
+//!    the shard must not be stopping — all decided before anything is written, so a refused
+//!    request wrote nothing and its retry duplicates nothing;
+//! 4. **dispatch**: remote parts are sent to their owners (`forward_to_owner`, the only
+//!    cross-core hop), the local part is appended here, then every part's acknowledgement is
+//!    awaited (durable under the fsync policy).
+
+use std::rc::Rc;
+
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+
+use crate::domain::validate::{Invalid, Rejections};
+use crate::domain::{LogBatch, SpanBatch, TraceId};
+use crate::limits::RECORD_BYTES_MAX;
+use crate::metrics::add;
+use crate::otlp::Decoded;
+use crate::route::{owner_of, ShardId};
+use crate::shard::mesh::{CallError, OwnedRecord, Request, Response};
+use crate::shard::{append_owned, Shard};
+use crate::storage::segment::SEGMENT_HEADER_BYTES;
+use crate::storage::RecordKind;
+
+/// What happened to an accepted request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    pub accepted: u64,
+    pub rejected: Rejections,
+}
+
+/// Why a request was refused as a whole. Both are retryable; nothing of it was written
+/// (for `Unavailable` after dispatch, see its doc).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// Too much in flight: an owner's queue is out of credits or this shard is saturated.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    /// Shutting down, or storage stopped after a failed fsync. When the failure happens after
+    /// dispatch, parts may have been written on other shards: a retry can duplicate them.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A batch type that can be split by owner and stored as a record.
+pub trait Signal: Sized {
+    type Item;
+    const KIND: RecordKind;
+    fn items_mut(&mut self) -> &mut Vec<Self::Item>;
+    /// The trace an item belongs to, if any; items without one stay on the receiving shard.
+    fn trace_of(item: &Self::Item) -> Option<&TraceId>;
+    /// A batch with the same resource and scope holding `items`.
+    fn with_items(&self, items: Vec<Self::Item>) -> Self;
+    fn encode(&self) -> Result<AlignedVec, rancor::Error>;
+}
+
+impl<'a> Signal for SpanBatch<'a> {
+    type Item = crate::domain::Span<'a>;
+    const KIND: RecordKind = RecordKind::Spans;
+    fn items_mut(&mut self) -> &mut Vec<Self::Item> {
+        &mut self.spans
+    }
+    fn trace_of(item: &Self::Item) -> Option<&TraceId> {
+        Some(&item.trace_id)
+    }
+    fn with_items(&self, spans: Vec<Self::Item>) -> Self {
+        SpanBatch {
+            resource: self.resource.clone(),
+            scope: self.scope.clone(),
+            spans,
+        }
+    }
+    fn encode(&self) -> Result<AlignedVec, rancor::Error> {
+        rkyv::to_bytes::<rancor::Error>(self)
+    }
+}
+
+impl<'a> Signal for LogBatch<'a> {
+    type Item = crate::domain::LogRecord<'a>;
+    const KIND: RecordKind = RecordKind::Logs;
+    fn items_mut(&mut self) -> &mut Vec<Self::Item> {
+        &mut self.logs
+    }
+    fn trace_of(item: &Self::Item) -> Option<&TraceId> {
+        item.trace_id.as_ref()
+    }
+    fn with_items(&self, logs: Vec<Self::Item>) -> Self {
+        LogBatch {
+            resource: self.resource.clone(),
+            scope: self.scope.clone(),
+            logs,
+        }
+    }
+    fn encode(&self) -> Result<AlignedVec, rancor::Error> {
+        rkyv::to_bytes::<rancor::Error>(self)
+    }
+}
+
+/// Largest record payload for a segment size: a record must leave room for others.
+pub fn record_bytes_max(segment_bytes: u64) -> usize {
+    let room = (segment_bytes as usize).saturating_sub(SEGMENT_HEADER_BYTES) / 2;
+    RECORD_BYTES_MAX.min(room)
+}
+
+/// Splits batches by owner: element `i` holds the parts owned by shard `i`. A batch whose items
+/// all go to one owner moves there whole, without copying its resource and scope.
+pub fn split_by_owner<B: Signal>(batches: Vec<B>, shards: u32, me: ShardId) -> Vec<Vec<B>> {
+    let n = shards as usize;
+    let mut parts: Vec<Vec<B>> = (0..n).map(|_| Vec::new()).collect();
+    if n == 1 {
+        parts[0] = batches;
+        return parts;
+    }
+    let owner = |item: &B::Item| B::trace_of(item).map_or(me, |t| owner_of(t, shards));
+    for mut batch in batches {
+        let items = batch.items_mut();
+        let Some(first) = items.first().map(owner) else {
+            continue;
+        };
+        if items.iter().all(|i| owner(i) == first) {
+            parts[first.index()].push(batch);
+            continue;
+        }
+        let mut per_owner: Vec<Vec<B::Item>> = (0..n).map(|_| Vec::new()).collect();
+        for item in std::mem::take(items) {
+            per_owner[owner(&item).index()].push(item);
+        }
+        for (i, items) in per_owner.into_iter().enumerate() {
+            if !items.is_empty() {
+                parts[i].push(batch.with_items(items));
+            }
+        }
+    }
+    parts
+}
+
+/// Encodes batches into records of at most `max_bytes`, halving a batch until its parts fit.
+/// A single item that cannot fit is dropped into `rejected`. Returns records and items kept.
+pub fn encode_records<B: Signal>(
+    batches: Vec<B>,
+    max_bytes: usize,
+    rejected: &mut Rejections,
+) -> (Vec<OwnedRecord>, u64) {
+    let mut out = Vec::with_capacity(batches.len());
+    let mut kept = 0u64;
+    let mut todo = batches;
+    while let Some(mut batch) = todo.pop() {
+        let bytes = match batch.encode() {
+            Ok(b) => b,
+            Err(e) => {
+                // Serialising validated domain values into memory does not fail; if it ever
+                // does, the items are reported dropped, never silently lost.
+                let n = batch.items_mut().len() as u64;
+                rejected.count += n;
+                rejected.first.get_or_insert_with(|| format!("cannot encode record: {e}"));
+                continue;
+            }
+        };
+        let items = batch.items_mut();
+        if bytes.len() <= max_bytes {
+            kept += items.len() as u64;
+            out.push(OwnedRecord {
+                kind: B::KIND,
+                bytes,
+            });
+        } else if items.len() == 1 {
+            rejected.reject(&Invalid::TooLarge {
+                bytes: bytes.len(),
+                max: max_bytes,
+            });
+        } else {
+            let second = items.split_off(items.len() / 2);
+            let second = batch.with_items(second);
+            todo.push(second);
+            todo.push(batch);
+        }
+    }
+    (out, kept)
+}
+
+/// Runs steps 1–4 for one decoded request on the shard that received it.
+pub async fn ingest<B: Signal>(shard: &Rc<Shard>, decoded: Decoded<B>) -> Result<Ingested, IngestError> {
+    let Decoded {
+        batches,
+        mut rejected,
+        sanitised,
+        ..
+    } = decoded;
+    add(&shard.metrics.values_truncated, sanitised.truncated_values + sanitised.flattened_values);
+    add(&shard.metrics.attributes_dropped, sanitised.dropped_attributes);
+
+    // 1 + 2: split and encode. After this the request body is no longer needed.
+    let max = record_bytes_max(shard.config.segment_bytes);
+    let mut accepted = 0;
+    let parts: Vec<(ShardId, Vec<OwnedRecord>)> = split_by_owner(batches, shard.count, shard.id)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(i, p)| {
+            let (records, kept) = encode_records(p, max, &mut rejected);
+            accepted += kept;
+            (ShardId(i as u32), records)
+        })
+        .filter(|(_, r)| !r.is_empty())
+        .collect();
+
+    // 3: admission, before anything is written.
+    if shard.stopping.is_set() {
+        return Err(IngestError::Unavailable("shutting down".into()));
+    }
+    if let Some(why) = shard.store.borrow().failed() {
+        return Err(IngestError::Unavailable(why.to_owned()));
+    }
+    for (owner, _) in &parts {
+        if *owner != shard.id && !shard.mesh.has_credit(*owner) {
+            return Err(IngestError::Overloaded(format!(
+                "{owner} has too many requests in flight"
+            )));
+        }
+    }
+
+    // 4: dispatch. Remote parts first so their owners work while we append ours.
+    let mut local = None;
+    let mut remote = Vec::with_capacity(parts.len());
+    for (owner, records) in parts {
+        if owner == shard.id {
+            local = Some(records);
+        } else {
+            remote.push((owner, forward_to_owner(shard, owner, records)?));
+        }
+    }
+    let mut failure = None;
+    if let Some(records) = local {
+        if let Err(e) = append_owned(shard, records).await {
+            failure = Some(e);
+        }
+    }
+    for (owner, reply) in remote {
+        match reply.await {
+            Ok(Response::Appended(Ok(()))) => {}
+            Ok(Response::Appended(Err(e))) => {
+                failure.get_or_insert(format!("{owner}: {e}"));
+            }
+            Ok(Response::Query(_)) => unreachable!("append answered with a query result"),
+            Err(_) => {
+                failure.get_or_insert(format!("{owner} went away"));
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(IngestError::Unavailable(e)),
+        None => Ok(Ingested { accepted, rejected }),
+    }
+}
+
+/// Hands records to the shard that owns them: the cross-core hop.
+fn forward_to_owner(
+    shard: &Shard,
+    owner: ShardId,
+    records: Vec<OwnedRecord>,
+) -> Result<futures_channel::oneshot::Receiver<Response>, IngestError> {
+    shard
+        .mesh
+        .send(owner, Request::Append(records))
+        .map_err(|e| match e {
+            CallError::NoCredit(_) => IngestError::Overloaded(e.to_string()),
+            CallError::Gone(_) => IngestError::Unavailable(e.to_string()),
+        })
+}

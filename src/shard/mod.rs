@@ -1,0 +1,537 @@
+//! The shard runtime: one pinned glommio executor per shard, owning its listeners, its
+//! storage, its index and its end of the mesh. Shard state lives in `Rc`/`RefCell`: it cannot
+//! leak to another thread, and nothing in it is locked.
+//!
+//! Start-up, per shard: recover storage and rebuild the index (in parallel across shards),
+//! connect the mesh, wait for every shard (a start-up barrier), bind listeners with
+//! SO_REUSEPORT, serve. Shutdown: stop accepting, let in-flight requests finish, wait for every
+//! shard (peers may still be appending for us), fsync, exit.
+
+pub mod durability;
+pub mod ingest;
+pub mod latch;
+pub mod mesh;
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::{Config, FsyncPolicy};
+use crate::domain::{ArchivedLogBatch, ArchivedSpanBatch};
+use crate::index::{Index, RecordLoc};
+use crate::metrics::ShardMetrics;
+use crate::route::ShardId;
+use crate::storage::{RecordKind, RecoveryReport, Store, StoreConfig, StoreError};
+use durability::GroupCommit;
+use latch::Latch;
+use mesh::{Inbound, Mesh, MeshEnds, OwnedRecord, Request, Response};
+
+/// Memory glommio registers per executor for io_uring buffers. Glust does no DMA file I/O
+/// (segments are memory maps), so it needs little; keeping it small keeps `ulimit -l` needs low.
+pub const EXECUTOR_IO_MEMORY_BYTES: usize = 512 << 10;
+
+/// How often a shard checks whether the process was asked to stop (not the hot path).
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// How long shutdown waits for in-flight requests before giving up on them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One shard's state, shared by its tasks through `Rc`.
+pub struct Shard {
+    pub id: ShardId,
+    pub count: u32,
+    pub config: Config,
+    pub store: RefCell<Store>,
+    pub index: RefCell<Index>,
+    pub commit: GroupCommit,
+    pub mesh: Mesh,
+    /// Shards (by index) holding segments written under another shard count: trace lookups
+    /// ask them too. Fixed at start-up; read only afterwards.
+    pub foreign: Arc<Vec<bool>>,
+    /// Set when shutdown starts: listeners close, `/readyz` answers 503.
+    pub stopping: Latch,
+    /// Requests being worked on (HTTP requests and mesh requests).
+    pub in_flight: Cell<usize>,
+    pub metrics: ShardMetrics,
+}
+
+/// Addresses a running Glust listens on, resolved (port 0 becomes the real port).
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddrs {
+    pub otlp_http: SocketAddr,
+    pub query: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the executor of shard {shard}: {detail}\n{hint}")]
+    Executor {
+        shard: u32,
+        detail: String,
+        hint: &'static str,
+    },
+    #[error("shard {shard}: {source}")]
+    Storage { shard: u32, source: StoreError },
+    #[error("shard {shard} failed: {detail}")]
+    Shard { shard: u32, detail: String },
+}
+
+/// Set by the signal handler (or a test) to stop every shard.
+pub type StopFlag = Arc<AtomicBool>;
+
+/// Runs Glust until `stop` is set; returns after a clean shutdown. `on_ready` is called once
+/// every shard serves, with the bound addresses.
+pub fn run(
+    config: Config,
+    stop: StopFlag,
+    on_ready: impl FnOnce(BoundAddrs) + Send + 'static,
+) -> Result<(), StartError> {
+    let n = config.shards as usize;
+    assert!(n > 0, "at least one shard");
+    let otlp_http = reserve_port(config.otlp_http)?;
+    let query = reserve_port(config.query)?;
+    let addrs = BoundAddrs {
+        otlp_http: otlp_http.addr,
+        query: query.addr,
+    };
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let meshes = mesh::build(n);
+    let startup = Rendezvous::new(n);
+    let serving = Rendezvous::new(n);
+    let shutdown = Rendezvous::new(n);
+    let foreign_slots: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
+    let on_ready: ReadyHook = Arc::new(std::sync::Mutex::new(Some(Box::new(on_ready))));
+
+    let mut handles = Vec::with_capacity(n);
+    for (i, ends) in meshes.into_iter().enumerate() {
+        let placement = match (config.pin_cores, cores.is_empty()) {
+            (true, false) => Placement::Fixed(cores[i % cores.len()].id),
+            _ => Placement::Unbound,
+        };
+        let ctx = ShardStart {
+            id: ShardId(i as u32),
+            config: config.clone(),
+            addrs,
+            ends: RefCell::new(Some(ends)),
+            startup: startup.clone(),
+            serving: serving.clone(),
+            shutdown: shutdown.clone(),
+            foreign_slots: foreign_slots.clone(),
+            stop: stop.clone(),
+            on_ready: on_ready.clone(),
+        };
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("glust-shard-{i}"))
+            .io_memory(EXECUTOR_IO_MEMORY_BYTES)
+            .spawn(move || shard_main(ctx))
+            .map_err(|e| executor_error(i as u32, e))?;
+        handles.push(handle);
+    }
+    drop((otlp_http, query)); // every shard bound its own listener by now or failed
+
+    let mut first_error = None;
+    for (i, h) in handles.into_iter().enumerate() {
+        let outcome = match h.join() {
+            Ok(r) => r,
+            Err(e) => Err(executor_error(i as u32, e)),
+        };
+        if let Err(e) = outcome {
+            tracing::error!(shard = i, "{e}");
+            // A failed shard must not leave the others waiting at a barrier forever.
+            stop.store(true, Ordering::SeqCst);
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+struct ShardStart {
+    id: ShardId,
+    config: Config,
+    addrs: BoundAddrs,
+    ends: RefCell<Option<MeshEnds>>,
+    startup: Rendezvous,
+    serving: Rendezvous,
+    shutdown: Rendezvous,
+    foreign_slots: Arc<Vec<AtomicBool>>,
+    stop: StopFlag,
+    on_ready: ReadyHook,
+}
+
+type ReadyHook = Arc<std::sync::Mutex<Option<Box<dyn FnOnce(BoundAddrs) + Send>>>>;
+
+/// A start-up / shutdown meeting point of all shards that a failed shard can call off, so no
+/// shard waits forever for one that died. Polled: it is used twice per process lifetime.
+#[derive(Clone)]
+struct Rendezvous {
+    arrived: Arc<AtomicUsize>,
+    failed: Arc<AtomicBool>,
+    n: usize,
+}
+
+impl Rendezvous {
+    fn new(n: usize) -> Rendezvous {
+        Rendezvous {
+            arrived: Arc::new(AtomicUsize::new(0)),
+            failed: Arc::new(AtomicBool::new(false)),
+            n,
+        }
+    }
+
+    fn fail(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for every shard; `false` if one failed instead.
+    async fn wait(&self) -> bool {
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        loop {
+            if self.failed.load(Ordering::SeqCst) {
+                return false;
+            }
+            if self.arrived.load(Ordering::SeqCst) >= self.n {
+                return true;
+            }
+            glommio::timer::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// Binds `addr` once on the main thread, without listening, to turn port 0 into a concrete
+/// port that every shard then binds with SO_REUSEPORT. Dropped once the shards have bound.
+struct ReservedPort {
+    addr: SocketAddr,
+    _socket: socket2::Socket,
+}
+
+fn reserve_port(addr: SocketAddr) -> Result<ReservedPort, StartError> {
+    use socket2::{Domain, Socket, Type};
+    let bind_err = |source| StartError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(bind_err)?;
+    socket.set_reuse_port(true).map_err(bind_err)?;
+    socket.set_reuse_address(true).map_err(bind_err)?;
+    socket.bind(&addr.into()).map_err(bind_err)?;
+    let local = socket
+        .local_addr()
+        .map_err(bind_err)?
+        .as_socket()
+        .expect("inet address");
+    Ok(ReservedPort {
+        addr: local,
+        _socket: socket,
+    })
+}
+
+fn executor_error(shard: u32, e: glommio::GlommioError<()>) -> StartError {
+    let detail = e.to_string();
+    let lower = detail.to_lowercase();
+    let hint = if lower.contains("memory") || lower.contains("enomem") || lower.contains("locked") {
+        "io_uring needs locked memory: raise the limit, e.g. `ulimit -l unlimited` in the shell \
+         that starts glust, or `LimitMEMLOCK=infinity` in its systemd unit."
+    } else if lower.contains("not implemented") || lower.contains("enosys") || lower.contains("permission") || lower.contains("eperm") {
+        "glust needs io_uring (Linux 5.8 or newer, not disabled by `kernel.io_uring_disabled` \
+         or a seccomp profile; in Docker run with a profile that allows io_uring)."
+    } else {
+        "check that io_uring is available and `ulimit -l` allows locked memory."
+    };
+    StartError::Executor {
+        shard,
+        detail,
+        hint,
+    }
+}
+
+async fn shard_main(ctx: ShardStart) -> Result<(), StartError> {
+    let id = ctx.id;
+    let outcome = shard_lifecycle(&ctx).await;
+    if outcome.is_err() {
+        ctx.startup.fail();
+        ctx.serving.fail();
+        ctx.shutdown.fail();
+        ctx.stop.store(true, Ordering::SeqCst);
+    }
+    tracing::debug!(shard = %id, "stopped");
+    outcome
+}
+
+async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
+    let id = ctx.id;
+    let (store, index, report) = recover(id, &ctx.config).await?;
+    ctx.foreign_slots[id.index()].store(report.foreign_generation, Ordering::SeqCst);
+
+    let ends = ctx.ends.borrow_mut().take().expect("mesh ends taken once");
+    let (mesh, inbound) = ends.connect(id).await;
+    if !ctx.startup.wait().await {
+        return Err(StartError::Shard {
+            shard: id.0,
+            detail: "another shard failed to start".into(),
+        });
+    }
+    let foreign = Arc::new(
+        ctx.foreign_slots
+            .iter()
+            .map(|f| f.load(Ordering::SeqCst))
+            .collect(),
+    );
+    let shard = Rc::new(Shard {
+        id,
+        count: ctx.config.shards,
+        config: ctx.config.clone(),
+        store: RefCell::new(store),
+        index: RefCell::new(index),
+        commit: GroupCommit::default(),
+        mesh,
+        foreign,
+        stopping: Latch::default(),
+        in_flight: Cell::new(0),
+        metrics: ShardMetrics::default(),
+    });
+    spawn_receivers(&shard, inbound);
+
+    let http = bind(ctx.addrs.otlp_http)?;
+    let query = bind(ctx.addrs.query)?;
+    let connections = Rc::new(Cell::new(0usize));
+    let http_task = glommio::spawn_local(crate::http::serve(
+        http,
+        shard.clone(),
+        crate::http::Endpoint::OtlpHttp,
+        connections.clone(),
+    ))
+    .detach();
+    let query_task = glommio::spawn_local(crate::http::serve(
+        query,
+        shard.clone(),
+        crate::http::Endpoint::Query,
+        connections.clone(),
+    ))
+    .detach();
+    if !ctx.serving.wait().await {
+        shard.stopping.set();
+    } else if id.0 == 0 {
+        if let Some(hook) = ctx.on_ready.lock().expect("ready hook").take() {
+            hook(ctx.addrs);
+        }
+    }
+    if ctx.config.fsync == FsyncPolicy::Interval {
+        glommio::spawn_local(sync_every(shard.clone(), ctx.config.fsync_interval)).detach();
+    }
+
+    // Serve until asked to stop.
+    while !ctx.stop.load(Ordering::SeqCst) && !shard.stopping.is_set() {
+        glommio::timer::sleep(STOP_POLL).await;
+    }
+    shard.stopping.set();
+    tracing::info!(shard = %id, "shutting down: no new connections, finishing in-flight requests");
+    let _ = http_task.await;
+    let _ = query_task.await;
+    let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+    while (connections.get() > 0 || shard.in_flight.get() > 0) && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    // Peers may still be appending records we own for requests they are finishing.
+    ctx.shutdown.wait().await;
+    while shard.in_flight.get() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    // Every policy syncs on a clean shutdown.
+    if let Err(e) = shard.commit.sync_all(&shard.store).await {
+        tracing::error!(shard = %id, "final sync failed: {e}");
+    }
+    Ok(())
+}
+
+/// Opens the shard's storage and rebuilds its index from every intact record. Runs on the
+/// blocking pool: recovery reads whole segments.
+async fn recover(id: ShardId, config: &Config) -> Result<(Store, Index, RecoveryReport), StartError> {
+    let store_config = StoreConfig {
+        data_dir: config.data_dir.clone(),
+        shard: id,
+        shard_count: config.shards,
+        segment_bytes: config.segment_bytes,
+    };
+    let started = std::time::Instant::now();
+    let outcome = glommio::executor()
+        .spawn_blocking(move || {
+            let mut index = Index::default();
+            let mut undecodable = 0u64;
+            let mut last_progress = std::time::Instant::now();
+            let opened = Store::open(
+                store_config,
+                |loc, kind, payload| {
+                    if !index_record(&mut index, loc, kind, payload) {
+                        undecodable += 1;
+                    }
+                },
+                |report, total| {
+                    if last_progress.elapsed() >= Duration::from_secs(2) {
+                        last_progress = std::time::Instant::now();
+                        tracing::info!(shard = %id, "recovering: {}/{} segments, {} records", report.segments, total, report.records);
+                    }
+                },
+            );
+            opened.map(|(store, mut report)| {
+                report.corrupt_records += undecodable;
+                (store, index, report)
+            })
+        })
+        .await;
+    let (store, index, report) = outcome.map_err(|source| StartError::Storage { shard: id.0, source })?;
+    for (path, why) in &report.unreadable_segments {
+        tracing::error!(shard = %id, segment = %path.display(), "segment not readable, left in place and not served: {why}");
+    }
+    if report.corrupt_records > 0 || report.truncated_bytes > 0 {
+        tracing::warn!(
+            shard = %id,
+            corrupt_records = report.corrupt_records,
+            truncated_bytes = report.truncated_bytes,
+            "recovery found damage: corrupt records are skipped (never served), torn tails cut"
+        );
+    }
+    let stats = index.stats();
+    tracing::info!(
+        shard = %id,
+        segments = report.segments,
+        records = report.records,
+        spans = stats.spans,
+        logs = stats.logs,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "storage recovered"
+    );
+    Ok((store, index, report))
+}
+
+/// Adds one stored record to the index. `false` if its payload is not a valid archive (it is
+/// then never served). Recovery checks archives fully; this is data read from disk.
+fn index_record(index: &mut Index, loc: RecordLoc, kind: RecordKind, payload: &[u8]) -> bool {
+    match kind {
+        RecordKind::Spans => {
+            match rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(payload) {
+                Ok(batch) => {
+                    index.add_spans(loc, batch);
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        RecordKind::Logs => {
+            match rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(payload) {
+                Ok(batch) => {
+                    index.add_logs(loc, batch);
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<glommio::net::TcpListener, StartError> {
+    glommio::net::TcpListener::bind(addr).map_err(|e| StartError::Bind {
+        addr,
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// Starts the tasks that drain the mesh: one per peer for requests (each request handled in
+/// its own task, so a slow fsync does not stall the queue) and one per peer for replies.
+fn spawn_receivers(shard: &Rc<Shard>, inbound: Inbound) {
+    for (peer, rx) in inbound.requests {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(env) = rx.recv().await {
+                debug_assert_eq!(env.from, peer);
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    shard.in_flight.set(shard.in_flight.get() + 1);
+                    let body = handle_request(&shard, env.body).await;
+                    shard.mesh.reply_to(env.from, env.call, body);
+                    shard.in_flight.set(shard.in_flight.get() - 1);
+                })
+                .detach();
+            }
+        })
+        .detach();
+    }
+    for (_peer, rx) in inbound.replies {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(env) = rx.recv().await {
+                shard.mesh.complete(env);
+            }
+        })
+        .detach();
+    }
+}
+
+/// Work another shard asked of this one.
+async fn handle_request(shard: &Rc<Shard>, req: Request) -> Response {
+    match req {
+        Request::Append(records) => Response::Appended(append_owned(shard, records).await),
+        Request::Query(q) => Response::Query(crate::query::exec::run_local(shard, &q)),
+    }
+}
+
+/// Appends records this shard owns, indexes them, and waits until they are durable under the
+/// fsync policy. The records were encoded by this process (locally or on a peer) from
+/// validated domain types.
+pub async fn append_owned(shard: &Shard, records: Vec<OwnedRecord>) -> Result<(), String> {
+    let mut last = 0;
+    {
+        let mut store = shard.store.borrow_mut();
+        let mut index = shard.index.borrow_mut();
+        for rec in &records {
+            let loc = store.append(rec.kind, &rec.bytes).map_err(|e| e.to_string())?;
+            last = shard.commit.note_append();
+            shard.metrics.records_appended.set(shard.metrics.records_appended.get() + 1);
+            shard
+                .metrics
+                .bytes_appended
+                .set(shard.metrics.bytes_appended.get() + rec.bytes.len() as u64);
+            index_fresh(&mut index, loc, rec);
+        }
+    }
+    if shard.config.fsync == FsyncPolicy::Always && last > 0 {
+        shard.commit.wait_durable(&shard.store, last).await?;
+    }
+    Ok(())
+}
+
+/// Indexes a record this process just encoded.
+fn index_fresh(index: &mut Index, loc: RecordLoc, rec: &OwnedRecord) {
+    // SAFETY: `rec.bytes` was produced by `rkyv::to_bytes` for exactly this kind's batch type
+    // in this process (shard::ingest), and has not been modified since. Checked in debug builds.
+    match rec.kind {
+        RecordKind::Spans => {
+            debug_assert!(rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(&rec.bytes).is_ok());
+            let batch = unsafe { rkyv::access_unchecked::<ArchivedSpanBatch<'static>>(&rec.bytes) };
+            index.add_spans(loc, batch);
+        }
+        RecordKind::Logs => {
+            debug_assert!(rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(&rec.bytes).is_ok());
+            let batch = unsafe { rkyv::access_unchecked::<ArchivedLogBatch<'static>>(&rec.bytes) };
+            index.add_logs(loc, batch);
+        }
+    }
+}
+
+/// The `interval` fsync policy: sync whatever was written, every `period`.
+async fn sync_every(shard: Rc<Shard>, period: Duration) {
+    while !shard.stopping.is_set() {
+        glommio::timer::sleep(period).await;
+        if let Err(e) = shard.commit.sync_all(&shard.store).await {
+            tracing::error!(shard = %shard.id, "interval sync failed: {e}");
+            return;
+        }
+    }
+}
