@@ -1,0 +1,92 @@
+//! Crash and restart: what was acknowledged is there after a SIGKILL, under each fsync mode;
+//! SIGTERM shuts down cleanly; changing --shards keeps old data readable.
+
+mod common;
+
+use common::*;
+
+fn trace_count(server: &Server) -> usize {
+    server.get_json("/api/v1/traces?limit=1000")["traces"].as_array().unwrap().len()
+}
+
+fn kill_and_read_back(fsync: &str) {
+    let mut server = Server::start_with(2, &["--fsync", fsync]);
+    // Enough data to cross several 256 KiB segments.
+    let mut sent = Vec::new();
+    for batch in 0..30u64 {
+        let req = traces_request("svc", batch * 10, 10, 6);
+        let r = server.post_traces(&req);
+        assert_eq!(r.status, 200, "{}", r.text());
+        sent.push(req);
+    }
+    let logs = logs_request("svc", (0..50).map(|n| log_record(n, Some(n), 9, "hello")).collect());
+    assert_eq!(server.post_logs(&logs).status, 200);
+    server.kill();
+    server.spawn();
+    assert_eq!(trace_count(&server), 300);
+    for (i, req) in sent.iter().enumerate().step_by(7) {
+        let t = i as u64 * 10 + 3;
+        let answer = server.get(&format!("/api/v1/traces/{}", hex(&trace_id(t))));
+        assert_eq!(answer.status, 200);
+        let got = flat_spans(&spans_of_answer(&answer.body));
+        let want: Vec<_> = flat_spans(&expected_batches(req))
+            .into_iter()
+            .filter(|(_, _, s)| s.trace_id.0[..] == trace_id(t)[..])
+            .collect();
+        assert_eq!(got, want);
+    }
+    let l = server.get_json("/api/v1/logs?limit=1000");
+    assert_eq!(l["resourceLogs"][0]["scopeLogs"][0]["logRecords"].as_array().unwrap().len(), 50);
+    let segments = std::fs::read_dir(server.data_dir().join("0")).unwrap().count();
+    assert!(segments > 1, "the test crosses segment rollovers ({segments} segments)");
+}
+
+#[test]
+fn acknowledged_data_survives_sigkill_fsync_always() {
+    kill_and_read_back("always");
+}
+
+#[test]
+fn acknowledged_data_survives_sigkill_fsync_interval() {
+    kill_and_read_back("interval");
+}
+
+#[test]
+fn acknowledged_data_survives_sigkill_fsync_never() {
+    kill_and_read_back("never");
+}
+
+#[test]
+fn sigterm_exits_zero_and_keeps_data() {
+    let mut server = Server::start(2);
+    assert_eq!(server.post_traces(&traces_request("svc", 1, 5, 3)).status, 200);
+    assert_eq!(server.stop(), 0, "log:\n{}", server.log());
+    server.spawn();
+    assert_eq!(trace_count(&server), 5);
+}
+
+#[test]
+fn changing_the_shard_count_keeps_old_data_readable() {
+    let mut server = Server::start(2);
+    assert_eq!(server.post_traces(&traces_request("svc", 1, 40, 2)).status, 200);
+    // Two shards down to one: shard 0 adopts directory 1.
+    server.kill();
+    server.shards = 1;
+    server.spawn();
+    assert_eq!(trace_count(&server), 40);
+    for t in 1..=40 {
+        assert_eq!(server.get(&format!("/api/v1/traces/{}", hex(&trace_id(t)))).status, 200, "trace {t}");
+    }
+    // New spans of old traces land next to them under the new count.
+    assert_eq!(server.post_traces(&traces_request("svc", 41, 10, 2)).status, 200);
+    // One up to three: old traces live where the old hash put them, and are still found.
+    server.kill();
+    server.shards = 3;
+    server.spawn();
+    assert_eq!(trace_count(&server), 50);
+    for t in 1..=50 {
+        let json = server.get_json(&format!("/api/v1/traces/{}", hex(&trace_id(t))));
+        let spans = json["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().unwrap();
+        assert_eq!(spans.len(), 2, "trace {t}");
+    }
+}
