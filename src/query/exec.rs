@@ -24,7 +24,7 @@ pub fn run_local(shard: &Shard, q: &QueryRequest) -> QueryResponse {
     let index = shard.index.borrow();
     let store = shard.store.borrow();
     match q {
-        QueryRequest::Trace(id) => QueryResponse::Trace(trace_local(&index, &store, id)),
+        QueryRequest::Trace(id) => QueryResponse::Trace(trace_json(&index, &store, id)),
         QueryRequest::SearchTraces(s) => QueryResponse::Traces(search_traces_local(&index, &store, s)),
         QueryRequest::SearchLogs(s) => QueryResponse::Logs(search_logs_local(&index, &store, s)),
         QueryRequest::Services => {
@@ -72,7 +72,8 @@ fn scope_fields(s: &ArchivedScope<'_>) -> String {
     out
 }
 
-fn trace_local(index: &Index, store: &Store, id: &TraceId) -> Vec<JsonGroup> {
+/// Every stored span of trace `id` on this shard, as OTLP JSON grouped by resource and scope.
+pub fn trace_json(index: &Index, store: &Store, id: &TraceId) -> Vec<JsonGroup> {
     let Some(entry) = index.trace(id) else {
         return Vec::new();
     };

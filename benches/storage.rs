@@ -1,0 +1,116 @@
+//! The storage side of the hot path: segment append (MB/s), indexing a record (spans/s), and a
+//! trace lookup (index → record read and CRC check → archive validation → OTLP JSON).
+//!
+//! Run with `cargo bench --bench storage -- --warm-up-time 1 --measurement-time 3`.
+
+mod common;
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use glust::domain::{ArchivedSpanBatch, TraceId};
+use glust::index::Index;
+use glust::route::ShardId;
+use glust::shard::ingest::encode_records;
+use glust::storage::{RecordKind, Store, StoreConfig};
+use prost::Message;
+
+/// One request's records: 100 spans (10 traces of 10) encoded as the ingest path does.
+fn records(first_trace: u64) -> Vec<glust::shard::mesh::OwnedRecord> {
+    let body = common::traces_request(first_trace, 10, 10).encode_to_vec();
+    let decoded = glust::otlp::proto::decode_traces(&body).unwrap();
+    let mut rejected = Default::default();
+    let (records, kept) = encode_records(decoded.batches, 8 << 20, &mut rejected);
+    assert_eq!(kept, 100);
+    records
+}
+
+fn open_store(dir: &std::path::Path) -> Store {
+    let config = StoreConfig {
+        data_dir: dir.to_owned(),
+        shard: ShardId(0),
+        shard_count: 1,
+        segment_bytes: 256 << 20,
+    };
+    Store::open(config, |_, _, _| {}, |_, _| {}).unwrap().0
+}
+
+fn append(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open_store(dir.path());
+    let recs = records(1);
+    let bytes: usize = recs.iter().map(|r| r.bytes.len()).sum();
+    let mut g = c.benchmark_group("segment");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("append 100-span record", |b| {
+        b.iter(|| {
+            for r in &recs {
+                black_box(store.append(RecordKind::Spans, &r.bytes).unwrap());
+            }
+        })
+    });
+    g.finish();
+}
+
+fn index(c: &mut Criterion) {
+    let recs = records(1);
+    let batch = rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(&recs[0].bytes).unwrap();
+    let mut g = c.benchmark_group("index");
+    g.throughput(Throughput::Elements(batch.spans.len() as u64));
+    g.bench_function("add 100 spans", |b| {
+        b.iter_batched_ref(
+            Index::default,
+            |index| {
+                for i in 0..16u32 {
+                    index.add_spans(glust::index::RecordLoc { segment: 0, offset: i * 64 }, batch);
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn lookup(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open_store(dir.path());
+    let mut index = Index::default();
+    // 100,000 traces of 10 spans, 100 spans per record.
+    for req in 0..10_000u64 {
+        for r in records(req * 10) {
+            let loc = store.append(RecordKind::Spans, &r.bytes).unwrap();
+            let batch = rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(&r.bytes).unwrap();
+            index.add_spans(loc, batch);
+        }
+    }
+    let stats = index.stats();
+    eprintln!(
+        "index: {} traces, {} spans, ~{} bytes ({:.1} bytes/span)",
+        stats.traces,
+        stats.spans,
+        stats.approx_bytes,
+        stats.approx_bytes as f64 / stats.spans as f64
+    );
+    let ids: Vec<TraceId> = (0..1000u64)
+        .map(|i| {
+            let t = i * 97 % 100_000;
+            let s = common::span(t, 0);
+            TraceId(s.trace_id.try_into().unwrap())
+        })
+        .collect();
+    let mut g = c.benchmark_group("lookup");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    g.bench_function("trace by id to OTLP JSON (10 spans)", |b| {
+        b.iter(|| {
+            i = (i + 1) % ids.len();
+            let groups = glust::query::exec::trace_json(&index, &store, &ids[i]);
+            assert_eq!(groups[0].items.len(), 10);
+            black_box(groups)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, append, index, lookup);
+criterion_main!(benches);
