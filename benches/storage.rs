@@ -54,7 +54,8 @@ fn append(c: &mut Criterion) {
 
 fn index(c: &mut Criterion) {
     let recs = records(1);
-    let batch = rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(&recs[0].bytes).unwrap();
+    let batch =
+        rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(&recs[0].bytes).unwrap();
     let mut g = c.benchmark_group("index");
     g.throughput(Throughput::Elements(batch.spans.len() as u64));
     g.bench_function("add 100 spans", |b| {
@@ -62,7 +63,13 @@ fn index(c: &mut Criterion) {
             Index::default,
             |index| {
                 for i in 0..16u32 {
-                    index.add_spans(glust::index::RecordLoc { segment: 0, offset: i * 64 }, batch);
+                    index.add_spans(
+                        glust::index::RecordLoc {
+                            segment: 0,
+                            offset: i * 64,
+                        },
+                        batch,
+                    );
                 }
             },
             BatchSize::SmallInput,
@@ -79,7 +86,8 @@ fn lookup(c: &mut Criterion) {
     for req in 0..10_000u64 {
         for r in records(req * 10) {
             let loc = store.append(RecordKind::Spans, &r.bytes).unwrap();
-            let batch = rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(&r.bytes).unwrap();
+            let batch =
+                rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(&r.bytes).unwrap();
             index.add_spans(loc, batch);
         }
     }

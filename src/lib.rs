@@ -4,14 +4,14 @@
 //!
 //! - [`limits`]: every limit, with its reason.
 //! - [`domain`]: spans and log records as Glust keeps them, and their validation.
-pub mod domain;
-pub mod limits;
-pub mod otlp;
-pub mod route;
-pub mod index;
-pub mod storage;
 pub mod config;
-pub mod metrics;
-pub mod query;
+pub mod domain;
 pub mod http;
+pub mod index;
+pub mod limits;
+pub mod metrics;
+pub mod otlp;
+pub mod query;
+pub mod route;
 pub mod shard;
+pub mod storage;

@@ -13,7 +13,11 @@ use glust::config::{Config, FsyncPolicy};
 use glust::limits::SEGMENT_BYTES_MIN;
 
 #[derive(Parser)]
-#[command(name = "glust", version, about = "OpenTelemetry (OTLP) trace and log ingestor")]
+#[command(
+    name = "glust",
+    version,
+    about = "OpenTelemetry (OTLP) trace and log ingestor"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -56,7 +60,6 @@ impl Default for ServeArgs {
     }
 }
 
-
 fn parse_bytes(s: &str) -> Result<u64, String> {
     let (digits, mult) = match s.chars().last() {
         Some('k' | 'K') => (&s[..s.len() - 1], 1u64 << 10),
@@ -64,7 +67,9 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         Some('g' | 'G') => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
-    let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size like 64M"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 64M"))?;
     let bytes = n.checked_mul(mult).ok_or("size too large")?;
     if bytes < SEGMENT_BYTES_MIN || bytes > u32::MAX as u64 {
         return Err(format!(

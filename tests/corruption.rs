@@ -49,7 +49,10 @@ fn served_traces(server: &Server) -> Vec<String> {
 /// One request per trace, so one record per trace: trace `n` is record `n - 1`.
 fn fill(server: &Server, traces: u64) {
     for t in 1..=traces {
-        assert_eq!(server.post_traces(&traces_request("svc", t, 1, 3)).status, 200);
+        assert_eq!(
+            server.post_traces(&traces_request("svc", t, 1, 3)).status,
+            200
+        );
     }
 }
 
@@ -69,13 +72,33 @@ fn a_corrupt_record_is_skipped_and_the_rest_served() {
     server.spawn();
     let served = served_traces(&server);
     assert_eq!(served.len(), 9);
-    assert!(!served.contains(&hex(&trace_id(5))), "the corrupt record is never served");
-    assert_eq!(server.get(&format!("/api/v1/traces/{}", hex(&trace_id(5)))).status, 404);
-    assert_eq!(server.get(&format!("/api/v1/traces/{}", hex(&trace_id(6)))).status, 200);
-    assert!(server.log().contains("corrupt_records=1"), "log:\n{}", server.log());
+    assert!(
+        !served.contains(&hex(&trace_id(5))),
+        "the corrupt record is never served"
+    );
+    assert_eq!(
+        server
+            .get(&format!("/api/v1/traces/{}", hex(&trace_id(5))))
+            .status,
+        404
+    );
+    assert_eq!(
+        server
+            .get(&format!("/api/v1/traces/{}", hex(&trace_id(6))))
+            .status,
+        200
+    );
+    assert!(
+        server.log().contains("corrupt_records=1"),
+        "log:\n{}",
+        server.log()
+    );
     // Writing goes on after the last intact record; the next restart still sees everything.
     fill(&server, 0);
-    assert_eq!(server.post_traces(&traces_request("svc", 11, 1, 3)).status, 200);
+    assert_eq!(
+        server.post_traces(&traces_request("svc", 11, 1, 3)).status,
+        200
+    );
     server.restart();
     assert_eq!(served_traces(&server).len(), 10);
 }
@@ -95,13 +118,24 @@ fn a_torn_tail_is_cut_and_appends_continue_after_it() {
 
     server.spawn();
     assert_eq!(served_traces(&server).len(), 5);
-    assert!(server.log().contains("truncated_bytes="), "log:\n{}", server.log());
-    assert_eq!(server.post_traces(&traces_request("svc", 7, 1, 3)).status, 200);
+    assert!(
+        server.log().contains("truncated_bytes="),
+        "log:\n{}",
+        server.log()
+    );
+    assert_eq!(
+        server.post_traces(&traces_request("svc", 7, 1, 3)).status,
+        200
+    );
     server.restart();
     let served = served_traces(&server);
     assert_eq!(served.len(), 6);
     assert!(served.contains(&hex(&trace_id(7))));
-    assert_eq!(records(&seg).len(), 6, "the new record took the torn one's place");
+    assert_eq!(
+        records(&seg).len(),
+        6,
+        "the new record took the torn one's place"
+    );
 }
 
 #[test]
@@ -121,7 +155,10 @@ fn a_truncated_segment_file_keeps_its_intact_prefix() {
     // The short segment fills up and rolls over; nothing is lost.
     fill(&server, 0);
     for t in 100..140 {
-        assert_eq!(server.post_traces(&traces_request("svc", t, 1, 3)).status, 200);
+        assert_eq!(
+            server.post_traces(&traces_request("svc", t, 1, 3)).status,
+            200
+        );
     }
     server.restart();
     assert_eq!(served_traces(&server).len(), 46);
@@ -132,7 +169,12 @@ fn an_unreadable_segment_is_left_in_place_and_the_others_served() {
     let mut server = Server::start(1);
     // Enough to fill more than one 256 KiB segment.
     for t in 0..60u64 {
-        assert_eq!(server.post_traces(&traces_request("svc", t * 10, 10, 2)).status, 200);
+        assert_eq!(
+            server
+                .post_traces(&traces_request("svc", t * 10, 10, 2))
+                .status,
+            200
+        );
     }
     assert_eq!(server.stop(), 0);
     let segs = segments(&server);
@@ -146,6 +188,13 @@ fn an_unreadable_segment_is_left_in_place_and_the_others_served() {
     server.spawn();
     let served = served_traces(&server).len();
     assert!(served > 0 && served < 600, "served {served}");
-    assert!(server.log().contains("not readable"), "log:\n{}", server.log());
-    assert!(segs[0].exists(), "the damaged file is kept for an operator to look at");
+    assert!(
+        server.log().contains("not readable"),
+        "log:\n{}",
+        server.log()
+    );
+    assert!(
+        segs[0].exists(),
+        "the damaged file is kept for an operator to look at"
+    );
 }

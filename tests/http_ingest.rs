@@ -13,7 +13,11 @@ fn gzip(b: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-fn assert_trace_round_trips(server: &Server, req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest, trace: u64) {
+fn assert_trace_round_trips(
+    server: &Server,
+    req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+    trace: u64,
+) {
     let answer = server.get(&format!("/api/v1/traces/{}", hex(&trace_id(trace))));
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.content_type(), "application/json");
@@ -33,7 +37,11 @@ fn protobuf_traces_round_trip_field_for_field() {
     let r = server.post_traces(&req);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.content_type(), "application/x-protobuf");
-    let resp = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(&r.body[..]).unwrap();
+    let resp =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+            &r.body[..],
+        )
+        .unwrap();
     assert_eq!(resp.partial_success, None, "nothing was rejected");
     for t in 1..=20 {
         assert_trace_round_trips(&server, &req, t);
@@ -55,7 +63,12 @@ fn json_gzip_and_zstd_bodies_are_accepted() {
     }
     // gzip, protobuf.
     let req = traces_request("gzip-svc", 200, 3, 3);
-    let r = server.post("/v1/traces", "application/x-protobuf", Some("gzip"), gzip(&req.encode_to_vec()));
+    let r = server.post(
+        "/v1/traces",
+        "application/x-protobuf",
+        Some("gzip"),
+        gzip(&req.encode_to_vec()),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_trace_round_trips(&server, &req, 201);
     // zstd, JSON.
@@ -81,18 +94,29 @@ fn invalid_spans_are_dropped_with_partial_success_and_the_rest_kept() {
     spans[3].end_time_unix_nano = spans[3].start_time_unix_nano - 1;
     let r = server.post_traces(&req);
     assert_eq!(r.status, 200);
-    let resp = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(&r.body[..]).unwrap();
+    let resp =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+            &r.body[..],
+        )
+        .unwrap();
     let partial = resp.partial_success.expect("partial success");
     assert_eq!(partial.rejected_spans, 3);
     assert_eq!(partial.error_message, "trace id is all zero");
 
     let json = server.get_json(&format!("/api/v1/traces/{}", hex(&trace_id(1))));
-    let spans = json["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().unwrap();
+    let spans = json["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array()
+        .unwrap();
     assert_eq!(spans.len(), 1, "only the valid span is stored");
     assert_eq!(spans[0]["name"], "op-0");
 
     // JSON answers name the counter in lowerCamelCase with an int64 string.
-    let r = server.post("/v1/traces", "application/json", None, serde_json::to_vec(&req).unwrap());
+    let r = server.post(
+        "/v1/traces",
+        "application/json",
+        None,
+        serde_json::to_vec(&req).unwrap(),
+    );
     assert_eq!(r.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["partialSuccess"]["rejectedSpans"], "3");
@@ -103,7 +127,12 @@ fn wrong_media_types_methods_and_paths() {
     let server = Server::start(1);
     let r = server.post("/v1/traces", "text/plain", None, b"hello".to_vec());
     assert_eq!(r.status, 415);
-    let r = server.post("/v1/traces", "application/x-protobuf", Some("br"), b"x".to_vec());
+    let r = server.post(
+        "/v1/traces",
+        "application/x-protobuf",
+        Some("br"),
+        b"x".to_vec(),
+    );
     assert_eq!(r.status, 415);
     let r = server.post("/v1/nothing", "application/x-protobuf", None, vec![]);
     assert_eq!(r.status, 404);
@@ -117,18 +146,37 @@ fn wrong_media_types_methods_and_paths() {
 #[test]
 fn undecodable_bodies_get_400_with_a_status_message() {
     let server = Server::start(1);
-    let r = server.post("/v1/traces", "application/x-protobuf", None, vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+    let r = server.post(
+        "/v1/traces",
+        "application/x-protobuf",
+        None,
+        vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f],
+    );
     assert_eq!(r.status, 400);
     assert_eq!(r.content_type(), "application/x-protobuf");
     let status = glust::http::reply::RpcStatus::decode(&r.body[..]).unwrap();
-    assert!(status.message.contains("malformed protobuf"), "{}", status.message);
+    assert!(
+        status.message.contains("malformed protobuf"),
+        "{}",
+        status.message
+    );
 
-    let r = server.post("/v1/logs", "application/json", None, b"{\"resourceLogs\": [".to_vec());
+    let r = server.post(
+        "/v1/logs",
+        "application/json",
+        None,
+        b"{\"resourceLogs\": [".to_vec(),
+    );
     assert_eq!(r.status, 400);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert!(v["message"].as_str().unwrap().contains("JSON"), "{v}");
 
-    let r = server.post("/v1/traces", "application/x-protobuf", Some("gzip"), b"not gzip at all".to_vec());
+    let r = server.post(
+        "/v1/traces",
+        "application/x-protobuf",
+        Some("gzip"),
+        b"not gzip at all".to_vec(),
+    );
     assert_eq!(r.status, 400);
 }
 
@@ -139,7 +187,10 @@ fn oversized_and_bomb_bodies_get_413() {
     let r = server.post("/v1/traces", "application/x-protobuf", None, big);
     assert_eq!(r.status, 413);
     // 80 MiB of zeros compresses to ~80 KiB: more than the decoded limit.
-    let bomb = gzip(&vec![0u8; glust::limits::REQUEST_DECODED_BYTES_MAX + (16 << 20)]);
+    let bomb = gzip(&vec![
+        0u8;
+        glust::limits::REQUEST_DECODED_BYTES_MAX + (16 << 20)
+    ]);
     assert!(bomb.len() < 1 << 20);
     let r = server.post("/v1/traces", "application/x-protobuf", Some("gzip"), bomb);
     assert_eq!(r.status, 413, "{}", r.text());
@@ -162,40 +213,84 @@ fn logs_round_trip_and_search() {
     assert_eq!(r.status, 200, "{}", r.text());
 
     let all = server.get_json("/api/v1/logs?service=billing");
-    let recs = all["resourceLogs"][0]["scopeLogs"][0]["logRecords"].as_array().unwrap().clone();
-    let bodies: Vec<&str> = recs.iter().map(|r| r["body"]["stringValue"].as_str().unwrap()).collect();
-    assert_eq!(bodies, vec!["debug noise", "payment timed out", "disk almost full", "user logged in"], "newest first");
-    assert_eq!(all["resourceLogs"][0]["resource"]["attributes"][0]["value"]["stringValue"], "billing");
+    let recs = all["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let bodies: Vec<&str> = recs
+        .iter()
+        .map(|r| r["body"]["stringValue"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![
+            "debug noise",
+            "payment timed out",
+            "disk almost full",
+            "user logged in"
+        ],
+        "newest first"
+    );
+    assert_eq!(
+        all["resourceLogs"][0]["resource"]["attributes"][0]["value"]["stringValue"],
+        "billing"
+    );
 
     let warn = server.get_json("/api/v1/logs?minSeverity=WARN");
-    let n = warn["resourceLogs"][0]["scopeLogs"][0]["logRecords"].as_array().unwrap().len();
+    let n = warn["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(n, 2);
     let c = server.get_json("/api/v1/logs?contains=timed%20out");
-    let recs = c["resourceLogs"][0]["scopeLogs"][0]["logRecords"].as_array().unwrap();
+    let recs = c["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+        .as_array()
+        .unwrap();
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0]["traceId"], hex(&trace_id(43)));
     assert_eq!(recs[0]["severityNumber"], 17);
     assert_eq!(recs[0]["timeUnixNano"], "1700000000003000000");
     let t = server.get_json(&format!("/api/v1/logs?traceId={}", hex(&trace_id(42))));
-    let recs = t["resourceLogs"][0]["scopeLogs"][0]["logRecords"].as_array().unwrap();
+    let recs = t["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+        .as_array()
+        .unwrap();
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0]["body"]["stringValue"], "user logged in");
     let none = server.get_json("/api/v1/logs?service=nobody");
     assert_eq!(none, serde_json::json!({"resourceLogs": []}));
     let limited = server.get_json("/api/v1/logs?limit=1");
-    assert_eq!(limited["resourceLogs"][0]["scopeLogs"][0]["logRecords"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        limited["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
 fn trace_search_filters() {
     let server = Server::start(2);
-    assert_eq!(server.post_traces(&traces_request("frontend", 1, 10, 4)).status, 200);
-    assert_eq!(server.post_traces(&traces_request("backend", 11, 5, 2)).status, 200);
+    assert_eq!(
+        server
+            .post_traces(&traces_request("frontend", 1, 10, 4))
+            .status,
+        200
+    );
+    assert_eq!(
+        server
+            .post_traces(&traces_request("backend", 11, 5, 2))
+            .status,
+        200
+    );
 
     let all = server.get_json("/api/v1/traces?limit=100");
     let list = all["traces"].as_array().unwrap();
     assert_eq!(list.len(), 15);
-    let starts: Vec<u64> = list.iter().map(|t| t["startTimeUnixNano"].as_str().unwrap().parse().unwrap()).collect();
+    let starts: Vec<u64> = list
+        .iter()
+        .map(|t| t["startTimeUnixNano"].as_str().unwrap().parse().unwrap())
+        .collect();
     assert!(starts.windows(2).all(|w| w[0] >= w[1]), "newest first");
 
     let front = server.get_json("/api/v1/traces?service=frontend&limit=100");
@@ -216,12 +311,22 @@ fn trace_search_filters() {
     assert_eq!(slow["traces"].as_array().unwrap().len(), 3);
     let too_slow = server.get_json("/api/v1/traces?minDuration=2s");
     assert_eq!(too_slow["traces"].as_array().unwrap().len(), 0);
-    let window = server.get_json("/api/v1/traces?start=2023-11-14T22:13:21Z&end=1700000003500000000");
-    assert_eq!(window["traces"].as_array().unwrap().len(), 3, "traces 1, 2 and 3 start in the window");
+    let window =
+        server.get_json("/api/v1/traces?start=2023-11-14T22:13:21Z&end=1700000003500000000");
+    assert_eq!(
+        window["traces"].as_array().unwrap().len(),
+        3,
+        "traces 1, 2 and 3 start in the window"
+    );
 
     assert_eq!(server.get("/api/v1/traces?minDuration=soon").status, 400);
     assert_eq!(server.get("/api/v1/traces/xyz").status, 400);
-    assert_eq!(server.get(&format!("/api/v1/traces/{}", hex(&trace_id(999)))).status, 404);
+    assert_eq!(
+        server
+            .get(&format!("/api/v1/traces/{}", hex(&trace_id(999))))
+            .status,
+        404
+    );
     assert_eq!(server.get("/healthz").status, 200);
     assert_eq!(server.get("/readyz").status, 200);
 }

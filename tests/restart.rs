@@ -6,7 +6,10 @@ mod common;
 use common::*;
 
 fn trace_count(server: &Server) -> usize {
-    server.get_json("/api/v1/traces?limit=1000")["traces"].as_array().unwrap().len()
+    server.get_json("/api/v1/traces?limit=1000")["traces"]
+        .as_array()
+        .unwrap()
+        .len()
 }
 
 fn kill_and_read_back(fsync: &str) {
@@ -19,7 +22,12 @@ fn kill_and_read_back(fsync: &str) {
         assert_eq!(r.status, 200, "{}", r.text());
         sent.push(req);
     }
-    let logs = logs_request("svc", (0..50).map(|n| log_record(n, Some(n), 9, "hello")).collect());
+    let logs = logs_request(
+        "svc",
+        (0..50)
+            .map(|n| log_record(n, Some(n), 9, "hello"))
+            .collect(),
+    );
     assert_eq!(server.post_logs(&logs).status, 200);
     server.kill();
     server.spawn();
@@ -36,9 +44,20 @@ fn kill_and_read_back(fsync: &str) {
         assert_eq!(got, want);
     }
     let l = server.get_json("/api/v1/logs?limit=1000");
-    assert_eq!(l["resourceLogs"][0]["scopeLogs"][0]["logRecords"].as_array().unwrap().len(), 50);
-    let segments = std::fs::read_dir(server.data_dir().join("0")).unwrap().count();
-    assert!(segments > 1, "the test crosses segment rollovers ({segments} segments)");
+    assert_eq!(
+        l["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+            .as_array()
+            .unwrap()
+            .len(),
+        50
+    );
+    let segments = std::fs::read_dir(server.data_dir().join("0"))
+        .unwrap()
+        .count();
+    assert!(
+        segments > 1,
+        "the test crosses segment rollovers ({segments} segments)"
+    );
 }
 
 #[test]
@@ -59,7 +78,10 @@ fn acknowledged_data_survives_sigkill_fsync_never() {
 #[test]
 fn sigterm_exits_zero_and_keeps_data() {
     let mut server = Server::start(2);
-    assert_eq!(server.post_traces(&traces_request("svc", 1, 5, 3)).status, 200);
+    assert_eq!(
+        server.post_traces(&traces_request("svc", 1, 5, 3)).status,
+        200
+    );
     assert_eq!(server.stop(), 0, "log:\n{}", server.log());
     server.spawn();
     assert_eq!(trace_count(&server), 5);
@@ -68,17 +90,29 @@ fn sigterm_exits_zero_and_keeps_data() {
 #[test]
 fn changing_the_shard_count_keeps_old_data_readable() {
     let mut server = Server::start(2);
-    assert_eq!(server.post_traces(&traces_request("svc", 1, 40, 2)).status, 200);
+    assert_eq!(
+        server.post_traces(&traces_request("svc", 1, 40, 2)).status,
+        200
+    );
     // Two shards down to one: shard 0 adopts directory 1.
     server.kill();
     server.shards = 1;
     server.spawn();
     assert_eq!(trace_count(&server), 40);
     for t in 1..=40 {
-        assert_eq!(server.get(&format!("/api/v1/traces/{}", hex(&trace_id(t)))).status, 200, "trace {t}");
+        assert_eq!(
+            server
+                .get(&format!("/api/v1/traces/{}", hex(&trace_id(t))))
+                .status,
+            200,
+            "trace {t}"
+        );
     }
     // New spans of old traces land next to them under the new count.
-    assert_eq!(server.post_traces(&traces_request("svc", 41, 10, 2)).status, 200);
+    assert_eq!(
+        server.post_traces(&traces_request("svc", 41, 10, 2)).status,
+        200
+    );
     // One up to three: old traces live where the old hash put them, and are still found.
     server.kill();
     server.shards = 3;
@@ -86,7 +120,9 @@ fn changing_the_shard_count_keeps_old_data_readable() {
     assert_eq!(trace_count(&server), 50);
     for t in 1..=50 {
         let json = server.get_json(&format!("/api/v1/traces/{}", hex(&trace_id(t))));
-        let spans = json["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().unwrap();
+        let spans = json["resourceSpans"][0]["scopeSpans"][0]["spans"]
+            .as_array()
+            .unwrap();
         assert_eq!(spans.len(), 2, "trace {t}");
     }
 }

@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
-use opentelemetry::logs::{AnyValue as LogValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use opentelemetry::logs::{
+    AnyValue as LogValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity,
+};
 use opentelemetry::trace::{Status, TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
@@ -19,7 +21,11 @@ fn export_with(server: &Server, protocol: Protocol, service: &str) -> String {
         .expect("span exporter");
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_simple_exporter(exporter)
-        .with_resource(Resource::builder().with_service_name(service.to_owned()).build())
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
         .build();
     let tracer = provider.tracer("sdk-test");
     let trace_id = tracer.in_span("checkout", |cx| {
@@ -39,7 +45,10 @@ fn export_with(server: &Server, protocol: Protocol, service: &str) -> String {
 #[test]
 fn sdk_traces_over_http_protobuf_and_json() {
     let server = Server::start(2);
-    for (protocol, service) in [(Protocol::HttpBinary, "sdk-proto"), (Protocol::HttpJson, "sdk-json")] {
+    for (protocol, service) in [
+        (Protocol::HttpBinary, "sdk-proto"),
+        (Protocol::HttpJson, "sdk-json"),
+    ] {
         let trace_id = export_with(&server, protocol, service);
         let json = server.get_json(&format!("/api/v1/traces/{trace_id}"));
         let rs = &json["resourceSpans"][0];
@@ -66,7 +75,10 @@ fn sdk_traces_over_http_protobuf_and_json() {
         assert_eq!(parent["attributes"][0]["key"], "cart.items");
         assert_eq!(parent["attributes"][0]["value"]["intValue"], "3");
         assert_eq!(parent["events"][0]["name"], "validated");
-        assert_eq!(json["resourceSpans"][0]["scopeSpans"][0]["scope"]["name"], "sdk-test");
+        assert_eq!(
+            json["resourceSpans"][0]["scopeSpans"][0]["scope"]["name"],
+            "sdk-test"
+        );
 
         let found = server.get_json(&format!("/api/v1/traces?service={service}"));
         let t = &found["traces"][0];
@@ -91,15 +103,21 @@ fn sdk_logs_over_http() {
         .with_resource(Resource::builder().with_service_name("sdk-logs").build())
         .build();
     let logger = provider.logger("sdk-test");
-    for (i, (sev, text)) in [(Severity::Info, "started"), (Severity::Warn, "slow disk"), (Severity::Error, "crashed")]
-        .into_iter()
-        .enumerate()
+    for (i, (sev, text)) in [
+        (Severity::Info, "started"),
+        (Severity::Warn, "slow disk"),
+        (Severity::Error, "crashed"),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let mut rec = logger.create_log_record();
         rec.set_severity_number(sev);
         rec.set_severity_text(sev.name());
         rec.set_body(LogValue::from(text.to_owned()));
-        rec.set_timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + i as u64));
+        rec.set_timestamp(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + i as u64),
+        );
         rec.add_attribute("attempt", i as i64);
         logger.emit(rec);
     }
@@ -107,8 +125,13 @@ fn sdk_logs_over_http() {
     provider.shutdown().expect("shutdown");
 
     let json = server.get_json("/api/v1/logs?service=sdk-logs&minSeverity=WARN");
-    let recs = json["resourceLogs"][0]["scopeLogs"][0]["logRecords"].as_array().unwrap();
-    let bodies: Vec<&str> = recs.iter().map(|r| r["body"]["stringValue"].as_str().unwrap()).collect();
+    let recs = json["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+        .as_array()
+        .unwrap();
+    let bodies: Vec<&str> = recs
+        .iter()
+        .map(|r| r["body"]["stringValue"].as_str().unwrap())
+        .collect();
     assert_eq!(bodies, vec!["crashed", "slow disk"]);
     assert_eq!(recs[0]["severityText"], "ERROR");
     assert_eq!(recs[0]["timeUnixNano"], "1700000002000000000");

@@ -26,7 +26,10 @@ pub fn resource(service: &str) -> Resource {
             kv("service.name", text(service)),
             kv("service.version", text("2.14.1")),
             kv("service.instance.id", text("checkout-7d9f8b6c5-x2k4p")),
-            kv("host.name", text("ip-10-0-12-34.eu-west-1.compute.internal")),
+            kv(
+                "host.name",
+                text("ip-10-0-12-34.eu-west-1.compute.internal"),
+            ),
             kv("telemetry.sdk.language", text("rust")),
             kv("telemetry.sdk.name", text("opentelemetry")),
             kv("telemetry.sdk.version", text("0.33.0")),
@@ -50,7 +53,11 @@ pub fn span(trace: u64, i: u64) -> Span {
     let id = trace * 1000 + i + 1;
     let user = 10_000 + id * 37;
     Span {
-        trace_id: [trace.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes(), (trace | 1).to_be_bytes()].concat(),
+        trace_id: [
+            trace.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes(),
+            (trace | 1).to_be_bytes(),
+        ]
+        .concat(),
         span_id: (id << 8 | 1).to_be_bytes().to_vec(),
         trace_state: String::new(),
         parent_span_id: (id << 8 | 2).to_be_bytes().to_vec(),
@@ -62,13 +69,19 @@ pub fn span(trace: u64, i: u64) -> Span {
         attributes: vec![
             kv("http.request.method", text("GET")),
             kv("http.route", text("/users/{id}")),
-            kv("url.full", text(&format!("https://api.example.com/users/{user}"))),
+            kv(
+                "url.full",
+                text(&format!("https://api.example.com/users/{user}")),
+            ),
             kv("url.scheme", text("https")),
             kv("server.address", text("api.example.com")),
             kv("server.port", Value::IntValue(443)),
             kv("http.response.status_code", Value::IntValue(200)),
             kv("network.protocol.version", text("1.1")),
-            kv("user_agent.original", text("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")),
+            kv(
+                "user_agent.original",
+                text("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"),
+            ),
             kv("http.server.request.duration", Value::DoubleValue(0.00325)),
         ],
         dropped_attributes_count: 0,
@@ -76,7 +89,10 @@ pub fn span(trace: u64, i: u64) -> Span {
         dropped_events_count: 0,
         links: vec![],
         dropped_links_count: 0,
-        status: Some(Status { message: String::new(), code: 1 }),
+        status: Some(Status {
+            message: String::new(),
+            code: 1,
+        }),
     }
 }
 

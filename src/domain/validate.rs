@@ -41,7 +41,9 @@ impl fmt::Display for Invalid {
             Invalid::ParentSpanIdLength(n) => {
                 write!(f, "parent span id must be empty or 8 bytes, got {n}")
             }
-            Invalid::LinkIdLength => write!(f, "link must carry a 16-byte trace id and 8-byte span id"),
+            Invalid::LinkIdLength => {
+                write!(f, "link must carry a 16-byte trace id and 8-byte span id")
+            }
             Invalid::EndBeforeStart { start, end } => {
                 write!(f, "span ends ({end}) before it starts ({start})")
             }
@@ -52,7 +54,10 @@ impl fmt::Display for Invalid {
                 write!(f, "log span id must be empty or 8 bytes, got {n}")
             }
             Invalid::TooLarge { bytes, max } => {
-                write!(f, "item is {bytes} bytes stored, more than the {max} a record holds")
+                write!(
+                    f,
+                    "item is {bytes} bytes stored, more than the {max} a record holds"
+                )
             }
         }
     }
@@ -166,7 +171,11 @@ pub fn span(span: &mut Span<'_>, stats: &mut Sanitised) -> Result<(), Invalid> {
     truncate_str(&mut span.name, VALUE_BYTES_MAX, stats);
     truncate_str(&mut span.trace_state, VALUE_BYTES_MAX, stats);
     truncate_str(&mut span.status.message, VALUE_BYTES_MAX, stats);
-    attributes(&mut span.attributes, &mut span.dropped_attributes_count, stats);
+    attributes(
+        &mut span.attributes,
+        &mut span.dropped_attributes_count,
+        stats,
+    );
     if span.events.len() > SPAN_EVENTS_MAX {
         let extra = span.events.len() - SPAN_EVENTS_MAX;
         span.events.truncate(SPAN_EVENTS_MAX);
@@ -188,12 +197,20 @@ pub fn span(span: &mut Span<'_>, stats: &mut Sanitised) -> Result<(), Invalid> {
 
 fn event(event: &mut Event<'_>, stats: &mut Sanitised) {
     truncate_str(&mut event.name, VALUE_BYTES_MAX, stats);
-    attributes(&mut event.attributes, &mut event.dropped_attributes_count, stats);
+    attributes(
+        &mut event.attributes,
+        &mut event.dropped_attributes_count,
+        stats,
+    );
 }
 
 fn link(link: &mut Link<'_>, stats: &mut Sanitised) {
     truncate_str(&mut link.trace_state, VALUE_BYTES_MAX, stats);
-    attributes(&mut link.attributes, &mut link.dropped_attributes_count, stats);
+    attributes(
+        &mut link.attributes,
+        &mut link.dropped_attributes_count,
+        stats,
+    );
 }
 
 /// Sanitises a log record in place. Log records have no invalid states beyond their ids,
@@ -202,7 +219,11 @@ pub fn log_record(log: &mut LogRecord<'_>, stats: &mut Sanitised) {
     truncate_str(&mut log.severity_text, VALUE_BYTES_MAX, stats);
     truncate_str(&mut log.event_name, VALUE_BYTES_MAX, stats);
     value(&mut log.body, 0, stats);
-    attributes(&mut log.attributes, &mut log.dropped_attributes_count, stats);
+    attributes(
+        &mut log.attributes,
+        &mut log.dropped_attributes_count,
+        stats,
+    );
 }
 
 pub fn resource(resource: &mut Resource<'_>, stats: &mut Sanitised) {
@@ -218,7 +239,11 @@ pub fn scope(scope: &mut Scope<'_>, stats: &mut Sanitised) {
     truncate_str(&mut scope.name, VALUE_BYTES_MAX, stats);
     truncate_str(&mut scope.version, VALUE_BYTES_MAX, stats);
     truncate_str(&mut scope.schema_url, VALUE_BYTES_MAX, stats);
-    attributes(&mut scope.attributes, &mut scope.dropped_attributes_count, stats);
+    attributes(
+        &mut scope.attributes,
+        &mut scope.dropped_attributes_count,
+        stats,
+    );
 }
 
 /// Applies the attribute limits to one attribute list.

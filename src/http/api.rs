@@ -30,9 +30,11 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
     let query = query.as_deref();
     match path.as_str() {
         "/healthz" => reply::with_body(StatusCode::OK, "text/plain", "ok\n"),
-        "/readyz" if shard.stopping.is_set() => {
-            reply::with_body(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
-        }
+        "/readyz" if shard.stopping.is_set() => reply::with_body(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "shutting down\n",
+        ),
         "/readyz" => reply::with_body(StatusCode::OK, "text/plain", "ready\n"),
         "/api/v1/services" => run(shard, QueryRequest::Services).await,
         "/api/v1/traces" => match params::trace_search(query) {

@@ -137,14 +137,20 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
     answer(shard, format, signal, outcome)
 }
 
-fn decode_traces(body: &[u8], format: Format) -> Result<otlp::Decoded<crate::domain::SpanBatch<'_>>, DecodeError> {
+fn decode_traces(
+    body: &[u8],
+    format: Format,
+) -> Result<otlp::Decoded<crate::domain::SpanBatch<'_>>, DecodeError> {
     match format {
         Format::Protobuf => otlp::proto::decode_traces(body),
         Format::Json => otlp::json::decode_traces_json(body),
     }
 }
 
-fn decode_logs(body: &[u8], format: Format) -> Result<otlp::Decoded<crate::domain::LogBatch<'_>>, DecodeError> {
+fn decode_logs(
+    body: &[u8],
+    format: Format,
+) -> Result<otlp::Decoded<crate::domain::LogBatch<'_>>, DecodeError> {
     match format {
         Format::Protobuf => otlp::proto::decode_logs(body),
         Format::Json => otlp::json::decode_logs_json(body),
@@ -165,12 +171,19 @@ fn answer(
     match outcome {
         Ok(done) => {
             let (accepted, rejected) = match signal {
-                SignalKind::Traces => (&shard.metrics.spans_accepted, &shard.metrics.spans_rejected),
+                SignalKind::Traces => {
+                    (&shard.metrics.spans_accepted, &shard.metrics.spans_rejected)
+                }
                 SignalKind::Logs => (&shard.metrics.logs_accepted, &shard.metrics.logs_rejected),
             };
             add(accepted, done.accepted);
             add(rejected, done.rejected.count);
-            reply::exported(format, signal, done.rejected.count, done.rejected.first.as_deref())
+            reply::exported(
+                format,
+                signal,
+                done.rejected.count,
+                done.rejected.first.as_deref(),
+            )
         }
         Err(IngestError::Overloaded(why)) => {
             add(&shard.metrics.requests_throttled, 1);
@@ -224,11 +237,17 @@ async fn read_body(body: Incoming, encoding: Encoding) -> Result<Bytes, BodyErro
     };
     match encoding {
         Encoding::Identity => Ok(wire),
-        Encoding::Gzip => decompress(flate2::read::MultiGzDecoder::new(&wire[..]), "gzip", wire.len()),
+        Encoding::Gzip => decompress(
+            flate2::read::MultiGzDecoder::new(&wire[..]),
+            "gzip",
+            wire.len(),
+        ),
         Encoding::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(&wire[..]).map_err(|e| BodyError::Corrupt {
-                encoding: "zstd",
-                detail: e.to_string(),
+            let decoder = zstd::stream::read::Decoder::with_buffer(&wire[..]).map_err(|e| {
+                BodyError::Corrupt {
+                    encoding: "zstd",
+                    detail: e.to_string(),
+                }
             })?;
             decompress(decoder, "zstd", wire.len())
         }
@@ -237,7 +256,11 @@ async fn read_body(body: Incoming, encoding: Encoding) -> Result<Bytes, BodyErro
 
 /// Decompresses, stopping as soon as the output passes [`REQUEST_DECODED_BYTES_MAX`]: a
 /// compression bomb costs at most that much memory and gets 413.
-fn decompress(reader: impl Read, encoding: &'static str, wire_len: usize) -> Result<Bytes, BodyError> {
+fn decompress(
+    reader: impl Read,
+    encoding: &'static str,
+    wire_len: usize,
+) -> Result<Bytes, BodyError> {
     let mut out = Vec::with_capacity((wire_len * 4).min(REQUEST_DECODED_BYTES_MAX));
     let read = reader
         .take(REQUEST_DECODED_BYTES_MAX as u64 + 1)

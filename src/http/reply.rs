@@ -54,7 +54,12 @@ pub enum SignalKind {
 }
 
 /// 200 with the export response; `partial_success` when anything was rejected.
-pub fn exported(format: Format, signal: SignalKind, rejected: u64, message: Option<&str>) -> Response<Body> {
+pub fn exported(
+    format: Format,
+    signal: SignalKind,
+    rejected: u64,
+    message: Option<&str>,
+) -> Response<Body> {
     let message = message.unwrap_or_default().to_owned();
     let body: Vec<u8> = match (format, signal) {
         (Format::Protobuf, SignalKind::Traces) => {
@@ -134,7 +139,11 @@ pub fn json_error(status: StatusCode, message: impl AsRef<str>) -> Response<Body
     resp
 }
 
-pub fn with_body(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+pub fn with_body(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut resp = Response::new(Body::new(body.into()));
     *resp.status_mut() = status;
     resp.headers_mut()

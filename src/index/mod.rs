@@ -161,7 +161,7 @@ impl Index {
             let t = &mut self.traces[slot as usize];
             t.span_count += 1;
             t.error_count += error as u32;
-            if (is_root && !t.has_root) || (!t.has_root && start < t.start_unix_nanos) {
+            if !t.has_root && (is_root || start < t.start_unix_nanos) {
                 t.root_service = service;
                 t.root_name = name;
                 t.has_root = is_root;
@@ -205,8 +205,10 @@ impl Index {
                 loc,
                 service,
                 index_in_record: i as u16,
-                severity: log.severity_number.to_native().clamp(i16::MIN as i32, i16::MAX as i32)
-                    as i16,
+                severity: log
+                    .severity_number
+                    .to_native()
+                    .clamp(i16::MIN as i32, i16::MAX as i32) as i16,
                 has_trace: trace.is_some(),
             });
         }

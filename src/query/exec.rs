@@ -25,7 +25,9 @@ pub fn run_local(shard: &Shard, q: &QueryRequest) -> QueryResponse {
     let store = shard.store.borrow();
     match q {
         QueryRequest::Trace(id) => QueryResponse::Trace(trace_json(&index, &store, id)),
-        QueryRequest::SearchTraces(s) => QueryResponse::Traces(search_traces_local(&index, &store, s)),
+        QueryRequest::SearchTraces(s) => {
+            QueryResponse::Traces(search_traces_local(&index, &store, s))
+        }
         QueryRequest::SearchLogs(s) => QueryResponse::Logs(search_logs_local(&index, &store, s)),
         QueryRequest::Services => {
             QueryResponse::Services(index.services().map(str::to_owned).collect())
@@ -34,7 +36,7 @@ pub fn run_local(shard: &Shard, q: &QueryRequest) -> QueryResponse {
 }
 
 /// Reads and checks the span record at `loc`. Data from disk: the archive is validated.
-fn span_batch<'s>(store: &'s Store, loc: RecordLoc) -> Option<&'s ArchivedSpanBatch<'static>> {
+fn span_batch(store: &Store, loc: RecordLoc) -> Option<&ArchivedSpanBatch<'static>> {
     match store.read(loc)? {
         (RecordKind::Spans, payload) => {
             rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(payload).ok()
@@ -43,7 +45,7 @@ fn span_batch<'s>(store: &'s Store, loc: RecordLoc) -> Option<&'s ArchivedSpanBa
     }
 }
 
-fn log_batch<'s>(store: &'s Store, loc: RecordLoc) -> Option<&'s ArchivedLogBatch<'static>> {
+fn log_batch(store: &Store, loc: RecordLoc) -> Option<&ArchivedLogBatch<'static>> {
     match store.read(loc)? {
         (RecordKind::Logs, payload) => {
             rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(payload).ok()
@@ -188,9 +190,9 @@ fn search_traces_local(index: &Index, store: &Store, q: &TraceSearch) -> Vec<Tra
         let ok = (service_ok.is_some()
             || crate::domain::archived_service_name(resource) == service.text())
             && (name_ok.is_some() || span.name.as_str() == name.text())
-            && q.attrs.iter().all(|(k, v)| {
-                attr_matches(&span.attributes, k, v) || attr_matches(resource, k, v)
-            });
+            && q.attrs
+                .iter()
+                .all(|(k, v)| attr_matches(&span.attributes, k, v) || attr_matches(resource, k, v));
         if ok {
             found.insert(e.trace);
         }
@@ -265,7 +267,8 @@ fn search_logs_local(index: &Index, store: &Store, q: &LogSearch) -> Vec<LogHit>
                 continue;
             };
             if service_ok.is_none()
-                && crate::domain::archived_service_name(&batch.resource.attributes) != service.text()
+                && crate::domain::archived_service_name(&batch.resource.attributes)
+                    != service.text()
             {
                 continue;
             }
@@ -334,7 +337,9 @@ pub async fn coordinate(shard: &Rc<Shard>, q: QueryRequest) -> Result<QueryRespo
     // Ask everybody first (admission: credits for all, or nobody is asked), then answer locally.
     for t in &targets {
         if *t != shard.id && !shard.mesh.has_credit(*t) {
-            return Err(QueryError::Busy(format!("{t} has too many requests in flight")));
+            return Err(QueryError::Busy(format!(
+                "{t} has too many requests in flight"
+            )));
         }
     }
     let mut pending = Vec::new();
@@ -396,7 +401,7 @@ fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
                     hits.extend(h);
                 }
             }
-            hits.sort_by(|a, b| b.time_unix_nanos.cmp(&a.time_unix_nanos));
+            hits.sort_by_key(|h| std::cmp::Reverse(h.time_unix_nanos));
             hits.truncate(s.limit);
             QueryResponse::Logs(hits)
         }
@@ -417,7 +422,9 @@ fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
 /// Renders groups as an OTLP JSON document: `{"<resources>":[{resource,"<scopes>":[{scope,
 /// "<items>":[...]}]}]}`, merging groups that share a resource and scope, in first-seen order.
 pub fn render(groups: &[JsonGroup], resources: &str, scopes: &str, items: &str) -> String {
-    let mut order: Vec<(&str, Vec<(&str, Vec<&str>)>)> = Vec::new();
+    // resource → scopes of it → items of each, in first-seen order.
+    type Scopes<'g> = Vec<(&'g str, Vec<&'g str>)>;
+    let mut order: Vec<(&str, Scopes)> = Vec::new();
     for g in groups {
         let r = match order.iter().position(|(r, _)| *r == g.resource) {
             Some(i) => i,

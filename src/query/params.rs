@@ -24,7 +24,10 @@ fn err(param: &str, why: impl Into<String>) -> ParamError {
 /// A trace id in its 32-hex-digit form.
 pub fn trace_id(param: &str, s: &str) -> Result<TraceId, ParamError> {
     if s.len() != 32 {
-        return Err(err(param, format!("a trace id is 32 hex digits, got {} characters", s.len())));
+        return Err(err(
+            param,
+            format!("a trace id is 32 hex digits, got {} characters", s.len()),
+        ));
     }
     let id = TraceId::from_hex(s).ok_or_else(|| err(param, "not hexadecimal"))?;
     if id.is_zero() {
@@ -40,7 +43,10 @@ pub fn time(param: &str, s: &str) -> Result<u64, ParamError> {
     }
     let (base, offset_secs) = split_offset(s);
     let t = humantime::parse_rfc3339_weak(base).map_err(|e| {
-        err(param, format!("expected unix nanoseconds or an RFC 3339 time: {e}"))
+        err(
+            param,
+            format!("expected unix nanoseconds or an RFC 3339 time: {e}"),
+        )
     })?;
     let nanos = t
         .duration_since(UNIX_EPOCH)
@@ -115,9 +121,14 @@ pub fn severity(param: &str, s: &str) -> Result<i32, ParamError> {
 }
 
 pub fn limit(param: &str, s: &str) -> Result<usize, ParamError> {
-    let n: usize = s.parse().map_err(|_| err(param, "expected a whole number"))?;
+    let n: usize = s
+        .parse()
+        .map_err(|_| err(param, "expected a whole number"))?;
     if n == 0 || n > QUERY_LIMIT_MAX {
-        return Err(err(param, format!("must be between 1 and {QUERY_LIMIT_MAX}")));
+        return Err(err(
+            param,
+            format!("must be between 1 and {QUERY_LIMIT_MAX}"),
+        ));
     }
     Ok(n)
 }
@@ -144,7 +155,8 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
+            b'%' if i + 2 < bytes.len() => match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2]))
+            {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
                     i += 2;
@@ -216,11 +228,26 @@ mod tests {
 
     #[test]
     fn times_in_both_forms() {
-        assert_eq!(time("t", "1700000000000000000"), Ok(1_700_000_000_000_000_000));
-        assert_eq!(time("t", "2023-11-14T22:13:20Z"), Ok(1_700_000_000_000_000_000));
-        assert_eq!(time("t", "2023-11-14T23:13:20+01:00"), Ok(1_700_000_000_000_000_000));
-        assert_eq!(time("t", "2023-11-14T22:13:20.5Z"), Ok(1_700_000_000_500_000_000));
-        assert!(time("start", "yesterday").unwrap_err().to_string().contains("`start`"));
+        assert_eq!(
+            time("t", "1700000000000000000"),
+            Ok(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            time("t", "2023-11-14T22:13:20Z"),
+            Ok(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            time("t", "2023-11-14T23:13:20+01:00"),
+            Ok(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            time("t", "2023-11-14T22:13:20.5Z"),
+            Ok(1_700_000_000_500_000_000)
+        );
+        assert!(time("start", "yesterday")
+            .unwrap_err()
+            .to_string()
+            .contains("`start`"));
     }
 
     #[test]
@@ -245,9 +272,18 @@ mod tests {
 
     #[test]
     fn searches_parse_and_reject_unknown_parameters() {
-        let s = trace_search(Some("service=cart&attr=http.method%3DGET&attr=a=b&minDuration=5ms&limit=7")).unwrap();
+        let s = trace_search(Some(
+            "service=cart&attr=http.method%3DGET&attr=a=b&minDuration=5ms&limit=7",
+        ))
+        .unwrap();
         assert_eq!(s.service.as_deref(), Some("cart"));
-        assert_eq!(s.attrs, vec![("http.method".into(), "GET".into()), ("a".into(), "b".into())]);
+        assert_eq!(
+            s.attrs,
+            vec![
+                ("http.method".into(), "GET".into()),
+                ("a".into(), "b".into())
+            ]
+        );
         assert_eq!(s.min_duration, Some(5_000_000));
         assert_eq!(s.limit, 7);
         assert!(trace_search(Some("servce=x")).is_err());

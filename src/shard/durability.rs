@@ -18,6 +18,9 @@ use futures_channel::oneshot;
 
 use crate::storage::{segment, Store};
 
+/// Told the outcome of the sync that covers its append.
+type Waiter = oneshot::Sender<Result<(), String>>;
+
 #[derive(Default)]
 pub struct GroupCommit {
     /// Number of the last append.
@@ -25,7 +28,7 @@ pub struct GroupCommit {
     /// Every append numbered at or below this is durable.
     synced: Cell<u64>,
     syncing: Cell<bool>,
-    waiters: RefCell<Vec<(u64, oneshot::Sender<Result<(), String>>)>>,
+    waiters: RefCell<Vec<(u64, Waiter)>>,
     /// Syncs run and their total time, for the metrics.
     pub syncs: Cell<u64>,
     pub sync_nanos: Cell<u64>,

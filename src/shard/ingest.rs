@@ -157,7 +157,9 @@ pub fn encode_records<B: Signal>(
                 // does, the items are reported dropped, never silently lost.
                 let n = batch.items_mut().len() as u64;
                 rejected.count += n;
-                rejected.first.get_or_insert_with(|| format!("cannot encode record: {e}"));
+                rejected
+                    .first
+                    .get_or_insert_with(|| format!("cannot encode record: {e}"));
                 continue;
             }
         };
@@ -184,15 +186,24 @@ pub fn encode_records<B: Signal>(
 }
 
 /// Runs steps 1–4 for one decoded request on the shard that received it.
-pub async fn ingest<B: Signal>(shard: &Rc<Shard>, decoded: Decoded<B>) -> Result<Ingested, IngestError> {
+pub async fn ingest<B: Signal>(
+    shard: &Rc<Shard>,
+    decoded: Decoded<B>,
+) -> Result<Ingested, IngestError> {
     let Decoded {
         batches,
         mut rejected,
         sanitised,
         ..
     } = decoded;
-    add(&shard.metrics.values_truncated, sanitised.truncated_values + sanitised.flattened_values);
-    add(&shard.metrics.attributes_dropped, sanitised.dropped_attributes);
+    add(
+        &shard.metrics.values_truncated,
+        sanitised.truncated_values + sanitised.flattened_values,
+    );
+    add(
+        &shard.metrics.attributes_dropped,
+        sanitised.dropped_attributes,
+    );
 
     // 1 + 2: split and encode. After this the request body is no longer needed.
     let max = record_bytes_max(shard.config.segment_bytes);

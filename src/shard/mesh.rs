@@ -93,7 +93,9 @@ pub enum CallError {
 
 type Connecting<T> = Vec<Option<glommio::task::JoinHandle<T>>>;
 
-fn connect_senders<T: Send + 'static>(v: Vec<Option<SharedSender<T>>>) -> Connecting<ConnectedSender<T>> {
+fn connect_senders<T: Send + 'static>(
+    v: Vec<Option<SharedSender<T>>>,
+) -> Connecting<ConnectedSender<T>> {
     v.into_iter()
         .map(|s| s.map(|s| glommio::spawn_local(s.connect()).detach()))
         .collect()
@@ -169,7 +171,9 @@ impl MeshEnds {
             me,
             requests_to,
             replies_to,
-            credits: (0..n).map(|_| Cell::new(CROSS_SHARD_INFLIGHT_MAX)).collect(),
+            credits: (0..n)
+                .map(|_| Cell::new(CROSS_SHARD_INFLIGHT_MAX))
+                .collect(),
             pending: RefCell::new(HashMap::new()),
             next_call: Cell::new(0),
         };
@@ -192,7 +196,11 @@ impl Mesh {
     /// Sends `req` to `to` now; the returned receiver yields the reply. Fails at once
     /// without credit. The credit comes back when the reply arrives, whether or not anybody
     /// still waits for it, so the queues' bounds hold even for abandoned requests.
-    pub fn send(&self, to: ShardId, req: Request) -> Result<oneshot::Receiver<Response>, CallError> {
+    pub fn send(
+        &self,
+        to: ShardId,
+        req: Request,
+    ) -> Result<oneshot::Receiver<Response>, CallError> {
         debug_assert_ne!(to, self.me, "the local case is not a mesh call");
         let credits = &self.credits[to.index()];
         if credits.get() == 0 {

@@ -15,8 +15,8 @@ pub mod mesh;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,7 +110,8 @@ pub fn run(
     let startup = Rendezvous::new(n);
     let serving = Rendezvous::new(n);
     let shutdown = Rendezvous::new(n);
-    let foreign_slots: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
+    let foreign_slots: Arc<Vec<AtomicBool>> =
+        Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
     let on_ready: ReadyHook = Arc::new(std::sync::Mutex::new(Some(Box::new(on_ready))));
 
     let mut handles = Vec::with_capacity(n);
@@ -239,7 +240,11 @@ fn executor_error(shard: u32, e: glommio::GlommioError<()>) -> StartError {
     let hint = if lower.contains("memory") || lower.contains("enomem") || lower.contains("locked") {
         "io_uring needs locked memory: raise the limit, e.g. `ulimit -l unlimited` in the shell \
          that starts glust, or `LimitMEMLOCK=infinity` in its systemd unit."
-    } else if lower.contains("not implemented") || lower.contains("enosys") || lower.contains("permission") || lower.contains("eperm") {
+    } else if lower.contains("not implemented")
+        || lower.contains("enosys")
+        || lower.contains("permission")
+        || lower.contains("eperm")
+    {
         "glust needs io_uring (Linux 5.8 or newer, not disabled by `kernel.io_uring_disabled` \
          or a seccomp profile; in Docker run with a profile that allows io_uring)."
     } else {
@@ -336,7 +341,9 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
     let _ = http_task.await;
     let _ = query_task.await;
     let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
-    while (connections.get() > 0 || shard.in_flight.get() > 0) && std::time::Instant::now() < deadline {
+    while (connections.get() > 0 || shard.in_flight.get() > 0)
+        && std::time::Instant::now() < deadline
+    {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     // Peers may still be appending records we own for requests they are finishing.
@@ -353,7 +360,10 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
 
 /// Opens the shard's storage and rebuilds its index from every intact record. Runs on the
 /// blocking pool: recovery reads whole segments.
-async fn recover(id: ShardId, config: &Config) -> Result<(Store, Index, RecoveryReport), StartError> {
+async fn recover(
+    id: ShardId,
+    config: &Config,
+) -> Result<(Store, Index, RecoveryReport), StartError> {
     let store_config = StoreConfig {
         data_dir: config.data_dir.clone(),
         shard: id,
@@ -386,7 +396,10 @@ async fn recover(id: ShardId, config: &Config) -> Result<(Store, Index, Recovery
             })
         })
         .await;
-    let (store, index, report) = outcome.map_err(|source| StartError::Storage { shard: id.0, source })?;
+    let (store, index, report) = outcome.map_err(|source| StartError::Storage {
+        shard: id.0,
+        source,
+    })?;
     for (path, why) in &report.unreadable_segments {
         tracing::error!(shard = %id, segment = %path.display(), "segment not readable, left in place and not served: {why}");
     }
@@ -491,9 +504,14 @@ pub async fn append_owned(shard: &Shard, records: Vec<OwnedRecord>) -> Result<()
         let mut store = shard.store.borrow_mut();
         let mut index = shard.index.borrow_mut();
         for rec in &records {
-            let loc = store.append(rec.kind, &rec.bytes).map_err(|e| e.to_string())?;
+            let loc = store
+                .append(rec.kind, &rec.bytes)
+                .map_err(|e| e.to_string())?;
             last = shard.commit.note_append();
-            shard.metrics.records_appended.set(shard.metrics.records_appended.get() + 1);
+            shard
+                .metrics
+                .records_appended
+                .set(shard.metrics.records_appended.get() + 1);
             shard
                 .metrics
                 .bytes_appended
@@ -513,12 +531,16 @@ fn index_fresh(index: &mut Index, loc: RecordLoc, rec: &OwnedRecord) {
     // in this process (shard::ingest), and has not been modified since. Checked in debug builds.
     match rec.kind {
         RecordKind::Spans => {
-            debug_assert!(rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(&rec.bytes).is_ok());
+            debug_assert!(
+                rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(&rec.bytes).is_ok()
+            );
             let batch = unsafe { rkyv::access_unchecked::<ArchivedSpanBatch<'static>>(&rec.bytes) };
             index.add_spans(loc, batch);
         }
         RecordKind::Logs => {
-            debug_assert!(rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(&rec.bytes).is_ok());
+            debug_assert!(
+                rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(&rec.bytes).is_ok()
+            );
             let batch = unsafe { rkyv::access_unchecked::<ArchivedLogBatch<'static>>(&rec.bytes) };
             index.add_logs(loc, batch);
         }

@@ -136,7 +136,12 @@ mod tests {
         let payload = b"hello world, this is a payload";
         let mut h = [0u8; HEADER_BYTES];
         encode_header(RecordKind::Logs, payload, &mut h);
-        let Header::Record { kind, payload_len, crc } = decode_header(&h, 1000) else {
+        let Header::Record {
+            kind,
+            payload_len,
+            crc,
+        } = decode_header(&h, 1000)
+        else {
             panic!("header not decoded")
         };
         assert_eq!(kind, RecordKind::Logs);
@@ -148,7 +153,9 @@ mod tests {
         // The CRC covers the kind: flipping it breaks verification.
         let mut h2 = h;
         h2[4] = RecordKind::Spans as u8;
-        let Header::Record { crc, .. } = decode_header(&h2, 1000) else { panic!() };
+        let Header::Record { crc, .. } = decode_header(&h2, 1000) else {
+            panic!()
+        };
         assert!(verify(&h2, payload, crc).is_err());
     }
 
@@ -157,12 +164,20 @@ mod tests {
         assert_eq!(decode_header(&[0; 16], 100), Header::Empty);
         let mut h = [0u8; HEADER_BYTES];
         encode_header(RecordKind::Spans, &[1; 64], &mut h);
-        assert_eq!(decode_header(&h, 63), Header::Garbage, "longer than the room left");
+        assert_eq!(
+            decode_header(&h, 63),
+            Header::Garbage,
+            "longer than the room left"
+        );
         h[4] = 9;
         assert_eq!(decode_header(&h, 100), Header::Garbage, "unknown kind");
         let mut h = [0u8; HEADER_BYTES];
         encode_header(RecordKind::Spans, &[1; 64], &mut h);
         h[13] = 1;
-        assert_eq!(decode_header(&h, 100), Header::Garbage, "reserved bytes set");
+        assert_eq!(
+            decode_header(&h, 100),
+            Header::Garbage,
+            "reserved bytes set"
+        );
     }
 }

@@ -142,7 +142,14 @@ impl Store {
                 }
                 let slot = segments.len() as u32;
                 let scan = seg.recover(|offset, kind, payload| {
-                    visit(RecordLoc { segment: slot, offset }, kind, payload)
+                    visit(
+                        RecordLoc {
+                            segment: slot,
+                            offset,
+                        },
+                        kind,
+                        payload,
+                    )
                 });
                 report.add(&scan);
                 segments.push(seg);
@@ -235,7 +242,11 @@ impl Store {
     /// Files with writes not yet covered by a sync; clears the dirty set. The caller syncs
     /// them (blocking, off the reactor) and reports the outcome with [`Store::sync_failed`].
     pub fn take_dirty(&mut self) -> Vec<Arc<File>> {
-        let files = self.dirty.iter().map(|&s| self.segments[s].file()).collect();
+        let files = self
+            .dirty
+            .iter()
+            .map(|&s| self.segments[s].file())
+            .collect();
         self.dirty.clear();
         files
     }

@@ -88,9 +88,13 @@ impl SegmentMeta {
 pub enum SegmentError {
     #[error("not a Glust segment (bad magic)")]
     BadMagic,
-    #[error("segment header checksum mismatch: computed {got:#010x}, header says {expected:#010x}")]
+    #[error(
+        "segment header checksum mismatch: computed {got:#010x}, header says {expected:#010x}"
+    )]
     HeaderChecksum { got: u32, expected: u32 },
-    #[error("segment format version {0} is not supported (this build reads version {SEGMENT_VERSION})")]
+    #[error(
+        "segment format version {0} is not supported (this build reads version {SEGMENT_VERSION})"
+    )]
     Version(u32),
     #[error("segment file is {0} bytes, smaller than its header")]
     TooSmall(u64),
@@ -235,7 +239,11 @@ impl Segment {
                     torn_at = Some(pos);
                     break;
                 }
-                Header::Record { kind, payload_len, crc } => {
+                Header::Record {
+                    kind,
+                    payload_len,
+                    crc,
+                } => {
                     let header = &bytes[pos..pos + HEADER_BYTES];
                     let payload = &bytes[pos + HEADER_BYTES..pos + HEADER_BYTES + payload_len];
                     let next = pos + frame::frame_bytes(payload_len);
@@ -310,7 +318,11 @@ impl Segment {
             return Err(ReadError::OutOfRange(offset));
         }
         match frame::decode_header(&bytes[pos..], self.write_pos - pos - HEADER_BYTES) {
-            Header::Record { kind, payload_len, crc } => {
+            Header::Record {
+                kind,
+                payload_len,
+                crc,
+            } => {
                 let payload = &bytes[pos + HEADER_BYTES..pos + HEADER_BYTES + payload_len];
                 frame::verify(&bytes[pos..pos + HEADER_BYTES], payload, crc)?;
                 Ok((kind, payload))
@@ -322,8 +334,7 @@ impl Segment {
     /// Seals the segment: no more appends; the map becomes read-only. Blocking (mprotect).
     pub fn seal(&mut self) -> io::Result<()> {
         if let Map::Writable(_) = self.map {
-            let Map::Writable(map) =
-                std::mem::replace(&mut self.map, Map::ReadOnly(empty_map()?))
+            let Map::Writable(map) = std::mem::replace(&mut self.map, Map::ReadOnly(empty_map()?))
             else {
                 unreachable!()
             };
@@ -409,13 +420,25 @@ mod tests {
         let mut seg = Segment::create(dir.path(), meta(7, 4096)).unwrap();
         let a = seg.append(RecordKind::Spans, b"first record");
         let b = seg.append(RecordKind::Logs, &[9u8; 100]);
-        assert_eq!(seg.read(a).unwrap(), (RecordKind::Spans, &b"first record"[..]));
+        assert_eq!(
+            seg.read(a).unwrap(),
+            (RecordKind::Spans, &b"first record"[..])
+        );
         drop(seg);
         let mut seg = Segment::open(&dir.path().join(file_name(7)), true).unwrap();
         assert_eq!(seg.meta, meta(7, 4096));
         let (recs, report) = records_of(&mut seg);
-        assert_eq!(recs, vec![(a, b"first record".to_vec()), (b, vec![9u8; 100])]);
-        assert_eq!(report, ScanReport { records: 2, ..Default::default() });
+        assert_eq!(
+            recs,
+            vec![(a, b"first record".to_vec()), (b, vec![9u8; 100])]
+        );
+        assert_eq!(
+            report,
+            ScanReport {
+                records: 2,
+                ..Default::default()
+            }
+        );
         // Appending continues after the last record.
         let c = seg.append(RecordKind::Spans, b"third");
         assert!(c > b);
@@ -425,7 +448,9 @@ mod tests {
     fn torn_tail_is_truncated_and_corrupt_middle_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let mut seg = Segment::create(dir.path(), meta(1, 8192)).unwrap();
-        let offs: Vec<u32> = (0..4u8).map(|i| seg.append(RecordKind::Spans, &[i + 1; 50])).collect();
+        let offs: Vec<u32> = (0..4u8)
+            .map(|i| seg.append(RecordKind::Spans, &[i + 1; 50]))
+            .collect();
         let path = seg.path.clone();
         drop(seg);
         let mut raw = std::fs::read(&path).unwrap();
@@ -438,14 +463,20 @@ mod tests {
 
         let mut seg = Segment::open(&path, true).unwrap();
         let (recs, report) = records_of(&mut seg);
-        assert_eq!(recs.iter().map(|r| r.0).collect::<Vec<_>>(), vec![offs[0], offs[2]]);
+        assert_eq!(
+            recs.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![offs[0], offs[2]]
+        );
         assert_eq!(report.corrupt, 1);
         assert_eq!(report.records, 2);
         assert!(report.truncated_bytes > 0);
         assert_eq!(seg.write_pos(), offs[3] as usize);
         // The torn bytes are zeroed: a new append lands where the torn record was.
         assert_eq!(seg.append(RecordKind::Logs, b"after"), offs[3]);
-        assert!(seg.read(offs[1]).is_err(), "a corrupt record is never served");
+        assert!(
+            seg.read(offs[1]).is_err(),
+            "a corrupt record is never served"
+        );
     }
 
     #[test]
@@ -479,7 +510,10 @@ mod tests {
             Err(SegmentError::HeaderChecksum { .. })
         ));
         std::fs::write(&path, b"tiny").unwrap();
-        assert!(matches!(Segment::open(&path, false), Err(SegmentError::TooSmall(4))));
+        assert!(matches!(
+            Segment::open(&path, false),
+            Err(SegmentError::TooSmall(4))
+        ));
     }
 
     #[test]

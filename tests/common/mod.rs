@@ -138,7 +138,13 @@ impl Server {
         format!("http://{}{}", self.query, path)
     }
 
-    pub fn post(&self, path: &str, content_type: &str, encoding: Option<&str>, body: Vec<u8>) -> Reply {
+    pub fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        encoding: Option<&str>,
+        body: Vec<u8>,
+    ) -> Reply {
         let client = reqwest::blocking::Client::new();
         let mut req = client
             .post(self.otlp_url(path))
@@ -151,11 +157,21 @@ impl Server {
     }
 
     pub fn post_traces(&self, req: &ExportTraceServiceRequest) -> Reply {
-        self.post("/v1/traces", "application/x-protobuf", None, req.encode_to_vec())
+        self.post(
+            "/v1/traces",
+            "application/x-protobuf",
+            None,
+            req.encode_to_vec(),
+        )
     }
 
     pub fn post_logs(&self, req: &ExportLogsServiceRequest) -> Reply {
-        self.post("/v1/logs", "application/x-protobuf", None, req.encode_to_vec())
+        self.post(
+            "/v1/logs",
+            "application/x-protobuf",
+            None,
+            req.encode_to_vec(),
+        )
     }
 
     pub fn get(&self, path_and_query: &str) -> Reply {
@@ -240,7 +256,11 @@ pub fn rich_span(trace: u64, n: u64) -> Span {
         trace_id: trace_id(trace),
         span_id: span_id(trace * 1000 + n),
         trace_state: "vendor=x".into(),
-        parent_span_id: if n == 0 { vec![] } else { span_id(trace * 1000) },
+        parent_span_id: if n == 0 {
+            vec![]
+        } else {
+            span_id(trace * 1000)
+        },
         flags: 0x101,
         name: format!("op-{n}"),
         kind: span::SpanKind::Server as i32,
@@ -248,21 +268,33 @@ pub fn rich_span(trace: u64, n: u64) -> Span {
         end_time_unix_nano: start + 5_000_000 + n,
         attributes: vec![
             kv("http.request.method", s("GET")),
-            kv("http.response.status_code", any_value::Value::IntValue(200 + n as i64)),
+            kv(
+                "http.response.status_code",
+                any_value::Value::IntValue(200 + n as i64),
+            ),
             kv("sampled", any_value::Value::BoolValue(true)),
             kv("ratio", any_value::Value::DoubleValue(0.25)),
             kv("payload", any_value::Value::BytesValue(vec![0, 1, 2, 255])),
             kv(
                 "list",
                 any_value::Value::ArrayValue(opentelemetry_proto::tonic::common::v1::ArrayValue {
-                    values: vec![AnyValue { value: Some(s("a")) }, AnyValue { value: Some(any_value::Value::IntValue(-7)) }],
+                    values: vec![
+                        AnyValue {
+                            value: Some(s("a")),
+                        },
+                        AnyValue {
+                            value: Some(any_value::Value::IntValue(-7)),
+                        },
+                    ],
                 }),
             ),
             kv(
                 "map",
-                any_value::Value::KvlistValue(opentelemetry_proto::tonic::common::v1::KeyValueList {
-                    values: vec![kv("inner", s("v"))],
-                }),
+                any_value::Value::KvlistValue(
+                    opentelemetry_proto::tonic::common::v1::KeyValueList {
+                        values: vec![kv("inner", s("v"))],
+                    },
+                ),
             ),
         ],
         dropped_attributes_count: 1,
@@ -283,7 +315,11 @@ pub fn rich_span(trace: u64, n: u64) -> Span {
         }],
         dropped_links_count: 4,
         status: Some(Status {
-            message: if n % 2 == 0 { "".into() } else { "failed".into() },
+            message: if n % 2 == 0 {
+                "".into()
+            } else {
+                "failed".into()
+            },
             code: if n % 2 == 0 { 0 } else { 2 },
         }),
     }
@@ -307,7 +343,12 @@ pub fn scope() -> InstrumentationScope {
 }
 
 /// `traces` traces of `spans` spans each, one resource and scope.
-pub fn traces_request(service: &str, first_trace: u64, traces: u64, spans: u64) -> ExportTraceServiceRequest {
+pub fn traces_request(
+    service: &str,
+    first_trace: u64,
+    traces: u64,
+    spans: u64,
+) -> ExportTraceServiceRequest {
     let spans = (first_trace..first_trace + traces)
         .flat_map(|t| (0..spans).map(move |n| rich_span(t, n)))
         .collect();
@@ -335,7 +376,9 @@ pub fn log_record(n: u64, trace: Option<u64>, severity: i32, body: &str) -> LogR
             _ => "INFO",
         }
         .into(),
-        body: Some(AnyValue { value: Some(s(body)) }),
+        body: Some(AnyValue {
+            value: Some(s(body)),
+        }),
         attributes: vec![kv("log.n", any_value::Value::IntValue(n as i64))],
         dropped_attributes_count: 0,
         flags: 1,
@@ -505,11 +548,19 @@ pub mod glust_owned {
 /// what was sent with what came back regardless of grouping.
 pub fn flat_spans(
     batches: &[glust::domain::SpanBatch<'static>],
-) -> Vec<(glust::domain::Resource<'static>, glust::domain::Scope<'static>, glust::domain::Span<'static>)> {
+) -> Vec<(
+    glust::domain::Resource<'static>,
+    glust::domain::Scope<'static>,
+    glust::domain::Span<'static>,
+)> {
     let mut out: Vec<_> = batches
         .iter()
-        .flat_map(|b| b.spans.iter().map(move |s| (b.resource.clone(), b.scope.clone(), s.clone())))
+        .flat_map(|b| {
+            b.spans
+                .iter()
+                .map(move |s| (b.resource.clone(), b.scope.clone(), s.clone()))
+        })
         .collect();
-    out.sort_by(|a, b| (a.2.trace_id, a.2.span_id.0).cmp(&(b.2.trace_id, b.2.span_id.0)));
+    out.sort_by_key(|a| (a.2.trace_id, a.2.span_id.0));
     out
 }
