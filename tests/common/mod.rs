@@ -101,12 +101,21 @@ impl Server {
         c.wait().unwrap();
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// SIGTERM and wait; returns the exit status code.
     pub fn stop(&mut self) -> i32 {
-        let mut c = self.child.take().expect("running");
         unsafe {
-            libc::kill(c.id() as i32, libc::SIGTERM);
+            libc::kill(self.pid() as i32, libc::SIGTERM);
         }
+        self.wait_exit()
+    }
+
+    /// Waits for the process to exit (after a signal); returns its exit code.
+    pub fn wait_exit(&mut self) -> i32 {
+        let mut c = self.child.take().expect("running");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = c.try_wait().unwrap() {
