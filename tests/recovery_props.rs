@@ -116,8 +116,10 @@ proptest! {
                     let files = segment_files(dir.path());
                     let f = &files[seg % files.len()];
                     let mut raw = std::fs::read(f).unwrap();
-                    let i = ((raw.len() - 1) as f64 * at) as usize;
-                    raw[i] ^= 0x5a;
+                    if !raw.is_empty() {
+                        let i = ((raw.len() - 1) as f64 * at) as usize;
+                        raw[i] ^= 0x5a;
+                    }
                     std::fs::write(f, raw).unwrap();
                     damaged = true;
                     since_damage.clear();
