@@ -4,11 +4,12 @@
 //! `ExportLogsServiceRequest`, specialised to the fields Glust keeps. Its design:
 //!
 //! - **Borrowing.** Every string and byte field becomes a `Cow::Borrowed` slice of the body
-//!   (strings after a UTF-8 check with `simdutf8`), so decoding allocates only the `Vec`s of
-//!   batches, spans, log records, events, links, attributes and nested values. Before the first
-//!   element of a repeated field is pushed, the run of consecutive elements with the same key is
-//!   counted (keys and lengths only), so each list is usually allocated once at its final size.
-//! - **One pass, one cursor.** A [`Reader`] walks a length-delimited slice of the body; a
+//!   (strings after a UTF-8 check: inline for ASCII, `simdutf8` otherwise), so decoding
+//!   allocates only the `Vec`s of batches, spans, log records, events, links, attributes and
+//!   nested values. Before the first element of a repeated field is pushed, the run of
+//!   consecutive elements with the same key is counted (keys and lengths only), so each list is
+//!   usually allocated once at its final size; elements are then decoded in place in their slot.
+//! - **One pass, one cursor.** A `Reader` walks a length-delimited slice of the body; a
 //!   sub-message is a sub-`Reader` over its bytes, which keeps the absolute offset of its first
 //!   byte so every error names the exact byte of the body where it happened.
 //! - **Protobuf semantics.** Unknown fields are skipped (wire types 0, 1, 2 and 5; groups and
@@ -27,7 +28,7 @@
 //!   the `AnyValue` decoder, through which every cycle passes, refuses to go deeper than
 //!   [`PROTO_DEPTH_MAX`]: hostile input cannot overflow the stack.
 //!
-//! Traces and logs share the `Resource*` / `Scope*` layers through the [`Signal`] trait; only
+//! Traces and logs share the `Resource*` / `Scope*` layers through the `Signal` trait; only
 //! the items (spans, log records) have their own decoders.
 //!
 //! Note on memory: like any decoder into owned structures, the output is bigger than the input.
@@ -326,12 +327,9 @@ impl<'a> Reader<'a> {
     #[inline(always)]
     fn str(&mut self, wire: u8, what: &'static str) -> Result<Cow<'a, str>> {
         let bytes = self.bytes(wire, what)?;
-        if bytes.is_ascii() {
-            return Ok(Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(bytes) }));
-        }
-        match simdutf8::basic::from_utf8(bytes) {
-            Ok(s) => Ok(Cow::Borrowed(s)),
-            Err(_) => Err(DecodeError::Utf8 {
+        match utf8(bytes) {
+            Some(s) => Ok(Cow::Borrowed(s)),
+            None => Err(DecodeError::Utf8 {
                 offset: self.base + self.pos - bytes.len(),
             }),
         }
@@ -392,6 +390,21 @@ impl<'a> Reader<'a> {
         if list.capacity() == 0 {
             list.reserve_exact(self.run_len());
         }
+    }
+}
+
+/// `bytes` as a string if they are UTF-8.
+///
+/// Most strings in OTLP are short ASCII keys and values. For them, an inlined ASCII check
+/// is much cheaper than the call into `core::str::from_utf8` that `simdutf8` makes below 64
+/// bytes: measured on the `decode` bench, +20% spans/s (2.2 to 2.65 M/s on one core).
+#[inline(always)]
+fn utf8(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        simdutf8::basic::from_utf8(bytes).ok()
     }
 }
 
