@@ -11,6 +11,12 @@ pub const REQUEST_WIRE_BYTES_MAX: usize = 16 << 20;
 /// "bomb" can make us allocate: decompression stops and the request gets 413 past this.
 pub const REQUEST_DECODED_BYTES_MAX: usize = 64 << 20;
 
+/// Memory the decoded values of one request may take. Decoding expands (a two-byte attribute
+/// on the wire is a 56-byte value in memory); without this bound a hostile body of
+/// `REQUEST_DECODED_BYTES_MAX` could decode into gigabytes. Typical OTLP expands about 2x, so
+/// this leaves room for the largest legitimate bodies. Past it: 413.
+pub const DECODED_REQUEST_BYTES_MAX: usize = 256 << 20;
+
 /// Attributes kept per span, event, link, log record, resource or scope. Extra attributes are
 /// dropped and added to `dropped_attributes_count`, as the OTLP data model prescribes.
 pub const ATTRIBUTES_COUNT_MAX: usize = 128;

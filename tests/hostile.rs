@@ -197,3 +197,35 @@ fn overload_gets_429_with_retry_after_and_writes_nothing() {
         200
     );
 }
+
+#[test]
+fn bodies_that_would_decode_into_gigabytes_get_413() {
+    let server = Server::start(1);
+    // 8 million empty spans: 16 MiB of protobuf (gzip makes it tiny), gigabytes decoded.
+    let n = 8 << 20;
+    let mut spans = Vec::with_capacity(2 * n);
+    for _ in 0..n {
+        spans.extend_from_slice(&[0x12, 0x00]);
+    }
+    let wrap = |field: u8, inner: &[u8]| {
+        let mut out = vec![field];
+        push_varint(&mut out, inner.len() as u64);
+        out.extend_from_slice(inner);
+        out
+    };
+    let body = wrap(0x0a, &wrap(0x12, &spans));
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(&body).unwrap();
+    let r = server.post(
+        "/v1/traces",
+        "application/x-protobuf",
+        Some("gzip"),
+        e.finish().unwrap(),
+    );
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.text().contains("send smaller batches"), "{}", r.text());
+    assert_eq!(
+        server.post_traces(&traces_request("ok", 1, 1, 1)).status,
+        200
+    );
+}

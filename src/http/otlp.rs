@@ -159,7 +159,11 @@ fn decode_logs(
 
 fn bad_body(shard: &Shard, format: Format, e: DecodeError) -> Response<Body> {
     add(&shard.metrics.requests_bad, 1);
-    reply::error(StatusCode::BAD_REQUEST, format, e.to_string())
+    let status = match e {
+        DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    reply::error(status, format, e.to_string())
 }
 
 fn answer(

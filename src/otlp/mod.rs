@@ -1,6 +1,7 @@
 //! OTLP wire formats: request bodies in (protobuf, JSON) and OTLP JSON out.
 //!
-//! Decoders turn a request body into domain batches ([`SpanBatch`], [`LogBatch`]) that borrow
+//! Decoders turn a request body into domain batches ([`crate::domain::SpanBatch`],
+//! [`crate::domain::LogBatch`]) that borrow
 //! from the body, applying [`crate::domain::validate`] to every item: invalid items are
 //! dropped into [`Rejections`], the valid rest is kept. A body that cannot be parsed at all is a
 //! [`DecodeError`] (HTTP 400 / gRPC `INVALID_ARGUMENT`).
@@ -36,6 +37,10 @@ pub enum DecodeError {
     /// A protobuf string field is not UTF-8.
     #[error("protobuf string at byte {offset} is not valid UTF-8")]
     Utf8 { offset: usize },
+    /// The decoded request would take more memory than
+    /// [`crate::limits::DECODED_REQUEST_BYTES_MAX`].
+    #[error("request decodes to more than {max} bytes of values; send smaller batches")]
+    TooLarge { max: usize },
     /// Protobuf nesting deeper than [`crate::limits::PROTO_DEPTH_MAX`].
     #[error("protobuf nesting deeper than {max} levels", max = crate::limits::PROTO_DEPTH_MAX)]
     TooDeep,

@@ -36,6 +36,7 @@
 //! attribute counts are applied by [`validate`] after decoding.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use super::{DecodeError, Decoded};
 use crate::domain::validate::{self, Invalid, Rejections, Sanitised};
@@ -43,7 +44,7 @@ use crate::domain::{
     AnyValue, Event, KeyValue, Link, LogBatch, LogRecord, Resource, Scope, Span, SpanBatch, SpanId,
     Status, TraceId,
 };
-use crate::limits::PROTO_DEPTH_MAX;
+use crate::limits::{DECODED_REQUEST_BYTES_MAX, PROTO_DEPTH_MAX};
 
 /// Decodes an OTLP/protobuf `ExportTraceServiceRequest` into one [`SpanBatch`] per
 /// (resource, scope), borrowing strings and bytes from `body`.
@@ -384,12 +385,55 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Sizes `list` for the run of elements starting at the key just read, on its first one.
+    /// Makes room for one more element of `list`, the run of elements starting at the key
+    /// just read: reserves the whole run on the first one, and charges the element against
+    /// the request's decoded-size budget (see [`Budget`]).
     #[inline]
-    fn reserve_run<T>(&self, list: &mut Vec<T>) {
+    fn grow<T>(&self, list: &mut Vec<T>) -> Result<()> {
+        Budget::charge(std::mem::size_of::<T>())?;
         if list.capacity() == 0 {
-            list.reserve_exact(self.run_len());
+            list.reserve_exact(
+                self.run_len()
+                    .min(Budget::left() / std::mem::size_of::<T>().max(1) + 1),
+            );
         }
+        Ok(())
+    }
+}
+
+/// The memory one request's decoded values may take, [`DECODED_REQUEST_BYTES_MAX`].
+///
+/// Decoding expands: a two-byte attribute on the wire is a 56-byte `KeyValue`, an empty span a
+/// few hundred bytes. Without a budget a 64 MiB body could decode into gigabytes. Every element
+/// pushed into a list is charged its size; past the budget the request is refused (413).
+/// A thread-local because a shard decodes one request at a time, start to end, on its thread.
+struct Budget;
+
+thread_local! {
+    static BUDGET_LEFT: Cell<usize> = const { Cell::new(0) };
+}
+
+impl Budget {
+    fn reset() {
+        BUDGET_LEFT.with(|b| b.set(DECODED_REQUEST_BYTES_MAX));
+    }
+
+    #[inline]
+    fn charge(bytes: usize) -> Result<()> {
+        BUDGET_LEFT.with(|b| {
+            let left = b.get();
+            if left < bytes {
+                return Err(DecodeError::TooLarge {
+                    max: DECODED_REQUEST_BYTES_MAX,
+                });
+            }
+            b.set(left - bytes);
+            Ok(())
+        })
+    }
+
+    fn left() -> usize {
+        BUDGET_LEFT.with(Cell::get)
     }
 }
 
@@ -550,6 +594,7 @@ fn decode<S: Signal>(body: &[u8]) -> Result<Decoded<S::Batch<'_>>> {
         rejected: Rejections::default(),
         sanitised: Sanitised::default(),
     };
+    Budget::reset();
     let mut r = Reader::new(body);
     while let Some((field, wire)) = r.key()? {
         match field {
@@ -577,6 +622,7 @@ fn resource_items<'a, S: Signal>(mut r: Reader<'a>, out: &mut Decoded<S::Batch<'
             RESOURCE_ITEMS_SCOPE_ITEMS => {
                 let sub = r.message(wire, S::NAMES.scope_items)?;
                 if let Some(scope) = scope_items::<S>(sub, out)? {
+                    Budget::charge(std::mem::size_of_val(&scope))?;
                     scopes.push(scope);
                 }
             }
@@ -617,7 +663,7 @@ fn scope_items<'a, S: Signal>(
             }
             SCOPE_ITEMS_ITEMS => {
                 let sub = r.message(wire, S::NAMES.items)?;
-                r.reserve_run(&mut items);
+                r.grow(&mut items)?;
                 // Decoded in place: items are big, moving them around costs.
                 items.push(S::empty());
                 let slot = items.last_mut().expect("just pushed");
@@ -738,7 +784,7 @@ fn span<'a>(mut r: Reader<'a>, span: &mut Span<'a>) -> Result<Item<()>> {
             }
             SPAN_EVENTS => {
                 let sub = r.message(wire, "wrong wire type for Span.events")?;
-                r.reserve_run(&mut span.events);
+                r.grow(&mut span.events)?;
                 span.events.push(event(sub)?);
             }
             SPAN_DROPPED_EVENTS_COUNT => {
@@ -747,7 +793,7 @@ fn span<'a>(mut r: Reader<'a>, span: &mut Span<'a>) -> Result<Item<()>> {
             }
             SPAN_LINKS => {
                 let sub = r.message(wire, "wrong wire type for Span.links")?;
-                r.reserve_run(&mut span.links);
+                r.grow(&mut span.links)?;
                 match link(sub)? {
                     Ok(link) => span.links.push(link),
                     Err(why) => _ = bad_link.get_or_insert(why),
@@ -937,7 +983,7 @@ fn attribute<'a>(
     what: &'static str,
 ) -> Result<()> {
     let sub = r.message(wire, what)?;
-    r.reserve_run(list);
+    r.grow(list)?;
     // Decoded in place, which spares a copy of the pair through the stack.
     list.push(KeyValue {
         key: Cow::Borrowed(""),
@@ -1022,7 +1068,7 @@ fn array_value<'a>(mut r: Reader<'a>, items: &mut Vec<AnyValue<'a>>, depth: usiz
         match field {
             LIST_VALUES => {
                 let sub = r.message(wire, "wrong wire type for ArrayValue.values")?;
-                r.reserve_run(items);
+                r.grow(items)?;
                 items.push(AnyValue::Empty);
                 any_value(sub, items.last_mut().expect("just pushed"), depth + 1)?;
             }

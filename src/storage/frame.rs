@@ -13,8 +13,8 @@
 //! | 12     | 4    | reserved, zero                                          |
 //! | 16     | len  | payload: an rkyv archive of a span or log batch         |
 //!
-//! An all-zero header means "nothing written here yet": segments are preallocated with zeros,
-//! so the first zero header ends the written part of a segment. The CRC covers the kind and the
+//! An all-zero header means "nothing written here yet": segments are created at full size and
+//! read as zeros where nothing was written, so the first zero header ends the written part of a segment. The CRC covers the kind and the
 //! length as well as the payload, so a torn header is detected like a torn payload.
 
 /// Size of a record header.

@@ -197,14 +197,10 @@ impl Store {
         })
     }
 
-    /// Seals the active segment (if any) and starts a new one. Blocking (file creation).
+    /// Starts a new segment and seals the active one (if any). Blocking (file creation).
+    /// The new segment is created first: if that fails (disk full), the active segment stays
+    /// writable and the append that needed room fails alone.
     fn roll(&mut self) -> Result<(), StoreError> {
-        if let Some(seg) = self.segments.get_mut(self.active) {
-            // Sealing is best effort: a segment left writable still reads correctly.
-            if let Err(e) = seg.seal() {
-                tracing::warn!(segment = %seg.path.display(), "cannot seal segment: {e}");
-            }
-        }
         let meta = SegmentMeta {
             shard_id: self.config.shard.0,
             shard_count: self.config.shard_count,
@@ -220,6 +216,12 @@ impl Store {
         // The new file's directory entry must survive a crash too.
         if let Err(e) = segment::sync_dir(&dir) {
             tracing::warn!(dir = %dir.display(), "cannot sync directory: {e}");
+        }
+        if let Some(old) = self.segments.get_mut(self.active) {
+            // Sealing is best effort: a segment left writable still reads correctly.
+            if let Err(e) = old.seal() {
+                tracing::warn!(segment = %old.path.display(), "cannot seal segment: {e}");
+            }
         }
         self.next_seq += 1;
         self.segments.push(seg);
