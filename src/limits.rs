@@ -67,6 +67,11 @@ pub const CROSS_SHARD_INFLIGHT_MAX: usize = 256;
 /// decoded-but-unwritten requests.
 pub const SHARD_INGEST_INFLIGHT_MAX: usize = 512;
 
+/// Bytes of request bodies (decompressed) one shard holds in flight before answering 429.
+/// With [`SHARD_INGEST_INFLIGHT_MAX`] this bounds a shard's memory for requests it has read
+/// but not yet answered (their encoded records are of the same order of size).
+pub const SHARD_INGEST_BYTES_MAX: usize = 256 << 20;
+
 /// Seconds a client is told to wait (`Retry-After`) when Glust is overloaded.
 pub const RETRY_AFTER_SECS: u32 = 1;
 

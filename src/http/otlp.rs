@@ -19,7 +19,10 @@ use hyper::{Request, Response};
 
 use super::reply::{self, Format, SignalKind};
 use super::Body;
-use crate::limits::{REQUEST_DECODED_BYTES_MAX, REQUEST_WIRE_BYTES_MAX, SHARD_INGEST_INFLIGHT_MAX};
+use crate::limits::{
+    REQUEST_DECODED_BYTES_MAX, REQUEST_WIRE_BYTES_MAX, SHARD_INGEST_BYTES_MAX,
+    SHARD_INGEST_INFLIGHT_MAX,
+};
 use crate::metrics::add;
 use crate::otlp::{self, DecodeError};
 use crate::shard::ingest::{ingest, IngestError, Ingested};
@@ -123,6 +126,15 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
         }
     };
     add(&shard.metrics.bytes_received, body.len() as u64);
+    if shard.in_flight_bytes.get() + body.len() > SHARD_INGEST_BYTES_MAX {
+        add(&shard.metrics.requests_throttled, 1);
+        return reply::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format,
+            "too many request bytes in flight; retry later",
+        );
+    }
+    let _held = HeldBytes::enter(shard, body.len());
 
     let outcome = match signal {
         SignalKind::Traces => match decode_traces(&body, format) {
@@ -278,6 +290,26 @@ fn decompress(
             encoding,
             detail: e.to_string(),
         }),
+    }
+}
+
+/// Counts a body in the shard's in-flight bytes for as long as it lives.
+struct HeldBytes<'a>(&'a Shard, usize);
+
+impl<'a> HeldBytes<'a> {
+    fn enter(shard: &'a Shard, bytes: usize) -> Self {
+        shard
+            .in_flight_bytes
+            .set(shard.in_flight_bytes.get() + bytes);
+        HeldBytes(shard, bytes)
+    }
+}
+
+impl Drop for HeldBytes<'_> {
+    fn drop(&mut self) {
+        let held = &self.0.in_flight_bytes;
+        debug_assert!(held.get() >= self.1);
+        held.set(held.get() - self.1);
     }
 }
 

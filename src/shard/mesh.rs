@@ -268,3 +268,72 @@ const _: fn() = || {
 };
 
 pub type SharedMesh = Rc<Mesh>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glommio::LocalExecutorBuilder;
+    use std::sync::mpsc;
+
+    /// Shard 0 may have at most CROSS_SHARD_INFLIGHT_MAX requests outstanding at shard 1;
+    /// the next send is refused without blocking, and credits come back with the replies.
+    #[test]
+    fn credits_bound_requests_in_flight_and_return_with_replies() {
+        let mut ends = build(2).into_iter();
+        let (a, b) = (ends.next().unwrap(), ends.next().unwrap());
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let peer = LocalExecutorBuilder::default()
+            .io_memory(256 << 10)
+            .spawn(move || async move {
+                let (mesh, inbound) = b.connect(ShardId(1)).await;
+                let (_, requests) = &inbound.requests[0];
+                // Hold every request until the test says so, then answer them all.
+                let mut held = Vec::new();
+                for _ in 0..CROSS_SHARD_INFLIGHT_MAX {
+                    held.push(requests.recv().await.unwrap());
+                }
+                while release_rx.try_recv().is_err() {
+                    glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                for env in held {
+                    mesh.reply_to(env.from, env.call, Response::Appended(Ok(())));
+                }
+                // Keep the mesh alive until shard 0 has its replies.
+                glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
+            })
+            .unwrap();
+        let me = LocalExecutorBuilder::default()
+            .io_memory(256 << 10)
+            .spawn(move || async move {
+                let (mesh, inbound) = a.connect(ShardId(0)).await;
+                let mesh = Rc::new(mesh);
+                let (_, replies) = inbound.replies.into_iter().next().unwrap();
+                let m = mesh.clone();
+                glommio::spawn_local(async move {
+                    while let Some(env) = replies.recv().await {
+                        m.complete(env);
+                    }
+                })
+                .detach();
+                let mut pending = Vec::new();
+                for _ in 0..CROSS_SHARD_INFLIGHT_MAX {
+                    assert!(mesh.has_credit(ShardId(1)));
+                    pending.push(mesh.send(ShardId(1), Request::Append(Vec::new())).unwrap());
+                }
+                assert!(!mesh.has_credit(ShardId(1)));
+                assert!(matches!(
+                    mesh.send(ShardId(1), Request::Append(Vec::new())),
+                    Err(CallError::NoCredit(ShardId(1)))
+                ));
+                release_tx.send(()).unwrap();
+                for rx in pending {
+                    assert!(matches!(rx.await, Ok(Response::Appended(Ok(())))));
+                }
+                assert!(mesh.has_credit(ShardId(1)));
+                assert_eq!(mesh.in_flight(), 0);
+            })
+            .unwrap();
+        me.join().unwrap();
+        peer.join().unwrap();
+    }
+}

@@ -58,6 +58,8 @@ pub struct Shard {
     pub stopping: Latch,
     /// Requests being worked on (HTTP requests and mesh requests).
     pub in_flight: Cell<usize>,
+    /// Bytes of ingest request bodies held by requests in flight.
+    pub in_flight_bytes: Cell<usize>,
     pub metrics: ShardMetrics,
 }
 
@@ -300,6 +302,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
         foreign,
         stopping: Latch::default(),
         in_flight: Cell::new(0),
+        in_flight_bytes: Cell::new(0),
         metrics: ShardMetrics::default(),
     });
     spawn_receivers(&shard, inbound);
