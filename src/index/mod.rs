@@ -13,7 +13,7 @@
 
 pub mod names;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use crate::domain::{self, ArchivedLogBatch, ArchivedSpanBatch, TraceId, STATUS_CODE_ERROR};
 use names::{NameId, Names};

@@ -2,7 +2,7 @@
 //! a string. Bounded by [`INTERNED_NAMES_MAX`]: past it, new names share [`NameId::OVERFLOW`],
 //! and searches by name fall back to reading the records.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use crate::limits::INTERNED_NAMES_MAX;
 

@@ -501,10 +501,13 @@ async fn handle_request(shard: &Rc<Shard>, req: Request) -> Response {
 /// Appends records this shard owns, indexes them, and waits until they are durable under the
 /// fsync policy. The records were encoded by this process (locally or on a peer) from
 /// validated domain types.
-pub async fn append_owned(shard: &Shard, records: Vec<OwnedRecord>) -> Result<(), String> {
+pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Result<(), String> {
     let mut last = 0;
     {
         let mut store = shard.store.borrow_mut();
+        if let Some(job) = store.next_to_prepare() {
+            prepare_next_segment(shard.clone(), job);
+        }
         let mut index = shard.index.borrow_mut();
         for rec in &records {
             let loc = store
@@ -526,6 +529,15 @@ pub async fn append_owned(shard: &Shard, records: Vec<OwnedRecord>) -> Result<()
         shard.commit.wait_durable(&shard.store, last).await?;
     }
     Ok(())
+}
+
+/// Creates and prefaults the next segment on the blocking pool, off the append path.
+fn prepare_next_segment(shard: Rc<Shard>, job: crate::storage::Preparation) {
+    glommio::spawn_local(async move {
+        let prepared = glommio::executor().spawn_blocking(move || job.run()).await;
+        shard.store.borrow_mut().install_next(prepared);
+    })
+    .detach();
 }
 
 /// Indexes a record this process just encoded.

@@ -91,6 +91,24 @@ pub struct Store {
     /// Set after a failed sync: the page cache can no longer be trusted, nothing more is
     /// accepted until a restart re-verifies the segments.
     failed: Option<String>,
+    /// The next segment, created and prefaulted on the blocking pool while the active one
+    /// fills, so a rollover on the append path costs no file creation and no page faults.
+    next: Option<Segment>,
+    /// A next segment is being prepared (its sequence number is reserved).
+    preparing: bool,
+}
+
+/// What the runtime should create off the append path: see [`Store::next_to_prepare`].
+pub struct Preparation {
+    pub dir: PathBuf,
+    pub meta: SegmentMeta,
+}
+
+impl Preparation {
+    /// Creates and prefaults the segment. Blocking: run it on the blocking pool.
+    pub fn run(self) -> io::Result<Segment> {
+        Segment::create(&self.dir, self.meta, true)
+    }
 }
 
 impl Store {
@@ -164,10 +182,12 @@ impl Store {
             next_seq,
             dirty: Vec::new(),
             failed: None,
+            next: None,
+            preparing: false,
         };
         match store.segments.last() {
             Some(seg) if seg.is_writable() => store.active = store.segments.len() - 1,
-            _ => store.roll()?,
+            _ => store.roll(true)?,
         }
         Ok((store, report))
     }
@@ -185,7 +205,7 @@ impl Store {
             });
         }
         if !self.segments[self.active].fits(payload.len()) {
-            self.roll()?;
+            self.roll(false)?;
         }
         let offset = self.segments[self.active].append(kind, payload);
         if self.dirty.last() != Some(&self.active) {
@@ -200,7 +220,37 @@ impl Store {
     /// Starts a new segment and seals the active one (if any). Blocking (file creation).
     /// The new segment is created first: if that fails (disk full), the active segment stays
     /// writable and the append that needed room fails alone.
-    fn roll(&mut self) -> Result<(), StoreError> {
+    fn roll(&mut self, prefault: bool) -> Result<(), StoreError> {
+        let seg = match self.next.take() {
+            Some(prepared) => prepared,
+            None => {
+                let meta = self.reserve_meta();
+                let dir = self.config.own_dir();
+                let seg =
+                    Segment::create(&dir, meta, prefault).map_err(|source| StoreError::Create {
+                        path: dir.join(segment::file_name(meta.seq)),
+                        source,
+                    })?;
+                // The new file's directory entry must survive a crash too.
+                if let Err(e) = segment::sync_dir(&dir) {
+                    tracing::warn!(dir = %dir.display(), "cannot sync directory: {e}");
+                }
+                seg
+            }
+        };
+        if let Some(old) = self.segments.get_mut(self.active) {
+            // Sealing is best effort: a segment left writable still reads correctly.
+            if let Err(e) = old.seal() {
+                tracing::warn!(segment = %old.path.display(), "cannot seal segment: {e}");
+            }
+        }
+        self.segments.push(seg);
+        self.active = self.segments.len() - 1;
+        Ok(())
+    }
+
+    /// Takes the next sequence number for a new segment of this shard.
+    fn reserve_meta(&mut self) -> SegmentMeta {
         let meta = SegmentMeta {
             shard_id: self.config.shard.0,
             shard_count: self.config.shard_count,
@@ -208,25 +258,48 @@ impl Store {
             created_unix_nanos: now_unix_nanos(),
             file_bytes: self.config.segment_bytes,
         };
-        let dir = self.config.own_dir();
-        let seg = Segment::create(&dir, meta).map_err(|source| StoreError::Create {
-            path: dir.join(segment::file_name(meta.seq)),
-            source,
-        })?;
-        // The new file's directory entry must survive a crash too.
-        if let Err(e) = segment::sync_dir(&dir) {
-            tracing::warn!(dir = %dir.display(), "cannot sync directory: {e}");
+        self.next_seq += 1;
+        meta
+    }
+
+    /// Once the active segment is half full, and no next segment is ready or being prepared:
+    /// reserves the next one for the caller to create on the blocking pool
+    /// ([`Preparation::run`]) and hand back with [`Store::install_next`].
+    pub fn next_to_prepare(&mut self) -> Option<Preparation> {
+        let active = &self.segments[self.active];
+        if self.preparing || self.next.is_some() || active.write_pos() < active.len() / 2 {
+            return None;
         }
-        if let Some(old) = self.segments.get_mut(self.active) {
-            // Sealing is best effort: a segment left writable still reads correctly.
-            if let Err(e) = old.seal() {
-                tracing::warn!(segment = %old.path.display(), "cannot seal segment: {e}");
+        self.preparing = true;
+        Some(Preparation {
+            dir: self.config.own_dir(),
+            meta: self.reserve_meta(),
+        })
+    }
+
+    /// Takes a prepared segment. One that lost the race (the active segment filled up and a
+    /// later one was created on the spot) is deleted: it is empty, and using it after a newer
+    /// segment would break the age order of the files.
+    pub fn install_next(&mut self, prepared: io::Result<Segment>) {
+        self.preparing = false;
+        match prepared {
+            Ok(seg) if seg.meta.seq > self.segments[self.active].meta.seq => {
+                if let Err(e) = segment::sync_dir(&self.config.own_dir()) {
+                    tracing::warn!("cannot sync directory: {e}");
+                }
+                self.next = Some(seg);
+            }
+            Ok(seg) => {
+                let path = seg.path.clone();
+                drop(seg);
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(segment = %path.display(), "cannot remove unused segment: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(shard = %self.config.shard, "cannot prepare the next segment: {e}");
             }
         }
-        self.next_seq += 1;
-        self.segments.push(seg);
-        self.active = self.segments.len() - 1;
-        Ok(())
     }
 
     /// The payload of the record at `loc`, its frame and CRC checked again.
