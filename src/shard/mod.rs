@@ -83,6 +83,8 @@ pub enum StartError {
         detail: String,
         hint: &'static str,
     },
+    #[error("this machine cannot run glust as configured: {detail}\n{hint}")]
+    Environment { detail: String, hint: &'static str },
     #[error("shard {shard}: {source}")]
     Storage { shard: u32, source: StoreError },
     #[error("shard {shard} failed: {detail}")]
@@ -101,6 +103,7 @@ pub fn run(
 ) -> Result<(), StartError> {
     let n = config.shards as usize;
     assert!(n > 0, "at least one shard");
+    preflight(n)?;
     let otlp_http = reserve_port(config.otlp_http)?;
     let query = reserve_port(config.query)?;
     let addrs = BoundAddrs {
@@ -209,6 +212,58 @@ impl Rendezvous {
             glommio::timer::sleep(Duration::from_millis(2)).await;
         }
     }
+}
+
+/// Checks, before any executor starts, what glommio would otherwise panic on: io_uring
+/// available to this process, and enough locked memory for every shard's io_uring buffers.
+fn preflight(shards: usize) -> Result<(), StartError> {
+    let fail = |detail: String, hint: &'static str| StartError::Environment { detail, hint };
+    // io_uring_setup with one entry: the cheapest way to ask the kernel whether it will serve.
+    let mut params = [0u8; 120]; // struct io_uring_params
+                                 // SAFETY: io_uring_setup(2) writes into `params` (120 bytes, the kernel's struct size) and
+                                 // returns a file descriptor, which is closed at once.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        let hint = match err.raw_os_error() {
+            Some(libc::ENOSYS) => "glust needs io_uring: Linux 5.8 or newer.",
+            Some(libc::EPERM) | Some(libc::EACCES) => {
+                "io_uring is disabled for this process: set the sysctl \
+                 `kernel.io_uring_disabled=0` (or 1 and run as a member of \
+                 `kernel.io_uring_group`), or allow io_uring in the container's seccomp profile."
+            }
+            Some(libc::ENOMEM) => "io_uring needs locked memory: raise `ulimit -l` (e.g. `ulimit -l unlimited`, or `LimitMEMLOCK=infinity` in a systemd unit).",
+            _ => "check that io_uring is available to this process.",
+        };
+        return Err(fail(format!("io_uring_setup failed: {err}"), hint));
+    }
+    // SAFETY: `fd` is the descriptor io_uring_setup just returned.
+    unsafe { libc::close(fd as i32) };
+
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0
+        && lim.rlim_cur != libc::RLIM_INFINITY
+    {
+        // Registered buffers plus the rings of each executor (a generous allowance for the rings).
+        let needed = shards as u64 * (EXECUTOR_IO_MEMORY_BYTES as u64 + (1 << 20));
+        if (lim.rlim_cur as u64) < needed {
+            return Err(fail(
+                format!(
+                    "locked-memory limit is {} KiB, {} shards need about {} KiB",
+                    lim.rlim_cur >> 10,
+                    shards,
+                    needed >> 10
+                ),
+                "raise it: `ulimit -l unlimited` in the shell that starts glust, or \
+                 `LimitMEMLOCK=infinity` in its systemd unit (or lower --shards).",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Binds `addr` once on the main thread, without listening, to turn port 0 into a concrete
