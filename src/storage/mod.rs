@@ -105,9 +105,12 @@ pub struct Preparation {
 }
 
 impl Preparation {
-    /// Creates and prefaults the segment. Blocking: run it on the blocking pool.
+    /// Creates and prefaults the segment and makes its directory entry durable. Blocking:
+    /// run it on the blocking pool.
     pub fn run(self) -> io::Result<Segment> {
-        Segment::create(&self.dir, self.meta, true)
+        let seg = Segment::create(&self.dir, self.meta, true)?;
+        segment::sync_dir(&self.dir)?;
+        Ok(seg)
     }
 }
 
@@ -262,12 +265,13 @@ impl Store {
         meta
     }
 
-    /// Once the active segment is half full, and no next segment is ready or being prepared:
+    /// Once a quarter of the active segment is used, and no next segment is ready or being
+    /// prepared (a quarter leaves the preparation time to finish before the rollover):
     /// reserves the next one for the caller to create on the blocking pool
     /// ([`Preparation::run`]) and hand back with [`Store::install_next`].
     pub fn next_to_prepare(&mut self) -> Option<Preparation> {
         let active = &self.segments[self.active];
-        if self.preparing || self.next.is_some() || active.write_pos() < active.len() / 2 {
+        if self.preparing || self.next.is_some() || active.write_pos() < active.len() / 4 {
             return None;
         }
         self.preparing = true;
@@ -284,9 +288,6 @@ impl Store {
         self.preparing = false;
         match prepared {
             Ok(seg) if seg.meta.seq > self.segments[self.active].meta.seq => {
-                if let Err(e) = segment::sync_dir(&self.config.own_dir()) {
-                    tracing::warn!("cannot sync directory: {e}");
-                }
                 self.next = Some(seg);
             }
             Ok(seg) => {
