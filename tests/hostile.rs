@@ -229,3 +229,17 @@ fn bodies_that_would_decode_into_gigabytes_get_413() {
         200
     );
 }
+
+#[test]
+fn json_bodies_that_would_decode_into_gigabytes_get_413() {
+    let server = Server::start(1);
+    // Ten million empty spans: ~30 MB of JSON, gzip-compressed to well under the wire limit.
+    let mut json = String::from(r#"{"resourceSpans":[{"scopeSpans":[{"spans":["#);
+    json.push_str(&"{},".repeat(10_000_000));
+    json.push_str("{}]}]}]}");
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(json.as_bytes()).unwrap();
+    let r = server.post("/v1/traces", "application/json", Some("gzip"), e.finish().unwrap());
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(server.post_traces(&traces_request("ok", 1, 1, 1)).status, 200);
+}

@@ -12,7 +12,12 @@ pub mod json;
 pub mod json_out;
 pub mod proto;
 
+use std::borrow::Cow;
+use std::cell::Cell;
+
 use crate::domain::validate::{Rejections, Sanitised};
+use crate::domain::{AnyValue, KeyValue, Resource};
+use crate::limits::DECODED_REQUEST_BYTES_MAX;
 
 /// The outcome of decoding one export request.
 #[derive(Debug, Default)]
@@ -48,4 +53,97 @@ pub enum DecodeError {
     /// line and column.
     #[error("invalid OTLP JSON: {0}")]
     Json(String),
+}
+
+/// The memory one request's decoded values may take, [`DECODED_REQUEST_BYTES_MAX`], shared by
+/// the protobuf and JSON decoders.
+///
+/// Decoding expands: a two-byte attribute on the wire is a 56-byte `KeyValue`, an empty span a
+/// few hundred bytes, and a 3-byte JSON `{}` a mirror struct and then a domain value. Without a
+/// budget a 64 MiB body could decode into gigabytes. Every element pushed into a list is
+/// charged its size; past the budget the request is refused (413).
+/// A thread-local because a shard decodes one request at a time, start to end, on its thread.
+pub(crate) struct Budget;
+
+thread_local! {
+    static BUDGET_LEFT: Cell<usize> = const { Cell::new(0) };
+    /// Whether a charge failed since the last reset: tells a refused charge, which the JSON
+    /// decoder can only report through serde as a custom error, from a malformed body.
+    static BUDGET_EXCEEDED: Cell<bool> = const { Cell::new(false) };
+}
+
+impl Budget {
+    /// Starts a request: the whole budget is left.
+    pub(crate) fn reset() {
+        BUDGET_LEFT.with(|b| b.set(DECODED_REQUEST_BYTES_MAX));
+        BUDGET_EXCEEDED.with(|e| e.set(false));
+    }
+
+    /// Takes `bytes` from the budget, or fails with [`DecodeError::TooLarge`] (and takes
+    /// nothing) if fewer are left.
+    #[inline]
+    pub(crate) fn charge(bytes: usize) -> Result<(), DecodeError> {
+        BUDGET_LEFT.with(|b| {
+            let left = b.get();
+            if left < bytes {
+                return Err(Self::exceed());
+            }
+            b.set(left - bytes);
+            Ok(())
+        })
+    }
+
+    #[cold]
+    fn exceed() -> DecodeError {
+        BUDGET_EXCEEDED.with(|e| e.set(true));
+        DecodeError::TooLarge {
+            max: DECODED_REQUEST_BYTES_MAX,
+        }
+    }
+
+    /// Bytes left.
+    #[inline]
+    pub(crate) fn left() -> usize {
+        BUDGET_LEFT.with(Cell::get)
+    }
+
+    /// Whether a charge was refused since the last [`Budget::reset`].
+    pub(crate) fn exceeded() -> bool {
+        BUDGET_EXCEEDED.with(Cell::get)
+    }
+}
+
+/// What [`Clone`] allocates for `resource`: its lists, and the strings and bytes it owns.
+///
+/// Decoders give each scope batch its own copy of the resource; they charge each copy this
+/// much, or a big resource followed by a million small scopes would be copied a million times.
+/// Recursive: call it on validated resources only, whose values nest at most
+/// [`crate::limits::VALUE_DEPTH_MAX`] deep.
+pub(crate) fn resource_copy_bytes(resource: &Resource<'_>) -> usize {
+    fn kvs(kvs: &[KeyValue<'_>]) -> usize {
+        kvs.iter()
+            .map(|kv| std::mem::size_of::<KeyValue<'_>>() + owned(&kv.key) + value(&kv.value))
+            .sum()
+    }
+    fn value(v: &AnyValue<'_>) -> usize {
+        match v {
+            AnyValue::String(s) => owned(s),
+            AnyValue::Bytes(b) => owned(b),
+            AnyValue::Array(a) => a
+                .iter()
+                .map(|v| std::mem::size_of::<AnyValue<'_>>() + value(v))
+                .sum(),
+            AnyValue::KvList(l) => kvs(l),
+            AnyValue::Empty | AnyValue::Bool(_) | AnyValue::Int(_) | AnyValue::Double(_) => 0,
+        }
+    }
+    // Takes the `Cow` itself: whether it owns its data is the point.
+    #[allow(clippy::ptr_arg)]
+    fn owned<B: ToOwned + AsRef<[u8]> + ?Sized>(c: &Cow<'_, B>) -> usize {
+        match c {
+            Cow::Borrowed(_) => 0,
+            Cow::Owned(_) => (**c).as_ref().len(),
+        }
+    }
+    kvs(&resource.attributes) + owned(&resource.schema_url)
 }

@@ -250,7 +250,7 @@ fn preflight(shards: usize) -> Result<(), StartError> {
     {
         // Registered buffers plus the rings of each executor (a generous allowance for the rings).
         let needed = shards as u64 * (EXECUTOR_IO_MEMORY_BYTES as u64 + (1 << 20));
-        if (lim.rlim_cur as u64) < needed {
+        if lim.rlim_cur < needed {
             return Err(fail(
                 format!(
                     "locked-memory limit is {} KiB, {} shards need about {} KiB",
