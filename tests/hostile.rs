@@ -239,7 +239,15 @@ fn json_bodies_that_would_decode_into_gigabytes_get_413() {
     json.push_str("{}]}]}]}");
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(json.as_bytes()).unwrap();
-    let r = server.post("/v1/traces", "application/json", Some("gzip"), e.finish().unwrap());
+    let r = server.post(
+        "/v1/traces",
+        "application/json",
+        Some("gzip"),
+        e.finish().unwrap(),
+    );
     assert_eq!(r.status, 413, "{}", r.text());
-    assert_eq!(server.post_traces(&traces_request("ok", 1, 1, 1)).status, 200);
+    assert_eq!(
+        server.post_traces(&traces_request("ok", 1, 1, 1)).status,
+        200
+    );
 }

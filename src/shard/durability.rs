@@ -1,10 +1,14 @@
 //! Group commit: the fsync side of the shard's storage.
 //!
 //! Appends are numbered (`appended`). A task that needs its append durable calls
-//! [`GroupCommit::wait_durable`] with its number. If no sync is running it becomes the
-//! *leader*: it takes every dirty file, fsyncs them on glommio's blocking pool (never on the
-//! reactor), publishes the number covered, wakes every waiter at or below it, and goes round
-//! again while later appends wait. Requests arriving during a sync share the next one.
+//! [`GroupCommit::wait_durable`] with its number: it queues itself and wakes the shard's one
+//! *committer* task ([`GroupCommit::run`]). The committer takes every dirty file, fsyncs them
+//! on glommio's blocking pool (never on the reactor), publishes the number covered, answers
+//! every waiter at or below it, and goes round again while later appends wait. Requests that
+//! arrive during an fsync share the next one.
+//!
+//! The committer is its own task so that no request owns the loop: a request whose client
+//! went away is dropped with its waiter, and the commits go on for everybody else.
 //!
 //! After a failed fsync the page cache can no longer be trusted (the kernel may have dropped
 //! the dirty pages): the store refuses further appends and every waiter gets the error.
@@ -12,6 +16,7 @@
 use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use futures_channel::oneshot;
@@ -27,8 +32,11 @@ pub struct GroupCommit {
     appended: Cell<u64>,
     /// Every append numbered at or below this is durable.
     synced: Cell<u64>,
-    syncing: Cell<bool>,
+    /// Appends waiting to be durable, with who to tell.
     waiters: RefCell<Vec<(u64, Waiter)>>,
+    /// Wakes the committer: set when a waiter queues, consumed by the committer.
+    work: Cell<bool>,
+    committer: RefCell<Option<Waker>>,
     /// Syncs run and their total time, for the metrics.
     pub syncs: Cell<u64>,
     pub sync_nanos: Cell<u64>,
@@ -46,72 +54,78 @@ impl GroupCommit {
         self.appended.get()
     }
 
-    /// Completes once append `seq` is durable, sharing fsyncs with concurrent callers.
+    /// Completes once append `seq` is durable. Cancel-safe: dropping the future only drops
+    /// this caller's place in the queue.
     pub async fn wait_durable(&self, store: &RefCell<Store>, seq: u64) -> Result<(), String> {
         debug_assert!(seq <= self.appended.get());
         if self.synced.get() >= seq {
             return Ok(());
         }
-        if self.syncing.get() {
-            let (tx, rx) = oneshot::channel();
-            self.waiters.borrow_mut().push((seq, tx));
-            return rx
-                .await
-                .unwrap_or_else(|_| Err("sync leader vanished".into()));
-        }
-        self.lead(store).await;
         if let Some(why) = store.borrow().failed() {
-            if self.synced.get() < seq {
-                return Err(why.to_owned());
-            }
+            return Err(why.to_owned());
         }
-        debug_assert!(self.synced.get() >= seq);
-        Ok(())
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().push((seq, tx));
+        self.work.set(true);
+        if let Some(w) = self.committer.borrow_mut().take() {
+            w.wake();
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("shard stopped before the sync".into()))
     }
 
     /// Syncs everything appended so far (the interval policy and shutdown).
     pub async fn sync_all(&self, store: &RefCell<Store>) -> Result<(), String> {
-        let seq = self.appended.get();
-        if seq == 0 {
-            return Ok(());
-        }
-        self.wait_durable(store, seq).await
+        self.wait_durable(store, self.appended.get()).await
     }
 
-    async fn lead(&self, store: &RefCell<Store>) {
-        self.syncing.set(true);
+    /// The committer: runs for the life of the shard.
+    pub async fn run(&self, store: &RefCell<Store>) {
         loop {
-            let target = self.appended.get();
-            let files = store.borrow_mut().take_dirty();
-            let started = Instant::now();
-            let outcome = sync_files(files).await;
-            self.syncs.set(self.syncs.get() + 1);
-            self.sync_nanos
-                .set(self.sync_nanos.get() + started.elapsed().as_nanos() as u64);
-            match outcome {
-                Ok(()) => self.synced.set(self.synced.get().max(target)),
-                Err(e) => store.borrow_mut().sync_failed(e),
-            }
-            let failed = store.borrow().failed().map(str::to_owned);
-            let synced = self.synced.get();
-            let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-            let mut later = Vec::new();
-            for (seq, tx) in waiters {
-                if seq <= synced {
-                    let _ = tx.send(Ok(()));
-                } else if let Some(why) = &failed {
-                    let _ = tx.send(Err(why.clone()));
+            std::future::poll_fn(|cx| {
+                if self.work.replace(false) {
+                    Poll::Ready(())
                 } else {
-                    later.push((seq, tx));
+                    *self.committer.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
                 }
-            }
-            let more = !later.is_empty();
-            self.waiters.borrow_mut().extend(later);
-            if !more || failed.is_some() {
-                break;
+            })
+            .await;
+            while !self.waiters.borrow().is_empty() {
+                self.commit_round(store).await;
             }
         }
-        self.syncing.set(false);
+    }
+
+    async fn commit_round(&self, store: &RefCell<Store>) {
+        let target = self.appended.get();
+        let files = store.borrow_mut().take_dirty();
+        let started = Instant::now();
+        let outcome = sync_files(files).await;
+        self.syncs.set(self.syncs.get() + 1);
+        self.sync_nanos
+            .set(self.sync_nanos.get() + started.elapsed().as_nanos() as u64);
+        match outcome {
+            Ok(()) => self.synced.set(self.synced.get().max(target)),
+            Err(e) => store.borrow_mut().sync_failed(e),
+        }
+        let failed = store.borrow().failed().map(str::to_owned);
+        let synced = self.synced.get();
+        let mut waiters = self.waiters.borrow_mut();
+        let mut i = 0;
+        while i < waiters.len() {
+            let seq = waiters[i].0;
+            if seq <= synced || failed.is_some() {
+                let (_, tx) = waiters.swap_remove(i);
+                let _ = tx.send(match (&failed, seq <= synced) {
+                    (_, true) => Ok(()),
+                    (Some(why), false) => Err(why.clone()),
+                    (None, false) => unreachable!(),
+                });
+            } else {
+                i += 1;
+            }
+        }
     }
 }
 
@@ -128,4 +142,55 @@ async fn sync_files(files: Vec<Arc<File>>) -> Result<(), String> {
             Ok(())
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::ShardId;
+    use crate::storage::{RecordKind, StoreConfig};
+    use std::rc::Rc;
+
+    /// A waiter dropped mid-sync (its client went away) must not stop later commits.
+    #[test]
+    fn commits_continue_after_a_waiter_is_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            data_dir: dir.path().to_owned(),
+            shard: ShardId(0),
+            shard_count: 1,
+            segment_bytes: 1 << 20,
+        };
+        let (store, _) = Store::open(config, |_, _, _| {}, |_, _| {}).unwrap();
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(256 << 10)
+            .spawn(move || async move {
+                let store = Rc::new(RefCell::new(store));
+                let commit = Rc::new(GroupCommit::default());
+                let (c, s) = (commit.clone(), store.clone());
+                glommio::spawn_local(async move { c.run(&s).await }).detach();
+                for round in 0..20u64 {
+                    store
+                        .borrow_mut()
+                        .append(RecordKind::Logs, b"payload")
+                        .unwrap();
+                    let seq = commit.note_append();
+                    // Start waiting, then give up before the sync completes.
+                    let cancelled = commit.wait_durable(&store, seq);
+                    let _ = futures_lite::future::poll_once(cancelled).await;
+                    store
+                        .borrow_mut()
+                        .append(RecordKind::Logs, b"payload")
+                        .unwrap();
+                    let seq = commit.note_append();
+                    commit.wait_durable(&store, seq).await.unwrap();
+                    assert!(commit.synced.get() >= seq, "round {round}");
+                }
+                commit.sync_all(&store).await.unwrap();
+                assert!(commit.waiters.borrow().is_empty());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
 }

@@ -361,6 +361,8 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
         metrics: ShardMetrics::default(),
     });
     spawn_receivers(&shard, inbound);
+    let committer = shard.clone();
+    glommio::spawn_local(async move { committer.commit.run(&committer.store).await }).detach();
 
     let http = bind(ctx.addrs.otlp_http)?;
     let query = bind(ctx.addrs.query)?;
