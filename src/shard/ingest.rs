@@ -148,7 +148,17 @@ pub fn encode_records<B: Signal>(
 ) -> (Vec<OwnedRecord>, u64) {
     let mut out = Vec::with_capacity(batches.len());
     let mut kept = 0u64;
-    let mut todo = batches;
+    // The index addresses an item inside its record with a u16: cut longer batches first.
+    let mut todo = Vec::with_capacity(batches.len());
+    for mut batch in batches {
+        while batch.items_mut().len() > RECORD_ITEMS_MAX {
+            let rest = batch.items_mut().split_off(RECORD_ITEMS_MAX);
+            let next = batch.with_items(rest);
+            todo.push(batch);
+            batch = next;
+        }
+        todo.push(batch);
+    }
     while let Some(mut batch) = todo.pop() {
         let bytes = match batch.encode() {
             Ok(b) => b,
@@ -163,20 +173,29 @@ pub fn encode_records<B: Signal>(
                 continue;
             }
         };
-        let items = batch.items_mut();
+        let n = batch.items_mut().len();
         if bytes.len() <= max_bytes {
-            kept += items.len() as u64;
+            kept += n as u64;
             out.push(OwnedRecord {
                 kind: B::KIND,
                 bytes,
             });
-        } else if items.len() == 1 {
+        } else if n == 1 {
             rejected.reject(&Invalid::TooLarge {
                 bytes: bytes.len(),
                 max: max_bytes,
             });
+        } else if empty_size(&batch) > max_bytes {
+            // No split can fit: every part would carry the same oversized resource and scope.
+            // Halving down to single items would re-encode it ~2N times on the reactor.
+            for _ in 0..n {
+                rejected.reject(&Invalid::TooLarge {
+                    bytes: bytes.len(),
+                    max: max_bytes,
+                });
+            }
         } else {
-            let second = items.split_off(items.len() / 2);
+            let second = batch.items_mut().split_off(n / 2);
             let second = batch.with_items(second);
             todo.push(second);
             todo.push(batch);
@@ -184,6 +203,17 @@ pub fn encode_records<B: Signal>(
     }
     (out, kept)
 }
+
+/// Encoded size of a batch's resource and scope with no items.
+fn empty_size<B: Signal>(batch: &B) -> usize {
+    batch
+        .with_items(Vec::new())
+        .encode()
+        .map_or(usize::MAX, |b| b.len())
+}
+
+/// Items one record holds at most: the index addresses an item in its record with a `u16`.
+pub const RECORD_ITEMS_MAX: usize = u16::MAX as usize;
 
 /// Runs steps 1–4 for one decoded request on the shard that received it.
 pub async fn ingest<B: Signal>(
@@ -282,4 +312,75 @@ fn forward_to_owner(
             CallError::NoCredit(_) => IngestError::Overloaded(e.to_string()),
             CallError::Gone(_) => IngestError::Unavailable(e.to_string()),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AnyValue, KeyValue, LogRecord, Resource};
+    use std::borrow::Cow;
+
+    fn log(n: u64) -> LogRecord<'static> {
+        LogRecord {
+            time_unix_nano: n,
+            observed_time_unix_nano: 0,
+            severity_number: 9,
+            severity_text: Cow::Borrowed(""),
+            body: AnyValue::Int(n as i64),
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            flags: 0,
+            trace_id: None,
+            span_id: None,
+            event_name: Cow::Borrowed(""),
+        }
+    }
+
+    fn batch(logs: u64, resource_bytes: usize) -> LogBatch<'static> {
+        LogBatch {
+            resource: Resource {
+                attributes: vec![KeyValue {
+                    key: Cow::Borrowed("big"),
+                    value: AnyValue::String(Cow::Owned("x".repeat(resource_bytes))),
+                }],
+                ..Default::default()
+            },
+            scope: Default::default(),
+            logs: (0..logs).map(log).collect(),
+        }
+    }
+
+    #[test]
+    fn records_hold_at_most_u16_max_items() {
+        let mut rejected = Rejections::default();
+        let (records, kept) = encode_records(vec![batch(150_000, 10)], usize::MAX, &mut rejected);
+        assert_eq!(kept, 150_000);
+        assert_eq!(rejected.count, 0);
+        assert_eq!(records.len(), 3);
+        for r in &records {
+            let b =
+                rkyv::access::<crate::domain::ArchivedLogBatch<'static>, rancor::Error>(&r.bytes)
+                    .unwrap();
+            assert!(b.logs.len() <= RECORD_ITEMS_MAX);
+        }
+    }
+
+    #[test]
+    fn big_batches_are_halved_until_they_fit() {
+        let mut rejected = Rejections::default();
+        let (records, kept) = encode_records(vec![batch(1000, 100)], 8 << 10, &mut rejected);
+        assert_eq!(kept, 1000);
+        assert!(records.len() > 1);
+        assert!(records.iter().all(|r| r.bytes.len() <= 8 << 10));
+    }
+
+    #[test]
+    fn a_resource_bigger_than_a_record_rejects_its_items_at_once() {
+        let mut rejected = Rejections::default();
+        let (records, kept) = encode_records(vec![batch(50_000, 20_000)], 16 << 10, &mut rejected);
+        assert!(records.is_empty());
+        assert_eq!(kept, 0);
+        assert_eq!(rejected.count, 50_000);
+        assert!(rejected.first.unwrap().contains("more than the"));
+    }
 }
