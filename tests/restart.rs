@@ -87,6 +87,35 @@ fn sigterm_exits_zero_and_keeps_data() {
     assert_eq!(trace_count(&server), 5);
 }
 
+/// 4 -> 2 -> 4: the segments shard 0 and 1 keep appending to after the first change must not
+/// carry the old count in their header, or the second change would hide what they received.
+#[test]
+fn shard_count_changes_back_and_forth_lose_nothing() {
+    let mut server = Server::start(4);
+    assert_eq!(
+        server.post_traces(&traces_request("svc", 1, 20, 2)).status,
+        200
+    );
+    server.kill();
+    server.shards = 2;
+    server.spawn();
+    assert_eq!(
+        server.post_traces(&traces_request("svc", 21, 20, 2)).status,
+        200
+    );
+    server.kill();
+    server.shards = 4;
+    server.spawn();
+    for t in 1..=40 {
+        let json = server.get_json(&format!("/api/v1/traces/{}", hex(&trace_id(t))));
+        let spans = json["resourceSpans"][0]["scopeSpans"][0]["spans"]
+            .as_array()
+            .unwrap();
+        assert_eq!(spans.len(), 2, "trace {t}");
+    }
+    assert_eq!(trace_count(&server), 40);
+}
+
 #[test]
 fn changing_the_shard_count_keeps_old_data_readable() {
     let mut server = Server::start(2);

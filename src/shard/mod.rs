@@ -316,15 +316,34 @@ fn executor_error(shard: u32, e: glommio::GlommioError<()>) -> StartError {
 
 async fn shard_main(ctx: ShardStart) -> Result<(), StartError> {
     let id = ctx.id;
+    // Calls off every rendezvous if this shard fails or panics, so no peer waits for it.
+    let mut guard = CallOff {
+        ctx: &ctx,
+        armed: true,
+    };
     let outcome = shard_lifecycle(&ctx).await;
-    if outcome.is_err() {
-        ctx.startup.fail();
-        ctx.serving.fail();
-        ctx.shutdown.fail();
-        ctx.stop.store(true, Ordering::SeqCst);
-    }
+    guard.armed = outcome.is_err();
+    drop(guard);
     tracing::debug!(shard = %id, "stopped");
     outcome
+}
+
+/// Stops the whole process's start-up or shutdown when dropped armed: on error and on panic
+/// (unwinding drops it), so a dead shard never leaves the others at a barrier.
+struct CallOff<'a> {
+    ctx: &'a ShardStart,
+    armed: bool,
+}
+
+impl Drop for CallOff<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.ctx.startup.fail();
+            self.ctx.serving.fail();
+            self.ctx.shutdown.fail();
+            self.ctx.stop.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
@@ -408,6 +427,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
     }
     // Peers may still be appending records we own for requests they are finishing.
     ctx.shutdown.wait().await;
+    let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
     while shard.in_flight.get() > 0 && std::time::Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }

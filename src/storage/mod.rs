@@ -128,6 +128,7 @@ impl Store {
             path: own.clone(),
             source,
         })?;
+        remove_leftover_tmp_files(&own);
         let mut report = RecoveryReport::default();
         let mut segments = Vec::new();
 
@@ -188,8 +189,17 @@ impl Store {
             next: None,
             preparing: false,
         };
+        // Appends continue in the newest own segment only if it was written under the same
+        // shard count: records of one generation must not go into a segment whose header
+        // names another, or lookups after the next change of count would not find them.
         match store.segments.last() {
-            Some(seg) if seg.is_writable() => store.active = store.segments.len() - 1,
+            Some(seg)
+                if seg.is_writable()
+                    && seg.meta.shard_count == store.config.shard_count
+                    && seg.meta.shard_id == store.config.shard.0 =>
+            {
+                store.active = store.segments.len() - 1
+            }
             _ => store.roll(true)?,
         }
         Ok((store, report))
@@ -234,19 +244,17 @@ impl Store {
                         path: dir.join(segment::file_name(meta.seq)),
                         source,
                     })?;
-                // The new file's directory entry must survive a crash too.
+                // The new file's directory entry must survive a crash too; failing that is
+                // a failed sync like any other.
                 if let Err(e) = segment::sync_dir(&dir) {
-                    tracing::warn!(dir = %dir.display(), "cannot sync directory: {e}");
+                    let why = format!("cannot sync directory {}: {e}", dir.display());
+                    self.sync_failed(why.clone());
+                    return Err(StoreError::Failed(why));
                 }
                 seg
             }
         };
-        if let Some(old) = self.segments.get_mut(self.active) {
-            // Sealing is best effort: a segment left writable still reads correctly.
-            if let Err(e) = old.seal() {
-                tracing::warn!(segment = %old.path.display(), "cannot seal segment: {e}");
-            }
-        }
+        // The old active segment is full: no more appends go there (its map stays as it is).
         self.segments.push(seg);
         self.active = self.segments.len() - 1;
         Ok(())
@@ -368,6 +376,23 @@ fn adopted_dirs(config: &StoreConfig) -> Result<Vec<PathBuf>, StoreError> {
         .into_iter()
         .map(|k| shard_dir(&config.data_dir, k))
         .collect())
+}
+
+/// Removes segments whose creation a crash interrupted (they never got their final name).
+fn remove_leftover_tmp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if name
+            .to_str()
+            .is_some_and(|n| n.ends_with(&format!(".{}", segment::TMP_EXTENSION)))
+        {
+            tracing::info!(file = %e.path().display(), "removing a segment whose creation was interrupted");
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Segment files of a directory, oldest first.

@@ -102,6 +102,9 @@ pub enum SegmentError {
     Io(#[from] io::Error),
 }
 
+/// Extension of a segment being created; such leftovers of a crash are removed at start-up.
+pub const TMP_EXTENSION: &str = "glust.tmp";
+
 /// The file name of segment `seq`.
 pub fn file_name(seq: u64) -> String {
     format!("seg-{seq:020}.glust")
@@ -154,21 +157,34 @@ impl Segment {
     pub fn create(dir: &Path, meta: SegmentMeta, prefault: bool) -> io::Result<Segment> {
         debug_assert!(meta.file_bytes as usize > SEGMENT_HEADER_BYTES + HEADER_BYTES);
         debug_assert!(meta.file_bytes <= u32::MAX as u64, "offsets are u32");
+        use std::os::unix::fs::FileExt;
+        // Crash-atomic: the file gets its final name only once its header is on disk, so a
+        // crash never leaves a segment with a missing header. (The caller syncs the directory.)
         let path = dir.join(file_name(meta.seq));
+        let tmp = path.with_extension(TMP_EXTENSION);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create_new(true)
-            .open(&path)?;
-        preallocate(&file, dir, meta.file_bytes).inspect_err(|_| {
-            let _ = std::fs::remove_file(&path);
-        })?;
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let cleanup = |e: io::Error| {
+            let _ = std::fs::remove_file(&tmp);
+            e
+        };
+        preallocate(&file, dir, meta.file_bytes).map_err(cleanup)?;
+        file.write_all_at(&meta.encode(), 0).map_err(cleanup)?;
+        file.sync_data().map_err(cleanup)?;
+        std::fs::rename(&tmp, &path).map_err(cleanup)?;
         // SAFETY: the file is ours: created above, owned by exactly this shard, and never
         // truncated while mapped. Other processes are not expected to write Glust's data dir.
-        let mut map = unsafe { MmapOptions::new().map_mut(&file)? };
-        map[..SEGMENT_HEADER_BYTES].copy_from_slice(&meta.encode());
+        let map = unsafe { MmapOptions::new().map_mut(&file)? };
         if prefault {
-            Self::prefault(&map);
+            if let Err(e) = Self::prefault(&map) {
+                drop(map);
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
         }
         Ok(Segment {
             meta,
@@ -214,9 +230,13 @@ impl Segment {
     /// blocks now, so a full disk is reported here as an error instead of a SIGBUS on a later
     /// write. Best effort: older kernels (before 5.14) refuse the advice, and appends then
     /// fault as before.
-    fn prefault(map: &MmapMut) {
-        if let Err(e) = map.advise(memmap2::Advice::PopulateWrite) {
-            tracing::debug!("cannot prefault segment: {e}");
+    fn prefault(map: &MmapMut) -> io::Result<()> {
+        match map.advise(memmap2::Advice::PopulateWrite) {
+            // Kernels before 5.14 do not know the advice: appends will fault instead.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+            // Anything else (ENOSPC reported as EFAULT, ENOMEM): the segment cannot be
+            // trusted to take writes.
+            other => other,
         }
     }
 
@@ -353,18 +373,6 @@ impl Segment {
             _ => Err(ReadError::NoRecord(offset)),
         }
     }
-
-    /// Seals the segment: no more appends; the map becomes read-only. Blocking (mprotect).
-    pub fn seal(&mut self) -> io::Result<()> {
-        if let Map::Writable(_) = self.map {
-            let Map::Writable(map) = std::mem::replace(&mut self.map, Map::ReadOnly(empty_map()?))
-            else {
-                unreachable!()
-            };
-            self.map = Map::ReadOnly(map.make_read_only()?);
-        }
-        Ok(())
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -382,10 +390,6 @@ fn bytes_of(map: &Map) -> &[u8] {
         Map::Writable(m) => m,
         Map::ReadOnly(m) => m,
     }
-}
-
-fn empty_map() -> io::Result<Mmap> {
-    MmapOptions::new().len(1).map_anon()?.make_read_only()
 }
 
 /// Free disk space that must remain after a new segment is fully written, on top of one more
