@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
 
-use super::frame::{self, Header, RecordKind, HEADER_BYTES};
+use super::frame::{self, Header, RecordKind, FRAME_ALIGN, HEADER_BYTES};
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"GLUSTSEG";
 pub const SEGMENT_VERSION: u32 = 1;
@@ -265,60 +265,72 @@ impl Segment {
     }
 
     /// Scans every record from the start, verifying each CRC, calling `visit` with the offset,
-    /// kind and payload of every intact record. Sets the write position after the last intact
-    /// record; a torn or garbage tail is cut off (zeroed if the map is writable). A record with
-    /// a bad CRC followed by intact records is counted as corrupt and skipped.
+    /// kind and payload of every intact record, and sets the write position after the last.
+    ///
+    /// Corruption policy, at a place where no intact record starts (a zero header, a header
+    /// that is not plausible, or a payload that fails its CRC):
+    /// - if an intact record starts further on (searched on the frame alignment), the bytes
+    ///   in between are a **corrupt** record: counted, skipped, never served;
+    /// - otherwise it is the **torn tail** of the log (a write cut by a crash): the non-zero
+    ///   bytes from there on are zeroed if the map is writable, and appends resume there.
     pub fn recover(&mut self, mut visit: impl FnMut(u32, RecordKind, &[u8])) -> ScanReport {
         let mut report = ScanReport::default();
         let len = self.len();
         let mut pos = SEGMENT_HEADER_BYTES;
-        let mut torn_at = None;
         while pos + HEADER_BYTES <= len {
-            let bytes = self.bytes();
-            let room = len - pos - HEADER_BYTES;
-            match frame::decode_header(&bytes[pos..], room) {
-                Header::Empty => break,
-                Header::Garbage => {
-                    torn_at = Some(pos);
+            if let Some((kind, payload_len)) = self.intact_at(pos) {
+                report.records += 1;
+                let payload = &self.bytes()[pos + HEADER_BYTES..pos + HEADER_BYTES + payload_len];
+                visit(pos as u32, kind, payload);
+                pos = (pos + frame::frame_bytes(payload_len)).min(len);
+                continue;
+            }
+            let end = self.written_extent(pos);
+            if end == pos {
+                break; // only zeros from here: the clean end of the records
+            }
+            match (pos + FRAME_ALIGN..end)
+                .step_by(FRAME_ALIGN)
+                .find(|&q| self.intact_at(q).is_some())
+            {
+                Some(next) => {
+                    report.corrupt += 1;
+                    pos = next;
+                }
+                None => {
+                    report.truncated_bytes = (end - pos) as u64;
+                    if let Map::Writable(map) = &mut self.map {
+                        map[pos..end].fill(0);
+                    }
                     break;
                 }
-                Header::Record {
-                    kind,
-                    payload_len,
-                    crc,
-                } => {
-                    let header = &bytes[pos..pos + HEADER_BYTES];
-                    let payload = &bytes[pos + HEADER_BYTES..pos + HEADER_BYTES + payload_len];
-                    let next = pos + frame::frame_bytes(payload_len);
-                    if frame::verify(header, payload, crc).is_ok() {
-                        report.records += 1;
-                        visit(pos as u32, kind, payload);
-                        pos = next.min(len);
-                    } else if next + HEADER_BYTES <= len
-                        && frame::decode_header(&bytes[next..], len - next - HEADER_BYTES)
-                            != Header::Empty
-                    {
-                        // Something was written after it: this record rotted or was
-                        // overwritten, it is not the torn end of the log.
-                        report.corrupt += 1;
-                        pos = next;
-                    } else {
-                        torn_at = Some(pos);
-                        break;
-                    }
-                }
             }
         }
-        if let Some(at) = torn_at {
-            let end = self.written_extent(at);
-            report.truncated_bytes = (end - at) as u64;
-            if let Map::Writable(map) = &mut self.map {
-                map[at..end].fill(0);
-            }
-            pos = at;
-        }
-        self.write_pos = pos;
+        self.write_pos = pos.min(len);
         report
+    }
+
+    /// The kind and payload length of the intact record at `pos`, if one is there.
+    fn intact_at(&self, pos: usize) -> Option<(RecordKind, usize)> {
+        let bytes = self.bytes();
+        let len = bytes.len();
+        if pos + HEADER_BYTES > len {
+            return None;
+        }
+        match frame::decode_header(&bytes[pos..], len - pos - HEADER_BYTES) {
+            Header::Record {
+                kind,
+                payload_len,
+                crc,
+            } => {
+                let header = &bytes[pos..pos + HEADER_BYTES];
+                let payload = &bytes[pos + HEADER_BYTES..pos + HEADER_BYTES + payload_len];
+                frame::verify(header, payload, crc)
+                    .is_ok()
+                    .then_some((kind, payload_len))
+            }
+            _ => None,
+        }
     }
 
     /// End of the non-zero bytes at or after `from` (what a torn tail occupies).
@@ -549,6 +561,29 @@ mod tests {
         let (recs, report) = records_of(&mut seg);
         assert_eq!(recs.len(), 1);
         assert_eq!(report.truncated_bytes, 40);
+    }
+
+    #[test]
+    fn a_damaged_header_in_the_middle_skips_one_record_not_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Segment::create(dir.path(), meta(1, 8192), true).unwrap();
+        let offs: Vec<u32> = (0..5u8)
+            .map(|i| seg.append(RecordKind::Logs, &[i + 1; 70]))
+            .collect();
+        let path = seg.path.clone();
+        drop(seg);
+        let mut raw = std::fs::read(&path).unwrap();
+        raw[offs[1] as usize + 4] = 0xee; // an impossible kind in record 1's header
+        raw[offs[3] as usize] ^= 0xff; // a wrong length in record 3's header
+        std::fs::write(&path, &raw).unwrap();
+        let mut seg = Segment::open(&path, true).unwrap();
+        let (recs, report) = records_of(&mut seg);
+        assert_eq!(
+            recs.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![offs[0], offs[2], offs[4]]
+        );
+        assert_eq!(report.corrupt, 2);
+        assert_eq!(report.truncated_bytes, 0);
     }
 
     #[test]
