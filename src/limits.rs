@@ -85,6 +85,10 @@ pub const QUERY_LIMIT_DEFAULT: usize = 20;
 /// indexed under an overflow id and found by scanning records instead.
 pub const INTERNED_NAMES_MAX: usize = 1 << 20;
 
+/// Longest service or span name the index interns. Longer names are still stored and found,
+/// by reading records; this bounds the index's name table by bytes, not only by count.
+pub const INTERNED_NAME_BYTES_MAX: usize = 256;
+
 const _: () = assert!(REQUEST_WIRE_BYTES_MAX <= REQUEST_DECODED_BYTES_MAX);
 const _: () = assert!(RECORD_BYTES_MAX as u64 * 2 <= SEGMENT_BYTES_DEFAULT || cfg!(test));
 const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT);

@@ -115,6 +115,7 @@ pub struct Index {
     logs: Vec<LogEntry>,
     logs_by_trace: HashMap<TraceId, Vec<u32>>,
     services: Vec<NameId>,
+    service_set: foldhash::HashSet<NameId>,
 }
 
 /// Memory the index holds, for the metrics.
@@ -215,7 +216,7 @@ impl Index {
     }
 
     fn note_service(&mut self, service: NameId) {
-        if !self.services.contains(&service) {
+        if service != NameId::OVERFLOW && self.service_set.insert(service) {
             self.services.push(service);
         }
     }

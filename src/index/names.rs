@@ -1,10 +1,12 @@
 //! Interned service and span names: the index stores a 4-byte [`NameId`] per span instead of
-//! a string. Bounded by [`INTERNED_NAMES_MAX`]: past it, new names share [`NameId::OVERFLOW`],
-//! and searches by name fall back to reading the records.
+//! a string. Bounded by [`INTERNED_NAMES_MAX`] names of at most [`INTERNED_NAME_BYTES_MAX`]
+//! bytes: a longer name, or any name once the table is full, gets [`NameId::OVERFLOW`], and
+//! searches by such a name fall back to reading the records. So the table costs at most
+//! about 2 × 1M × 256 bytes per shard, whatever clients send.
 
 use foldhash::HashMap;
 
-use crate::limits::INTERNED_NAMES_MAX;
+use crate::limits::{INTERNED_NAMES_MAX, INTERNED_NAME_BYTES_MAX};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NameId(pub u32);
@@ -19,6 +21,8 @@ pub struct Names {
     ids: HashMap<Box<str>, NameId>,
     names: Vec<Box<str>>,
     bytes: usize,
+    /// Some name got [`NameId::OVERFLOW`]: a lookup miss is not proof of absence.
+    overflowed: bool,
 }
 
 impl Names {
@@ -26,7 +30,8 @@ impl Names {
         if let Some(&id) = self.ids.get(name) {
             return id;
         }
-        if self.names.len() >= INTERNED_NAMES_MAX {
+        if self.names.len() >= INTERNED_NAMES_MAX || name.len() > INTERNED_NAME_BYTES_MAX {
+            self.overflowed = true;
             return NameId::OVERFLOW;
         }
         let id = NameId(self.names.len() as u32);
@@ -43,7 +48,7 @@ impl Names {
     }
 
     pub fn overflowed(&self) -> bool {
-        self.names.len() >= INTERNED_NAMES_MAX
+        self.overflowed
     }
 
     pub fn get(&self, id: NameId) -> &str {
@@ -69,5 +74,10 @@ mod tests {
         assert_eq!(n.get(b), "cart");
         assert_eq!(n.lookup("cart"), Some(b));
         assert_eq!(n.lookup("nope"), None);
+        assert!(!n.overflowed());
+        let long = "x".repeat(INTERNED_NAME_BYTES_MAX + 1);
+        assert_eq!(n.intern(&long), NameId::OVERFLOW);
+        assert!(n.overflowed());
+        assert_eq!(n.lookup(&long), None);
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::{BinaryHeap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::domain::{
     ArchivedAnyValue, ArchivedKeyValue, ArchivedLogBatch, ArchivedResource, ArchivedScope,
@@ -54,24 +55,24 @@ fn log_batch(store: &Store, loc: RecordLoc) -> Option<&ArchivedLogBatch<'static>
     }
 }
 
-fn resource_fields(r: &ArchivedResource<'_>) -> String {
+fn resource_fields(r: &ArchivedResource<'_>) -> Arc<str> {
     let mut out = String::from("\"resource\":");
     json_out::write_resource(&mut out, r);
     if !r.schema_url.is_empty() {
         out.push_str(",\"schemaUrl\":");
         json_out::write_json_str(&mut out, r.schema_url.as_str());
     }
-    out
+    out.into()
 }
 
-fn scope_fields(s: &ArchivedScope<'_>) -> String {
+fn scope_fields(s: &ArchivedScope<'_>) -> Arc<str> {
     let mut out = String::from("\"scope\":");
     json_out::write_scope(&mut out, s);
     if !s.schema_url.is_empty() {
         out.push_str(",\"schemaUrl\":");
         json_out::write_json_str(&mut out, s.schema_url.as_str());
     }
-    out
+    out.into()
 }
 
 /// Every stored span of trace `id` on this shard, as OTLP JSON grouped by resource and scope.
@@ -197,7 +198,14 @@ fn search_traces_local(index: &Index, store: &Store, q: &TraceSearch) -> Vec<Tra
             found.insert(e.trace);
         }
     }
-    let mut out: Vec<TraceSummary> = found
+    // Summaries (with their strings) only for the newest `limit`, not for every match.
+    let mut slots: Vec<u32> = found.into_iter().collect();
+    let start_of = |s: &u32| index.trace_by_slot(*s).start_unix_nanos;
+    if slots.len() > q.limit {
+        slots.select_nth_unstable_by_key(q.limit, |s| std::cmp::Reverse(start_of(s)));
+        slots.truncate(q.limit);
+    }
+    let mut out: Vec<TraceSummary> = slots
         .into_iter()
         .map(|slot| index.summary(index.trace_by_slot(slot)))
         .collect();
@@ -285,23 +293,39 @@ fn search_logs_local(index: &Index, store: &Store, q: &LogSearch) -> Vec<LogHit>
     }
     let mut hits: Vec<(u64, u32)> = top.into_iter().map(|r| r.0).collect();
     hits.sort_unstable_by(|a, b| b.cmp(a));
-    hits.into_iter()
-        .filter_map(|(time, i)| {
-            let e = &logs[i as usize];
-            let batch = log_batch(store, e.loc)?;
-            let log = batch.logs.get(e.index_in_record as usize)?;
-            let mut item = String::new();
-            json_out::write_log(&mut item, log);
-            Some(LogHit {
-                time_unix_nanos: time,
-                group: JsonGroup {
-                    resource: resource_fields(&batch.resource),
-                    scope: scope_fields(&batch.scope),
-                    items: vec![item],
-                },
-            })
-        })
-        .collect()
+    // Each record is read, checked and its resource and scope rendered once, however many
+    // hits it holds.
+    let mut rendered: std::collections::HashMap<RecordLoc, (Arc<str>, Arc<str>)> =
+        Default::default();
+    let mut cached: Option<(RecordLoc, Option<&ArchivedLogBatch<'static>>)> = None;
+    let mut out = Vec::with_capacity(hits.len());
+    for (time, i) in hits {
+        let e = &logs[i as usize];
+        if cached.is_none_or(|(l, _)| l != e.loc) {
+            cached = Some((e.loc, log_batch(store, e.loc)));
+        }
+        let Some(batch) = cached.and_then(|(_, b)| b) else {
+            continue;
+        };
+        let Some(log) = batch.logs.get(e.index_in_record as usize) else {
+            continue;
+        };
+        let mut item = String::new();
+        json_out::write_log(&mut item, log);
+        let (resource, scope) = rendered
+            .entry(e.loc)
+            .or_insert_with(|| (resource_fields(&batch.resource), scope_fields(&batch.scope)))
+            .clone();
+        out.push(LogHit {
+            time_unix_nanos: time,
+            group: JsonGroup {
+                resource,
+                scope,
+                items: vec![item],
+            },
+        });
+    }
+    out
 }
 
 /// Whether a log body contains `needle`: string bodies directly, structured bodies in any
@@ -426,7 +450,7 @@ pub fn render(groups: &[JsonGroup], resources: &str, scopes: &str, items: &str) 
     type Scopes<'g> = Vec<(&'g str, Vec<&'g str>)>;
     let mut order: Vec<(&str, Scopes)> = Vec::new();
     for g in groups {
-        let r = match order.iter().position(|(r, _)| *r == g.resource) {
+        let r = match order.iter().position(|(r, _)| *r == &*g.resource) {
             Some(i) => i,
             None => {
                 order.push((&g.resource, Vec::new()));
@@ -434,7 +458,7 @@ pub fn render(groups: &[JsonGroup], resources: &str, scopes: &str, items: &str) 
             }
         };
         let scopes_of = &mut order[r].1;
-        let s = match scopes_of.iter().position(|(s, _)| *s == g.scope) {
+        let s = match scopes_of.iter().position(|(s, _)| *s == &*g.scope) {
             Some(i) => i,
             None => {
                 scopes_of.push((&g.scope, Vec::new()));

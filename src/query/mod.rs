@@ -8,6 +8,8 @@
 pub mod exec;
 pub mod params;
 
+use std::sync::Arc;
+
 use crate::domain::TraceId;
 use crate::index::TraceSummary;
 
@@ -46,14 +48,15 @@ pub enum QueryRequest {
     Services,
 }
 
-/// Items under one resource and one scope, as OTLP JSON fragments.
+/// Items under one resource and one scope, as OTLP JSON fragments. The resource and scope
+/// fragments are shared (`Arc`) by every item rendered from one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonGroup {
     /// `"resource":{...}` plus `,"schemaUrl":"..."` when set: the fields of a
     /// `ResourceSpans` / `ResourceLogs` object before its scopes.
-    pub resource: String,
+    pub resource: Arc<str>,
     /// The fields of a `ScopeSpans` / `ScopeLogs` object before its items.
-    pub scope: String,
+    pub scope: Arc<str>,
     /// One JSON object per span or log record.
     pub items: Vec<String>,
 }
