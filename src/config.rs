@@ -52,6 +52,11 @@ pub struct Config {
     pub fsync_interval: Duration,
     /// Size of each new segment file.
     pub segment_bytes: u64,
+    /// Time a client has to send a request's headers (HTTP/1.1); slower connections are
+    /// closed, so a trickle of bytes cannot hold one (and its memory) forever.
+    pub header_read_timeout: Duration,
+    /// Time a client has to send an OTLP request's body once its headers are in: 408 past it.
+    pub body_read_timeout: Duration,
     /// Pin each shard's executor to a core. Off only where pinning is impossible (tests with
     /// more shards than cores still pin, round robin).
     pub pin_cores: bool,
@@ -67,6 +72,8 @@ impl Default for Config {
             fsync: FsyncPolicy::Interval,
             fsync_interval: Duration::from_secs(1),
             segment_bytes: SEGMENT_BYTES_DEFAULT,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
             pin_cores: true,
         }
     }

@@ -49,6 +49,12 @@ struct ServeArgs {
     /// Period of `--fsync interval` (e.g. 200ms, 1s).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     fsync_interval: Duration,
+    /// Time a client has to send a request's headers before the connection is closed.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    header_read_timeout: Duration,
+    /// Time a client has to send a request body before it is answered 408.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    body_read_timeout: Duration,
     /// Size of each segment file in bytes (accepts k/M/G suffixes, e.g. 128M).
     #[arg(long, default_value = "128M", value_parser = parse_bytes)]
     segment_bytes: u64,
@@ -101,6 +107,8 @@ fn main() -> ExitCode {
         fsync: args.fsync,
         fsync_interval: args.fsync_interval,
         segment_bytes: args.segment_bytes,
+        header_read_timeout: args.header_read_timeout,
+        body_read_timeout: args.body_read_timeout,
         pin_cores: true,
     };
     if config.shards == 0 {

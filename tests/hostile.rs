@@ -251,3 +251,44 @@ fn json_bodies_that_would_decode_into_gigabytes_get_413() {
         200
     );
 }
+
+#[test]
+fn slow_clients_are_cut_off() {
+    use std::io::Read;
+    let server = Server::start_with(
+        1,
+        &[
+            "--header-read-timeout",
+            "500ms",
+            "--body-read-timeout",
+            "500ms",
+        ],
+    );
+    // Headers that never finish: the connection is closed.
+    let mut c = TcpStream::connect(server.otlp).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"POST /v1/traces HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let started = std::time::Instant::now();
+    let _ = c.read_to_end(&mut buf);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed by the server, not by our timeout"
+    );
+    // A body that never finishes: 408.
+    let mut c = TcpStream::connect(server.otlp).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(
+        b"POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\ncontent-length: 100\r\n\r\nabc",
+    )
+    .unwrap();
+    let mut buf = [0u8; 64];
+    let n = c.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert_eq!(
+        server.post_traces(&traces_request("ok", 1, 1, 1)).status,
+        200
+    );
+}

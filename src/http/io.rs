@@ -76,3 +76,38 @@ where
         glommio::spawn_local(fut).detach();
     }
 }
+
+/// hyper's timer (header-read timeout, HTTP/2 keep-alive) on the shard's glommio timers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalTimer;
+
+/// A glommio timer as hyper's `Sleep`.
+struct LocalSleep(glommio::timer::Timer);
+
+// SAFETY: hyper requires `Sleep: Send + Sync`, but a `LocalSleep` never leaves the shard that
+// created it: it lives inside a hyper connection future, which holds `Rc`s of shard state and
+// so is itself `!Send`; no safe code can move it, or anything inside it, to another thread.
+// It is created, polled and dropped on the shard's executor thread only.
+unsafe impl Send for LocalSleep {}
+// SAFETY: as above; it is never shared with another thread either.
+unsafe impl Sync for LocalSleep {}
+
+impl Future for LocalSleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl hyper::rt::Sleep for LocalSleep {}
+
+impl hyper::rt::Timer for LocalTimer {
+    fn sleep(&self, duration: std::time::Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(LocalSleep(glommio::timer::Timer::new(duration)))
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        let duration = deadline.saturating_duration_since(std::time::Instant::now());
+        self.sleep(duration)
+    }
+}

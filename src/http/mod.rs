@@ -25,7 +25,7 @@ use hyper::{Request, Response};
 use hyper_util::server::conn::auto;
 
 use crate::shard::Shard;
-use io::{GlommioIo, LocalExec};
+use io::{GlommioIo, LocalExec, LocalTimer};
 
 pub type Body = Full<Bytes>;
 
@@ -42,6 +42,9 @@ pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
 /// waiting for window updates on loopback or a LAN.
 pub const H2_STREAM_WINDOW_BYTES: u32 = 4 << 20;
 pub const H2_CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
+/// HTTP/2 pings on idle connections, and how long to wait for the answer, to drop dead peers.
+pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest request head accepted (HTTP/1.1 headers).
 pub const H1_MAX_HEADER_BYTES: usize = 64 << 10;
 
@@ -85,10 +88,15 @@ async fn serve_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>, end
     let mut builder = auto::Builder::new(LocalExec);
     builder
         .http1()
+        .timer(LocalTimer)
+        .header_read_timeout(shard.config.header_read_timeout)
         .keep_alive(true)
         .max_buf_size(H1_MAX_HEADER_BYTES.max(8192));
     builder
         .http2()
+        .timer(LocalTimer)
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
         .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES);

@@ -43,6 +43,8 @@ enum BodyError {
     TooLarge { max: usize },
     #[error("cannot read request body: {0}")]
     Read(String),
+    #[error("request body not received within {0:?}")]
+    Timeout(std::time::Duration),
     #[error("cannot decompress {encoding} body: {detail}")]
     Corrupt {
         encoding: &'static str,
@@ -114,12 +116,17 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
     }
     let _guard = InFlight::enter(shard);
 
-    let body = match read_body(req.into_body(), encoding).await {
+    let read = futures_lite::future::or(read_body(req.into_body(), encoding), async {
+        glommio::timer::sleep(shard.config.body_read_timeout).await;
+        Err(BodyError::Timeout(shard.config.body_read_timeout))
+    });
+    let body = match read.await {
         Ok(b) => b,
         Err(e) => {
             add(&shard.metrics.requests_bad, 1);
             let status = match e {
                 BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
                 _ => StatusCode::BAD_REQUEST,
             };
             return reply::error(status, format, e.to_string());
