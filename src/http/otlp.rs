@@ -115,6 +115,15 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
         );
     }
     let _guard = InFlight::enter(shard);
+    // A declared length is held against the shard's byte budget before the body is read, so
+    // hundreds of slow uploads cannot pile up unaccounted memory.
+    // (An oversized declaration is answered 413 by the bounded read below.)
+    let declared = declared_length(&req).min(REQUEST_WIRE_BYTES_MAX);
+    if shard.in_flight_bytes.get() + declared > SHARD_INGEST_BYTES_MAX {
+        add(&shard.metrics.requests_throttled, 1);
+        return too_many_bytes(format);
+    }
+    let mut held = HeldBytes::enter(shard, declared);
 
     let read = futures_lite::future::or(read_body(req.into_body(), encoding), async {
         glommio::timer::sleep(shard.config.body_read_timeout).await;
@@ -133,15 +142,12 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
         }
     };
     add(&shard.metrics.bytes_received, body.len() as u64);
-    if shard.in_flight_bytes.get() + body.len() > SHARD_INGEST_BYTES_MAX {
+    // Now the real (decompressed) size is known.
+    if shard.in_flight_bytes.get() - held.1 + body.len() > SHARD_INGEST_BYTES_MAX {
         add(&shard.metrics.requests_throttled, 1);
-        return reply::error(
-            StatusCode::TOO_MANY_REQUESTS,
-            format,
-            "too many request bytes in flight; retry later",
-        );
+        return too_many_bytes(format);
     }
-    let _held = HeldBytes::enter(shard, body.len());
+    held.resize(body.len());
 
     let outcome = match signal {
         SignalKind::Traces => match decode_traces(&body, format) {
@@ -310,6 +316,29 @@ impl<'a> HeldBytes<'a> {
             .set(shard.in_flight_bytes.get() + bytes);
         HeldBytes(shard, bytes)
     }
+
+    fn resize(&mut self, bytes: usize) {
+        let held = &self.0.in_flight_bytes;
+        held.set(held.get() - self.1 + bytes);
+        self.1 = bytes;
+    }
+}
+
+fn too_many_bytes(format: Format) -> Response<Body> {
+    reply::error(
+        StatusCode::TOO_MANY_REQUESTS,
+        format,
+        "too many request bytes in flight; retry later",
+    )
+}
+
+/// The `Content-Length` of a request, 0 when absent (chunked) or unreadable.
+fn declared_length(req: &Request<Incoming>) -> usize {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0)
 }
 
 impl Drop for HeldBytes<'_> {
