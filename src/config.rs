@@ -45,6 +45,8 @@ pub struct Config {
     pub shards: u32,
     /// OTLP/HTTP listen address.
     pub otlp_http: SocketAddr,
+    /// OTLP/gRPC listen address.
+    pub otlp_grpc: SocketAddr,
     /// Query API, `/healthz`, `/readyz` listen address.
     pub query: SocketAddr,
     pub fsync: FsyncPolicy,
@@ -68,6 +70,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./shards"),
             shards: default_shards(),
             otlp_http: "0.0.0.0:4318".parse().unwrap(),
+            otlp_grpc: "0.0.0.0:4317".parse().unwrap(),
             query: "0.0.0.0:3200".parse().unwrap(),
             fsync: FsyncPolicy::Interval,
             fsync_interval: Duration::from_secs(1),

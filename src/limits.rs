@@ -17,6 +17,10 @@ pub const REQUEST_DECODED_BYTES_MAX: usize = 64 << 20;
 /// this leaves room for the largest legitimate bodies. Past it: 413.
 pub const DECODED_REQUEST_BYTES_MAX: usize = 256 << 20;
 
+/// Largest OTLP/gRPC message accepted (the gRPC "max receive message size"), compressed or
+/// not: the same bound as an OTLP/HTTP body on the wire. Past it: `RESOURCE_EXHAUSTED`.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = REQUEST_WIRE_BYTES_MAX;
+
 /// Attributes kept per span, event, link, log record, resource or scope. Extra attributes are
 /// dropped and added to `dropped_attributes_count`, as the OTLP data model prescribes.
 pub const ATTRIBUTES_COUNT_MAX: usize = 128;

@@ -40,6 +40,9 @@ struct ServeArgs {
     /// OTLP/HTTP listen address (`POST /v1/traces`, `POST /v1/logs`).
     #[arg(long, default_value = "0.0.0.0:4318")]
     otlp_http: SocketAddr,
+    /// OTLP/gRPC listen address (`TraceService/Export`, `LogsService/Export`).
+    #[arg(long, default_value = "0.0.0.0:4317")]
+    otlp_grpc: SocketAddr,
     /// Query API, /healthz and /readyz listen address.
     #[arg(long, default_value = "0.0.0.0:3200")]
     query: SocketAddr,
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
         data_dir: args.data_dir,
         shards: args.shards.unwrap_or_else(glust::config::default_shards),
         otlp_http: args.otlp_http,
+        otlp_grpc: args.otlp_grpc,
         query: args.query,
         fsync: args.fsync,
         fsync_interval: args.fsync_interval,
@@ -133,8 +137,8 @@ fn main() -> ExitCode {
     let outcome = glust::shard::run(config, stop.clone(), move |addrs| {
         // One machine-readable line on stdout: tests and scripts wait for it.
         println!(
-            "glust ready: otlp-http={} query={} {summary}",
-            addrs.otlp_http, addrs.query
+            "glust ready: otlp-http={} otlp-grpc={} query={} {summary}",
+            addrs.otlp_http, addrs.otlp_grpc, addrs.query
         );
     });
     match outcome {

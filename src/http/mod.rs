@@ -3,10 +3,12 @@
 //!
 //! - [`io`]: glommio ↔ hyper glue.
 //! - [`otlp`]: `POST /v1/traces`, `POST /v1/logs`.
+//! - [`grpc`]: OTLP/gRPC `TraceService/Export`, `LogsService/Export` (HTTP/2 only).
 //! - [`api`]: the query API, `/healthz`, `/readyz`.
 //! - [`reply`]: the one place that maps outcomes to status codes and bodies.
 
 pub mod api;
+pub mod grpc;
 pub mod io;
 pub mod otlp;
 pub mod reply;
@@ -33,6 +35,7 @@ pub type Body = Full<Bytes>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     OtlpHttp,
+    OtlpGrpc,
     Query,
 }
 
@@ -77,7 +80,10 @@ pub async fn serve(
         let shard = shard.clone();
         let connections = connections.clone();
         glommio::spawn_local(async move {
-            serve_connection(stream, shard, endpoint).await;
+            match endpoint {
+                Endpoint::OtlpGrpc => serve_grpc_connection(stream, shard).await,
+                _ => serve_connection(stream, shard, endpoint).await,
+            }
             connections.set(connections.get() - 1);
         })
         .detach();
@@ -124,9 +130,46 @@ async fn serve_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>, end
     }
 }
 
+/// One OTLP/gRPC connection: HTTP/2 only (gRPC needs no HTTP/1.1), the same flow-control
+/// settings as the HTTP port, GOAWAY on shutdown with in-flight streams finishing.
+async fn serve_grpc_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>) {
+    let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
+    builder
+        .timer(LocalTimer)
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
+        .max_header_list_size(H1_MAX_HEADER_BYTES as u32);
+    let svc_shard = shard.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let shard = svc_shard.clone();
+        async move { Ok::<_, Infallible>(grpc::handle(&shard, req).await) }
+    });
+    let conn = builder.serve_connection(GlommioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let stopped = future::or(
+        async {
+            let _ = conn.as_mut().await;
+            false
+        },
+        async {
+            shard.stopping.wait().await;
+            true
+        },
+    )
+    .await;
+    if stopped {
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+    }
+}
+
 async fn route(shard: &Rc<Shard>, endpoint: Endpoint, req: Request<Incoming>) -> Response<Body> {
     match endpoint {
         Endpoint::OtlpHttp => otlp::handle(shard, req).await,
         Endpoint::Query => api::handle(shard, req).await,
+        Endpoint::OtlpGrpc => unreachable!("gRPC connections are served by serve_grpc_connection"),
     }
 }

@@ -307,10 +307,10 @@ fn decompress(
 }
 
 /// Counts a body in the shard's in-flight bytes for as long as it lives.
-struct HeldBytes<'a>(&'a Shard, usize);
+pub(crate) struct HeldBytes<'a>(&'a Shard, usize);
 
 impl<'a> HeldBytes<'a> {
-    fn enter(shard: &'a Shard, bytes: usize) -> Self {
+    pub(crate) fn enter(shard: &'a Shard, bytes: usize) -> Self {
         shard
             .in_flight_bytes
             .set(shard.in_flight_bytes.get() + bytes);
@@ -350,10 +350,10 @@ impl Drop for HeldBytes<'_> {
 }
 
 /// Counts a request in the shard's in-flight total for as long as it lives.
-struct InFlight<'a>(&'a Shard);
+pub(crate) struct InFlight<'a>(&'a Shard);
 
 impl<'a> InFlight<'a> {
-    fn enter(shard: &'a Shard) -> Self {
+    pub(crate) fn enter(shard: &'a Shard) -> Self {
         shard.in_flight.set(shard.in_flight.get() + 1);
         InFlight(shard)
     }

@@ -53,16 +53,16 @@ pub enum SignalKind {
     Logs,
 }
 
-/// 200 with the export response; `partial_success` when anything was rejected.
-pub fn exported(
-    format: Format,
+/// The protobuf `Export*ServiceResponse`, `partial_success` set when anything was rejected.
+/// Shared by OTLP/HTTP and OTLP/gRPC.
+pub fn export_response_protobuf(
     signal: SignalKind,
     rejected: u64,
     message: Option<&str>,
-) -> Response<Body> {
+) -> Vec<u8> {
     let message = message.unwrap_or_default().to_owned();
-    let body: Vec<u8> = match (format, signal) {
-        (Format::Protobuf, SignalKind::Traces) => {
+    match signal {
+        SignalKind::Traces => {
             use opentelemetry_proto::tonic::collector::trace::v1::*;
             ExportTraceServiceResponse {
                 partial_success: (rejected > 0).then_some(ExportTracePartialSuccess {
@@ -72,7 +72,7 @@ pub fn exported(
             }
             .encode_to_vec()
         }
-        (Format::Protobuf, SignalKind::Logs) => {
+        SignalKind::Logs => {
             use opentelemetry_proto::tonic::collector::logs::v1::*;
             ExportLogsServiceResponse {
                 partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
@@ -82,14 +82,29 @@ pub fn exported(
             }
             .encode_to_vec()
         }
-        (Format::Json, _) if rejected == 0 => b"{}".to_vec(),
-        (Format::Json, signal) => {
+    }
+}
+
+/// 200 with the export response; `partial_success` when anything was rejected.
+pub fn exported(
+    format: Format,
+    signal: SignalKind,
+    rejected: u64,
+    message: Option<&str>,
+) -> Response<Body> {
+    let body: Vec<u8> = match format {
+        Format::Protobuf => export_response_protobuf(signal, rejected, message),
+        Format::Json if rejected == 0 => b"{}".to_vec(),
+        Format::Json => {
             let field = match signal {
                 SignalKind::Traces => "rejectedSpans",
                 SignalKind::Logs => "rejectedLogRecords",
             };
             serde_json::json!({
-                "partialSuccess": { field: rejected.to_string(), "errorMessage": message }
+                "partialSuccess": {
+                    field: rejected.to_string(),
+                    "errorMessage": message.unwrap_or_default(),
+                }
             })
             .to_string()
             .into_bytes()

@@ -67,6 +67,7 @@ pub struct Shard {
 #[derive(Debug, Clone, Copy)]
 pub struct BoundAddrs {
     pub otlp_http: SocketAddr,
+    pub otlp_grpc: SocketAddr,
     pub query: SocketAddr,
 }
 
@@ -105,9 +106,11 @@ pub fn run(
     assert!(n > 0, "at least one shard");
     preflight(n)?;
     let otlp_http = reserve_port(config.otlp_http)?;
+    let otlp_grpc = reserve_port(config.otlp_grpc)?;
     let query = reserve_port(config.query)?;
     let addrs = BoundAddrs {
         otlp_http: otlp_http.addr,
+        otlp_grpc: otlp_grpc.addr,
         query: query.addr,
     };
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -144,7 +147,7 @@ pub fn run(
             .map_err(|e| executor_error(i as u32, e))?;
         handles.push(handle);
     }
-    drop((otlp_http, query)); // every shard bound its own listener by now or failed
+    drop((otlp_http, otlp_grpc, query)); // every shard bound its own listener by now or failed
 
     let mut first_error = None;
     for (i, h) in handles.into_iter().enumerate() {
@@ -384,12 +387,20 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
     glommio::spawn_local(async move { committer.commit.run(&committer.store).await }).detach();
 
     let http = bind(ctx.addrs.otlp_http)?;
+    let grpc = bind(ctx.addrs.otlp_grpc)?;
     let query = bind(ctx.addrs.query)?;
     let connections = Rc::new(Cell::new(0usize));
     let http_task = glommio::spawn_local(crate::http::serve(
         http,
         shard.clone(),
         crate::http::Endpoint::OtlpHttp,
+        connections.clone(),
+    ))
+    .detach();
+    let grpc_task = glommio::spawn_local(crate::http::serve(
+        grpc,
+        shard.clone(),
+        crate::http::Endpoint::OtlpGrpc,
         connections.clone(),
     ))
     .detach();
@@ -418,6 +429,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
     shard.stopping.set();
     tracing::info!(shard = %id, "shutting down: no new connections, finishing in-flight requests");
     let _ = http_task.await;
+    let _ = grpc_task.await;
     let _ = query_task.await;
     let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
     while (connections.get() > 0 || shard.in_flight.get() > 0)

@@ -22,6 +22,7 @@ pub struct Server {
     pub extra: Vec<String>,
     child: Option<Child>,
     pub otlp: SocketAddr,
+    pub grpc: SocketAddr,
     pub query: SocketAddr,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -40,6 +41,7 @@ impl Server {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             otlp: "0.0.0.0:0".parse().unwrap(),
+            grpc: "0.0.0.0:0".parse().unwrap(),
             query: "0.0.0.0:0".parse().unwrap(),
             _tmp: Some(tmp),
         };
@@ -60,6 +62,7 @@ impl Server {
             .arg("--data-dir")
             .arg(&self.dir)
             .args(["--otlp-http", "127.0.0.1:0", "--query", "127.0.0.1:0"])
+            .args(["--otlp-grpc", "127.0.0.1:0"])
             .args(["--shards", &self.shards.to_string()])
             .args(["--segment-bytes", "256k"])
             .args(&self.extra)
@@ -80,6 +83,8 @@ impl Server {
                 for word in rest.split(' ') {
                     if let Some(a) = word.strip_prefix("otlp-http=") {
                         self.otlp = a.parse().unwrap();
+                    } else if let Some(a) = word.strip_prefix("otlp-grpc=") {
+                        self.grpc = a.parse().unwrap();
                     } else if let Some(a) = word.strip_prefix("query=") {
                         self.query = a.parse().unwrap();
                     }

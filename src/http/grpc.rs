@@ -1,0 +1,554 @@
+//! OTLP/gRPC on hyper's HTTP/2 server, on the shard's executor. gRPC framing is done here
+//! (no tonic server, no Tokio): after the message bytes are in hand, the path is the one of
+//! OTLP/HTTP protobuf (same decoder, validation, routing, admission and storage).
+//!
+//! Steps, cheap checks first:
+//! 1. method and path → `UNIMPLEMENTED` for anything but the two `Export` methods;
+//! 2. `content-type: application/grpc[+proto]` (HTTP 415 otherwise), `grpc-encoding`
+//!    (`identity` or `gzip`, else `UNIMPLEMENTED` with `grpc-accept-encoding`), `grpc-timeout`;
+//! 3. the body, bounded, then the one length-prefixed message in it (`INTERNAL` for broken
+//!    framing, `RESOURCE_EXHAUSTED` past the size limit);
+//! 4. the deadline: a request whose `grpc-timeout` has passed is abandoned (`DEADLINE_EXCEEDED`)
+//!    before anything is written;
+//! 5. decode + ingest, answered with `Export*ServiceResponse` (with `partial_success`) and
+//!    `grpc-status` trailers; overload and shutdown are `UNAVAILABLE` with a
+//!    `google.rpc.RetryInfo` detail (retryable; nothing was written).
+
+use std::convert::Infallible;
+use std::io::Read;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderValue, Method};
+use http_body::Frame;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use prost::Message;
+
+use super::reply::{self, SignalKind};
+use crate::limits::{
+    GRPC_MESSAGE_BYTES_MAX, REQUEST_DECODED_BYTES_MAX, RETRY_AFTER_SECS, SHARD_INGEST_BYTES_MAX,
+    SHARD_INGEST_INFLIGHT_MAX,
+};
+use crate::metrics::add;
+use crate::otlp::{self, DecodeError};
+use crate::shard::ingest::{ingest, IngestError, Ingested};
+use crate::shard::Shard;
+
+/// gRPC status codes used here.
+pub mod code {
+    pub const OK: u32 = 0;
+    pub const DEADLINE_EXCEEDED: u32 = 4;
+    pub const INVALID_ARGUMENT: u32 = 3;
+    pub const RESOURCE_EXHAUSTED: u32 = 8;
+    pub const UNIMPLEMENTED: u32 = 12;
+    pub const INTERNAL: u32 = 13;
+    pub const UNAVAILABLE: u32 = 14;
+}
+
+pub const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+pub const LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+/// Compressions accepted, as announced in `grpc-accept-encoding`.
+const ACCEPT_ENCODING: &str = "identity,gzip";
+/// Size of the gRPC message prefix: compressed flag and big-endian length.
+const PREFIX_BYTES: usize = 5;
+
+/// A gRPC answer: one optional message, then trailers (`grpc-status`, ...).
+pub struct GrpcBody {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl hyper::body::Body for GrpcBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(data) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+}
+
+/// An error status with its message, and whether the client should retry after a pause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub code: u32,
+    pub message: String,
+    pub retry: bool,
+}
+
+impl Status {
+    fn new(code: u32, message: impl Into<String>) -> Status {
+        Status {
+            code,
+            message: message.into(),
+            retry: false,
+        }
+    }
+
+    fn retryable(code: u32, message: impl Into<String>) -> Status {
+        Status {
+            retry: true,
+            ..Status::new(code, message)
+        }
+    }
+}
+
+/// `google.rpc.Status` with `Any` details, for `grpc-status-details-bin`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatusDetails {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<ProtoAny>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// `google.rpc.RetryInfo`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    pub retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+/// A trailers-only answer (no message): HTTP 200 with the status in the headers.
+pub fn status_response(status: &Status) -> Response<GrpcBody> {
+    let mut resp = Response::new(GrpcBody {
+        data: None,
+        trailers: None,
+    });
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert(
+        "grpc-accept-encoding",
+        HeaderValue::from_static(ACCEPT_ENCODING),
+    );
+    put_status(h, status);
+    resp
+}
+
+fn put_status(h: &mut HeaderMap, status: &Status) {
+    h.insert("grpc-status", HeaderValue::from(status.code));
+    if !status.message.is_empty() {
+        h.insert("grpc-message", percent_encode(&status.message));
+    }
+    if status.retry {
+        let details = RpcStatusDetails {
+            code: status.code as i32,
+            message: status.message.clone(),
+            details: vec![ProtoAny {
+                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+                value: RetryInfo {
+                    retry_delay: Some(ProtoDuration {
+                        seconds: RETRY_AFTER_SECS as i64,
+                        nanos: 0,
+                    }),
+                }
+                .encode_to_vec(),
+            }],
+        };
+        let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(details.encode_to_vec());
+        if let Ok(v) = HeaderValue::from_str(&b64) {
+            h.insert("grpc-status-details-bin", v);
+        }
+    }
+}
+
+/// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec): printable ASCII except `%`.
+fn percent_encode(message: &str) -> HeaderValue {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static("error"))
+}
+
+/// A successful answer: the response message, then `grpc-status: 0`.
+fn message_response(message: Vec<u8>) -> Response<GrpcBody> {
+    let mut framed = BytesMut::with_capacity(PREFIX_BYTES + message.len());
+    framed.put_u8(0);
+    framed.put_u32(message.len() as u32);
+    framed.put_slice(&message);
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from(code::OK));
+    let mut resp = Response::new(GrpcBody {
+        data: Some(framed.freeze()),
+        trailers: Some(trailers),
+    });
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert(
+        "grpc-accept-encoding",
+        HeaderValue::from_static(ACCEPT_ENCODING),
+    );
+    resp
+}
+
+/// Parses `grpc-timeout`: at most 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+pub fn parse_timeout(v: &str) -> Option<Duration> {
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Extracts the one message of a unary request body: a slice of the body (no copy) unless
+/// it was compressed.
+pub fn unframe(body: &Bytes, gzip: bool) -> Result<Bytes, Status> {
+    if body.len() < PREFIX_BYTES {
+        return Err(Status::new(
+            code::INTERNAL,
+            format!("gRPC message prefix truncated: {} bytes", body.len()),
+        ));
+    }
+    let compressed = match body[0] {
+        0 => false,
+        1 => true,
+        f => {
+            return Err(Status::new(
+                code::INTERNAL,
+                format!("invalid gRPC compressed flag {f}"),
+            ))
+        }
+    };
+    let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    if len > GRPC_MESSAGE_BYTES_MAX {
+        return Err(Status::new(
+            code::RESOURCE_EXHAUSTED,
+            format!("message of {len} bytes is larger than the {GRPC_MESSAGE_BYTES_MAX} allowed"),
+        ));
+    }
+    let rest = &body[PREFIX_BYTES..];
+    if rest.len() < len {
+        return Err(Status::new(
+            code::INTERNAL,
+            format!("gRPC message truncated: {} of {len} bytes", rest.len()),
+        ));
+    }
+    if rest.len() > len {
+        return Err(Status::new(
+            code::INTERNAL,
+            "more than one message in a unary request",
+        ));
+    }
+    match (compressed, gzip) {
+        (false, _) => Ok(body.slice(PREFIX_BYTES..)),
+        (true, false) => Err(Status::new(
+            code::INTERNAL,
+            "compressed flag set but the request has no grpc-encoding",
+        )),
+        (true, true) => {
+            let mut out = Vec::with_capacity((len * 4).min(REQUEST_DECODED_BYTES_MAX));
+            let read = flate2::read::MultiGzDecoder::new(rest)
+                .take(REQUEST_DECODED_BYTES_MAX as u64 + 1)
+                .read_to_end(&mut out);
+            match read {
+                Ok(_) if out.len() > REQUEST_DECODED_BYTES_MAX => Err(Status::new(
+                    code::RESOURCE_EXHAUSTED,
+                    format!(
+                        "decompressed message is larger than {REQUEST_DECODED_BYTES_MAX} bytes"
+                    ),
+                )),
+                Ok(_) => Ok(Bytes::from(out)),
+                Err(e) => Err(Status::new(
+                    code::INTERNAL,
+                    format!("cannot decompress gzip message: {e}"),
+                )),
+            }
+        }
+    }
+}
+
+pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<GrpcBody> {
+    let started = Instant::now();
+    add(&shard.metrics.requests, 1);
+    match serve(shard, req, started).await {
+        Ok(resp) => resp,
+        Err(status) => {
+            if status.retry {
+                add(&shard.metrics.requests_throttled, 1);
+            } else {
+                add(&shard.metrics.requests_bad, 1);
+            }
+            status_response(&status)
+        }
+    }
+}
+
+async fn serve(
+    shard: &Rc<Shard>,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Result<Response<GrpcBody>, Status> {
+    // 1. Method and path.
+    let signal = match req.uri().path() {
+        TRACES_PATH => SignalKind::Traces,
+        LOGS_PATH => SignalKind::Logs,
+        other => return Err(Status::new(
+            code::UNIMPLEMENTED,
+            format!(
+                "unknown method {other}; Glust serves TraceService/Export and LogsService/Export"
+            ),
+        )),
+    };
+    if req.method() != Method::POST {
+        return Err(Status::new(code::UNIMPLEMENTED, "gRPC uses POST"));
+    }
+    // 2. Headers.
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !(content_type == "application/grpc" || content_type.starts_with("application/grpc+proto")) {
+        return Err(Status::new(
+            code::INVALID_ARGUMENT,
+            format!("content-type must be application/grpc, got {content_type:?}"),
+        ));
+    }
+    let gzip = match req
+        .headers()
+        .get("grpc-encoding")
+        .map(|v| v.to_str().unwrap_or("?"))
+    {
+        None | Some("identity") => false,
+        Some("gzip") => true,
+        Some(other) => {
+            return Err(Status::new(
+                code::UNIMPLEMENTED,
+                format!("grpc-encoding {other:?} is not supported; use gzip or identity"),
+            ))
+        }
+    };
+    let deadline = match req.headers().get("grpc-timeout") {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(parse_timeout) {
+            Some(d) => Some(started + d),
+            None => {
+                return Err(Status::new(
+                    code::INTERNAL,
+                    format!("malformed grpc-timeout {v:?}"),
+                ))
+            }
+        },
+    };
+    let expired = |when: Option<Instant>| when.is_some_and(|d| Instant::now() >= d);
+    if expired(deadline) {
+        return Err(Status::new(
+            code::DEADLINE_EXCEEDED,
+            "deadline exceeded before the request was read",
+        ));
+    }
+
+    // 3. The body, bounded on the wire, then its one message.
+    if shard.in_flight.get() >= SHARD_INGEST_INFLIGHT_MAX
+        || shard.in_flight_bytes.get() >= SHARD_INGEST_BYTES_MAX
+    {
+        return Err(Status::retryable(
+            code::UNAVAILABLE,
+            "too many requests in flight; retry later",
+        ));
+    }
+    let _guard = super::otlp::InFlight::enter(shard);
+    let wire_max = GRPC_MESSAGE_BYTES_MAX + PREFIX_BYTES;
+    let body = match futures_lite::future::or(
+        async { Some(Limited::new(req.into_body(), wire_max + 1).collect().await) },
+        async {
+            glommio::timer::sleep(shard.config.body_read_timeout).await;
+            None
+        },
+    )
+    .await
+    {
+        None => {
+            return Err(Status::new(
+                code::DEADLINE_EXCEEDED,
+                "request body not received in time",
+            ))
+        }
+        Some(Ok(b)) => b.to_bytes(),
+        Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(Status::new(
+                code::RESOURCE_EXHAUSTED,
+                format!("message is larger than the {GRPC_MESSAGE_BYTES_MAX} bytes allowed"),
+            ))
+        }
+        Some(Err(e)) => {
+            return Err(Status::new(
+                code::INTERNAL,
+                format!("cannot read request: {e}"),
+            ))
+        }
+    };
+    add(&shard.metrics.bytes_received, body.len() as u64);
+    let message = unframe(&body, gzip)?;
+    drop(body);
+    let _held = super::otlp::HeldBytes::enter(shard, message.len());
+
+    // 4. The deadline, before anything is written.
+    if expired(deadline) {
+        return Err(Status::new(
+            code::DEADLINE_EXCEEDED,
+            "deadline exceeded before the request was written; nothing was stored",
+        ));
+    }
+
+    // 5. Decode and ingest: the OTLP/HTTP protobuf path.
+    let outcome = match signal {
+        SignalKind::Traces => match otlp::proto::decode_traces(&message) {
+            Ok(d) => ingest(shard, d).await,
+            Err(e) => return Err(decode_status(e)),
+        },
+        SignalKind::Logs => match otlp::proto::decode_logs(&message) {
+            Ok(d) => ingest(shard, d).await,
+            Err(e) => return Err(decode_status(e)),
+        },
+    };
+    match outcome {
+        Ok(done) => Ok(exported(shard, signal, done)),
+        Err(IngestError::Overloaded(why)) => Err(Status::retryable(code::UNAVAILABLE, why)),
+        Err(IngestError::Unavailable(why)) => {
+            add(&shard.metrics.requests_failed, 1);
+            Err(Status::retryable(code::UNAVAILABLE, why))
+        }
+    }
+}
+
+fn decode_status(e: DecodeError) -> Status {
+    match e {
+        DecodeError::TooLarge { .. } => Status::new(code::RESOURCE_EXHAUSTED, e.to_string()),
+        _ => Status::new(code::INVALID_ARGUMENT, e.to_string()),
+    }
+}
+
+fn exported(shard: &Shard, signal: SignalKind, done: Ingested) -> Response<GrpcBody> {
+    let (accepted, rejected) = match signal {
+        SignalKind::Traces => (&shard.metrics.spans_accepted, &shard.metrics.spans_rejected),
+        SignalKind::Logs => (&shard.metrics.logs_accepted, &shard.metrics.logs_rejected),
+    };
+    add(accepted, done.accepted);
+    add(rejected, done.rejected.count);
+    let body = reply::export_response_protobuf(
+        signal,
+        done.rejected.count,
+        done.rejected.first.as_deref(),
+    );
+    message_response(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_per_spec() {
+        assert_eq!(parse_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_timeout("5n"), Some(Duration::from_nanos(5)));
+        assert_eq!(parse_timeout("123456789S"), None, "more than 8 digits");
+        assert_eq!(parse_timeout("10x"), None);
+        assert_eq!(parse_timeout("S"), None);
+    }
+
+    #[test]
+    fn framing() {
+        let msg = b"hello";
+        let mut body = vec![0, 0, 0, 0, 5];
+        body.extend_from_slice(msg);
+        let body = Bytes::from(body);
+        assert_eq!(unframe(&body, false).unwrap(), &msg[..]);
+        assert_eq!(
+            unframe(&body.slice(..3), false).unwrap_err().code,
+            code::INTERNAL
+        );
+        assert_eq!(
+            unframe(&body.slice(..7), false).unwrap_err().code,
+            code::INTERNAL
+        );
+        let mut two = body.to_vec();
+        two.extend_from_slice(&body);
+        assert_eq!(
+            unframe(&Bytes::from(two), false).unwrap_err().code,
+            code::INTERNAL
+        );
+        let mut flagged = body.to_vec();
+        flagged[0] = 1;
+        let err = unframe(&Bytes::from(flagged.clone()), false).unwrap_err();
+        assert!(err.message.contains("no grpc-encoding"));
+        flagged[0] = 7;
+        assert_eq!(
+            unframe(&Bytes::from(flagged), false).unwrap_err().code,
+            code::INTERNAL
+        );
+        let huge = Bytes::from_static(&[0u8, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            unframe(&huge, false).unwrap_err().code,
+            code::RESOURCE_EXHAUSTED
+        );
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, msg).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut body = vec![1];
+        body.extend_from_slice(&(gz.len() as u32).to_be_bytes());
+        body.extend_from_slice(&gz);
+        assert_eq!(unframe(&Bytes::from(body), true).unwrap(), &msg[..]);
+    }
+
+    #[test]
+    fn messages_are_percent_encoded() {
+        assert_eq!(percent_encode("a b%c\n é"), "a b%25c%0A %C3%A9");
+    }
+}
