@@ -374,3 +374,66 @@ fn overload_is_unavailable_with_retry_info_and_writes_nothing() {
         404
     );
 }
+
+#[test]
+fn sigterm_sends_goaway_and_streams_in_flight_finish() {
+    let mut server = Server::start(2);
+    let pid = server.pid();
+    let acked: Vec<u64> = runtime().block_on(async {
+        let client = connect(&server).await;
+        let mut tasks = Vec::new();
+        for w in 0..16u64 {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0..400u64 {
+                    let t = 10_000 + w * 1000 + i;
+                    let req = traces_request("term", t, 1, 2);
+                    let mut c = match client.clone().ready().await {
+                        Ok(c) => c,
+                        Err(_) => break, // GOAWAY: no new streams on this connection
+                    };
+                    let http_req = http::Request::builder()
+                        .method("POST")
+                        .uri(format!("http://glust{TRACES}"))
+                        .header("content-type", "application/grpc")
+                        .body(())
+                        .unwrap();
+                    let Ok((resp, mut send)) = c.send_request(http_req, false) else {
+                        break;
+                    };
+                    if send.send_data(Bytes::from(frame(&req.encode_to_vec(), false)), true).is_err() {
+                        break;
+                    }
+                    let Ok(resp) = resp.await else { break };
+                    let mut body = resp.into_body();
+                    while let Some(Ok(_)) = body.data().await {}
+                    let ok = matches!(body.trailers().await, Ok(Some(t)) if t.get("grpc-status").is_some_and(|s| s == "0"));
+                    if ok {
+                        acked.push(t);
+                    }
+                }
+                acked
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    assert_eq!(server.wait_exit(), 0, "log:\n{}", server.log());
+    assert!(!acked.is_empty());
+    server.spawn();
+    for t in acked.iter().step_by(13) {
+        assert_eq!(
+            server
+                .get(&format!("/api/v1/traces/{}", hex(&trace_id(*t))))
+                .status,
+            200,
+            "acknowledged trace {t} is stored"
+        );
+    }
+}
