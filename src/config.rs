@@ -59,6 +59,10 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// Time a client has to send an OTLP request's body once its headers are in: 408 past it.
     pub body_read_timeout: Duration,
+    /// Where to write HdrHistogram interval logs of every latency histogram, if anywhere.
+    pub hdr_dump_dir: Option<std::path::PathBuf>,
+    /// How often those logs get an interval.
+    pub hdr_dump_interval: Duration,
     /// Pin each shard's executor to a core. Off only where pinning is impossible (tests with
     /// more shards than cores still pin, round robin).
     pub pin_cores: bool,
@@ -77,6 +81,8 @@ impl Default for Config {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
+            hdr_dump_dir: None,
+            hdr_dump_interval: Duration::from_secs(10),
             pin_cores: true,
         }
     }

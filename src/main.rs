@@ -58,6 +58,12 @@ struct ServeArgs {
     /// Time a client has to send a request body before it is answered 408.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     body_read_timeout: Duration,
+    /// Write an HdrHistogram interval log per latency histogram into this directory.
+    #[arg(long)]
+    hdr_dump_dir: Option<PathBuf>,
+    /// Interval of those logs.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    hdr_dump_interval: Duration,
     /// Size of each segment file in bytes (accepts k/M/G suffixes, e.g. 128M).
     #[arg(long, default_value = "128M", value_parser = parse_bytes)]
     segment_bytes: u64,
@@ -113,6 +119,8 @@ fn main() -> ExitCode {
         segment_bytes: args.segment_bytes,
         header_read_timeout: args.header_read_timeout,
         body_read_timeout: args.body_read_timeout,
+        hdr_dump_dir: args.hdr_dump_dir,
+        hdr_dump_interval: args.hdr_dump_interval,
         pin_cores: true,
     };
     if config.shards == 0 {

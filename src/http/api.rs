@@ -6,6 +6,8 @@
 //! | `GET /api/v1/traces?...`      | `{"traces":[summary...]}`, newest first             |
 //! | `GET /api/v1/logs?...`        | OTLP JSON `LogsData`, newest first                  |
 //! | `GET /api/v1/services`        | `{"services":[...]}`                                |
+//! | `GET /metrics`                | Prometheus text: counters, gauges, latency summaries |
+//! | `GET /debug/hdr?metric=`      | one latency histogram as HdrHistogram `.hgrm` text  |
 //! | `GET /healthz`                | 200 while the process runs                          |
 //! | `GET /readyz`                 | 200 while serving, 503 once shutting down           |
 
@@ -17,6 +19,7 @@ use hyper::{Request, Response};
 
 use super::reply;
 use super::Body;
+use crate::metrics::{hgrm, Hist};
 use crate::query::exec::{coordinate, render};
 use crate::query::{params, QueryRequest, QueryResponse};
 use crate::shard::Shard;
@@ -37,6 +40,14 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
         ),
         "/readyz" => reply::with_body(StatusCode::OK, "text/plain", "ready\n"),
         "/api/v1/services" => run(shard, QueryRequest::Services).await,
+        "/metrics" => match coordinate(shard, QueryRequest::Metrics).await {
+            Ok(QueryResponse::Metrics(s)) => {
+                reply::with_body(StatusCode::OK, "text/plain; version=0.0.4", s.prometheus())
+            }
+            Ok(_) => reply::json_error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer"),
+            Err(e) => reply::json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        },
+        "/debug/hdr" => hdr(shard, query).await,
         "/api/v1/traces" => match params::trace_search(query) {
             Ok(s) => run(shard, QueryRequest::SearchTraces(s)).await,
             Err(e) => reply::json_error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -52,6 +63,52 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
             },
             None => reply::json_error(StatusCode::NOT_FOUND, format!("no such endpoint: {p}")),
         },
+    }
+}
+
+/// `GET /debug/hdr?metric=NAME[&unit=ms|us|ns|s]`: one merged histogram as `.hgrm` text.
+async fn hdr(shard: &Rc<Shard>, query: Option<&str>) -> Response<Body> {
+    let mut metric = None;
+    let mut unit = ("ms", 1e6);
+    for (k, v) in params::pairs(query) {
+        match k.as_str() {
+            "metric" => metric = Some(v),
+            "unit" => {
+                unit = match v.as_str() {
+                    "s" => ("s", 1e9),
+                    "ms" => ("ms", 1e6),
+                    "us" => ("us", 1e3),
+                    "ns" => ("ns", 1.0),
+                    _ => {
+                        return reply::json_error(
+                            StatusCode::BAD_REQUEST,
+                            "unit is s, ms, us or ns",
+                        )
+                    }
+                }
+            }
+            other => {
+                return reply::json_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown parameter {other}"),
+                )
+            }
+        }
+    }
+    let names: Vec<&str> = Hist::ALL.iter().map(|h| h.name()).collect();
+    let Some(h) = metric.as_deref().and_then(Hist::from_name) else {
+        return reply::json_error(
+            StatusCode::BAD_REQUEST,
+            format!("metric must be one of: {}", names.join(", ")),
+        );
+    };
+    match coordinate(shard, QueryRequest::Metrics).await {
+        Ok(QueryResponse::Metrics(s)) => {
+            let text = hgrm(s.hist(h).expect("every histogram is in a snapshot"), unit.1);
+            reply::with_body(StatusCode::OK, "text/plain", text)
+        }
+        Ok(_) => reply::json_error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer"),
+        Err(e) => reply::json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
@@ -84,5 +141,8 @@ async fn run(shard: &Rc<Shard>, q: QueryRequest) -> Response<Body> {
             serde_json::json!({ "services": s }).to_string(),
         ),
         QueryResponse::Failed(why) => reply::json_error(StatusCode::SERVICE_UNAVAILABLE, why),
+        QueryResponse::Metrics(_) => {
+            reply::json_error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer")
+        }
     }
 }

@@ -35,7 +35,7 @@ use crate::limits::{
     GRPC_MESSAGE_BYTES_MAX, REQUEST_DECODED_BYTES_MAX, RETRY_AFTER_SECS, SHARD_INGEST_BYTES_MAX,
     SHARD_INGEST_INFLIGHT_MAX,
 };
-use crate::metrics::add;
+use crate::metrics::{add, Hist};
 use crate::otlp::{self, DecodeError};
 use crate::shard::ingest::{ingest, IngestError, Ingested};
 use crate::shard::Shard;
@@ -313,7 +313,20 @@ pub fn unframe(body: &Bytes, gzip: bool) -> Result<Bytes, Status> {
 
 pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<GrpcBody> {
     let started = Instant::now();
+    let hist = match req.uri().path() {
+        TRACES_PATH => Some(Hist::GrpcTraces),
+        LOGS_PATH => Some(Hist::GrpcLogs),
+        _ => None,
+    };
     add(&shard.metrics.requests, 1);
+    let resp = answer(shard, req, started).await;
+    if let Some(h) = hist {
+        shard.metrics.record(h, started.elapsed());
+    }
+    resp
+}
+
+async fn answer(shard: &Rc<Shard>, req: Request<Incoming>, started: Instant) -> Response<GrpcBody> {
     match serve(shard, req, started).await {
         Ok(resp) => resp,
         Err(status) => {
@@ -336,12 +349,14 @@ async fn serve(
     let signal = match req.uri().path() {
         TRACES_PATH => SignalKind::Traces,
         LOGS_PATH => SignalKind::Logs,
-        other => return Err(Status::new(
-            code::UNIMPLEMENTED,
-            format!(
+        other => {
+            return Err(Status::new(
+                code::UNIMPLEMENTED,
+                format!(
                 "unknown method {other}; Glust serves TraceService/Export and LogsService/Export"
             ),
-        )),
+            ))
+        }
     };
     if req.method() != Method::POST {
         return Err(Status::new(code::UNIMPLEMENTED, "gRPC uses POST"));
@@ -447,14 +462,18 @@ async fn serve(
 
     // 5. Decode and ingest: the OTLP/HTTP protobuf path.
     let outcome = match signal {
-        SignalKind::Traces => match otlp::proto::decode_traces(&message) {
-            Ok(d) => ingest(shard, d).await,
-            Err(e) => return Err(decode_status(e)),
-        },
-        SignalKind::Logs => match otlp::proto::decode_logs(&message) {
-            Ok(d) => ingest(shard, d).await,
-            Err(e) => return Err(decode_status(e)),
-        },
+        SignalKind::Traces => {
+            match super::otlp::timed(shard, || otlp::proto::decode_traces(&message)) {
+                Ok(d) => ingest(shard, d).await,
+                Err(e) => return Err(decode_status(e)),
+            }
+        }
+        SignalKind::Logs => {
+            match super::otlp::timed(shard, || otlp::proto::decode_logs(&message)) {
+                Ok(d) => ingest(shard, d).await,
+                Err(e) => return Err(decode_status(e)),
+            }
+        }
     };
     match outcome {
         Ok(done) => Ok(exported(shard, signal, done)),

@@ -23,7 +23,7 @@ use crate::limits::{
     REQUEST_DECODED_BYTES_MAX, REQUEST_WIRE_BYTES_MAX, SHARD_INGEST_BYTES_MAX,
     SHARD_INGEST_INFLIGHT_MAX,
 };
-use crate::metrics::add;
+use crate::metrics::{add, Hist};
 use crate::otlp::{self, DecodeError};
 use crate::shard::ingest::{ingest, IngestError, Ingested};
 use crate::shard::Shard;
@@ -53,6 +53,20 @@ enum BodyError {
 }
 
 pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let hist = match req.uri().path() {
+        "/v1/traces" => Some(Hist::HttpTraces),
+        "/v1/logs" => Some(Hist::HttpLogs),
+        _ => None,
+    };
+    let resp = handle_export(shard, req).await;
+    if let Some(h) = hist {
+        shard.metrics.record(h, started.elapsed());
+    }
+    resp
+}
+
+async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
     add(&shard.metrics.requests, 1);
     let signal = match req.uri().path() {
         "/v1/traces" => SignalKind::Traces,
@@ -150,11 +164,11 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
     held.resize(body.len());
 
     let outcome = match signal {
-        SignalKind::Traces => match decode_traces(&body, format) {
+        SignalKind::Traces => match timed(shard, || decode_traces(&body, format)) {
             Ok(d) => ingest(shard, d).await,
             Err(e) => return bad_body(shard, format, e),
         },
-        SignalKind::Logs => match decode_logs(&body, format) {
+        SignalKind::Logs => match timed(shard, || decode_logs(&body, format)) {
             Ok(d) => ingest(shard, d).await,
             Err(e) => return bad_body(shard, format, e),
         },
@@ -180,6 +194,14 @@ fn decode_logs(
         Format::Protobuf => otlp::proto::decode_logs(body),
         Format::Json => otlp::json::decode_logs_json(body),
     }
+}
+
+/// Runs a decode, recording its time.
+pub(crate) fn timed<T>(shard: &Shard, decode: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let out = decode();
+    shard.metrics.record(Hist::Decode, started.elapsed());
+    out
 }
 
 fn bad_body(shard: &Shard, format: Format, e: DecodeError) -> Response<Body> {

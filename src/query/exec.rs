@@ -33,7 +33,67 @@ pub fn run_local(shard: &Shard, q: &QueryRequest) -> QueryResponse {
         QueryRequest::Services => {
             QueryResponse::Services(index.services().map(str::to_owned).collect())
         }
+        QueryRequest::Metrics => {
+            QueryResponse::Metrics(Box::new(metrics_snapshot(shard, &index, &store)))
+        }
     }
+}
+
+/// This shard's metrics, with its gauges read now.
+fn metrics_snapshot(shard: &Shard, index: &Index, store: &Store) -> crate::metrics::Snapshot {
+    let stats = index.stats();
+    shard.metrics.snapshot(vec![
+        (
+            "requests_in_flight",
+            "requests being worked on",
+            shard.in_flight.get() as u64,
+        ),
+        (
+            "request_bytes_in_flight",
+            "request body bytes held by requests in flight",
+            shard.in_flight_bytes.get() as u64,
+        ),
+        (
+            "queue_depth",
+            "requests sent to other shards and not yet answered",
+            shard.mesh.in_flight() as u64,
+        ),
+        (
+            "segments",
+            "segment files open",
+            store.segment_count() as u64,
+        ),
+        (
+            "bytes_stored",
+            "bytes written to segments, headers included",
+            store.bytes_written(),
+        ),
+        (
+            "index_traces",
+            "traces in the in-memory index",
+            stats.traces as u64,
+        ),
+        (
+            "index_spans",
+            "spans in the in-memory index",
+            stats.spans as u64,
+        ),
+        (
+            "index_logs",
+            "log records in the in-memory index",
+            stats.logs as u64,
+        ),
+        (
+            "index_memory_bytes",
+            "approximate heap bytes of the in-memory index",
+            stats.approx_bytes as u64,
+        ),
+        (
+            "syncs",
+            "group-commit fsync rounds run",
+            shard.commit.syncs.get(),
+        ),
+    ])
 }
 
 /// Reads and checks the span record at `loc`. Data from disk: the archive is validated.
@@ -428,6 +488,21 @@ fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
             hits.sort_by_key(|h| std::cmp::Reverse(h.time_unix_nanos));
             hits.truncate(s.limit);
             QueryResponse::Logs(hits)
+        }
+        QueryRequest::Metrics => {
+            let mut merged: Option<crate::metrics::Snapshot> = None;
+            for a in answers {
+                if let QueryResponse::Metrics(s) = a {
+                    match &mut merged {
+                        Some(m) => m.merge(&s),
+                        None => merged = Some(*s),
+                    }
+                }
+            }
+            match merged {
+                Some(m) => QueryResponse::Metrics(Box::new(m)),
+                None => QueryResponse::Failed("no shard answered".into()),
+            }
         }
         QueryRequest::Services => {
             let mut all: Vec<String> = Vec::new();

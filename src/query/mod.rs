@@ -46,6 +46,8 @@ pub enum QueryRequest {
     SearchTraces(TraceSearch),
     SearchLogs(LogSearch),
     Services,
+    /// Counters, gauges and histograms, for `/metrics` and the HDR dumps.
+    Metrics,
 }
 
 /// Items under one resource and one scope, as OTLP JSON fragments. The resource and scope
@@ -75,6 +77,7 @@ pub enum QueryResponse {
     Traces(Vec<TraceSummary>),
     Logs(Vec<LogHit>),
     Services(Vec<String>),
+    Metrics(Box<crate::metrics::Snapshot>),
     /// The shard could not answer (for example it ran out of credits to ask another).
     Failed(String),
 }

@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use futures_channel::oneshot;
 
+use crate::metrics::{Hist, ShardMetrics};
 use crate::storage::{segment, Store};
 
 /// Told the outcome of the sync that covers its append.
@@ -80,7 +81,7 @@ impl GroupCommit {
     }
 
     /// The committer: runs for the life of the shard.
-    pub async fn run(&self, store: &RefCell<Store>) {
+    pub async fn run(&self, store: &RefCell<Store>, metrics: &ShardMetrics) {
         loop {
             std::future::poll_fn(|cx| {
                 if self.work.replace(false) {
@@ -92,17 +93,18 @@ impl GroupCommit {
             })
             .await;
             while !self.waiters.borrow().is_empty() {
-                self.commit_round(store).await;
+                self.commit_round(store, metrics).await;
             }
         }
     }
 
-    async fn commit_round(&self, store: &RefCell<Store>) {
+    async fn commit_round(&self, store: &RefCell<Store>, metrics: &ShardMetrics) {
         let target = self.appended.get();
         let files = store.borrow_mut().take_dirty();
         let started = Instant::now();
         let outcome = sync_files(files).await;
         self.syncs.set(self.syncs.get() + 1);
+        metrics.record(Hist::Sync, started.elapsed());
         self.sync_nanos
             .set(self.sync_nanos.get() + started.elapsed().as_nanos() as u64);
         match outcome {
@@ -168,7 +170,8 @@ mod tests {
                 let store = Rc::new(RefCell::new(store));
                 let commit = Rc::new(GroupCommit::default());
                 let (c, s) = (commit.clone(), store.clone());
-                glommio::spawn_local(async move { c.run(&s).await }).detach();
+                glommio::spawn_local(async move { c.run(&s, &ShardMetrics::default()).await })
+                    .detach();
                 for round in 0..20u64 {
                     store
                         .borrow_mut()

@@ -46,6 +46,8 @@ pub enum Response {
 pub struct Envelope<T> {
     pub from: ShardId,
     pub call: u64,
+    /// When it was sent: the receiver records the queue wait.
+    pub sent: std::time::Instant,
     pub body: T,
 }
 
@@ -212,6 +214,7 @@ impl Mesh {
         let env = Envelope {
             from: self.me,
             call,
+            sent: std::time::Instant::now(),
             body: req,
         };
         if sender.try_send(env).is_err() {
@@ -236,6 +239,7 @@ impl Mesh {
         let sent = sender.try_send(Envelope {
             from: self.me,
             call,
+            sent: std::time::Instant::now(),
             body,
         });
         if sent.is_err() {

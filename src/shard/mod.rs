@@ -384,7 +384,13 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
     });
     spawn_receivers(&shard, inbound);
     let committer = shard.clone();
-    glommio::spawn_local(async move { committer.commit.run(&committer.store).await }).detach();
+    glommio::spawn_local(async move {
+        committer
+            .commit
+            .run(&committer.store, &committer.metrics)
+            .await
+    })
+    .detach();
 
     let http = bind(ctx.addrs.otlp_http)?;
     let grpc = bind(ctx.addrs.otlp_grpc)?;
@@ -417,6 +423,14 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
         if let Some(hook) = ctx.on_ready.lock().expect("ready hook").take() {
             hook(ctx.addrs);
         }
+    }
+    if let (Some(dir), 0) = (ctx.config.hdr_dump_dir.clone(), id.0) {
+        glommio::spawn_local(dump_hdr_every(
+            shard.clone(),
+            dir,
+            ctx.config.hdr_dump_interval,
+        ))
+        .detach();
     }
     if ctx.config.fsync == FsyncPolicy::Interval {
         glommio::spawn_local(sync_every(shard.clone(), ctx.config.fsync_interval)).detach();
@@ -558,6 +572,11 @@ fn spawn_receivers(shard: &Rc<Shard>, inbound: Inbound) {
                 debug_assert_eq!(env.from, peer);
                 let shard = shard.clone();
                 glommio::spawn_local(async move {
+                    if matches!(env.body, Request::Append(_)) {
+                        shard
+                            .metrics
+                            .record(crate::metrics::Hist::QueueWait, env.sent.elapsed());
+                    }
                     shard.in_flight.set(shard.in_flight.get() + 1);
                     let body = handle_request(&shard, env.body).await;
                     shard.mesh.reply_to(env.from, env.call, body);
@@ -592,6 +611,7 @@ async fn handle_request(shard: &Rc<Shard>, req: Request) -> Response {
 /// validated domain types.
 pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Result<(), String> {
     let mut last = 0;
+    let started = std::time::Instant::now();
     {
         let mut store = shard.store.borrow_mut();
         if let Some(job) = store.next_to_prepare() {
@@ -614,6 +634,9 @@ pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Resul
             index_fresh(&mut index, loc, rec);
         }
     }
+    shard
+        .metrics
+        .record(crate::metrics::Hist::Append, started.elapsed());
     if shard.config.fsync == FsyncPolicy::Always && last > 0 {
         shard.commit.wait_durable(&shard.store, last).await?;
     }
@@ -647,6 +670,40 @@ fn index_fresh(index: &mut Index, loc: RecordLoc, rec: &OwnedRecord) {
             );
             let batch = unsafe { rkyv::access_unchecked::<ArchivedLogBatch<'static>>(&rec.bytes) };
             index.add_logs(loc, batch);
+        }
+    }
+}
+
+/// `--hdr-dump-dir`: every `period`, merges every shard's histograms and appends the interval
+/// to one HdrHistogram log per metric (files written on the blocking pool).
+async fn dump_hdr_every(shard: Rc<Shard>, dir: std::path::PathBuf, period: Duration) {
+    let dumper = glommio::executor()
+        .spawn_blocking(move || crate::metrics::IntervalDumper::new(dir))
+        .await;
+    let mut dumper = match dumper {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("cannot write HDR dumps: {e}");
+            return;
+        }
+    };
+    while !shard.stopping.is_set() {
+        glommio::timer::sleep(period).await;
+        let snapshot =
+            match crate::query::exec::coordinate(&shard, crate::query::QueryRequest::Metrics).await
+            {
+                Ok(crate::query::QueryResponse::Metrics(s)) => *s,
+                _ => continue,
+            };
+        let written = glommio::executor()
+            .spawn_blocking(move || {
+                let r = dumper.dump(snapshot);
+                (dumper, r)
+            })
+            .await;
+        dumper = written.0;
+        if let Err(e) = written.1 {
+            tracing::warn!("HDR dump failed: {e}");
         }
     }
 }

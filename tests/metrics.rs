@@ -1,0 +1,121 @@
+//! Server-side metrics: after a known ingest, `/metrics` counters equal what was sent; the
+//! histograms are served as `.hgrm` and dumped as HdrHistogram interval logs.
+
+mod common;
+
+use common::*;
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn counters_match_a_known_ingest_and_histograms_are_served() {
+    let dump = tempfile::tempdir().unwrap();
+    let dump_dir = dump.path().join("hdr");
+    let server = Server::start_with(
+        2,
+        &[
+            "--hdr-dump-dir",
+            dump_dir.to_str().unwrap(),
+            "--hdr-dump-interval",
+            "200ms",
+        ],
+    );
+    // 7 trace requests of 12 spans, 3 spans invalid in one of them; 4 log requests of 5.
+    for i in 0..7u64 {
+        let mut req = traces_request("m", 1 + i * 10, 4, 3);
+        if i == 0 {
+            for s in &mut req.resource_spans[0].scope_spans[0].spans[..3] {
+                s.trace_id = vec![0; 16];
+            }
+        }
+        assert_eq!(server.post_traces(&req).status, 200);
+    }
+    for i in 0..4u64 {
+        let logs = logs_request(
+            "m",
+            (0..5)
+                .map(|n| log_record(i * 5 + n, None, 9, "x"))
+                .collect(),
+        );
+        assert_eq!(server.post_logs(&logs).status, 200);
+    }
+    assert_eq!(
+        server
+            .post("/v1/traces", "application/x-protobuf", None, vec![0xff])
+            .status,
+        400
+    );
+
+    let r = server.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r.content_type().starts_with("text/plain"));
+    let text = r.text();
+    assert_eq!(metric(&text, "glust_requests_total"), 12.0);
+    assert_eq!(metric(&text, "glust_requests_bad_total"), 1.0);
+    assert_eq!(metric(&text, "glust_spans_accepted_total"), 81.0);
+    assert_eq!(metric(&text, "glust_spans_rejected_total"), 3.0);
+    assert_eq!(metric(&text, "glust_logs_accepted_total"), 20.0);
+    assert_eq!(metric(&text, "glust_index_spans"), 81.0);
+    assert_eq!(metric(&text, "glust_index_logs"), 20.0);
+    assert_eq!(
+        metric(&text, "glust_request_http_traces_seconds_count"),
+        8.0
+    );
+    assert_eq!(metric(&text, "glust_request_http_logs_seconds_count"), 4.0);
+    assert!(
+        metric(
+            &text,
+            "glust_request_http_traces_seconds{quantile=\"0.99\"}"
+        ) > 0.0
+    );
+    assert!(metric(&text, "glust_segments") >= 2.0);
+
+    let hgrm = server.get("/debug/hdr?metric=request_http_traces");
+    assert_eq!(hgrm.status, 200);
+    let hgrm = hgrm.text();
+    assert!(
+        hgrm.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"),
+        "{hgrm}"
+    );
+    assert!(hgrm.contains("Total count    =            8]"), "{hgrm}");
+    assert_eq!(server.get("/debug/hdr?metric=nope").status, 400);
+
+    // The interval logs: every metric has a file, and the intervals add up to what happened.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let log = std::fs::read(dump_dir.join("request_http_logs.hlog")).unwrap();
+    let mut total = 0;
+    let mut intervals = 0;
+    for entry in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&log) {
+        if let Ok(hdrhistogram::serialization::interval_log::LogEntry::Interval(h)) = entry {
+            let bytes = base64_decode(h.encoded_histogram());
+            let hist: hdrhistogram::Histogram<u64> =
+                hdrhistogram::serialization::Deserializer::new()
+                    .deserialize(&mut &bytes[..])
+                    .unwrap();
+            total += hist.len();
+            intervals += 1;
+        }
+    }
+    assert!(intervals >= 2, "{intervals} intervals");
+    assert_eq!(total, 4, "the intervals add up to the 4 log requests");
+    for name in [
+        "decode",
+        "append",
+        "queue_wait",
+        "sync",
+        "request_grpc_traces",
+    ] {
+        assert!(dump_dir.join(format!("{name}.hlog")).exists());
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
