@@ -438,3 +438,72 @@ fn sigterm_sends_goaway_and_streams_in_flight_finish() {
         );
     }
 }
+
+#[test]
+fn the_bad_input_corpus_over_grpc_harms_nothing() {
+    let mut server = Server::start(2);
+    let good = traces_request("keep", 1, 10, 3);
+    let encoded = good.encode_to_vec();
+    let logs = logs_request("keep", vec![log_record(1, Some(3), 9, "x")]).encode_to_vec();
+    let mut seed = 0x9e37_79b9_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let statuses = runtime().block_on(async {
+        let mut c = connect(&server).await;
+        let a = call(&mut c, TRACES, &[], frame(&encoded, false)).await;
+        assert_eq!(a.status, Some(0));
+        let mut statuses = std::collections::BTreeMap::new();
+        for i in 0..300usize {
+            let (path, body) = match i % 4 {
+                0 => (
+                    TRACES,
+                    (0..(next() % 2000))
+                        .map(|_| next() as u8)
+                        .collect::<Vec<u8>>(),
+                ),
+                1 => (
+                    TRACES,
+                    encoded[..(next() as usize) % encoded.len()].to_vec(),
+                ),
+                2 => (LOGS, logs[..(next() as usize) % logs.len()].to_vec()),
+                _ => {
+                    let mut m = encoded.clone();
+                    for _ in 0..1 + i % 8 {
+                        let at = (next() as usize) % m.len();
+                        m[at] = next() as u8;
+                    }
+                    (TRACES, m)
+                }
+            };
+            // Both well-framed garbage and garbage framing.
+            let framed = if i % 3 == 0 {
+                body
+            } else {
+                frame(&body, false)
+            };
+            let a = call(&mut c, path, &[], framed).await;
+            let code = a.status.expect("every answer carries a grpc-status");
+            assert!([0, 3, 8, 13].contains(&code), "unexpected status {a:?}");
+            *statuses.entry(code).or_insert(0) += 1;
+        }
+        statuses
+    });
+    assert!(
+        statuses.get(&3).copied().unwrap_or(0) + statuses.get(&13).copied().unwrap_or(0) > 150,
+        "{statuses:?}"
+    );
+    assert!(server.is_running());
+    server.restart();
+    for t in 1..=10 {
+        assert_eq!(
+            server
+                .get(&format!("/api/v1/traces/{}", hex(&trace_id(t))))
+                .status,
+            200
+        );
+    }
+}
