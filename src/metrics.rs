@@ -316,7 +316,7 @@ pub fn hgrm(h: &Histogram<u64>, unit: f64) -> String {
         out,
         "#[Buckets = {:12}, SubBuckets     = {:12}]",
         h.buckets(),
-        h.distinct_values()
+        (2 * 10u64.pow(h.sigfig() as u32)).next_power_of_two()
     );
     out
 }

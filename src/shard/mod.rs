@@ -60,6 +60,8 @@ pub struct Shard {
     pub in_flight: Cell<usize>,
     /// Bytes of ingest request bodies held by requests in flight.
     pub in_flight_bytes: Cell<usize>,
+    /// Set (and replaced) each time a prepared segment is installed.
+    pub segment_ready: RefCell<Latch>,
     pub metrics: ShardMetrics,
 }
 
@@ -380,6 +382,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
         stopping: Latch::default(),
         in_flight: Cell::new(0),
         in_flight_bytes: Cell::new(0),
+        segment_ready: RefCell::new(Latch::default()),
         metrics: ShardMetrics::default(),
     });
     spawn_receivers(&shard, inbound);
@@ -612,6 +615,19 @@ async fn handle_request(shard: &Rc<Shard>, req: Request) -> Response {
 pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Result<(), String> {
     let mut last = 0;
     let started = std::time::Instant::now();
+    // If these records need the next segment and it is still being prepared, wait for it
+    // (the reactor serves other work meanwhile) instead of creating one on the spot.
+    let frames: usize = records
+        .iter()
+        .map(|r| crate::storage::frame::frame_bytes(r.bytes.len()))
+        .sum();
+    loop {
+        let ready = shard.segment_ready.borrow().clone();
+        if !shard.store.borrow().should_wait_for_next(frames) {
+            break;
+        }
+        ready.wait().await;
+    }
     {
         let mut store = shard.store.borrow_mut();
         if let Some(job) = store.next_to_prepare() {
@@ -648,6 +664,9 @@ fn prepare_next_segment(shard: Rc<Shard>, job: crate::storage::Preparation) {
     glommio::spawn_local(async move {
         let prepared = glommio::executor().spawn_blocking(move || job.run()).await;
         shard.store.borrow_mut().install_next(prepared);
+        // Wake appends waiting for it, and arm a fresh signal for the next preparation.
+        let done = std::mem::take(&mut *shard.segment_ready.borrow_mut());
+        done.set();
     })
     .detach();
 }
