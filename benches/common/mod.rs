@@ -1,10 +1,13 @@
 //! Realistic OTLP payloads shared by the benches: HTTP server spans with ten attributes of the
-//! HTTP semantic conventions (~400 bytes each encoded), under a seven-attribute resource.
+//! HTTP semantic conventions (~410 bytes each encoded) and application log records with six
+//! attributes (~330 bytes), under a seven-attribute resource.
 #![allow(dead_code)]
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 
@@ -20,10 +23,10 @@ pub fn text(s: &str) -> Value {
     Value::StringValue(s.into())
 }
 
-pub fn resource(service: &str) -> Resource {
+pub fn resource() -> Resource {
     Resource {
         attributes: vec![
-            kv("service.name", text(service)),
+            kv("service.name", text("checkout")),
             kv("service.version", text("2.14.1")),
             kv("service.instance.id", text("checkout-7d9f8b6c5-x2k4p")),
             kv(
@@ -48,7 +51,9 @@ pub fn scope() -> InstrumentationScope {
     }
 }
 
-/// Span `i` of trace `trace`.
+/// An HTTP server span with ten attributes of the HTTP semantic conventions.
+///
+/// Span `i` of trace `trace`: trace ids are distinct per `trace`, span ids per (trace, i).
 pub fn span(trace: u64, i: u64) -> Span {
     let id = trace * 1000 + i + 1;
     let user = 10_000 + id * 37;
@@ -73,16 +78,16 @@ pub fn span(trace: u64, i: u64) -> Span {
                 "url.full",
                 text(&format!("https://api.example.com/users/{user}")),
             ),
-            kv("url.scheme", text("https")),
             kv("server.address", text("api.example.com")),
             kv("server.port", Value::IntValue(443)),
             kv("http.response.status_code", Value::IntValue(200)),
             kv("network.protocol.version", text("1.1")),
+            kv("user_agent.original", text("okhttp/4.12.0")),
+            kv("app.cache.hit", Value::BoolValue(id % 3 == 0)),
             kv(
-                "user_agent.original",
-                text("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"),
+                "app.db.fraction",
+                Value::DoubleValue(0.25 + (id % 1000) as f64 / 1000.0),
             ),
-            kv("http.server.request.duration", Value::DoubleValue(0.00325)),
         ],
         dropped_attributes_count: 0,
         events: vec![],
@@ -100,12 +105,56 @@ pub fn span(trace: u64, i: u64) -> Span {
 pub fn traces_request(first_trace: u64, traces: u64, per_trace: u64) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(resource("checkout")),
+            resource: Some(resource()),
             scope_spans: vec![ScopeSpans {
                 scope: Some(scope()),
                 spans: (first_trace..first_trace + traces)
                     .flat_map(|t| (0..per_trace).map(move |i| span(t, i)))
                     .collect(),
+                schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+            }],
+            schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+        }],
+    }
+}
+
+/// An application log record with a message body, trace context and six attributes.
+pub fn log(i: u64) -> LogRecord {
+    let id = i + 1;
+    LogRecord {
+        time_unix_nano: 1_760_000_000_000_000_000 + id * 1_000_000,
+        observed_time_unix_nano: 1_760_000_000_000_000_000 + id * 1_000_000 + 20_000,
+        severity_number: 9,
+        severity_text: "INFO".into(),
+        body: Some(AnyValue {
+            value: Some(text(&format!(
+                "order {id} placed: 3 items, total 129.90 EUR, payment authorised by provider"
+            ))),
+        }),
+        attributes: vec![
+            kv("code.function.name", text("checkout::orders::place")),
+            kv("code.file.path", text("src/orders.rs")),
+            kv("code.line.number", Value::IntValue(214)),
+            kv("thread.name", text("tokio-runtime-worker")),
+            kv("app.order.items", Value::IntValue(3)),
+            kv("app.order.express", Value::BoolValue(i % 2 == 0)),
+        ],
+        dropped_attributes_count: 0,
+        flags: 1,
+        trace_id: [id.to_be_bytes(), 0x5eed_u64.to_be_bytes()].concat(),
+        span_id: (id << 8 | 1).to_be_bytes().to_vec(),
+        event_name: String::new(),
+    }
+}
+
+/// `n` log records in one request.
+pub fn logs_request(n: u64) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource()),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(scope()),
+                log_records: (0..n).map(log).collect(),
                 schema_url: String::new(),
             }],
             schema_url: String::new(),

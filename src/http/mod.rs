@@ -112,22 +112,7 @@ async fn serve_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>, end
         async move { Ok::<_, Infallible>(route(&shard, endpoint, req).await) }
     });
     let conn = builder.serve_connection(GlommioIo::new(stream), service);
-    let mut conn = std::pin::pin!(conn);
-    let stopped = future::or(
-        async {
-            let _ = conn.as_mut().await;
-            false
-        },
-        async {
-            shard.stopping.wait().await;
-            true
-        },
-    )
-    .await;
-    if stopped {
-        conn.as_mut().graceful_shutdown();
-        let _ = conn.await;
-    }
+    until_stopped(conn, &shard, |c| c.graceful_shutdown()).await;
 }
 
 /// One OTLP/gRPC connection: HTTP/2 only (gRPC needs no HTTP/1.1), the same flow-control
@@ -148,6 +133,17 @@ async fn serve_grpc_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>
         async move { Ok::<_, Infallible>(grpc::handle(&shard, req).await) }
     });
     let conn = builder.serve_connection(GlommioIo::new(stream), service);
+    until_stopped(conn, &shard, |c| c.graceful_shutdown()).await;
+}
+
+/// Drives a connection until it ends, or until the shard stops: then `shutdown` starts a
+/// graceful shutdown (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`) and requests in flight
+/// finish.
+async fn until_stopped<C: std::future::Future>(
+    conn: C,
+    shard: &Shard,
+    shutdown: impl FnOnce(std::pin::Pin<&mut C>),
+) {
     let mut conn = std::pin::pin!(conn);
     let stopped = future::or(
         async {
@@ -161,7 +157,7 @@ async fn serve_grpc_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>
     )
     .await;
     if stopped {
-        conn.as_mut().graceful_shutdown();
+        shutdown(conn.as_mut());
         let _ = conn.await;
     }
 }
