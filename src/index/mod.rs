@@ -11,9 +11,10 @@
 //! Memory per log record: `size_of::<LogEntry>()` (32 bytes), plus 4 bytes for those with a
 //! trace id.
 
+pub mod chunked;
 pub mod names;
 
-use foldhash::HashMap;
+use chunked::{ChunkedVec, ShardedMap};
 
 use crate::domain::{self, ArchivedLogBatch, ArchivedSpanBatch, TraceId, STATUS_CODE_ERROR};
 use names::{NameId, Names};
@@ -108,12 +109,14 @@ pub struct LogEntry {
 #[derive(Default)]
 pub struct Index {
     pub names: Names,
-    traces: Vec<TraceEntry>,
-    trace_slots: HashMap<TraceId, u32>,
-    spans: Vec<SpanEntry>,
-    span_records: Vec<RecordLoc>,
-    logs: Vec<LogEntry>,
-    logs_by_trace: HashMap<TraceId, Vec<u32>>,
+    traces: ChunkedVec<TraceEntry>,
+    trace_slots: ShardedMap<TraceId, u32>,
+    spans: ChunkedVec<SpanEntry>,
+    span_records: ChunkedVec<RecordLoc>,
+    logs: ChunkedVec<LogEntry>,
+    logs_by_trace: ShardedMap<TraceId, Vec<u32>>,
+    /// Record locations held by all traces (for the memory estimate).
+    trace_record_locs: usize,
     services: Vec<NameId>,
     service_set: foldhash::HashSet<NameId>,
 }
@@ -145,7 +148,11 @@ impl Index {
             let error = span.status.code.to_native() == STATUS_CODE_ERROR;
             let is_root = span.parent_span_id.is_none();
             let next_slot = self.traces.len() as u32;
-            let slot = *self.trace_slots.entry(trace_id).or_insert(next_slot);
+            let spread = crate::route::trace_hash(&trace_id);
+            let slot = *self
+                .trace_slots
+                .entry(trace_id, spread)
+                .or_insert(next_slot);
             if slot == next_slot {
                 self.traces.push(TraceEntry {
                     id: trace_id,
@@ -159,7 +166,7 @@ impl Index {
                     records: Vec::with_capacity(1),
                 });
             }
-            let t = &mut self.traces[slot as usize];
+            let t = self.traces.get_mut(slot as usize).expect("slot of a trace");
             t.span_count += 1;
             t.error_count += error as u32;
             if !t.has_root && (is_root || start < t.start_unix_nanos) {
@@ -171,6 +178,7 @@ impl Index {
             t.end_unix_nanos = t.end_unix_nanos.max(end);
             if t.records.last() != Some(&loc) {
                 t.records.push(loc);
+                self.trace_record_locs += 1;
             }
             self.spans.push(SpanEntry {
                 start_unix_nanos: start,
@@ -199,7 +207,8 @@ impl Index {
             let n = self.logs.len() as u32;
             let trace = log.trace_id.as_ref().map(|t| t.get());
             if let Some(t) = trace {
-                self.logs_by_trace.entry(t).or_default().push(n);
+                let spread = crate::route::trace_hash(&t);
+                self.logs_by_trace.entry(t, spread).or_default().push(n);
             }
             self.logs.push(LogEntry {
                 time_unix_nanos: time,
@@ -222,15 +231,18 @@ impl Index {
     }
 
     pub fn trace(&self, id: &TraceId) -> Option<&TraceEntry> {
-        self.trace_slots.get(id).map(|&s| &self.traces[s as usize])
+        self.trace_slots
+            .get(id, crate::route::trace_hash(id))
+            .map(|&s| &self.traces[s as usize])
     }
 
     pub fn services(&self) -> impl Iterator<Item = &str> {
         self.services.iter().map(|&s| self.names.get(s))
     }
 
-    pub fn spans(&self) -> &[SpanEntry] {
-        &self.spans
+    /// Every span entry, oldest first (iterate `.rev()` for newest first).
+    pub fn spans(&self) -> impl DoubleEndedIterator<Item = &SpanEntry> {
+        self.spans.iter()
     }
 
     pub fn span_record(&self, e: &SpanEntry) -> RecordLoc {
@@ -241,12 +253,14 @@ impl Index {
         &self.traces[slot as usize]
     }
 
-    pub fn logs(&self) -> &[LogEntry] {
+    pub fn logs(&self) -> &ChunkedVec<LogEntry> {
         &self.logs
     }
 
     pub fn logs_of_trace(&self, id: &TraceId) -> &[u32] {
-        self.logs_by_trace.get(id).map_or(&[], |v| v.as_slice())
+        self.logs_by_trace
+            .get(id, crate::route::trace_hash(id))
+            .map_or(&[], |v| v.as_slice())
     }
 
     pub fn summary(&self, t: &TraceEntry) -> TraceSummary {
@@ -264,17 +278,17 @@ impl Index {
     }
 
     pub fn stats(&self) -> IndexStats {
-        let locs: usize = self.traces.iter().map(|t| t.records.capacity()).sum();
+        let locs = self.trace_record_locs;
         IndexStats {
             traces: self.traces.len(),
             spans: self.spans.len(),
             logs: self.logs.len(),
-            approx_bytes: self.spans.capacity() * std::mem::size_of::<SpanEntry>()
-                + self.traces.capacity() * std::mem::size_of::<TraceEntry>()
+            approx_bytes: self.spans.capacity_bytes()
+                + self.traces.capacity_bytes()
                 + self.trace_slots.capacity() * (std::mem::size_of::<(TraceId, u32)>() + 1)
                 + locs * std::mem::size_of::<RecordLoc>()
-                + self.span_records.capacity() * std::mem::size_of::<RecordLoc>()
-                + self.logs.capacity() * std::mem::size_of::<LogEntry>()
+                + self.span_records.capacity_bytes()
+                + self.logs.capacity_bytes()
                 + self.names.approx_bytes(),
         }
     }

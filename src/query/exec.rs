@@ -220,7 +220,7 @@ fn search_traces_local(index: &Index, store: &Store, q: &TraceSearch) -> Vec<Tra
     let mut found: HashSet<u32> = HashSet::new();
     // One-record cache: the spans of a record are consecutive entries.
     let mut cached: Option<(RecordLoc, Option<&ArchivedSpanBatch<'static>>)> = None;
-    for e in index.spans().iter().rev() {
+    for e in index.spans().rev() {
         if found.contains(&e.trace)
             || !in_range(e.start_unix_nanos, q.start, q.end)
             || q.min_duration.is_some_and(|d| e.duration_nanos < d)
