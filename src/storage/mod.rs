@@ -105,23 +105,35 @@ pub struct Preparation {
 }
 
 impl Preparation {
-    /// Creates and prefaults the segment and makes its directory entry durable. Blocking:
-    /// run it on the blocking pool.
-    ///
-    /// Prefaulting is CPU work (the kernel zeroes every page) that competes with the shard
-    /// when they share a core. Its priority is a named knob, [`PREPARE_NICE`]; measured with
-    /// `--shards 1` under wrk on this 2-core VM, nice 5 or 19 starved it until appends had to
-    /// wait for it (p99.9 ~200 ms), nice 0 kept the server-side p99.9 near 20 ms.
+    /// Creates the segment (prefaulted if [`PREFAULT`]) and makes its directory entry
+    /// durable. Blocking: run it on the blocking pool. Doing this ahead keeps file creation,
+    /// the header fsync, the rename and the directory fsync off the append path.
     pub fn run(self) -> io::Result<Segment> {
+        self.run_with(PREFAULT)
+    }
+
+    /// [`Preparation::run`] with an explicit choice of prefaulting (the storage bench
+    /// measures both).
+    pub fn run_with(self, prefault: bool) -> io::Result<Segment> {
         let _low = LowPriority::enter(PREPARE_NICE);
-        let seg = Segment::create(&self.dir, self.meta, true)?;
+        let seg = Segment::create(&self.dir, self.meta, prefault)?;
         segment::sync_dir(&self.dir)?;
         Ok(seg)
     }
 }
 
-/// Scheduling priority (nice) of segment preparation; see [`Preparation::run`].
+/// Scheduling priority (nice) of segment preparation. Measured with `--shards 1` under wrk on
+/// this 2-core VM: nice 5 or 19 starved preparation until appends had to wait for it
+/// (p99.9 ~200 ms); nice 0 kept the server-side p99.9 near 20 ms.
 const PREPARE_NICE: libc::c_int = 0;
+
+/// Whether prepared segments are prefaulted (`MADV_POPULATE_WRITE`). Off: prefaulting takes
+/// the page faults off the append path (appends into a prefaulted segment run at 7.6 GiB/s
+/// against 0.4 GiB/s in the storage bench, and the closed-loop peak is ~10% higher), but it
+/// dirties the whole segment, so every sync and the kernel's own writeback write 128 MiB of
+/// zeros and the shard stalls behind them: loadgen open loop at 320k spans/s, one shard,
+/// `--fsync interval`, two runs each: p99 195/262 ms prefaulted against 41/65 ms not.
+pub const PREFAULT: bool = false;
 
 /// Lowers the calling thread's CPU priority (to `nice`) until dropped.
 struct LowPriority(Option<libc::c_int>);

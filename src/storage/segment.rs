@@ -228,8 +228,8 @@ impl Segment {
     /// it in the kernel's fault path (measured with perf on the storage bench). Done ahead on
     /// the blocking pool, the append path is left with the copy. It also allocates the file's
     /// blocks now, so a full disk is reported here as an error instead of a SIGBUS on a later
-    /// write. Best effort: older kernels (before 5.14) refuse the advice, and appends then
-    /// fault as before.
+    /// write. Older kernels (before 5.14) refuse the advice, and appends then fault as before.
+    /// The price, and why the runtime leaves it off, is in `storage::PREFAULT`.
     fn prefault(map: &MmapMut) -> io::Result<()> {
         match map.advise(memmap2::Advice::PopulateWrite) {
             // Kernels before 5.14 do not know the advice: appends will fault instead.
