@@ -661,6 +661,15 @@ pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Resul
     shard
         .metrics
         .record(crate::metrics::Hist::Append, started.elapsed());
+    if shard.config.fsync != FsyncPolicy::Always {
+        if let Some((file, offset, len)) = shard.store.borrow_mut().writeback_range() {
+            glommio::spawn_local(
+                glommio::executor()
+                    .spawn_blocking(move || crate::storage::start_writeback(&file, offset, len)),
+            )
+            .detach();
+        }
+    }
     if shard.config.fsync == FsyncPolicy::Always && last > 0 {
         shard.commit.wait_durable(&shard.store, last).await?;
     }
