@@ -148,6 +148,17 @@ fn framing_edge_cases_get_precise_statuses_and_harm_nothing() {
     let good = traces_request("edge", 1, 2, 2).encode_to_vec();
     runtime().block_on(async {
         let mut c = connect(&server).await;
+        // Not gRPC at all: plain HTTP 415.
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://glust{TRACES}"))
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let mut ready = c.clone().ready().await.unwrap();
+        let (resp, mut send) = ready.send_request(req, false).unwrap();
+        let _ = send.send_data(Bytes::from_static(b"{}"), true);
+        assert_eq!(resp.await.unwrap().status().as_u16(), 415);
         // Unknown service and method.
         let a = call(
             &mut c,

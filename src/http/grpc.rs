@@ -12,7 +12,8 @@
 //!    before anything is written;
 //! 5. decode + ingest, answered with `Export*ServiceResponse` (with `partial_success`) and
 //!    `grpc-status` trailers; overload and shutdown are `UNAVAILABLE` with a
-//!    `google.rpc.RetryInfo` detail (retryable; nothing was written).
+//!    `google.rpc.RetryInfo` detail (retryable; nothing was written, except when storage
+//!    failed while the request's parts were being appended, as over HTTP).
 
 use std::convert::Infallible;
 use std::io::Read;
@@ -39,6 +40,10 @@ use crate::metrics::{add, Hist};
 use crate::otlp::{self, DecodeError};
 use crate::shard::ingest::{ingest, IngestError, Ingested};
 use crate::shard::Shard;
+
+/// Not a gRPC status: marks a request that is not gRPC at all (wrong content type), answered
+/// with plain HTTP 415 as the gRPC-over-HTTP/2 spec asks.
+const NOT_GRPC: u32 = u32::MAX;
 
 /// gRPC status codes used here.
 pub mod code {
@@ -89,6 +94,8 @@ pub struct Status {
     pub code: u32,
     pub message: String,
     pub retry: bool,
+    /// Already counted in the metrics where it arose (storage failures).
+    pub counted: bool,
 }
 
 impl Status {
@@ -97,6 +104,7 @@ impl Status {
             code,
             message: message.into(),
             retry: false,
+            counted: false,
         }
     }
 
@@ -191,8 +199,15 @@ fn put_status(h: &mut HeaderMap, status: &Status) {
 
 /// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec): printable ASCII except `%`.
 fn percent_encode(message: &str) -> HeaderValue {
-    let mut out = String::with_capacity(message.len());
+    // Clients cap metadata (grpc-java: 8 KiB); a long message must not turn a clear status
+    // into a protocol error.
+    const MESSAGE_BYTES_MAX: usize = 1024;
+    let mut out = String::with_capacity(message.len().min(MESSAGE_BYTES_MAX));
     for b in message.bytes() {
+        if out.len() >= MESSAGE_BYTES_MAX {
+            out.push_str("...");
+            break;
+        }
         if (0x20..0x7f).contains(&b) && b != b'%' {
             out.push(b as char);
         } else {
@@ -329,13 +344,28 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<GrpcB
 async fn answer(shard: &Rc<Shard>, req: Request<Incoming>, started: Instant) -> Response<GrpcBody> {
     match serve(shard, req, started).await {
         Ok(resp) => resp,
-        Err(status) => {
-            if status.retry {
+        Err(status) if status.code != NOT_GRPC => {
+            if status.counted {
+            } else if status.retry {
                 add(&shard.metrics.requests_throttled, 1);
             } else {
                 add(&shard.metrics.requests_bad, 1);
             }
             status_response(&status)
+        }
+        Err(not_grpc) => {
+            add(&shard.metrics.requests_bad, 1);
+            let mut resp = Response::new(GrpcBody {
+                data: Some(Bytes::from(format!(
+                    "not a gRPC request: content-type {:?}, expected application/grpc\n",
+                    not_grpc.message
+                ))),
+                trailers: None,
+            });
+            *resp.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            resp
         }
     }
 }
@@ -369,8 +399,8 @@ async fn serve(
         .unwrap_or("");
     if !(content_type == "application/grpc" || content_type.starts_with("application/grpc+proto")) {
         return Err(Status::new(
-            code::INVALID_ARGUMENT,
-            format!("content-type must be application/grpc, got {content_type:?}"),
+            NOT_GRPC,
+            content_type.chars().take(100).collect::<String>(),
         ));
     }
     let gzip = match req
@@ -447,10 +477,18 @@ async fn serve(
             ))
         }
     };
-    add(&shard.metrics.bytes_received, body.len() as u64);
+    // The shard's byte budget, as over HTTP: the body, then the message once unframed.
+    if shard.in_flight_bytes.get() + body.len() > SHARD_INGEST_BYTES_MAX {
+        return Err(too_many_bytes());
+    }
+    let mut held = super::otlp::HeldBytes::enter(shard, body.len());
     let message = unframe(&body, gzip)?;
     drop(body);
-    let _held = super::otlp::HeldBytes::enter(shard, message.len());
+    add(&shard.metrics.bytes_received, message.len() as u64);
+    if shard.in_flight_bytes.get() - held.held() + message.len() > SHARD_INGEST_BYTES_MAX {
+        return Err(too_many_bytes());
+    }
+    held.resize(message.len());
 
     // 4. The deadline, before anything is written.
     if expired(deadline) {
@@ -480,9 +518,19 @@ async fn serve(
         Err(IngestError::Overloaded(why)) => Err(Status::retryable(code::UNAVAILABLE, why)),
         Err(IngestError::Unavailable(why)) => {
             add(&shard.metrics.requests_failed, 1);
-            Err(Status::retryable(code::UNAVAILABLE, why))
+            Err(Status {
+                counted: true,
+                ..Status::retryable(code::UNAVAILABLE, why)
+            })
         }
     }
+}
+
+fn too_many_bytes() -> Status {
+    Status::retryable(
+        code::UNAVAILABLE,
+        "too many request bytes in flight; retry later",
+    )
 }
 
 fn decode_status(e: DecodeError) -> Status {

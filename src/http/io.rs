@@ -85,10 +85,10 @@ where
 
 /// hyper's timer (header-read timeout, HTTP/2 keep-alive) on the shard's glommio timers.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct LocalTimer;
+pub(crate) struct LocalTimer;
 
-/// A glommio timer as hyper's `Sleep`.
-struct LocalSleep(glommio::timer::Timer);
+/// A glommio timer as hyper's `Sleep`, with the thread that made it.
+struct LocalSleep(glommio::timer::Timer, std::thread::ThreadId);
 
 // SAFETY: hyper requires `Sleep: Send + Sync`, but a `LocalSleep` never leaves the shard that
 // created it: it lives inside a hyper connection future, which holds `Rc`s of shard state and
@@ -101,7 +101,21 @@ unsafe impl Sync for LocalSleep {}
 impl Future for LocalSleep {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        assert_eq!(
+            std::thread::current().id(),
+            self.1,
+            "LocalSleep left its shard"
+        );
         Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+impl Drop for LocalSleep {
+    fn drop(&mut self) {
+        // Dropping a glommio timer elsewhere would touch another thread's reactor.
+        if std::thread::current().id() != self.1 {
+            std::process::abort();
+        }
     }
 }
 
@@ -109,7 +123,10 @@ impl hyper::rt::Sleep for LocalSleep {}
 
 impl hyper::rt::Timer for LocalTimer {
     fn sleep(&self, duration: std::time::Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(LocalSleep(glommio::timer::Timer::new(duration)))
+        Box::pin(LocalSleep(
+            glommio::timer::Timer::new(duration),
+            std::thread::current().id(),
+        ))
     }
 
     fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {

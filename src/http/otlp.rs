@@ -339,7 +339,11 @@ impl<'a> HeldBytes<'a> {
         HeldBytes(shard, bytes)
     }
 
-    fn resize(&mut self, bytes: usize) {
+    pub(crate) fn held(&self) -> usize {
+        self.1
+    }
+
+    pub(crate) fn resize(&mut self, bytes: usize) {
         let held = &self.0.in_flight_bytes;
         held.set(held.get() - self.1 + bytes);
         self.1 = bytes;

@@ -43,6 +43,9 @@ pub const EXECUTOR_IO_MEMORY_BYTES: usize = 512 << 10;
 /// kernel may run them on a core with spare time rather than on the shard's own.
 pub const BLOCKING_THREADS: usize = 2;
 
+/// Longest an append waits for the next segment's preparation before creating one itself.
+const SEGMENT_WAIT_MAX: Duration = Duration::from_secs(2);
+
 /// How often a shard checks whether the process was asked to stop (not the hot path).
 const STOP_POLL: Duration = Duration::from_millis(50);
 
@@ -629,12 +632,20 @@ pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Resul
         .iter()
         .map(|r| crate::storage::frame::frame_bytes(r.bytes.len()))
         .sum();
+    // Bounded: should a preparation never report back, the append rolls on the spot.
+    let give_up = std::time::Instant::now() + SEGMENT_WAIT_MAX;
     loop {
         let ready = shard.segment_ready.borrow().clone();
-        if !shard.store.borrow().should_wait_for_next(frames) {
+        if !shard.store.borrow().should_wait_for_next(frames)
+            || std::time::Instant::now() >= give_up
+        {
             break;
         }
-        ready.wait().await;
+        futures_lite::future::or(
+            ready.wait(),
+            glommio::timer::sleep(Duration::from_millis(100)),
+        )
+        .await;
     }
     {
         let mut store = shard.store.borrow_mut();
