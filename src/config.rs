@@ -63,9 +63,6 @@ pub struct Config {
     pub hdr_dump_dir: Option<std::path::PathBuf>,
     /// How often those logs get an interval.
     pub hdr_dump_interval: Duration,
-    /// Pin each shard's executor to a core. Off only where pinning is impossible (tests with
-    /// more shards than cores still pin, round robin).
-    pub pin_cores: bool,
 }
 
 impl Default for Config {
@@ -83,7 +80,6 @@ impl Default for Config {
             body_read_timeout: Duration::from_secs(60),
             hdr_dump_dir: None,
             hdr_dump_interval: Duration::from_secs(10),
-            pin_cores: true,
         }
     }
 }

@@ -121,7 +121,6 @@ fn main() -> ExitCode {
         body_read_timeout: args.body_read_timeout,
         hdr_dump_dir: args.hdr_dump_dir,
         hdr_dump_interval: args.hdr_dump_interval,
-        pin_cores: true,
     };
     if config.shards == 0 {
         eprintln!("glust: --shards must be at least 1");

@@ -88,11 +88,6 @@ fn metrics_snapshot(shard: &Shard, index: &Index, store: &Store) -> crate::metri
             "approximate heap bytes of the in-memory index",
             stats.approx_bytes as u64,
         ),
-        (
-            "syncs",
-            "group-commit fsync rounds run",
-            shard.commit.syncs.get(),
-        ),
     ])
 }
 

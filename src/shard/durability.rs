@@ -38,9 +38,6 @@ pub struct GroupCommit {
     /// Wakes the committer: set when a waiter queues, consumed by the committer.
     work: Cell<bool>,
     committer: RefCell<Option<Waker>>,
-    /// Syncs run and their total time, for the metrics.
-    pub syncs: Cell<u64>,
-    pub sync_nanos: Cell<u64>,
 }
 
 impl GroupCommit {
@@ -49,10 +46,6 @@ impl GroupCommit {
         let n = self.appended.get() + 1;
         self.appended.set(n);
         n
-    }
-
-    pub fn appended(&self) -> u64 {
-        self.appended.get()
     }
 
     /// Completes once append `seq` is durable. Cancel-safe: dropping the future only drops
@@ -103,10 +96,7 @@ impl GroupCommit {
         let files = store.borrow_mut().take_dirty();
         let started = Instant::now();
         let outcome = sync_files(files).await;
-        self.syncs.set(self.syncs.get() + 1);
         metrics.record(Hist::Sync, started.elapsed());
-        self.sync_nanos
-            .set(self.sync_nanos.get() + started.elapsed().as_nanos() as u64);
         match outcome {
             Ok(()) => self.synced.set(self.synced.get().max(target)),
             Err(e) => store.borrow_mut().sync_failed(e),

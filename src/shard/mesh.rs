@@ -10,7 +10,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
 
 use futures_channel::oneshot;
 use glommio::channels::shared_channel::{
@@ -184,10 +183,6 @@ impl MeshEnds {
 }
 
 impl Mesh {
-    pub fn me(&self) -> ShardId {
-        self.me
-    }
-
     /// Whether a request to `to` can be sent now. Checked for every owner of a request before
     /// any part of it is sent (admission).
     pub fn has_credit(&self, to: ShardId) -> bool {
@@ -225,11 +220,6 @@ impl Mesh {
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(call, tx);
         Ok(rx)
-    }
-
-    /// Sends `req` to `to` and waits for its reply.
-    pub async fn call(&self, to: ShardId, req: Request) -> Result<Response, CallError> {
-        self.send(to, req)?.await.map_err(|_| CallError::Gone(to))
     }
 
     /// Answers call `call` of shard `to`. Never waits: the reply queue has room for every
@@ -271,12 +261,11 @@ const _: fn() = || {
     is_send::<Envelope<Response>>();
 };
 
-pub type SharedMesh = Rc<Mesh>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use glommio::LocalExecutorBuilder;
+    use std::rc::Rc;
     use std::sync::mpsc;
 
     /// Shard 0 may have at most CROSS_SHARD_INFLIGHT_MAX requests outstanding at shard 1;

@@ -136,9 +136,9 @@ pub fn run(
 
     let mut handles = Vec::with_capacity(n);
     for (i, ends) in meshes.into_iter().enumerate() {
-        let placement = match (config.pin_cores, cores.is_empty()) {
-            (true, false) => Placement::Fixed(cores[i % cores.len()].id),
-            _ => Placement::Unbound,
+        let placement = match cores.is_empty() {
+            false => Placement::Fixed(cores[i % cores.len()].id),
+            true => Placement::Unbound,
         };
         let ctx = ShardStart {
             id: ShardId(i as u32),
