@@ -32,12 +32,10 @@ use hyper::{Request, Response};
 use prost::Message;
 
 use super::reply::{self, SignalKind};
-use crate::limits::{
-    GRPC_MESSAGE_BYTES_MAX, REQUEST_DECODED_BYTES_MAX, RETRY_AFTER_SECS, SHARD_INGEST_BYTES_MAX,
-    SHARD_INGEST_INFLIGHT_MAX,
-};
+use crate::limits::{GRPC_MESSAGE_BYTES_MAX, REQUEST_DECODED_BYTES_MAX, RETRY_AFTER_SECS};
 use crate::metrics::{add, Hist};
 use crate::otlp::{self, DecodeError};
+use crate::shard::admission::{HeldBytes, InFlight};
 use crate::shard::ingest::{ingest, IngestError, Ingested};
 use crate::shard::Shard;
 
@@ -88,14 +86,24 @@ impl hyper::body::Body for GrpcBody {
     }
 }
 
-/// An error status with its message, and whether the client should retry after a pause.
+/// Why a request failed: decides the metric it counts in and whether the client is told to
+/// retry after a pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The request itself is wrong: not retryable.
+    Bad,
+    /// Overload: retryable, nothing was written.
+    Throttled,
+    /// Shutdown or storage failure: retryable.
+    Failed,
+}
+
+/// An error status with its message and why it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub code: u32,
     pub message: String,
-    pub retry: bool,
-    /// Already counted in the metrics where it arose (storage failures).
-    pub counted: bool,
+    pub failure: Failure,
 }
 
 impl Status {
@@ -103,16 +111,20 @@ impl Status {
         Status {
             code,
             message: message.into(),
-            retry: false,
-            counted: false,
+            failure: Failure::Bad,
         }
     }
 
-    fn retryable(code: u32, message: impl Into<String>) -> Status {
+    fn retryable(code: u32, failure: Failure, message: impl Into<String>) -> Status {
+        debug_assert_ne!(failure, Failure::Bad);
         Status {
-            retry: true,
+            failure,
             ..Status::new(code, message)
         }
+    }
+
+    fn retry(&self) -> bool {
+        self.failure != Failure::Bad
     }
 }
 
@@ -175,7 +187,7 @@ fn put_status(h: &mut HeaderMap, status: &Status) {
     if !status.message.is_empty() {
         h.insert("grpc-message", percent_encode(&status.message));
     }
-    if status.retry {
+    if status.retry() {
         let details = RpcStatusDetails {
             code: status.code as i32,
             message: status.message.clone(),
@@ -345,12 +357,12 @@ async fn answer(shard: &Rc<Shard>, req: Request<Incoming>, started: Instant) -> 
     match serve(shard, req, started).await {
         Ok(resp) => resp,
         Err(status) if status.code != NOT_GRPC => {
-            if status.counted {
-            } else if status.retry {
-                add(&shard.metrics.requests_throttled, 1);
-            } else {
-                add(&shard.metrics.requests_bad, 1);
-            }
+            let counter = match status.failure {
+                Failure::Bad => &shard.metrics.requests_bad,
+                Failure::Throttled => &shard.metrics.requests_throttled,
+                Failure::Failed => &shard.metrics.requests_failed,
+            };
+            add(counter, 1);
             status_response(&status)
         }
         Err(not_grpc) => {
@@ -438,15 +450,16 @@ async fn serve(
     }
 
     // 3. The body, bounded on the wire, then its one message.
-    if shard.in_flight.get() >= SHARD_INGEST_INFLIGHT_MAX
-        || shard.in_flight_bytes.get() >= SHARD_INGEST_BYTES_MAX
-    {
+    let Some(_guard) = InFlight::try_enter(shard) else {
         return Err(Status::retryable(
             code::UNAVAILABLE,
+            Failure::Throttled,
             "too many requests in flight; retry later",
         ));
-    }
-    let _guard = super::otlp::InFlight::enter(shard);
+    };
+    let Some(mut held) = HeldBytes::try_hold(shard, 0) else {
+        return Err(too_many_bytes());
+    };
     let wire_max = GRPC_MESSAGE_BYTES_MAX + PREFIX_BYTES;
     let body = match futures_lite::future::or(
         async { Some(Limited::new(req.into_body(), wire_max + 1).collect().await) },
@@ -478,17 +491,15 @@ async fn serve(
         }
     };
     // The shard's byte budget, as over HTTP: the body, then the message once unframed.
-    if shard.in_flight_bytes.get() + body.len() > SHARD_INGEST_BYTES_MAX {
+    if !held.try_resize(body.len()) {
         return Err(too_many_bytes());
     }
-    let mut held = super::otlp::HeldBytes::enter(shard, body.len());
     let message = unframe(&body, gzip)?;
     drop(body);
     add(&shard.metrics.bytes_received, message.len() as u64);
-    if shard.in_flight_bytes.get() - held.held() + message.len() > SHARD_INGEST_BYTES_MAX {
+    if !held.try_resize(message.len()) {
         return Err(too_many_bytes());
     }
-    held.resize(message.len());
 
     // 4. The deadline, before anything is written.
     if expired(deadline) {
@@ -515,13 +526,13 @@ async fn serve(
     };
     match outcome {
         Ok(done) => Ok(exported(shard, signal, done)),
-        Err(IngestError::Overloaded(why)) => Err(Status::retryable(code::UNAVAILABLE, why)),
+        Err(IngestError::Overloaded(why)) => Err(Status::retryable(
+            code::UNAVAILABLE,
+            Failure::Throttled,
+            why,
+        )),
         Err(IngestError::Unavailable(why)) => {
-            add(&shard.metrics.requests_failed, 1);
-            Err(Status {
-                counted: true,
-                ..Status::retryable(code::UNAVAILABLE, why)
-            })
+            Err(Status::retryable(code::UNAVAILABLE, Failure::Failed, why))
         }
     }
 }
@@ -529,6 +540,7 @@ async fn serve(
 fn too_many_bytes() -> Status {
     Status::retryable(
         code::UNAVAILABLE,
+        Failure::Throttled,
         "too many request bytes in flight; retry later",
     )
 }

@@ -19,12 +19,10 @@ use hyper::{Request, Response};
 
 use super::reply::{self, Format, SignalKind};
 use super::Body;
-use crate::limits::{
-    REQUEST_DECODED_BYTES_MAX, REQUEST_WIRE_BYTES_MAX, SHARD_INGEST_BYTES_MAX,
-    SHARD_INGEST_INFLIGHT_MAX,
-};
+use crate::limits::{REQUEST_DECODED_BYTES_MAX, REQUEST_WIRE_BYTES_MAX};
 use crate::metrics::{add, Hist};
 use crate::otlp::{self, DecodeError};
+use crate::shard::admission::{HeldBytes, InFlight};
 use crate::shard::ingest::{ingest, IngestError, Ingested};
 use crate::shard::Shard;
 
@@ -120,24 +118,22 @@ async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Bo
     };
 
     // Counted from here: the body and its decoded form are the memory this bounds.
-    if shard.in_flight.get() >= SHARD_INGEST_INFLIGHT_MAX {
+    let Some(_guard) = InFlight::try_enter(shard) else {
         add(&shard.metrics.requests_throttled, 1);
         return reply::error(
             StatusCode::TOO_MANY_REQUESTS,
             format,
             "too many requests in flight; retry later",
         );
-    }
-    let _guard = InFlight::enter(shard);
+    };
     // A declared length is held against the shard's byte budget before the body is read, so
     // hundreds of slow uploads cannot pile up unaccounted memory.
     // (An oversized declaration is answered 413 by the bounded read below.)
     let declared = declared_length(&req).min(REQUEST_WIRE_BYTES_MAX);
-    if shard.in_flight_bytes.get() + declared > SHARD_INGEST_BYTES_MAX {
+    let Some(mut held) = HeldBytes::try_hold(shard, declared) else {
         add(&shard.metrics.requests_throttled, 1);
         return too_many_bytes(format);
-    }
-    let mut held = HeldBytes::enter(shard, declared);
+    };
 
     let read = futures_lite::future::or(read_body(req.into_body(), encoding), async {
         glommio::timer::sleep(shard.config.body_read_timeout).await;
@@ -157,11 +153,10 @@ async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Bo
     };
     add(&shard.metrics.bytes_received, body.len() as u64);
     // Now the real (decompressed) size is known.
-    if shard.in_flight_bytes.get() - held.1 + body.len() > SHARD_INGEST_BYTES_MAX {
+    if !held.try_resize(body.len()) {
         add(&shard.metrics.requests_throttled, 1);
         return too_many_bytes(format);
     }
-    held.resize(body.len());
 
     let outcome = match signal {
         SignalKind::Traces => match timed(shard, || decode_traces(&body, format)) {
@@ -328,28 +323,6 @@ fn decompress(
     }
 }
 
-/// Counts a body in the shard's in-flight bytes for as long as it lives.
-pub(crate) struct HeldBytes<'a>(&'a Shard, usize);
-
-impl<'a> HeldBytes<'a> {
-    pub(crate) fn enter(shard: &'a Shard, bytes: usize) -> Self {
-        shard
-            .in_flight_bytes
-            .set(shard.in_flight_bytes.get() + bytes);
-        HeldBytes(shard, bytes)
-    }
-
-    pub(crate) fn held(&self) -> usize {
-        self.1
-    }
-
-    pub(crate) fn resize(&mut self, bytes: usize) {
-        let held = &self.0.in_flight_bytes;
-        held.set(held.get() - self.1 + bytes);
-        self.1 = bytes;
-    }
-}
-
 fn too_many_bytes(format: Format) -> Response<Body> {
     reply::error(
         StatusCode::TOO_MANY_REQUESTS,
@@ -365,28 +338,4 @@ fn declared_length(req: &Request<Incoming>) -> usize {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok())
         .unwrap_or(0)
-}
-
-impl Drop for HeldBytes<'_> {
-    fn drop(&mut self) {
-        let held = &self.0.in_flight_bytes;
-        debug_assert!(held.get() >= self.1);
-        held.set(held.get() - self.1);
-    }
-}
-
-/// Counts a request in the shard's in-flight total for as long as it lives.
-pub(crate) struct InFlight<'a>(&'a Shard);
-
-impl<'a> InFlight<'a> {
-    pub(crate) fn enter(shard: &'a Shard) -> Self {
-        shard.in_flight.set(shard.in_flight.get() + 1);
-        InFlight(shard)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.set(self.0.in_flight.get() - 1);
-    }
 }

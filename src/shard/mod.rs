@@ -7,6 +7,7 @@
 //! SO_REUSEPORT, serve. Shutdown: stop accepting, let in-flight requests finish, wait for every
 //! shard (peers may still be appending for us), fsync, exit.
 
+pub mod admission;
 pub mod durability;
 pub mod ingest;
 pub mod latch;
@@ -591,10 +592,9 @@ fn spawn_receivers(shard: &Rc<Shard>, inbound: Inbound) {
                             .metrics
                             .record(crate::metrics::Hist::QueueWait, env.sent.elapsed());
                     }
-                    shard.in_flight.set(shard.in_flight.get() + 1);
+                    let _counted = admission::InFlight::enter(&shard);
                     let body = handle_request(&shard, env.body).await;
                     shard.mesh.reply_to(env.from, env.call, body);
-                    shard.in_flight.set(shard.in_flight.get() - 1);
                 })
                 .detach();
             }
