@@ -119,16 +119,18 @@ pub fn split_by_owner<B: Signal>(batches: Vec<B>, shards: u32, me: ShardId) -> V
     let owner = |item: &B::Item| B::trace_of(item).map_or(me, |t| owner_of(t, shards));
     for mut batch in batches {
         let items = batch.items_mut();
-        let Some(first) = items.first().map(owner) else {
+        // Each item's owner is hashed once: the common case (one owner) moves the batch.
+        let owners: Vec<ShardId> = items.iter().map(owner).collect();
+        let Some(&first) = owners.first() else {
             continue;
         };
-        if items.iter().all(|i| owner(i) == first) {
+        if owners.iter().all(|&o| o == first) {
             parts[first.index()].push(batch);
             continue;
         }
         let mut per_owner: Vec<Vec<B::Item>> = (0..n).map(|_| Vec::new()).collect();
-        for item in std::mem::take(items) {
-            per_owner[owner(&item).index()].push(item);
+        for (item, o) in std::mem::take(items).into_iter().zip(owners) {
+            per_owner[o.index()].push(item);
         }
         for (i, items) in per_owner.into_iter().enumerate() {
             if !items.is_empty() {
