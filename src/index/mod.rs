@@ -58,40 +58,52 @@ pub struct TraceEntry {
     pub records: Vec<RecordLoc>,
 }
 
-/// A trace summary as search returns it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+/// A trace summary as search returns it. Serialised as `{traceId, rootServiceName,
+/// rootSpanName, startTimeUnixNano (decimal string), durationMs, spanCount, errorCount}`;
+/// the start text and the duration are derived from the two times when written.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TraceSummary {
     pub trace_id: String,
     pub root_service_name: String,
     pub root_span_name: String,
-    pub start_time_unix_nano: String,
-    pub duration_ms: f64,
     pub span_count: u32,
     pub error_count: u32,
-    #[serde(skip)]
     pub start_unix_nanos: u64,
-    #[serde(skip)]
     pub end_unix_nanos: u64,
 }
 
 impl TraceSummary {
+    pub fn duration_ms(&self) -> f64 {
+        self.end_unix_nanos.saturating_sub(self.start_unix_nanos) as f64 / 1e6
+    }
+
     /// Folds in the summary of another part of the same trace (stored on another shard
     /// after a change of shard count).
     pub fn merge(&mut self, other: &TraceSummary) {
         debug_assert_eq!(self.trace_id, other.trace_id);
-        if other.start_unix_nanos < self.start_unix_nanos {
-            self.start_unix_nanos = other.start_unix_nanos;
-            self.start_time_unix_nano = other.start_time_unix_nano.clone();
-        }
+        self.start_unix_nanos = self.start_unix_nanos.min(other.start_unix_nanos);
         self.end_unix_nanos = self.end_unix_nanos.max(other.end_unix_nanos);
-        self.duration_ms = self.end_unix_nanos.saturating_sub(self.start_unix_nanos) as f64 / 1e6;
         self.span_count += other.span_count;
         self.error_count += other.error_count;
         if self.root_service_name.is_empty() {
             self.root_service_name = other.root_service_name.clone();
             self.root_span_name = other.root_span_name.clone();
         }
+    }
+}
+
+impl serde::Serialize for TraceSummary {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("TraceSummary", 7)?;
+        st.serialize_field("traceId", &self.trace_id)?;
+        st.serialize_field("rootServiceName", &self.root_service_name)?;
+        st.serialize_field("rootSpanName", &self.root_span_name)?;
+        st.serialize_field("startTimeUnixNano", &self.start_unix_nanos.to_string())?;
+        st.serialize_field("durationMs", &self.duration_ms())?;
+        st.serialize_field("spanCount", &self.span_count)?;
+        st.serialize_field("errorCount", &self.error_count)?;
+        st.end()
     }
 }
 
@@ -268,8 +280,6 @@ impl Index {
             trace_id: t.id.to_hex(),
             root_service_name: self.names.get(t.root_service).to_owned(),
             root_span_name: self.names.get(t.root_name).to_owned(),
-            start_time_unix_nano: t.start_unix_nanos.to_string(),
-            duration_ms: t.end_unix_nanos.saturating_sub(t.start_unix_nanos) as f64 / 1e6,
             span_count: t.span_count,
             error_count: t.error_count,
             start_unix_nanos: t.start_unix_nanos,
