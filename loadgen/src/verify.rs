@@ -621,6 +621,46 @@ impl Tally {
     }
 }
 
+impl Tally {
+    /// Counts one expected item against the items found under its key, describing any
+    /// problem as "<item> missing" or "<item> differs in <fields>".
+    fn count<T: PartialEq>(
+        &mut self,
+        req: Required,
+        exp: &T,
+        found: Option<&Vec<&T>>,
+        describe: impl FnOnce() -> (String, fn(&T, &T) -> String),
+        problems: &mut Vec<String>,
+    ) {
+        match req {
+            Required::Yes => self.required += 1,
+            Required::Maybe => self.not_required += 1,
+        }
+        match found {
+            None => {
+                if req == Required::Yes {
+                    self.missing += 1;
+                    problems.push(format!("{} missing", describe().0));
+                }
+            }
+            Some(found) => {
+                if found.len() > 1 {
+                    self.duplicated += 1;
+                }
+                if found.contains(&exp) {
+                    if req == Required::Yes {
+                        self.found += 1;
+                    }
+                } else {
+                    self.different += 1;
+                    let (what, diff) = describe();
+                    problems.push(format!("{what} differs in {}", diff(exp, found[0])));
+                }
+            }
+        }
+    }
+}
+
 /// Compares the spans of a trace with the query API's answer (`None`: 404).
 pub fn check_spans(
     trace_id: &str,
@@ -638,35 +678,15 @@ pub fn check_spans(
     }
     let mut t = Tally::default();
     for (exp, req) in expected {
-        match req {
-            Required::Yes => t.required += 1,
-            Required::Maybe => t.not_required += 1,
-        }
-        match by_id.get(exp.span_id.as_str()) {
-            None => {
-                if *req == Required::Yes {
-                    t.missing += 1;
-                    problems.push(format!("trace {trace_id}: span {} missing", exp.span_id));
-                }
-            }
-            Some(found) => {
-                if found.len() > 1 {
-                    t.duplicated += 1;
-                }
-                if found.contains(&exp) {
-                    if *req == Required::Yes {
-                        t.found += 1;
-                    }
-                } else {
-                    t.different += 1;
-                    problems.push(format!(
-                        "trace {trace_id}: span {} differs in {}",
-                        exp.span_id,
-                        span_diff(exp, found[0])
-                    ));
-                }
-            }
-        }
+        let what = format!("span {}", exp.span_id);
+        let found = by_id.get(exp.span_id.as_str());
+        t.count(
+            *req,
+            exp,
+            found,
+            || (format!("trace {trace_id}: {what}"), span_diff),
+            problems,
+        );
     }
     for s in &actual {
         if s.trace_id != trace_id {
@@ -700,38 +720,15 @@ pub fn check_logs(
     }
     let mut t = Tally::default();
     for (exp, req) in expected {
-        match req {
-            Required::Yes => t.required += 1,
-            Required::Maybe => t.not_required += 1,
-        }
-        match by_key.get(&exp.key()) {
-            None => {
-                if *req == Required::Yes {
-                    t.missing += 1;
-                    problems.push(format!(
-                        "trace {trace_id}: log record (observed {}) missing",
-                        exp.observed_time
-                    ));
-                }
-            }
-            Some(found) => {
-                if found.len() > 1 {
-                    t.duplicated += 1;
-                }
-                if found.contains(&exp) {
-                    if *req == Required::Yes {
-                        t.found += 1;
-                    }
-                } else {
-                    t.different += 1;
-                    problems.push(format!(
-                        "trace {trace_id}: log record (observed {}) differs in {}",
-                        exp.observed_time,
-                        log_diff(exp, found[0])
-                    ));
-                }
-            }
-        }
+        let what = format!("log record (observed {})", exp.observed_time);
+        let found = by_key.get(&exp.key());
+        t.count(
+            *req,
+            exp,
+            found,
+            || (format!("trace {trace_id}: {what}"), log_diff),
+            problems,
+        );
     }
     for l in &actual {
         if l.trace_id != trace_id || !expected.iter().any(|(e, _)| e.key() == l.key()) {
