@@ -363,61 +363,65 @@ pub(crate) mod tests {
         Resource, Scope, Span, SpanBatch, SpanId, Status, TraceId,
     };
 
-    /// An OTLP JSON `ExportTraceServiceRequest` (or `TracesData`): one `ResourceSpans` with one
-    /// `ScopeSpans` per batch.
-    pub(crate) fn traces_doc(batches: &[&ArchivedSpanBatch<'_>]) -> String {
-        let mut out = String::from("{\"resourceSpans\":[");
-        for (i, b) in batches.iter().enumerate() {
+    /// One resource and scope with their items already written, for [`doc`].
+    type Part<'b> = (
+        &'b ArchivedResource<'static>,
+        &'b ArchivedScope<'static>,
+        Vec<String>,
+    );
+
+    /// An OTLP JSON export request (or `*Data`) document: one resource entry with one scope
+    /// entry per part, under the given keys (`resourceSpans`, `scopeSpans`, `spans`, ...).
+    fn doc(keys: [&str; 3], parts: Vec<Part<'_>>) -> String {
+        let [resources, scopes, items] = keys;
+        let mut out = format!("{{\"{resources}\":[");
+        for (i, (resource, scope, written)) in parts.into_iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
             out.push_str("{\"resource\":");
-            write_resource(&mut out, &b.resource);
-            out.push_str(",\"scopeSpans\":[{\"scope\":");
-            write_scope(&mut out, &b.scope);
-            out.push_str(",\"spans\":[");
-            for (j, s) in b.spans.iter().enumerate() {
-                if j > 0 {
-                    out.push(',');
-                }
-                write_span(&mut out, s);
-            }
+            write_resource(&mut out, resource);
+            out.push_str(&format!(",\"{scopes}\":[{{\"scope\":"));
+            write_scope(&mut out, scope);
+            out.push_str(&format!(",\"{items}\":["));
+            out.push_str(&written.join(","));
             out.push_str("],\"schemaUrl\":");
-            write_json_str(&mut out, b.scope.schema_url.as_str());
+            write_json_str(&mut out, scope.schema_url.as_str());
             out.push_str("}],\"schemaUrl\":");
-            write_json_str(&mut out, b.resource.schema_url.as_str());
+            write_json_str(&mut out, resource.schema_url.as_str());
             out.push('}');
         }
         out.push_str("]}");
         out
     }
 
+    fn written<T>(items: impl Iterator<Item = T>, write: fn(&mut String, T)) -> Vec<String> {
+        items
+            .map(|item| {
+                let mut out = String::new();
+                write(&mut out, item);
+                out
+            })
+            .collect()
+    }
+
+    /// An OTLP JSON `ExportTraceServiceRequest` (or `TracesData`): one `ResourceSpans` with one
+    /// `ScopeSpans` per batch.
+    pub(crate) fn traces_doc(batches: &[&ArchivedSpanBatch<'static>]) -> String {
+        let parts = batches
+            .iter()
+            .map(|b| (&b.resource, &b.scope, written(b.spans.iter(), write_span)))
+            .collect();
+        doc(["resourceSpans", "scopeSpans", "spans"], parts)
+    }
+
     /// An OTLP JSON `ExportLogsServiceRequest` (or `LogsData`), like [`traces_doc`].
-    pub(crate) fn logs_doc(batches: &[&ArchivedLogBatch<'_>]) -> String {
-        let mut out = String::from("{\"resourceLogs\":[");
-        for (i, b) in batches.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str("{\"resource\":");
-            write_resource(&mut out, &b.resource);
-            out.push_str(",\"scopeLogs\":[{\"scope\":");
-            write_scope(&mut out, &b.scope);
-            out.push_str(",\"logRecords\":[");
-            for (j, l) in b.logs.iter().enumerate() {
-                if j > 0 {
-                    out.push(',');
-                }
-                write_log(&mut out, l);
-            }
-            out.push_str("],\"schemaUrl\":");
-            write_json_str(&mut out, b.scope.schema_url.as_str());
-            out.push_str("}],\"schemaUrl\":");
-            write_json_str(&mut out, b.resource.schema_url.as_str());
-            out.push('}');
-        }
-        out.push_str("]}");
-        out
+    pub(crate) fn logs_doc(batches: &[&ArchivedLogBatch<'static>]) -> String {
+        let parts = batches
+            .iter()
+            .map(|b| (&b.resource, &b.scope, written(b.logs.iter(), write_log)))
+            .collect();
+        doc(["resourceLogs", "scopeLogs", "logRecords"], parts)
     }
 
     fn kv<'a>(key: &'a str, value: AnyValue<'a>) -> KeyValue<'a> {
