@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Write one OTLP ExportTraceServiceRequest of 100 spans (~460 B each, 10 attributes) for
-benchmarks with generic HTTP tools, as used in BENCHMARKS.md:
+"""Write one OTLP ExportTraceServiceRequest of 100 spans for benchmarks with generic HTTP tools,
+as used in BENCHMARKS.md:
 
-    scripts/make-payload.py OUT_DIR      # writes OUT_DIR/traces.pb and OUT_DIR/traces.grpc
+    scripts/make-payload.py OUT_DIR                  # 7 attributes: ~320 B per span (issue 4's shape)
+    scripts/make-payload.py OUT_DIR --attributes 10  # ~460 B per span (the first BENCHMARKS figures)
+
+writes OUT_DIR/traces.pb and OUT_DIR/traces.grpc.
 
 traces.pb is the protobuf body for POST /v1/traces; traces.grpc the same message with the
 5-byte gRPC prefix, for TraceService/Export. Deterministic (seeded). No dependencies.
@@ -55,9 +58,13 @@ def d(key, v):
 
 
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    attributes = 7
+    if len(args) == 3 and args[1] == "--attributes" and args[2].isdigit() and 0 <= int(args[2]) <= 10:
+        attributes = int(args[2])
+    elif len(args) != 1:
         sys.exit(__doc__)
-    out = sys.argv[1]
+    out = args[0]
     os.makedirs(out, exist_ok=True)
     random.seed(1)
     spans = b""
@@ -83,7 +90,7 @@ def main():
             + vi(6, 2)
             + fx64(7, start)
             + fx64(8, start + 3_250_000)
-            + b"".join(ld(9, a) for a in attrs)
+            + b"".join(ld(9, a) for a in attrs[:attributes])
             + ld(15, vi(3, 1))
             + fx32(16, 0x301)
         )

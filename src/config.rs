@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::limits::SEGMENT_BYTES_DEFAULT;
+use crate::limits::{PAGE_CACHE_KEEP_DEFAULT, SEGMENT_BYTES_DEFAULT};
 
 /// When appended records are made durable (fsync'd), and what an acknowledgement promises.
 ///
@@ -54,6 +54,9 @@ pub struct Config {
     pub fsync_interval: Duration,
     /// Size of each new segment file.
     pub segment_bytes: u64,
+    /// Bytes of each shard's newest records kept in the page cache (`None`: no eviction,
+    /// left to the kernel).
+    pub page_cache_keep: Option<u64>,
     /// Time a client has to send a request's headers (HTTP/1.1); slower connections are
     /// closed, so a trickle of bytes cannot hold one (and its memory) forever.
     pub header_read_timeout: Duration,
@@ -76,6 +79,7 @@ impl Default for Config {
             fsync: FsyncPolicy::Interval,
             fsync_interval: Duration::from_secs(1),
             segment_bytes: SEGMENT_BYTES_DEFAULT,
+            page_cache_keep: Some(PAGE_CACHE_KEEP_DEFAULT),
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
             hdr_dump_dir: None,

@@ -65,8 +65,33 @@ struct ServeArgs {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     hdr_dump_interval: Duration,
     /// Size of each segment file in bytes (accepts k/M/G suffixes, e.g. 128M).
-    #[arg(long, default_value = "128M", value_parser = parse_bytes)]
+    #[arg(long, default_value = "128M", value_parser = parse_segment_bytes)]
     segment_bytes: u64,
+    /// Bytes of each shard's newest records kept in the page cache (k/M/G suffixes); older
+    /// records are evicted once on disk and read from disk when a query needs them. `off`
+    /// leaves caching to the kernel.
+    #[arg(long, default_value = "64M", value_parser = parse_cache_keep)]
+    page_cache_keep: CacheKeep,
+}
+
+#[derive(Clone, Copy)]
+struct CacheKeep(Option<u64>);
+
+fn parse_cache_keep(s: &str) -> Result<CacheKeep, String> {
+    match s {
+        "off" => Ok(CacheKeep(None)),
+        _ => parse_bytes(s).map(|b| CacheKeep(Some(b))),
+    }
+}
+
+fn parse_segment_bytes(s: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(s)?;
+    if bytes < SEGMENT_BYTES_MIN || bytes > u32::MAX as u64 {
+        return Err(format!(
+            "segment size must be between {SEGMENT_BYTES_MIN} bytes and 4 GiB"
+        ));
+    }
+    Ok(bytes)
 }
 
 impl Default for ServeArgs {
@@ -85,13 +110,8 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("`{s}` is not a size like 64M"))?;
-    let bytes = n.checked_mul(mult).ok_or("size too large")?;
-    if bytes < SEGMENT_BYTES_MIN || bytes > u32::MAX as u64 {
-        return Err(format!(
-            "segment size must be between {SEGMENT_BYTES_MIN} bytes and 4 GiB"
-        ));
-    }
-    Ok(bytes)
+    n.checked_mul(mult)
+        .ok_or_else(|| "size too large".to_string())
 }
 
 fn main() -> ExitCode {
@@ -117,6 +137,7 @@ fn main() -> ExitCode {
         fsync: args.fsync,
         fsync_interval: args.fsync_interval,
         segment_bytes: args.segment_bytes,
+        page_cache_keep: args.page_cache_keep.0,
         header_read_timeout: args.header_read_timeout,
         body_read_timeout: args.body_read_timeout,
         hdr_dump_dir: args.hdr_dump_dir,

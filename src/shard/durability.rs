@@ -152,6 +152,7 @@ mod tests {
             shard: ShardId(0),
             shard_count: 1,
             segment_bytes: 1 << 20,
+            page_cache_keep: None,
         };
         let (store, _) = Store::open(config, |_, _, _| {}, |_, _| {}).unwrap();
         glommio::LocalExecutorBuilder::default()

@@ -34,12 +34,11 @@ use latch::Latch;
 use mesh::{Inbound, Mesh, MeshEnds, OwnedRecord, Request, Response};
 
 /// Memory glommio registers per executor for io_uring buffers. Glust does no DMA file I/O
-/// (segments are memory maps), so it needs little; keeping it small keeps `ulimit -l` needs low.
+/// (segments are written with pwritev and read through maps), so it needs little; keeping it small keeps `ulimit -l` needs low.
 pub const EXECUTOR_IO_MEMORY_BYTES: usize = 512 << 10;
 
 /// Threads of each shard's blocking pool. Two, so an fsync (group commit, interval sync) and a
-/// segment preparation (create + prefault, ~100 ms of page zeroing for 128 MiB) never wait
-/// for each other: with glommio's default of one, appends waiting for the next segment sat
+/// segment preparation (file creation and two fsyncs) never wait for each other: with glommio's default of one, appends waiting for the next segment sat
 /// behind a 150 ms fsync and vice versa (client p99 ~170 ms at half load). Unbound: the
 /// kernel may run them on a core with spare time rather than on the shard's own.
 pub const BLOCKING_THREADS: usize = 2;
@@ -490,6 +489,7 @@ async fn recover(
         shard: id,
         shard_count: config.shards,
         segment_bytes: config.segment_bytes,
+        page_cache_keep: config.page_cache_keep,
     };
     let started = std::time::Instant::now();
     let outcome = glommio::executor()
@@ -672,14 +672,10 @@ pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Resul
     shard
         .metrics
         .record(crate::metrics::Hist::Append, started.elapsed());
-    if shard.config.fsync != FsyncPolicy::Always {
-        if let Some((file, offset, len)) = shard.store.borrow_mut().writeback_range() {
-            glommio::spawn_local(
-                glommio::executor()
-                    .spawn_blocking(move || crate::storage::start_writeback(&file, offset, len)),
-            )
-            .detach();
-        }
+    // Early writeback and page-cache eviction behind the writer, off the reactor.
+    let cache_work = shard.store.borrow_mut().cache_work();
+    if let Some(work) = cache_work {
+        glommio::spawn_local(glommio::executor().spawn_blocking(move || work.run())).detach();
     }
     if shard.config.fsync == FsyncPolicy::Always && last > 0 {
         shard.commit.wait_durable(&shard.store, last).await?;
@@ -687,7 +683,7 @@ pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Resul
     Ok(())
 }
 
-/// Creates and prefaults the next segment on the blocking pool, off the append path.
+/// Creates the next segment on the blocking pool, off the append path.
 fn prepare_next_segment(shard: Rc<Shard>, job: crate::storage::Preparation) {
     glommio::spawn_local(async move {
         let prepared = glommio::executor().spawn_blocking(move || job.run()).await;

@@ -12,13 +12,14 @@
 pub mod frame;
 pub mod segment;
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use frame::RecordKind;
-use segment::{ScanReport, Segment, SegmentError, SegmentMeta, SEGMENT_HEADER_BYTES};
+use segment::{ScanReport, Segment, SegmentError, SegmentMeta, PAGE_BYTES, SEGMENT_HEADER_BYTES};
 
 use crate::index::RecordLoc;
 use crate::route::ShardId;
@@ -31,6 +32,9 @@ pub struct StoreConfig {
     pub shard_count: u32,
     /// Size of each new segment file.
     pub segment_bytes: u64,
+    /// Bytes behind the append position kept in the page cache; older written data is
+    /// evicted once on disk ([`CacheWork`]). `None`: left to the kernel.
+    pub page_cache_keep: Option<u64>,
 }
 
 impl StoreConfig {
@@ -74,7 +78,9 @@ pub enum StoreError {
     Create { path: PathBuf, source: io::Error },
     #[error("record of {bytes} bytes does not fit in a {segment_bytes}-byte segment")]
     RecordTooLarge { bytes: usize, segment_bytes: u64 },
-    #[error("storage stopped after a failed sync; restart to recover: {0}")]
+    #[error("cannot append to segment {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("storage stopped after a failed sync or write; restart to recover: {0}")]
     Failed(String),
 }
 
@@ -91,24 +97,80 @@ pub struct Store {
     /// Set after a failed sync: the page cache can no longer be trusted, nothing more is
     /// accepted until a restart re-verifies the segments.
     failed: Option<String>,
-    /// The next segment, created and prefaulted on the blocking pool while the active one
-    /// fills, so a rollover on the append path costs no file creation and no page faults.
+    /// The next segment, created on the blocking pool while the active one fills, so a
+    /// rollover on the append path costs no file creation.
     next: Option<Segment>,
     /// A next segment is being prepared (its sequence number is reserved).
     preparing: bool,
     /// Offset in the active segment up to which writeback was started early.
     written_back: usize,
+    /// Frame bytes appended since the store was opened: the clock of `evictions`.
+    appended: u64,
+    /// Ranges to start writing back (the tails of sealed segments).
+    writebacks: Vec<(Arc<File>, u64, u64)>,
+    /// Written ranges waiting to be evicted from the page cache, oldest first.
+    evictions: VecDeque<Eviction>,
+}
+
+/// A range of a segment to evict from the page cache once `appended` reaches `due`.
+struct Eviction {
+    slot: usize,
+    start: usize,
+    end: usize,
+    due: u64,
+}
+
+/// Page-cache upkeep for the blocking pool, taken from [`Store::cache_work`]: start writeback
+/// behind the writer, and evict what is further behind than
+/// [`StoreConfig::page_cache_keep`].
+///
+/// Why evict at all: every byte appended needs a page-cache page, and a page that is new to
+/// the machine costs far more than the copy into it (on the VM of BENCHMARKS.md, first touch
+/// of guest memory runs at ~0.4 GB/s against ~20 GB/s for memory touched before, and the
+/// hypervisor takes back freed memory within seconds). Evicting written pages hands them back
+/// to the allocator while they are still warm, so the next appends reuse them: the
+/// closed-loop peak went from ~430k to ~700k spans/s (see BENCHMARKS.md). It also bounds
+/// Glust's page-cache footprint instead of leaving reclaim to kswapd. The price: a query
+/// reading records older than the window reads them from disk.
+#[derive(Default)]
+pub struct CacheWork {
+    writeback: Vec<(Arc<File>, u64, u64)>,
+    evict: Vec<(Arc<File>, u64, u64)>,
+}
+
+impl CacheWork {
+    pub fn is_empty(&self) -> bool {
+        self.writeback.is_empty() && self.evict.is_empty()
+    }
+
+    /// Blocking: run on the blocking pool.
+    pub fn run(self) {
+        for (file, offset, len) in &self.writeback {
+            sync_range(file, *offset, *len, libc::SYNC_FILE_RANGE_WRITE);
+        }
+        for (file, offset, len) in &self.evict {
+            // Only clean pages can be evicted: wait for (or start) their writeback first.
+            sync_range(
+                file,
+                *offset,
+                *len,
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+            );
+            evict(file, *offset, *len);
+        }
+    }
 }
 
 /// Writeback starts in steps of this many bytes of the active segment.
 pub const WRITEBACK_STEP_BYTES: usize = 4 << 20;
 /// ... and stays this far behind the append position.
 pub const WRITEBACK_TRAIL_BYTES: usize = 1 << 20;
-const PAGE_BYTES: usize = 4096;
 
-/// Starts writeback of a file range without waiting for it (`sync_file_range` with
-/// `SYNC_FILE_RANGE_WRITE`). A hint: durability still comes from the fsync of the policy.
-pub fn start_writeback(file: &File, offset: u64, len: u64) {
+/// `sync_file_range` on a file range. A hint for the page cache: durability still comes from
+/// the fsync of the policy, which reports any write error (so this one ignores them).
+fn sync_range(file: &File, offset: u64, len: u64, flags: libc::c_uint) {
     use std::os::fd::AsRawFd;
     // SAFETY: plain syscall on a valid descriptor.
     unsafe {
@@ -116,7 +178,21 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
             file.as_raw_fd(),
             offset as libc::off64_t,
             len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
+            flags,
+        );
+    }
+}
+
+/// Asks the kernel to drop the clean, unmapped page-cache pages of a file range.
+fn evict(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on a valid descriptor.
+    unsafe {
+        libc::posix_fadvise(
+            file.as_raw_fd(),
+            offset as libc::off_t,
+            len as libc::off_t,
+            libc::POSIX_FADV_DONTNEED,
         );
     }
 }
@@ -128,18 +204,12 @@ pub struct Preparation {
 }
 
 impl Preparation {
-    /// Creates the segment (prefaulted if [`PREFAULT`]) and makes its directory entry
-    /// durable. Blocking: run it on the blocking pool. Doing this ahead keeps file creation,
-    /// the header fsync, the rename and the directory fsync off the append path.
+    /// Creates the segment and makes its directory entry durable. Blocking: run it on the
+    /// blocking pool. Doing this ahead keeps file creation, the header fsync, the rename and
+    /// the directory fsync off the append path.
     pub fn run(self) -> io::Result<Segment> {
-        self.run_with(PREFAULT)
-    }
-
-    /// [`Preparation::run`] with an explicit choice of prefaulting (the storage bench
-    /// measures both).
-    pub fn run_with(self, prefault: bool) -> io::Result<Segment> {
         let _low = LowPriority::enter(PREPARE_NICE);
-        let seg = Segment::create(&self.dir, self.meta, prefault)?;
+        let seg = Segment::create(&self.dir, self.meta)?;
         segment::sync_dir(&self.dir)?;
         Ok(seg)
     }
@@ -149,14 +219,6 @@ impl Preparation {
 /// this 2-core VM: nice 5 or 19 starved preparation until appends had to wait for it
 /// (p99.9 ~200 ms); nice 0 kept the server-side p99.9 near 20 ms.
 const PREPARE_NICE: libc::c_int = 0;
-
-/// Whether prepared segments are prefaulted (`MADV_POPULATE_WRITE`). Off: prefaulting takes
-/// the page faults off the append path (appends into a prefaulted segment run at 7.6 GiB/s
-/// against 0.4 GiB/s in the storage bench, and the closed-loop peak is ~10% higher), but it
-/// dirties the whole segment, so every sync and the kernel's own writeback write 128 MiB of
-/// zeros and the shard stalls behind them: loadgen open loop at 320k spans/s, one shard,
-/// `--fsync interval`, two runs each: p99 195/262 ms prefaulted against 41/65 ms not.
-pub const PREFAULT: bool = false;
 
 /// Lowers the calling thread's CPU priority (to `nice`) until dropped.
 struct LowPriority(Option<libc::c_int>);
@@ -250,6 +312,15 @@ impl Store {
                     )
                 });
                 report.add(&scan);
+                if let Some(why) = &scan.sealed_after_error {
+                    tracing::warn!("{why}; the segment is sealed and appends go to a new one");
+                }
+                if config.page_cache_keep.is_some() && !seg.is_writable() {
+                    // The scan read all of it through the map: let it go, or recovering a
+                    // large store would fill the page cache with old records.
+                    seg.unmap_range(0, seg.len());
+                    evict(&seg.file(), 0, seg.len() as u64);
+                }
                 segments.push(seg);
                 progress(&report, total);
             }
@@ -265,6 +336,9 @@ impl Store {
             next: None,
             preparing: false,
             written_back: 0,
+            appended: 0,
+            writebacks: Vec::new(),
+            evictions: VecDeque::new(),
         };
         // Appends continue in the newest own segment only if it was written under the same
         // shard count: records of one generation must not go into a segment whose header
@@ -277,7 +351,7 @@ impl Store {
             {
                 store.active = store.segments.len() - 1
             }
-            _ => store.roll(true)?,
+            _ => store.roll()?,
         }
         Ok((store, report))
     }
@@ -295,12 +369,26 @@ impl Store {
             });
         }
         if !self.segments[self.active].fits(payload.len()) {
-            self.roll(false)?;
+            self.roll()?;
         }
-        let offset = self.segments[self.active].append(kind, payload);
+        let seg = &mut self.segments[self.active];
+        let offset = match seg.append(kind, payload) {
+            Ok(offset) => offset,
+            Err(source) => {
+                let path = seg.path.clone();
+                // A full disk may pass (the write position did not move; the next append
+                // overwrites what this one left). Any other write error leaves the page cache
+                // in a state nothing here can vouch for: stop, as after a failed sync.
+                if source.kind() != io::ErrorKind::StorageFull {
+                    self.sync_failed(format!("cannot write to {}: {source}", path.display()));
+                }
+                return Err(StoreError::Write { path, source });
+            }
+        };
         if self.dirty.last() != Some(&self.active) {
             self.dirty.push(self.active);
         }
+        self.appended += frame::frame_bytes(payload.len()) as u64;
         Ok(RecordLoc {
             segment: self.active as u32,
             offset,
@@ -310,17 +398,16 @@ impl Store {
     /// Starts a new segment and seals the active one (if any). Blocking (file creation).
     /// The new segment is created first: if that fails (disk full), the active segment stays
     /// writable and the append that needed room fails alone.
-    fn roll(&mut self, prefault: bool) -> Result<(), StoreError> {
+    fn roll(&mut self) -> Result<(), StoreError> {
         let seg = match self.next.take() {
             Some(prepared) => prepared,
             None => {
                 let meta = self.reserve_meta();
                 let dir = self.config.own_dir();
-                let seg =
-                    Segment::create(&dir, meta, prefault).map_err(|source| StoreError::Create {
-                        path: dir.join(segment::file_name(meta.seq)),
-                        source,
-                    })?;
+                let seg = Segment::create(&dir, meta).map_err(|source| StoreError::Create {
+                    path: dir.join(segment::file_name(meta.seq)),
+                    source,
+                })?;
                 // The new file's directory entry must survive a crash too; failing that is
                 // a failed sync like any other.
                 if let Err(e) = segment::sync_dir(&dir) {
@@ -331,26 +418,73 @@ impl Store {
                 seg
             }
         };
-        // The old active segment is full: no more appends go there (its map stays as it is).
+        // The old active segment is full: no more appends go there. Its tail is written back
+        // (and evicted) like the rest of it.
+        if let Some(old) = self.segments.get(self.active) {
+            let end = old.write_pos().next_multiple_of(PAGE_BYTES).min(old.len());
+            if end > self.written_back {
+                self.writebacks.push((
+                    old.file(),
+                    self.written_back as u64,
+                    (end - self.written_back) as u64,
+                ));
+                self.queue_eviction(self.active, self.written_back, end, 0);
+            }
+        }
         self.segments.push(seg);
         self.active = self.segments.len() - 1;
         self.written_back = 0;
         Ok(())
     }
 
-    /// A range of the active segment whose writeback should start now: everything written up
-    /// to [`WRITEBACK_TRAIL_BYTES`] behind the append position, once at least
-    /// [`WRITEBACK_STEP_BYTES`] accumulated. Starting writeback early and behind the writer
-    /// keeps each sync small and never cleans a page that is still being appended to.
-    pub fn writeback_range(&mut self) -> Option<(Arc<File>, u64, u64)> {
+    /// Page-cache upkeep that is due, for the caller to run on the blocking pool; `None` when
+    /// there is none. Writeback: everything written up to [`WRITEBACK_TRAIL_BYTES`] behind the
+    /// append position, once at least [`WRITEBACK_STEP_BYTES`] accumulated (starting it early
+    /// and behind the writer keeps each sync small). Eviction: written ranges further behind
+    /// than [`StoreConfig::page_cache_keep`] (see [`CacheWork`]).
+    pub fn cache_work(&mut self) -> Option<CacheWork> {
+        let mut work = CacheWork {
+            writeback: std::mem::take(&mut self.writebacks),
+            evict: Vec::new(),
+        };
         let seg = &self.segments[self.active];
-        let end = seg.write_pos().saturating_sub(WRITEBACK_TRAIL_BYTES) & !(PAGE_BYTES - 1);
-        if end < self.written_back + WRITEBACK_STEP_BYTES {
-            return None;
+        let write_pos = seg.write_pos();
+        let end = write_pos.saturating_sub(WRITEBACK_TRAIL_BYTES) & !(PAGE_BYTES - 1);
+        if end >= self.written_back + WRITEBACK_STEP_BYTES {
+            let start = self.written_back;
+            self.written_back = end;
+            work.writeback
+                .push((seg.file(), start as u64, (end - start) as u64));
+            // `end` was reached (write_pos - end) bytes ago.
+            let lag = (write_pos - end) as u64;
+            self.queue_eviction(self.active, start, end, lag);
         }
-        let start = self.written_back;
-        self.written_back = end;
-        Some((seg.file(), start as u64, (end - start) as u64))
+        while let Some(due) = self.evictions.front().filter(|e| e.due <= self.appended) {
+            let seg = &self.segments[due.slot];
+            // Pages a query read through the map are mapped, and the kernel keeps mapped
+            // pages: unmap first (a page-table walk on this thread, no I/O).
+            seg.unmap_range(due.start, due.end);
+            work.evict
+                .push((seg.file(), due.start as u64, (due.end - due.start) as u64));
+            self.evictions.pop_front();
+        }
+        (!work.is_empty()).then_some(work)
+    }
+
+    /// Queues `[start, end)` of segment `slot` for eviction once it is
+    /// [`StoreConfig::page_cache_keep`] behind the append position; `lag` is how far behind
+    /// it is already.
+    fn queue_eviction(&mut self, slot: usize, start: usize, end: usize, lag: u64) {
+        let Some(keep) = self.config.page_cache_keep else {
+            return;
+        };
+        debug_assert!(start % PAGE_BYTES == 0 && start < end);
+        self.evictions.push_back(Eviction {
+            slot,
+            start,
+            end,
+            due: self.appended + keep.saturating_sub(lag),
+        });
     }
 
     /// Takes the next sequence number for a new segment of this shard.
@@ -437,9 +571,9 @@ impl Store {
         files
     }
 
-    /// Records that a sync failed: from now on every append fails.
+    /// Records that a sync (or a write) failed: from now on every append fails.
     pub fn sync_failed(&mut self, why: String) {
-        tracing::error!(shard = %self.config.shard, "sync failed, storage stops accepting writes: {why}");
+        tracing::error!(shard = %self.config.shard, "storage stops accepting writes: {why}");
         self.failed = Some(why);
     }
 
@@ -519,5 +653,60 @@ pub fn now_unix_nanos() -> u64 {
 impl From<SegmentError> for StoreError {
     fn from(e: SegmentError) -> Self {
         StoreError::Failed(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages of `[ptr, ptr + len)` (page aligned) resident in memory, by `mincore`.
+    fn resident_pages(ptr: *const u8, len: usize) -> usize {
+        let mut vec = vec![0u8; len / PAGE_BYTES];
+        // SAFETY: the range lies inside a live mapping; `vec` has one byte per page.
+        let rc = unsafe { libc::mincore(ptr as *mut libc::c_void, len, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", io::Error::last_os_error());
+        vec.iter().filter(|&&b| b & 1 == 1).count()
+    }
+
+    #[test]
+    fn written_records_behind_the_window_leave_the_page_cache_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            data_dir: dir.path().to_owned(),
+            shard: ShardId(0),
+            shard_count: 1,
+            segment_bytes: 64 << 20,
+            page_cache_keep: Some(2 << 20),
+        };
+        let (mut store, _) = Store::open(config, |_, _, _| {}, |_, _| {}).unwrap();
+        let record = |i: u32| vec![(i % 251) as u8 + 1; 4000];
+        let first = store.append(RecordKind::Spans, &record(0)).unwrap();
+        // Read through the map, so the first pages are mapped too: eviction must unmap them.
+        let start = store.read(first).unwrap().1.as_ptr() as usize & !(PAGE_BYTES - 1);
+        let mut locs = vec![first];
+        for i in 1..4000 {
+            locs.push(store.append(RecordKind::Spans, &record(i)).unwrap());
+            if let Some(work) = store.cache_work() {
+                work.run();
+            }
+        }
+        // ~16 MiB written: the first 4 MiB are well behind the 2 MiB window.
+        let resident = resident_pages(start as *const u8, 4 << 20);
+        assert!(
+            resident < (4 << 20) / PAGE_BYTES / 10,
+            "{resident} of the first 1024 pages still cached"
+        );
+        // The newest records are still cached.
+        let last = store.read(*locs.last().unwrap()).unwrap().1.as_ptr() as usize;
+        let tail = last & !(PAGE_BYTES - 1);
+        assert_eq!(
+            resident_pages((tail - (1 << 20)) as *const u8, 1 << 20),
+            256
+        );
+        // Evicted records read back from disk, intact.
+        for (i, loc) in locs.iter().enumerate().step_by(97) {
+            assert_eq!(store.read(*loc).unwrap().1, &record(i as u32)[..]);
+        }
     }
 }

@@ -1,4 +1,14 @@
-//! One segment file: fixed size, append-only, written and read through a memory map.
+//! One segment file: fixed size, append-only; appended to with `pwritev(2)` at the write
+//! position and read through a read-only shared memory map of the same file.
+//!
+//! Why appends do not store through a writable map (measured with `perf` under wrk, one shard,
+//! on the 2-core VM BENCHMARKS.md describes): a first store to a page of a file mapping faults,
+//! and the fault reads the page *ahead* of the writer, zeroing whole readahead windows of
+//! fresh page-cache pages (a third of the core); every later writeback must then write-protect
+//! the writable mapping again, one TLB shootdown per page (another tenth). A positioned write
+//! copies each page once and never zeroes what it overwrites whole, writeback leaves a
+//! read-only mapping alone, and a full disk is an `ENOSPC` error on the write instead of a
+//! `SIGBUS` on a store. Page cache is shared, so the map sees every completed write at once.
 //!
 //! File layout: a [`SEGMENT_HEADER_BYTES`]-byte header, then records ([`super::frame`]) from
 //! offset [`SEGMENT_HEADER_BYTES`] to the first all-zero record header.
@@ -26,13 +36,16 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::{Mmap, MmapMut, MmapOptions};
+use memmap2::{Mmap, MmapOptions};
 
 use super::frame::{self, Header, RecordKind, FRAME_ALIGN, HEADER_BYTES};
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"GLUSTSEG";
 pub const SEGMENT_VERSION: u32 = 1;
 pub const SEGMENT_HEADER_BYTES: usize = 64;
+/// The page size this module assumes for page-cache ranges (x86-64, aarch64 with 4 KiB pages;
+/// a larger real page only makes the ranges partial, which the kernel rounds).
+pub const PAGE_BYTES: usize = 4096;
 
 /// What a segment header says about the segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,20 +132,16 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-enum Map {
-    /// The active segment: appended to.
-    Writable(MmapMut),
-    /// Sealed, or another shard's: read only.
-    ReadOnly(Mmap),
-}
-
 /// One open segment.
 pub struct Segment {
     pub meta: SegmentMeta,
     pub path: PathBuf,
-    /// Shared with blocking sync tasks.
+    /// Shared with blocking sync tasks. Opened for writing only if `writable`.
     file: Arc<File>,
-    map: Map,
+    /// Read only, shared: sees every append as soon as its write returns.
+    map: Mmap,
+    /// The active segment (appended to), as opposed to a sealed one or another shard's.
+    writable: bool,
     /// End of the written records: where the next record goes.
     write_pos: usize,
 }
@@ -147,14 +156,16 @@ pub struct ScanReport {
     pub corrupt: u64,
     /// Bytes of a torn or garbage tail that were cut off (zeroed when the segment is writable).
     pub truncated_bytes: u64,
+    /// The tail could not be zeroed (a write error, said here): the segment was sealed, and
+    /// appends go to a new one.
+    pub sealed_after_error: Option<String>,
 }
 
 impl Segment {
     /// Creates segment `meta.seq` in `dir`, sized to `meta.file_bytes` (sparse; see
-    /// [`preallocate`]). With `prefault`, every page is faulted in writable now (see
-    /// [`Segment::prefault`]). Blocking: the shard prepares its next segment on the blocking
-    /// pool while the active one fills.
-    pub fn create(dir: &Path, meta: SegmentMeta, prefault: bool) -> io::Result<Segment> {
+    /// [`preallocate`]). Blocking: the shard prepares its next segment on the blocking pool
+    /// while the active one fills.
+    pub fn create(dir: &Path, meta: SegmentMeta) -> io::Result<Segment> {
         debug_assert!(meta.file_bytes as usize > SEGMENT_HEADER_BYTES + HEADER_BYTES);
         debug_assert!(meta.file_bytes <= u32::MAX as u64, "offsets are u32");
         use std::os::unix::fs::FileExt;
@@ -178,25 +189,25 @@ impl Segment {
         std::fs::rename(&tmp, &path).map_err(cleanup)?;
         // SAFETY: the file is ours: created above, owned by exactly this shard, and never
         // truncated while mapped. Other processes are not expected to write Glust's data dir.
-        let map = unsafe { MmapOptions::new().map_mut(&file)? };
-        if prefault {
-            if let Err(e) = Self::prefault(&map) {
-                drop(map);
+        let map = match unsafe { MmapOptions::new().map(&file) } {
+            Ok(map) => map,
+            Err(e) => {
                 let _ = std::fs::remove_file(&path);
                 return Err(e);
             }
-        }
+        };
         Ok(Segment {
             meta,
             path,
             file: Arc::new(file),
-            map: Map::Writable(map),
+            map,
+            writable: true,
             write_pos: SEGMENT_HEADER_BYTES,
         })
     }
 
-    /// Opens an existing segment. `writable` maps it for appending (the newest segment of the
-    /// shard's own directory); otherwise it is mapped read-only. Blocking.
+    /// Opens an existing segment. `writable` opens it for appending (the newest segment of the
+    /// shard's own directory). Blocking.
     pub fn open(path: &Path, writable: bool) -> Result<Segment, SegmentError> {
         let file = OpenOptions::new().read(true).write(writable).open(path)?;
         let len = file.metadata()?.len();
@@ -204,44 +215,20 @@ impl Segment {
             return Err(SegmentError::TooSmall(len));
         }
         // SAFETY: as in `create`; a segment is never truncated while mapped.
-        let map = unsafe {
-            if writable {
-                Map::Writable(MmapOptions::new().map_mut(&file)?)
-            } else {
-                Map::ReadOnly(MmapOptions::new().map(&file)?)
-            }
-        };
-        let meta = SegmentMeta::decode(bytes_of(&map))?;
+        let map = unsafe { MmapOptions::new().map(&file)? };
+        let meta = SegmentMeta::decode(&map)?;
         Ok(Segment {
             meta,
             path: path.to_owned(),
             file: Arc::new(file),
             map,
+            writable,
             write_pos: SEGMENT_HEADER_BYTES,
         })
     }
 
-    /// Faults every page of a fresh map in, writable, with `MADV_POPULATE_WRITE`.
-    ///
-    /// A first write to a page of a file mapping costs a page fault that allocates and zeroes
-    /// a page-cache page; on this kind of machine that made appends run at ~0.5 GB/s, most of
-    /// it in the kernel's fault path (measured with perf on the storage bench). Done ahead on
-    /// the blocking pool, the append path is left with the copy. It also allocates the file's
-    /// blocks now, so a full disk is reported here as an error instead of a SIGBUS on a later
-    /// write. Older kernels (before 5.14) refuse the advice, and appends then fault as before.
-    /// The price, and why the runtime leaves it off, is in `storage::PREFAULT`.
-    fn prefault(map: &MmapMut) -> io::Result<()> {
-        match map.advise(memmap2::Advice::PopulateWrite) {
-            // Kernels before 5.14 do not know the advice: appends will fault instead.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
-            // Anything else (ENOSPC reported as EFAULT, ENOMEM): the segment cannot be
-            // trusted to take writes.
-            other => other,
-        }
-    }
-
     pub fn bytes(&self) -> &[u8] {
-        bytes_of(&self.map)
+        &self.map
     }
 
     pub fn len(&self) -> usize {
@@ -257,7 +244,7 @@ impl Segment {
     }
 
     pub fn is_writable(&self) -> bool {
-        matches!(self.map, Map::Writable(_))
+        self.writable
     }
 
     pub fn file(&self) -> Arc<File> {
@@ -272,7 +259,7 @@ impl Segment {
     /// - if an intact record starts further on (searched on the frame alignment), the bytes
     ///   in between are a **corrupt** record: counted, skipped, never served;
     /// - otherwise it is the **torn tail** of the log (a write cut by a crash): the non-zero
-    ///   bytes from there on are zeroed if the map is writable, and appends resume there.
+    ///   bytes from there on are zeroed if the segment is writable, and appends resume there.
     pub fn recover(&mut self, mut visit: impl FnMut(u32, RecordKind, &[u8])) -> ScanReport {
         let mut report = ScanReport::default();
         let len = self.len();
@@ -299,8 +286,16 @@ impl Segment {
                 }
                 None => {
                     report.truncated_bytes = (end - pos) as u64;
-                    if let Map::Writable(map) = &mut self.map {
-                        map[pos..end].fill(0);
+                    if self.writable {
+                        if let Err(e) = write_zeros_at(&self.file, pos, end - pos) {
+                            // Appending after a tail that is still there would hide the
+                            // records appended next behind it at the next recovery.
+                            self.writable = false;
+                            report.sealed_after_error = Some(format!(
+                                "cannot zero the torn tail of {}: {e}",
+                                self.path.display()
+                            ));
+                        }
                     }
                     break;
                 }
@@ -342,27 +337,50 @@ impl Segment {
             .map_or(from, |i| from + i + 1)
     }
 
+    /// Drops this process's page-table entries for `[start, end)` (page aligned), so the
+    /// kernel may evict those page-cache pages ([`super::CacheWork`]); a later read through the
+    /// map faults them in again, with the same bytes (records never change once written).
+    pub fn unmap_range(&self, start: usize, end: usize) {
+        debug_assert!(start % PAGE_BYTES == 0 && start <= end && end <= self.map.len());
+        // SAFETY: MADV_DONTNEED on a shared file mapping only zaps page-table entries; the
+        // bytes stay those of the file, so slices into the map keep reading the same values.
+        if let Err(e) = unsafe {
+            self.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+        } {
+            tracing::debug!(segment = %self.path.display(), "madvise(DONTNEED) failed: {e}");
+        }
+    }
+
     /// Whether a record with a payload of `payload_len` bytes fits in what is left.
     pub fn fits(&self, payload_len: usize) -> bool {
         self.write_pos + frame::frame_bytes(payload_len) <= self.len()
     }
 
-    /// Appends one record; returns its offset. The caller checked [`Segment::fits`].
-    pub fn append(&mut self, kind: RecordKind, payload: &[u8]) -> u32 {
+    /// Appends one record with one positioned write (header, payload, zero padding); returns
+    /// its offset. The caller checked [`Segment::fits`].
+    ///
+    /// Hot path: the payload is copied once, into the page cache, by the kernel. The write
+    /// blocks the shard's thread like a store into a map would (page allocation, the file
+    /// system's block reservation, dirty-page throttling), and nothing else. On an error
+    /// (`ENOSPC`, `EIO`) the write position does not move: part of the record may be in the
+    /// file past it, where the next append overwrites it or recovery cuts it as a torn tail.
+    pub fn append(&mut self, kind: RecordKind, payload: &[u8]) -> io::Result<u32> {
         debug_assert!(self.fits(payload.len()));
+        assert!(
+            self.writable,
+            "append to a read-only segment {}",
+            self.path.display()
+        );
         let at = self.write_pos;
-        let Map::Writable(map) = &mut self.map else {
-            panic!("append to a read-only segment {}", self.path.display());
-        };
         let mut header = [0u8; HEADER_BYTES];
         frame::encode_header(kind, payload, &mut header);
-        // Payload first, header last: a reader in this process never sees a header whose
-        // payload is not there yet (the disk order is not promised; the CRC covers that).
-        map[at + HEADER_BYTES..at + HEADER_BYTES + payload.len()].copy_from_slice(payload);
-        map[at..at + HEADER_BYTES].copy_from_slice(&header);
-        self.write_pos = at + frame::frame_bytes(payload.len());
-        debug_assert!(self.write_pos <= map.len());
-        at as u32
+        let frame_len = frame::frame_bytes(payload.len());
+        let padding = &ZEROS[..frame_len - HEADER_BYTES - payload.len()];
+        write_all_vectored_at(&self.file, at, &[&header, payload, padding])?;
+        self.write_pos = at + frame_len;
+        debug_assert!(self.write_pos <= self.map.len());
+        Ok(at as u32)
     }
 
     /// The payload of the record at `offset`, after checking its frame and CRC again.
@@ -397,11 +415,72 @@ pub enum ReadError {
     Checksum(#[from] frame::ChecksumMismatch),
 }
 
-fn bytes_of(map: &Map) -> &[u8] {
-    match map {
-        Map::Writable(m) => m,
-        Map::ReadOnly(m) => m,
+/// Zeros for frame padding and for cutting torn tails.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+const _: () = assert!(FRAME_ALIGN <= ZEROS.len());
+
+/// Writes every byte of `parts`, in order, at `offset` of `file` (`pwritev`, repeated after a
+/// short write).
+fn write_all_vectored_at(file: &File, offset: usize, parts: &[&[u8]]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const MAX_PARTS: usize = 4;
+    debug_assert!(parts.len() <= MAX_PARTS);
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut done = 0;
+    while done < total {
+        // The parts not yet written, the first one cut where the last write stopped.
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_PARTS];
+        let mut n = 0;
+        let mut skip = done;
+        for part in parts {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            let rest = &part[skip..];
+            skip = 0;
+            iov[n] = libc::iovec {
+                iov_base: rest.as_ptr() as *mut libc::c_void,
+                iov_len: rest.len(),
+            };
+            n += 1;
+        }
+        // SAFETY: every iovec points into a live slice of `parts`, read only by the kernel.
+        let wrote = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                iov.as_ptr(),
+                n as libc::c_int,
+                (offset + done) as libc::off_t,
+            )
+        };
+        match wrote {
+            -1 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            w => done += w as usize,
+        }
     }
+    Ok(())
+}
+
+/// Overwrites `len` bytes at `offset` with zeros. Blocking.
+fn write_zeros_at(file: &File, offset: usize, len: usize) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(ZEROS.len());
+        file.write_all_at(&ZEROS[..n], (offset + done) as u64)?;
+        done += n;
+    }
+    Ok(())
 }
 
 /// Free disk space that must remain after a new segment is fully written, on top of one more
@@ -410,13 +489,13 @@ pub const DISK_FREE_RESERVE_BYTES: u64 = 64 << 20;
 
 /// Sizes a new segment file, sparse: blocks are allocated as pages are first written.
 ///
-/// Why not `fallocate`: measured on ext4 here, first writes through a map into fallocate'd
-/// (unwritten) extents run at ~480 MiB/s, into a sparse file at ~3 GB/s; every first write to
-/// a page of an unwritten extent converts it. The price of a sparse file is that a mapped write
-/// can meet a full disk (SIGBUS). So a segment is only created while the file system has room
-/// for it, one more, and [`DISK_FREE_RESERVE_BYTES`]; Glust then refuses writes (503) long
-/// before its own segments could fill the disk. Another process filling the disk while a
-/// segment is being written remains a risk an operator should monitor for.
+/// Why not `fallocate`: measured on ext4 here when appends still stored through a writable
+/// map, first writes into fallocate'd (unwritten) extents ran at ~480 MiB/s, into a sparse
+/// file at ~3 GB/s. The price of a sparse file is that an append can meet a full disk (an
+/// `ENOSPC` from the write, failing that request). So a segment is only created while the
+/// file system has room for it, one more, and [`DISK_FREE_RESERVE_BYTES`]; Glust then refuses
+/// writes (503) long before its own segments could fill the disk. Another process filling the
+/// disk remains a risk an operator should monitor for.
 fn preallocate(file: &File, dir: &Path, bytes: u64) -> io::Result<()> {
     let free = free_bytes(dir)?;
     let needed = 2 * bytes + DISK_FREE_RESERVE_BYTES;
@@ -448,10 +527,7 @@ fn free_bytes(dir: &Path) -> io::Result<u64> {
     }
 }
 
-/// Makes everything written to the file through its map durable. Blocking.
-///
-/// On Linux, `fdatasync` writes back the page-cache pages dirtied through a shared mapping,
-/// so it covers mapped writes as `msync` would.
+/// Makes everything appended to the file durable (`fdatasync`). Blocking.
 pub fn sync_file(file: &File) -> io::Result<()> {
     file.sync_data()
 }
@@ -484,9 +560,9 @@ mod tests {
     #[test]
     fn append_reopen_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut seg = Segment::create(dir.path(), meta(7, 4096), true).unwrap();
-        let a = seg.append(RecordKind::Spans, b"first record");
-        let b = seg.append(RecordKind::Logs, &[9u8; 100]);
+        let mut seg = Segment::create(dir.path(), meta(7, 4096)).unwrap();
+        let a = seg.append(RecordKind::Spans, b"first record").unwrap();
+        let b = seg.append(RecordKind::Logs, &[9u8; 100]).unwrap();
         assert_eq!(
             seg.read(a).unwrap(),
             (RecordKind::Spans, &b"first record"[..])
@@ -507,16 +583,16 @@ mod tests {
             }
         );
         // Appending continues after the last record.
-        let c = seg.append(RecordKind::Spans, b"third");
+        let c = seg.append(RecordKind::Spans, b"third").unwrap();
         assert!(c > b);
     }
 
     #[test]
     fn torn_tail_is_truncated_and_corrupt_middle_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let mut seg = Segment::create(dir.path(), meta(1, 8192), true).unwrap();
+        let mut seg = Segment::create(dir.path(), meta(1, 8192)).unwrap();
         let offs: Vec<u32> = (0..4u8)
-            .map(|i| seg.append(RecordKind::Spans, &[i + 1; 50]))
+            .map(|i| seg.append(RecordKind::Spans, &[i + 1; 50]).unwrap())
             .collect();
         let path = seg.path.clone();
         drop(seg);
@@ -539,18 +615,27 @@ mod tests {
         assert!(report.truncated_bytes > 0);
         assert_eq!(seg.write_pos(), offs[3] as usize);
         // The torn bytes are zeroed: a new append lands where the torn record was.
-        assert_eq!(seg.append(RecordKind::Logs, b"after"), offs[3]);
+        assert_eq!(seg.append(RecordKind::Logs, b"after").unwrap(), offs[3]);
         assert!(
             seg.read(offs[1]).is_err(),
             "a corrupt record is never served"
         );
+        // ... and zeroed in the file: the next recovery ends cleanly after the new record.
+        drop(seg);
+        let mut seg = Segment::open(&path, true).unwrap();
+        let (recs, report) = records_of(&mut seg);
+        assert_eq!(
+            recs.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![offs[0], offs[2], offs[3]]
+        );
+        assert_eq!((report.corrupt, report.truncated_bytes), (1, 0));
     }
 
     #[test]
     fn garbage_header_ends_the_scan() {
         let dir = tempfile::tempdir().unwrap();
-        let mut seg = Segment::create(dir.path(), meta(1, 4096), true).unwrap();
-        let a = seg.append(RecordKind::Spans, b"ok");
+        let mut seg = Segment::create(dir.path(), meta(1, 4096)).unwrap();
+        let a = seg.append(RecordKind::Spans, b"ok").unwrap();
         let path = seg.path.clone();
         drop(seg);
         let mut raw = std::fs::read(&path).unwrap();
@@ -566,9 +651,9 @@ mod tests {
     #[test]
     fn a_damaged_header_in_the_middle_skips_one_record_not_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let mut seg = Segment::create(dir.path(), meta(1, 8192), true).unwrap();
+        let mut seg = Segment::create(dir.path(), meta(1, 8192)).unwrap();
         let offs: Vec<u32> = (0..5u8)
-            .map(|i| seg.append(RecordKind::Logs, &[i + 1; 70]))
+            .map(|i| seg.append(RecordKind::Logs, &[i + 1; 70]).unwrap())
             .collect();
         let path = seg.path.clone();
         drop(seg);
@@ -589,7 +674,7 @@ mod tests {
     #[test]
     fn bad_segment_headers_are_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let seg = Segment::create(dir.path(), meta(3, 4096), true).unwrap();
+        let seg = Segment::create(dir.path(), meta(3, 4096)).unwrap();
         let path = seg.path.clone();
         drop(seg);
         let mut raw = std::fs::read(&path).unwrap();
