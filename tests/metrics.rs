@@ -119,3 +119,68 @@ fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
+
+/// HTTP/1.1 request latency runs from the request's first byte: a client that stalls in the
+/// middle of its request line is charged the stall; idle time on a keep-alive connection
+/// between two requests is not.
+#[test]
+fn http1_request_latency_counts_from_the_first_byte() {
+    use prost::Message;
+    use std::io::{Read, Write};
+    let server = Server::start(1);
+    let body = traces_request("fb", 1, 1, 2).encode_to_vec();
+    let rest = |body: &[u8]| {
+        let mut r = format!(
+            "Host: glust\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(body);
+        r
+    };
+    let mut tcp =
+        std::net::TcpStream::connect(server.otlp_url("").trim_start_matches("http://")).unwrap();
+    let answer = |tcp: &mut std::net::TcpStream| {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The answer to an export without partial success is small: read until its body ends.
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") || got.len() < 40 {
+            let n = tcp.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed");
+            got.extend_from_slice(&buf[..n]);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            got.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+    };
+    let stall = std::time::Duration::from_millis(400);
+    // 1: stalls 400 ms after the request line's first bytes.
+    tcp.write_all(b"POST /v1/traces HTTP/1.1\r\n").unwrap();
+    std::thread::sleep(stall);
+    tcp.write_all(&rest(&body)).unwrap();
+    answer(&mut tcp);
+    // 2: the connection idles 400 ms, then a request arrives in one piece.
+    std::thread::sleep(stall);
+    let mut whole = b"POST /v1/traces HTTP/1.1\r\n".to_vec();
+    whole.extend_from_slice(&rest(&body));
+    tcp.write_all(&whole).unwrap();
+    answer(&mut tcp);
+
+    let hgrm = server
+        .get("/debug/hdr?metric=request_http_traces&unit=ms")
+        .text();
+    let values: Vec<f64> = hgrm
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(hgrm.contains("Total count    =            2]"), "{hgrm}");
+    let (min, max) = (values[0], values[values.len() - 1]);
+    assert!(
+        max >= 400.0,
+        "the stall inside the request is counted: {hgrm}"
+    );
+    assert!(min < 200.0, "the idle time between requests is not: {hgrm}");
+}

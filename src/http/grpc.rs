@@ -338,8 +338,13 @@ pub fn unframe(body: &Bytes, gzip: bool) -> Result<Bytes, Status> {
     }
 }
 
-pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<GrpcBody> {
-    let started = Instant::now();
+/// Answers one gRPC call; `started` is when hyper handed the stream over (its HEADERS frame
+/// parsed), the start of the request latency histogram and of `grpc-timeout`.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Response<GrpcBody> {
     let hist = match req.uri().path() {
         TRACES_PATH => Some(Hist::GrpcTraces),
         LOGS_PATH => Some(Hist::GrpcLogs),

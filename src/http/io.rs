@@ -2,10 +2,13 @@
 //! `rt::Read`/`rt::Write`, and an executor that spawns hyper's HTTP/2 tasks on the current
 //! shard. Everything stays on the shard's thread: no `Send` required, nothing crosses cores.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
@@ -13,14 +16,46 @@ use glommio::net::TcpStream;
 /// Most bytes one read asks the socket for (and zeroes beforehand).
 const READ_CHUNK_BYTES: usize = 16 << 10;
 
+/// When the first byte of the request being received arrived, for request latency "first
+/// byte to answer". The connection's reads set it when it is empty; the service takes it when
+/// a request starts and empties it again when the answer is ready, so the next read that
+/// brings bytes is the next request's first ([`FirstByte::take_for`]).
+#[derive(Clone, Default)]
+pub struct FirstByte(Rc<Cell<Option<Instant>>>);
+
+impl FirstByte {
+    fn saw_bytes(&self) {
+        if self.0.get().is_none() {
+            self.0.set(Some(Instant::now()));
+        }
+    }
+
+    /// When the request of `version` started: its first byte for HTTP/1.x. Over HTTP/2
+    /// streams interleave on the connection, so a stream's start is when hyper hands it over
+    /// (its HEADERS frame, the stream's first, parsed). Now, if no read was seen (pipelined
+    /// requests that arrived with the previous one).
+    pub fn take_for(&self, version: hyper::Version) -> Instant {
+        match version {
+            hyper::Version::HTTP_2 => Instant::now(),
+            _ => self.0.take().unwrap_or_else(Instant::now),
+        }
+    }
+
+    /// The request's answer is ready: the next bytes read start the next request.
+    pub fn rearm(&self) {
+        self.0.set(None);
+    }
+}
+
 /// A glommio TCP stream as hyper sees it.
 pub struct GlommioIo {
     stream: TcpStream,
+    first_byte: FirstByte,
 }
 
 impl GlommioIo {
-    pub fn new(stream: TcpStream) -> Self {
-        GlommioIo { stream }
+    pub fn new(stream: TcpStream, first_byte: FirstByte) -> Self {
+        GlommioIo { stream, first_byte }
     }
 }
 
@@ -45,6 +80,9 @@ impl hyper::rt::Read for GlommioIo {
                 Poll::Pending => return Poll::Pending,
             }
         };
+        if n > 0 {
+            self.first_byte.saw_bytes();
+        }
         // SAFETY: `n` bytes were written by the read above.
         unsafe { buf.advance(n) };
         Poll::Ready(Ok(()))

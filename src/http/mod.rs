@@ -16,7 +16,7 @@ pub mod reply;
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::future;
@@ -27,7 +27,7 @@ use hyper::{Request, Response};
 use hyper_util::server::conn::auto;
 
 use crate::shard::Shard;
-use io::{GlommioIo, LocalExec, LocalTimer};
+use io::{FirstByte, GlommioIo, LocalExec, LocalTimer};
 
 pub type Body = Full<Bytes>;
 
@@ -107,11 +107,19 @@ async fn serve_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>, end
         .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
         .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES);
     let svc_shard = shard.clone();
+    let first_byte = FirstByte::default();
+    let svc_first_byte = first_byte.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let shard = svc_shard.clone();
-        async move { Ok::<_, Infallible>(route(&shard, endpoint, req).await) }
+        let first_byte = svc_first_byte.clone();
+        async move {
+            let started = first_byte.take_for(req.version());
+            let resp = route(&shard, endpoint, req, started).await;
+            first_byte.rearm();
+            Ok::<_, Infallible>(resp)
+        }
     });
-    let conn = builder.serve_connection(GlommioIo::new(stream), service);
+    let conn = builder.serve_connection(GlommioIo::new(stream, first_byte), service);
     until_stopped(conn, &shard, |c| c.graceful_shutdown()).await;
 }
 
@@ -128,11 +136,14 @@ async fn serve_grpc_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>
         .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
         .max_header_list_size(H1_MAX_HEADER_BYTES as u32);
     let svc_shard = shard.clone();
+    let first_byte = FirstByte::default();
+    let svc_first_byte = first_byte.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let shard = svc_shard.clone();
-        async move { Ok::<_, Infallible>(grpc::handle(&shard, req).await) }
+        let started = svc_first_byte.take_for(req.version());
+        async move { Ok::<_, Infallible>(grpc::handle(&shard, req, started).await) }
     });
-    let conn = builder.serve_connection(GlommioIo::new(stream), service);
+    let conn = builder.serve_connection(GlommioIo::new(stream, first_byte), service);
     until_stopped(conn, &shard, |c| c.graceful_shutdown()).await;
 }
 
@@ -162,9 +173,14 @@ async fn until_stopped<C: std::future::Future>(
     }
 }
 
-async fn route(shard: &Rc<Shard>, endpoint: Endpoint, req: Request<Incoming>) -> Response<Body> {
+async fn route(
+    shard: &Rc<Shard>,
+    endpoint: Endpoint,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Response<Body> {
     match endpoint {
-        Endpoint::OtlpHttp => otlp::handle(shard, req).await,
+        Endpoint::OtlpHttp => otlp::handle(shard, req, started).await,
         Endpoint::Query => api::handle(shard, req).await,
         Endpoint::OtlpGrpc => unreachable!("gRPC connections are served by serve_grpc_connection"),
     }

@@ -50,8 +50,13 @@ enum BodyError {
     },
 }
 
-pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
-    let started = std::time::Instant::now();
+/// Answers one OTLP/HTTP export; `started` is when its first byte arrived (see
+/// [`super::io::FirstByte`]), the start of the request latency histogram.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    req: Request<Incoming>,
+    started: std::time::Instant,
+) -> Response<Body> {
     let hist = match req.uri().path() {
         "/v1/traces" => Some(Hist::HttpTraces),
         "/v1/logs" => Some(Hist::HttpLogs),
