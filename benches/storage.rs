@@ -10,7 +10,6 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use glust::domain::{ArchivedSpanBatch, TraceId};
 use glust::index::Index;
-use glust::route::ShardId;
 use glust::shard::ingest::encode_records;
 use glust::storage::{RecordKind, Store, StoreConfig};
 use prost::Message;
@@ -26,13 +25,7 @@ fn records(first_trace: u64) -> Vec<glust::shard::mesh::OwnedRecord> {
 }
 
 fn open_store(dir: &std::path::Path, page_cache_keep: Option<u64>) -> Store {
-    let config = StoreConfig {
-        data_dir: dir.to_owned(),
-        shard: ShardId(0),
-        shard_count: 1,
-        segment_bytes: 256 << 20,
-        page_cache_keep,
-    };
+    let config = StoreConfig::single_shard(dir, 256 << 20, page_cache_keep);
     Store::open(config, |_, _, _| {}, |_, _| {}).unwrap().0
 }
 

@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use glust::route::ShardId;
 use glust::storage::{RecordKind, Store, StoreConfig};
 use proptest::prelude::*;
 
@@ -62,13 +61,7 @@ fn check(p: &[u8]) -> u64 {
 }
 
 fn open(dir: &Path) -> (Store, Vec<u64>) {
-    let config = StoreConfig {
-        data_dir: dir.to_owned(),
-        shard: ShardId(0),
-        shard_count: 1,
-        segment_bytes: SEGMENT_BYTES,
-        page_cache_keep: Some(0),
-    };
+    let config = StoreConfig::single_shard(dir, SEGMENT_BYTES, Some(0));
     let mut seen = Vec::new();
     let (store, _) = Store::open(config, |_, _, p| seen.push(check(p)), |_, _| {}).unwrap();
     (store, seen)

@@ -136,14 +136,13 @@ async fn serve_grpc_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>
         .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
         .max_header_list_size(H1_MAX_HEADER_BYTES as u32);
     let svc_shard = shard.clone();
-    let first_byte = FirstByte::default();
-    let svc_first_byte = first_byte.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let shard = svc_shard.clone();
-        let started = svc_first_byte.take_for(req.version());
+        // HTTP/2 only: a call starts when hyper hands its stream over (see FirstByte).
+        let started = Instant::now();
         async move { Ok::<_, Infallible>(grpc::handle(&shard, req, started).await) }
     });
-    let conn = builder.serve_connection(GlommioIo::new(stream, first_byte), service);
+    let conn = builder.serve_connection(GlommioIo::new(stream, FirstByte::default()), service);
     until_stopped(conn, &shard, |c| c.graceful_shutdown()).await;
 }
 

@@ -139,7 +139,6 @@ async fn sync_files(files: Vec<Arc<File>>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::ShardId;
     use crate::storage::{RecordKind, StoreConfig};
     use std::rc::Rc;
 
@@ -147,13 +146,7 @@ mod tests {
     #[test]
     fn commits_continue_after_a_waiter_is_cancelled() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            data_dir: dir.path().to_owned(),
-            shard: ShardId(0),
-            shard_count: 1,
-            segment_bytes: 1 << 20,
-            page_cache_keep: None,
-        };
+        let config = StoreConfig::single_shard(dir.path(), 1 << 20, None);
         let (store, _) = Store::open(config, |_, _, _| {}, |_, _| {}).unwrap();
         glommio::LocalExecutorBuilder::default()
             .io_memory(256 << 10)

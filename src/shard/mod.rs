@@ -34,13 +34,15 @@ use latch::Latch;
 use mesh::{Inbound, Mesh, MeshEnds, OwnedRecord, Request, Response};
 
 /// Memory glommio registers per executor for io_uring buffers. Glust does no DMA file I/O
-/// (segments are written with pwritev and read through maps), so it needs little; keeping it small keeps `ulimit -l` needs low.
+/// (segments are written with pwritev and read through maps), so it needs little; keeping it
+/// small keeps `ulimit -l` needs low.
 pub const EXECUTOR_IO_MEMORY_BYTES: usize = 512 << 10;
 
 /// Threads of each shard's blocking pool. Two, so an fsync (group commit, interval sync) and a
-/// segment preparation (file creation and two fsyncs) never wait for each other: with glommio's default of one, appends waiting for the next segment sat
-/// behind a 150 ms fsync and vice versa (client p99 ~170 ms at half load). Unbound: the
-/// kernel may run them on a core with spare time rather than on the shard's own.
+/// segment preparation (file creation and two fsyncs) never wait for each other: with
+/// glommio's default of one, appends waiting for the next segment sat behind a 150 ms fsync
+/// and vice versa (client p99 ~170 ms at half load). Unbound: the kernel may run them on a
+/// core with spare time rather than on the shard's own.
 pub const BLOCKING_THREADS: usize = 2;
 
 /// Longest an append waits for the next segment's preparation before creating one itself.

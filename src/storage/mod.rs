@@ -38,6 +38,21 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// The storage of shard 0 of 1 in `data_dir`: a store on its own (tests, benches).
+    pub fn single_shard(
+        data_dir: &Path,
+        segment_bytes: u64,
+        page_cache_keep: Option<u64>,
+    ) -> StoreConfig {
+        StoreConfig {
+            data_dir: data_dir.to_owned(),
+            shard: ShardId(0),
+            shard_count: 1,
+            segment_bytes,
+            page_cache_keep,
+        }
+    }
+
     pub fn own_dir(&self) -> PathBuf {
         shard_dir(&self.data_dir, self.shard.0)
     }
@@ -106,7 +121,7 @@ pub struct Store {
     written_back: usize,
     /// Frame bytes appended since the store was opened: the clock of `evictions`.
     appended: u64,
-    /// Ranges to start writing back (the tails of sealed segments).
+    /// Ranges of written records to start writing back, for the next [`CacheWork`].
     writebacks: Vec<(Arc<File>, u64, u64)>,
     /// Written ranges waiting to be evicted from the page cache, oldest first.
     evictions: VecDeque<Eviction>,
@@ -128,18 +143,17 @@ struct Eviction {
 /// the machine costs far more than the copy into it (on the VM of BENCHMARKS.md, first touch
 /// of guest memory runs at ~0.4 GB/s against ~20 GB/s for memory touched before, and the
 /// hypervisor takes back freed memory within seconds). Evicting written pages hands them back
-/// to the allocator while they are still warm, so the next appends reuse them: the
-/// closed-loop peak went from ~430k to ~700k spans/s (see BENCHMARKS.md). It also bounds
+/// to the allocator while they are still warm, so the next appends reuse them: wrk's
+/// closed-loop peak went from 0.42-0.52 M to 0.77-0.91 M spans/s (BENCHMARKS.md). It also bounds
 /// Glust's page-cache footprint instead of leaving reclaim to kswapd. The price: a query
 /// reading records older than the window reads them from disk.
-#[derive(Default)]
 pub struct CacheWork {
     writeback: Vec<(Arc<File>, u64, u64)>,
     evict: Vec<(Arc<File>, u64, u64)>,
 }
 
 impl CacheWork {
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.writeback.is_empty() && self.evict.is_empty()
     }
 
@@ -423,12 +437,7 @@ impl Store {
         if let Some(old) = self.segments.get(self.active) {
             let end = old.write_pos().next_multiple_of(PAGE_BYTES).min(old.len());
             if end > self.written_back {
-                self.writebacks.push((
-                    old.file(),
-                    self.written_back as u64,
-                    (end - self.written_back) as u64,
-                ));
-                self.queue_eviction(self.active, self.written_back, end, 0);
+                self.write_back(end, 0);
             }
         }
         self.segments.push(seg);
@@ -443,22 +452,16 @@ impl Store {
     /// and behind the writer keeps each sync small). Eviction: written ranges further behind
     /// than [`StoreConfig::page_cache_keep`] (see [`CacheWork`]).
     pub fn cache_work(&mut self) -> Option<CacheWork> {
+        let write_pos = self.segments[self.active].write_pos();
+        let end = write_pos.saturating_sub(WRITEBACK_TRAIL_BYTES) & !(PAGE_BYTES - 1);
+        if end >= self.written_back + WRITEBACK_STEP_BYTES {
+            // `end` was reached (write_pos - end) bytes ago.
+            self.write_back(end, (write_pos - end) as u64);
+        }
         let mut work = CacheWork {
             writeback: std::mem::take(&mut self.writebacks),
             evict: Vec::new(),
         };
-        let seg = &self.segments[self.active];
-        let write_pos = seg.write_pos();
-        let end = write_pos.saturating_sub(WRITEBACK_TRAIL_BYTES) & !(PAGE_BYTES - 1);
-        if end >= self.written_back + WRITEBACK_STEP_BYTES {
-            let start = self.written_back;
-            self.written_back = end;
-            work.writeback
-                .push((seg.file(), start as u64, (end - start) as u64));
-            // `end` was reached (write_pos - end) bytes ago.
-            let lag = (write_pos - end) as u64;
-            self.queue_eviction(self.active, start, end, lag);
-        }
         while let Some(due) = self.evictions.front().filter(|e| e.due <= self.appended) {
             let seg = &self.segments[due.slot];
             // Pages a query read through the map are mapped, and the kernel keeps mapped
@@ -471,20 +474,24 @@ impl Store {
         (!work.is_empty()).then_some(work)
     }
 
-    /// Queues `[start, end)` of segment `slot` for eviction once it is
-    /// [`StoreConfig::page_cache_keep`] behind the append position; `lag` is how far behind
-    /// it is already.
-    fn queue_eviction(&mut self, slot: usize, start: usize, end: usize, lag: u64) {
-        let Some(keep) = self.config.page_cache_keep else {
-            return;
-        };
+    /// Queues writeback of the active segment from where the last one stopped up to `end`,
+    /// and the range's eviction once it is [`StoreConfig::page_cache_keep`] behind the append
+    /// position; `lag` is how far behind it is already.
+    fn write_back(&mut self, end: usize, lag: u64) {
+        let start = self.written_back;
         debug_assert!(start % PAGE_BYTES == 0 && start < end);
-        self.evictions.push_back(Eviction {
-            slot,
-            start,
-            end,
-            due: self.appended + keep.saturating_sub(lag),
-        });
+        self.written_back = end;
+        let file = self.segments[self.active].file();
+        self.writebacks
+            .push((file, start as u64, (end - start) as u64));
+        if let Some(keep) = self.config.page_cache_keep {
+            self.evictions.push_back(Eviction {
+                slot: self.active,
+                start,
+                end,
+                due: self.appended + keep.saturating_sub(lag),
+            });
+        }
     }
 
     /// Takes the next sequence number for a new segment of this shard.
@@ -672,13 +679,7 @@ mod tests {
     #[test]
     fn written_records_behind_the_window_leave_the_page_cache_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            data_dir: dir.path().to_owned(),
-            shard: ShardId(0),
-            shard_count: 1,
-            segment_bytes: 64 << 20,
-            page_cache_keep: Some(2 << 20),
-        };
+        let config = StoreConfig::single_shard(dir.path(), 64 << 20, Some(2 << 20));
         let (mut store, _) = Store::open(config, |_, _, _| {}, |_, _| {}).unwrap();
         let record = |i: u32| vec![(i % 251) as u8 + 1; 4000];
         let first = store.append(RecordKind::Spans, &record(0)).unwrap();
