@@ -4,7 +4,8 @@
 //! of keys rehashes all of them: on the shard's only thread that is a stall of tens to
 //! hundreds of milliseconds for every request waiting behind it. [`ChunkedVec`] grows by
 //! fixed-size chunks; [`ShardedMap`] splits keys over [`MAP_SHARDS`] maps so each rehash
-//! touches a 64th of them.
+//! touches a 64th of them; [`AppendList`] is the small per-trace list (the records of a
+//! trace, the logs of a trace) that may still grow long.
 
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
@@ -14,13 +15,14 @@ use foldhash::HashMap;
 /// Elements per chunk: 16,384 (640 KiB of 40-byte span entries).
 pub const CHUNK_LEN: usize = 1 << 14;
 
-/// An append-only vector stored in fixed-size chunks.
-pub struct ChunkedVec<T> {
+/// An append-only vector stored in fixed-size chunks of `N` elements.
+#[derive(Debug, Clone)]
+pub struct ChunkedVec<T, const N: usize = CHUNK_LEN> {
     chunks: Vec<Vec<T>>,
     len: usize,
 }
 
-impl<T> Default for ChunkedVec<T> {
+impl<T, const N: usize> Default for ChunkedVec<T, N> {
     fn default() -> Self {
         ChunkedVec {
             chunks: Vec::new(),
@@ -29,13 +31,13 @@ impl<T> Default for ChunkedVec<T> {
     }
 }
 
-impl<T> ChunkedVec<T> {
+impl<T, const N: usize> ChunkedVec<T, N> {
     pub fn push(&mut self, value: T) {
-        if self.len % CHUNK_LEN == 0 {
-            self.chunks.push(Vec::with_capacity(CHUNK_LEN));
+        if self.len % N == 0 {
+            self.chunks.push(Vec::with_capacity(N));
         }
         let chunk = self.chunks.last_mut().expect("a chunk with room");
-        debug_assert!(chunk.len() < CHUNK_LEN);
+        debug_assert!(chunk.len() < N);
         chunk.push(value);
         self.len += 1;
     }
@@ -49,11 +51,15 @@ impl<T> ChunkedVec<T> {
     }
 
     pub fn get(&self, i: usize) -> Option<&T> {
-        self.chunks.get(i / CHUNK_LEN)?.get(i % CHUNK_LEN)
+        self.chunks.get(i / N)?.get(i % N)
     }
 
     pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
-        self.chunks.get_mut(i / CHUNK_LEN)?.get_mut(i % CHUNK_LEN)
+        self.chunks.get_mut(i / N)?.get_mut(i % N)
+    }
+
+    pub fn last(&self) -> Option<&T> {
+        self.chunks.last()?.last()
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> {
@@ -62,14 +68,66 @@ impl<T> ChunkedVec<T> {
 
     /// Bytes reserved for elements.
     pub fn capacity_bytes(&self) -> usize {
-        self.chunks.len() * CHUNK_LEN * std::mem::size_of::<T>()
+        self.chunks.len() * N * std::mem::size_of::<T>()
     }
 }
 
-impl<T> std::ops::Index<usize> for ChunkedVec<T> {
+impl<T, const N: usize> std::ops::Index<usize> for ChunkedVec<T, N> {
     type Output = T;
     fn index(&self, i: usize) -> &T {
-        &self.chunks[i / CHUNK_LEN][i % CHUNK_LEN]
+        &self.chunks[i / N][i % N]
+    }
+}
+
+/// Elements per chunk of an [`AppendList`] past its first element: 32.
+pub const LIST_CHUNK_LEN: usize = 32;
+
+/// A short append-only list, usually of one element (most traces' spans arrive in one
+/// record): that one inline, without an allocation, the rest in chunks of [`LIST_CHUNK_LEN`].
+///
+/// Why not a `Vec`: a trace that keeps receiving spans (a long-running job, a client that
+/// repeats trace ids) doubles its `Vec` by copying it, and lists that grew in step (the traces
+/// of a payload sent again and again) double together: measured as 4-6 ms of `realloc` and
+/// page faults on the shard's thread in one go under the fixed-payload benchmark
+/// (BENCHMARKS.md). A push here never moves what the list holds.
+#[derive(Debug, Clone)]
+pub struct AppendList<T> {
+    head: Option<T>,
+    rest: ChunkedVec<T, LIST_CHUNK_LEN>,
+}
+
+impl<T> Default for AppendList<T> {
+    fn default() -> Self {
+        AppendList {
+            head: None,
+            rest: ChunkedVec::default(),
+        }
+    }
+}
+
+impl<T> AppendList<T> {
+    pub fn push(&mut self, value: T) {
+        match self.head {
+            None => self.head = Some(value),
+            Some(_) => self.rest.push(value),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.head.is_some() as usize + self.rest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
+    pub fn last(&self) -> Option<&T> {
+        self.rest.last().or(self.head.as_ref())
+    }
+
+    /// In push order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> {
+        self.head.iter().chain(self.rest.iter())
     }
 }
 
@@ -126,7 +184,7 @@ mod tests {
 
     #[test]
     fn chunked_vec_indexes_across_chunks() {
-        let mut v = ChunkedVec::default();
+        let mut v: ChunkedVec<usize> = ChunkedVec::default();
         for i in 0..(CHUNK_LEN * 2 + 5) {
             v.push(i);
         }
@@ -137,6 +195,38 @@ mod tests {
         assert_eq!(v.iter().count(), v.len());
         *v.get_mut(7).unwrap() = 70;
         assert_eq!(v[7], 70);
+    }
+
+    #[test]
+    fn append_list_keeps_push_order_across_chunks() {
+        let mut l = AppendList::default();
+        assert!(l.is_empty());
+        assert_eq!(l.last(), None);
+        assert_eq!(l.iter().count(), 0);
+        l.push(0usize);
+        assert_eq!((l.len(), l.last()), (1, Some(&0)));
+        let n = 1 + LIST_CHUNK_LEN * 3 + 2;
+        for i in 1..n {
+            l.push(i);
+            assert_eq!(l.last(), Some(&i));
+        }
+        assert_eq!(l.len(), n);
+        assert!(l.iter().copied().eq(0..n));
+        assert!(l.iter().rev().copied().eq((0..n).rev()));
+    }
+
+    #[test]
+    fn chunked_vec_with_small_chunks() {
+        let mut v: ChunkedVec<u32, 4> = ChunkedVec::default();
+        assert_eq!(v.last(), None);
+        for i in 0..10 {
+            v.push(i);
+        }
+        assert_eq!(
+            (v.len(), v.last(), v[9], v.get(10)),
+            (10, Some(&9), 9, None)
+        );
+        assert_eq!(v.capacity_bytes(), 3 * 4 * 4);
     }
 
     #[test]

@@ -6,15 +6,16 @@
 //! zero-copy from the segment maps, after the cheap fields here narrowed the candidates.
 //!
 //! Memory per span: `size_of::<SpanEntry>()` (40 bytes) plus its trace's share of one
-//! [`TraceEntry`] (~80 bytes with its map slot) and of its record locations (8 bytes per record
-//! the trace appears in). At 10 spans per trace in 2 records: about 50 bytes per span.
+//! [`TraceEntry`] (~125 bytes with its map slot, the first record location inline) and of its
+//! further record locations (8 bytes per record the trace appears in). At 10 spans per trace
+//! in 2 records: about 54 bytes per span.
 //! Memory per log record: `size_of::<LogEntry>()` (32 bytes), plus 4 bytes for those with a
 //! trace id.
 
 pub mod chunked;
 pub mod names;
 
-use chunked::{ChunkedVec, ShardedMap};
+use chunked::{AppendList, ChunkedVec, ShardedMap};
 
 use crate::domain::{self, ArchivedLogBatch, ArchivedSpanBatch, TraceId, STATUS_CODE_ERROR};
 use names::{NameId, Names};
@@ -55,7 +56,7 @@ pub struct TraceEntry {
     pub root_name: NameId,
     pub has_root: bool,
     /// Records holding this trace's spans, in append order, without repeats.
-    pub records: Vec<RecordLoc>,
+    pub records: AppendList<RecordLoc>,
 }
 
 /// A trace summary as search returns it. Serialised as `{traceId, rootServiceName,
@@ -126,7 +127,7 @@ pub struct Index {
     spans: ChunkedVec<SpanEntry>,
     span_records: ChunkedVec<RecordLoc>,
     logs: ChunkedVec<LogEntry>,
-    logs_by_trace: ShardedMap<TraceId, Vec<u32>>,
+    logs_by_trace: ShardedMap<TraceId, AppendList<u32>>,
     /// Record locations held by all traces (for the memory estimate).
     trace_record_locs: usize,
     services: Vec<NameId>,
@@ -175,7 +176,7 @@ impl Index {
                     root_service: service,
                     root_name: name,
                     has_root: false,
-                    records: Vec::with_capacity(1),
+                    records: AppendList::default(),
                 });
             }
             let t = self.traces.get_mut(slot as usize).expect("slot of a trace");
@@ -269,10 +270,12 @@ impl Index {
         &self.logs
     }
 
-    pub fn logs_of_trace(&self, id: &TraceId) -> &[u32] {
+    /// Positions in [`Index::logs`] of the log records of trace `id`, oldest first.
+    pub fn logs_of_trace(&self, id: &TraceId) -> impl DoubleEndedIterator<Item = u32> + '_ {
         self.logs_by_trace
             .get(id, crate::route::trace_hash(id))
-            .map_or(&[], |v| v.as_slice())
+            .into_iter()
+            .flat_map(|l| l.iter().copied())
     }
 
     pub fn summary(&self, t: &TraceEntry) -> TraceSummary {
@@ -306,3 +309,4 @@ impl Index {
 
 const _: () = assert!(std::mem::size_of::<SpanEntry>() <= 40);
 const _: () = assert!(std::mem::size_of::<LogEntry>() <= 32);
+const _: () = assert!(std::mem::size_of::<TraceEntry>() <= 104);

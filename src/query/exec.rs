@@ -136,7 +136,7 @@ pub fn trace_json(index: &Index, store: &Store, id: &TraceId) -> Vec<JsonGroup> 
         return Vec::new();
     };
     let mut groups = Vec::new();
-    for &loc in &entry.records {
+    for &loc in entry.records.iter() {
         let Some(batch) = span_batch(store, loc) else {
             continue;
         };
@@ -299,7 +299,7 @@ fn search_logs_local(index: &Index, store: &Store, q: &LogSearch) -> Vec<LogHit>
     }
     let logs = index.logs();
     let candidates: Box<dyn Iterator<Item = u32>> = match &q.trace_id {
-        Some(t) => Box::new(index.logs_of_trace(t).iter().rev().copied()),
+        Some(t) => Box::new(index.logs_of_trace(t).rev()),
         None => Box::new((0..logs.len() as u32).rev()),
     };
     // Min-heap of the newest `limit` matches: (time, entry).
