@@ -1,5 +1,6 @@
 //! Decoding of OTLP/protobuf request bodies: Glust's borrowing decoder against prost's owned
-//! decoding of the same bytes (which does no validation and builds no domain values).
+//! decoding of the same bytes (which does no validation and builds no domain values); and the
+//! next stage of the hot path, encoding the decoded batches into records (rkyv).
 //!
 //! Run with `cargo bench --bench decode -- --warm-up-time 1 --measurement-time 3`.
 
@@ -54,5 +55,32 @@ fn bench_logs(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_traces, bench_logs);
+/// Decoded batches into stored records (`ingest::encode_records`: rkyv archives), per 100
+/// spans or log records; the decode is outside the timing.
+fn bench_encode(c: &mut Criterion) {
+    use glust::domain::validate::Rejections;
+    use glust::limits::RECORD_BYTES_MAX;
+    use glust::shard::ingest::encode_records;
+    let traces = common::traces_request(1, ITEMS as u64, 1).encode_to_vec();
+    let logs = common::logs_request(ITEMS as u64).encode_to_vec();
+    let mut group = c.benchmark_group("encode_records");
+    group.throughput(Throughput::Elements(ITEMS as u64));
+    group.bench_function("spans", |b| {
+        b.iter_batched(
+            || glust::otlp::proto::decode_traces(&traces).expect("valid body"),
+            |d| encode_records(d.batches, RECORD_BYTES_MAX, &mut Rejections::default()),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("logs", |b| {
+        b.iter_batched(
+            || glust::otlp::proto::decode_logs(&logs).expect("valid body"),
+            |d| encode_records(d.batches, RECORD_BYTES_MAX, &mut Rejections::default()),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_traces, bench_logs, bench_encode);
 criterion_main!(benches);
