@@ -6,6 +6,11 @@
 #
 #   scripts/bench.sh [--shards 1] [--loadgen-cores 1] [--duration 15s] [--transport http-protobuf]
 #                    [--signal traces] [--connections 8] [--fsync interval] [--out bench-results]
+#                    [--payload-file FILE]
+#
+# --payload-file sends FILE as every body instead of loadgen's generated fixed payload (for
+# issue 4's shape: python3 scripts/make-payload.py /tmp/glust-payload, then
+# --payload-file /tmp/glust-payload/traces.pb, for HTTP and gRPC alike).
 #
 # Glust pins shard i to core i; give loadgen the other cores. Runs on loopback only and stops
 # by itself. Needs python3 for the summary table.
@@ -20,6 +25,7 @@ signal=traces
 connections=8
 fsync=interval
 out=bench-results
+payload=(--fixed-payload)
 while [ $# -gt 0 ]; do
   case "$1" in
     --shards) shards="$2"; shift ;;
@@ -30,7 +36,8 @@ while [ $# -gt 0 ]; do
     --connections) connections="$2"; shift ;;
     --fsync) fsync="$2"; shift ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --payload-file) payload=(--payload-file "$2"); shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -62,14 +69,14 @@ lg() {
 }
 
 echo "== closed loop (peak), $transport $signal, $shards shard(s)"
-lg --max --fixed-payload --json-out "$out/peak.json" --hdr-out "$out/peak.hgrm" -q | tail -4
+lg --max "${payload[@]}" --json-out "$out/peak.json" --hdr-out "$out/peak.hgrm" -q | tail -4
 peak=$(python3 -c "import json,sys; print(int(json.load(open('$out/peak.json'))['items_accepted_per_sec']))")
 echo "peak: $peak items/s"
 
 for pct in 50 80; do
   rate=$((peak * pct / 100))
   echo "== open loop at ${pct}% of peak: $rate items/s"
-  lg --rate "$rate" --fixed-payload --json-out "$out/open$pct.json" --hdr-out "$out/open$pct.hgrm" \
+  lg --rate "$rate" "${payload[@]}" --json-out "$out/open$pct.json" --hdr-out "$out/open$pct.hgrm" \
     --hdr-log "$out/open$pct.hlog" -q | tail -4
 done
 

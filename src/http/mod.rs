@@ -45,6 +45,11 @@ pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
 /// waiting for window updates on loopback or a LAN.
 pub const H2_STREAM_WINDOW_BYTES: u32 = 4 << 20;
 pub const H2_CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
+/// Largest HTTP/2 frame the client may send (SETTINGS_MAX_FRAME_SIZE; the protocol's default
+/// is 16 KiB). An export of up to this size arrives as one DATA frame: one frame to parse and
+/// a body in one piece, which collecting then does not copy. Measured with loadgen over gRPC
+/// (BENCHMARKS.md). The cost is that a connection's reader may buffer one frame this large.
+pub const H2_MAX_FRAME_BYTES: u32 = 256 << 10;
 /// HTTP/2 pings on idle connections, and how long to wait for the answer, to drop dead peers.
 pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -105,7 +110,8 @@ async fn serve_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>, end
         .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES);
+        .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
+        .max_frame_size(H2_MAX_FRAME_BYTES);
     let svc_shard = shard.clone();
     let first_byte = FirstByte::default();
     let svc_first_byte = first_byte.clone();
@@ -134,6 +140,7 @@ async fn serve_grpc_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
         .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
+        .max_frame_size(H2_MAX_FRAME_BYTES)
         .max_header_list_size(H1_MAX_HEADER_BYTES as u32);
     let svc_shard = shard.clone();
     let service = service_fn(move |req: Request<Incoming>| {
