@@ -178,8 +178,11 @@ fn http1_request_latency_counts_from_the_first_byte() {
         .collect();
     assert!(hgrm.contains("Total count    =            2]"), "{hgrm}");
     let (min, max) = (values[0], values[values.len() - 1]);
+    // Not `>= 400`: the server sees the first bytes a little after the client sent them (a
+    // wake-up), so the counted stall can come out a fraction of a millisecond short (399.77
+    // in one CI run). 300 ms still tells a counted stall from uncounted idle time.
     assert!(
-        max >= 400.0,
+        max >= 300.0,
         "the stall inside the request is counted: {hgrm}"
     );
     assert!(min < 200.0, "the idle time between requests is not: {hgrm}");
