@@ -79,42 +79,62 @@ impl<T, const N: usize> std::ops::Index<usize> for ChunkedVec<T, N> {
     }
 }
 
-/// Elements per chunk of an [`AppendList`] past its first element: 32.
+/// Elements an [`AppendList`] holds in its small growable part; past that it adds chunks of
+/// this many.
 pub const LIST_CHUNK_LEN: usize = 32;
 
 /// A short append-only list, usually of one element (most traces' spans arrive in one
-/// record): that one inline, without an allocation, the rest in chunks of [`LIST_CHUNK_LEN`].
+/// record): that one inline, without an allocation; the next [`LIST_CHUNK_LEN`] in a `Vec`
+/// that grows as usual (a second element costs 4 slots); any more in chunks of
+/// [`LIST_CHUNK_LEN`] behind one box. 48 bytes inline for 8-byte elements.
 ///
-/// Why not a `Vec`: a trace that keeps receiving spans (a long-running job, a client that
-/// repeats trace ids) doubles its `Vec` by copying it, and lists that grew in step (the traces
-/// of a payload sent again and again) double together: measured as 4-6 ms of `realloc` and
-/// page faults on the shard's thread in one go under the fixed-payload benchmark
-/// (BENCHMARKS.md). A push here never moves what the list holds.
+/// Why not a plain `Vec`: a trace that keeps receiving spans (a long-running job, a client
+/// that repeats trace ids) doubles its `Vec` by copying it, and lists that grew in step (the
+/// traces of a payload sent again and again) double together: measured as 4-6 ms of `realloc`
+/// and page faults on the shard's thread in one go under the fixed-payload benchmark
+/// (BENCHMARKS.md). Here a push copies at most `LIST_CHUNK_LEN / 2` elements (the small part
+/// doubling) and the chunk list's `Vec` of chunk headers; elements in chunks never move.
 #[derive(Debug, Clone)]
 pub struct AppendList<T> {
     head: Option<T>,
-    rest: ChunkedVec<T, LIST_CHUNK_LEN>,
+    small: Vec<T>,
+    chunks: Option<Box<ChunkedVec<T, LIST_CHUNK_LEN>>>,
 }
 
 impl<T> Default for AppendList<T> {
     fn default() -> Self {
         AppendList {
             head: None,
-            rest: ChunkedVec::default(),
+            small: Vec::new(),
+            chunks: None,
         }
     }
 }
 
 impl<T> AppendList<T> {
-    pub fn push(&mut self, value: T) {
-        match self.head {
-            None => self.head = Some(value),
-            Some(_) => self.rest.push(value),
+    /// Appends `value`; returns the bytes of heap this list newly reserved for it (for the
+    /// index's memory estimate), 0 most of the time.
+    pub fn push(&mut self, value: T) -> usize {
+        if self.head.is_none() {
+            self.head = Some(value);
+            return 0;
         }
+        if self.small.len() < LIST_CHUNK_LEN {
+            let before = self.small.capacity();
+            self.small.push(value);
+            debug_assert!(self.small.capacity() <= LIST_CHUNK_LEN.max(4));
+            return (self.small.capacity() - before) * std::mem::size_of::<T>();
+        }
+        let chunks = self.chunks.get_or_insert_with(Default::default);
+        let before = chunks.capacity_bytes();
+        chunks.push(value);
+        chunks.capacity_bytes() - before
     }
 
     pub fn len(&self) -> usize {
-        self.head.is_some() as usize + self.rest.len()
+        self.head.is_some() as usize
+            + self.small.len()
+            + self.chunks.as_ref().map_or(0, |c| c.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -122,12 +142,18 @@ impl<T> AppendList<T> {
     }
 
     pub fn last(&self) -> Option<&T> {
-        self.rest.last().or(self.head.as_ref())
+        match &self.chunks {
+            Some(c) => c.last(),
+            None => self.small.last().or(self.head.as_ref()),
+        }
     }
 
     /// In push order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> {
-        self.head.iter().chain(self.rest.iter())
+        self.head
+            .iter()
+            .chain(self.small.iter())
+            .chain(self.chunks.iter().flat_map(|c| c.iter()))
     }
 }
 
@@ -206,11 +232,15 @@ mod tests {
         l.push(0usize);
         assert_eq!((l.len(), l.last()), (1, Some(&0)));
         let n = 1 + LIST_CHUNK_LEN * 3 + 2;
+        let mut reserved = 0;
         for i in 1..n {
-            l.push(i);
+            reserved += l.push(i);
             assert_eq!(l.last(), Some(&i));
+            assert_eq!(l.len(), i + 1);
         }
-        assert_eq!(l.len(), n);
+        // The small part at its full size, then two chunks for the other 2 * 32 + 2 + 1.
+        let chunk_bytes = LIST_CHUNK_LEN * std::mem::size_of::<usize>();
+        assert_eq!(reserved, chunk_bytes + 3 * chunk_bytes);
         assert!(l.iter().copied().eq(0..n));
         assert!(l.iter().rev().copied().eq((0..n).rev()));
     }

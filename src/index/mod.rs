@@ -7,8 +7,9 @@
 //!
 //! Memory per span: `size_of::<SpanEntry>()` (40 bytes) plus its trace's share of one
 //! [`TraceEntry`] (~125 bytes with its map slot, the first record location inline) and of its
-//! further record locations (8 bytes per record the trace appears in). At 10 spans per trace
-//! in 2 records: about 54 bytes per span.
+//! further record locations (a 32-byte allocation for the 2nd to 4th, then 8 bytes per record
+//! the trace appears in, rounded up to 32). At 10 spans per trace in 2 records: about 56 bytes
+//! per span.
 //! Memory per log record: `size_of::<LogEntry>()` (32 bytes), plus 4 bytes for those with a
 //! trace id.
 
@@ -128,8 +129,9 @@ pub struct Index {
     span_records: ChunkedVec<RecordLoc>,
     logs: ChunkedVec<LogEntry>,
     logs_by_trace: ShardedMap<TraceId, AppendList<u32>>,
-    /// Record locations held by all traces (for the memory estimate).
-    trace_record_locs: usize,
+    /// Heap bytes the per-trace lists (`TraceEntry::records`, `logs_by_trace`) reserved
+    /// beyond their inline part (for the memory estimate).
+    list_heap_bytes: usize,
     services: Vec<NameId>,
     service_set: foldhash::HashSet<NameId>,
 }
@@ -190,8 +192,7 @@ impl Index {
             t.start_unix_nanos = t.start_unix_nanos.min(start);
             t.end_unix_nanos = t.end_unix_nanos.max(end);
             if t.records.last() != Some(&loc) {
-                t.records.push(loc);
-                self.trace_record_locs += 1;
+                self.list_heap_bytes += t.records.push(loc);
             }
             self.spans.push(SpanEntry {
                 start_unix_nanos: start,
@@ -221,7 +222,7 @@ impl Index {
             let trace = log.trace_id.as_ref().map(|t| t.get());
             if let Some(t) = trace {
                 let spread = crate::route::trace_hash(&t);
-                self.logs_by_trace.entry(t, spread).or_default().push(n);
+                self.list_heap_bytes += self.logs_by_trace.entry(t, spread).or_default().push(n);
             }
             self.logs.push(LogEntry {
                 time_unix_nanos: time,
@@ -291,7 +292,6 @@ impl Index {
     }
 
     pub fn stats(&self) -> IndexStats {
-        let locs = self.trace_record_locs;
         IndexStats {
             traces: self.traces.len(),
             spans: self.spans.len(),
@@ -299,7 +299,9 @@ impl Index {
             approx_bytes: self.spans.capacity_bytes()
                 + self.traces.capacity_bytes()
                 + self.trace_slots.capacity() * (std::mem::size_of::<(TraceId, u32)>() + 1)
-                + locs * std::mem::size_of::<RecordLoc>()
+                + self.list_heap_bytes
+                + self.logs_by_trace.capacity()
+                    * (std::mem::size_of::<(TraceId, AppendList<u32>)>() + 1)
                 + self.span_records.capacity_bytes()
                 + self.logs.capacity_bytes()
                 + self.names.approx_bytes(),

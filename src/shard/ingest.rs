@@ -11,6 +11,7 @@
 //!    cross-core hop), the local part is appended here, then every part's acknowledgement is
 //!    awaited (durable under the fsync policy).
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use rkyv::rancor;
@@ -56,7 +57,10 @@ pub trait Signal: Sized {
     fn trace_of(item: &Self::Item) -> Option<&TraceId>;
     /// A batch with the same resource and scope holding `items`.
     fn with_items(&self, items: Vec<Self::Item>) -> Self;
-    fn encode(&self) -> Result<AlignedVec, rancor::Error>;
+    /// Serialises the batch (rkyv) into `out`.
+    fn encode_in(&self, out: AlignedVec) -> Result<AlignedVec, rancor::Error>;
+    /// This thread's size of the last record of this kind kept (see [`encode_record`]).
+    fn size_hint() -> &'static std::thread::LocalKey<Cell<usize>>;
 }
 
 impl<'a> Signal for SpanBatch<'a> {
@@ -75,8 +79,11 @@ impl<'a> Signal for SpanBatch<'a> {
             spans,
         }
     }
-    fn encode(&self) -> Result<AlignedVec, rancor::Error> {
-        encode_sized(self)
+    fn encode_in(&self, out: AlignedVec) -> Result<AlignedVec, rancor::Error> {
+        rkyv::api::high::to_bytes_in(self, out)
+    }
+    fn size_hint() -> &'static std::thread::LocalKey<Cell<usize>> {
+        &SPAN_RECORD_BYTES
     }
 }
 
@@ -96,33 +103,34 @@ impl<'a> Signal for LogBatch<'a> {
             logs,
         }
     }
-    fn encode(&self) -> Result<AlignedVec, rancor::Error> {
-        encode_sized(self)
+    fn encode_in(&self, out: AlignedVec) -> Result<AlignedVec, rancor::Error> {
+        rkyv::api::high::to_bytes_in(self, out)
+    }
+    fn size_hint() -> &'static std::thread::LocalKey<Cell<usize>> {
+        &LOG_RECORD_BYTES
     }
 }
 
 thread_local! {
-    /// Size of the last record this thread encoded (each shard has its own thread).
-    static LAST_RECORD_BYTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Size of the last span record this thread kept (each shard has its own thread).
+    static SPAN_RECORD_BYTES: Cell<usize> = const { Cell::new(0) };
+    /// Size of the last log record this thread kept.
+    static LOG_RECORD_BYTES: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Serialises `value` into a buffer sized for the last record encoded here plus an eighth.
+/// Serialises `batch` into a buffer sized for the last record of its kind kept on this thread
+/// plus an eighth, and remembers this one's size if it is a keeper (at most `max_bytes`; one
+/// that is too large is split or rejected, and must not size the buffers after it).
 ///
 /// Hot path: records of one workload are alike in size, and a buffer that starts empty
 /// doubles its way up by copying (a 40 KB record: a dozen reallocations). Measured with
 /// `cargo bench --bench decode -- encode_records`.
-fn encode_sized(
-    value: &impl for<'a> rkyv::Serialize<
-        rkyv::api::high::HighSerializer<
-            AlignedVec,
-            rkyv::ser::allocator::ArenaHandle<'a>,
-            rancor::Error,
-        >,
-    >,
-) -> Result<AlignedVec, rancor::Error> {
-    let hint = LAST_RECORD_BYTES.get();
-    let out = rkyv::api::high::to_bytes_in(value, AlignedVec::with_capacity(hint + hint / 8))?;
-    LAST_RECORD_BYTES.set(out.len().min(RECORD_BYTES_MAX));
+fn encode_record<B: Signal>(batch: &B, max_bytes: usize) -> Result<AlignedVec, rancor::Error> {
+    let hint = B::size_hint().get();
+    let out = batch.encode_in(AlignedVec::with_capacity(hint + hint / 8))?;
+    if out.len() <= max_bytes {
+        B::size_hint().set(out.len());
+    }
     Ok(out)
 }
 
@@ -187,7 +195,7 @@ pub fn encode_records<B: Signal>(
         todo.push(batch);
     }
     while let Some(mut batch) = todo.pop() {
-        let bytes = match batch.encode() {
+        let bytes = match encode_record(&batch, max_bytes) {
             Ok(b) => b,
             Err(e) => {
                 // Serialising validated domain values into memory does not fail; if it ever
@@ -235,7 +243,7 @@ pub fn encode_records<B: Signal>(
 fn empty_size<B: Signal>(batch: &B) -> usize {
     batch
         .with_items(Vec::new())
-        .encode()
+        .encode_in(AlignedVec::new())
         .map_or(usize::MAX, |b| b.len())
 }
 
@@ -375,6 +383,29 @@ mod tests {
             scope: Default::default(),
             logs: (0..logs).map(log).collect(),
         }
+    }
+
+    #[test]
+    fn records_are_rkyvs_bytes_and_only_keepers_size_the_next_buffer() {
+        // Each test runs on its own thread: the hint starts at zero here.
+        assert_eq!(LOG_RECORD_BYTES.get(), 0);
+        let small = batch(10, 10);
+        let bytes = encode_record(&small, usize::MAX).unwrap();
+        assert_eq!(
+            &bytes[..],
+            &rkyv::to_bytes::<rancor::Error>(&small).unwrap()[..]
+        );
+        assert_eq!(LOG_RECORD_BYTES.get(), bytes.len());
+        // A record over the limit (to be split or rejected) leaves the hint alone.
+        let big = batch(10, 100_000);
+        let big_bytes = encode_record(&big, 50_000).unwrap();
+        assert!(big_bytes.len() > 50_000);
+        assert_eq!(LOG_RECORD_BYTES.get(), bytes.len());
+        // The next buffer starts from the hint and still holds exactly rkyv's bytes.
+        let again = encode_record(&small, usize::MAX).unwrap();
+        assert!(again.capacity() >= bytes.len());
+        assert_eq!(&again[..], &bytes[..]);
+        assert_eq!(SPAN_RECORD_BYTES.get(), 0, "spans keep their own hint");
     }
 
     #[test]
