@@ -10,12 +10,13 @@
 #
 # --payload-file sends FILE as every body instead of loadgen's generated fixed payload (for
 # issue 4's shape: python3 scripts/make-payload.py /tmp/glust-payload, then
-# --payload-file /tmp/glust-payload/traces.pb, for HTTP and gRPC alike).
+# --payload-file /tmp/glust-payload/traces.pb, for HTTP and gRPC alike). Rates stay in items
+# per second, so the file must hold 100 items (loadgen's --items-per-request), or the open-loop
+# runs stop with loadgen's error saying so. --out is relative to the repository.
 #
 # Glust pins shard i to core i; give loadgen the other cores. Runs on loopback only and stops
 # by itself. Needs python3 for the summary table.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 shards=1
 lg_cores=1
@@ -36,13 +37,14 @@ while [ $# -gt 0 ]; do
     --connections) connections="$2"; shift ;;
     --fsync) fsync="$2"; shift ;;
     --out) out="$2"; shift ;;
-    --payload-file) payload=(--payload-file "$2"); shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --payload-file) payload=(--payload-file "$(realpath "$2")"); shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
 done
 
+cd "$(dirname "$0")/.."
 mkdir -p "$out"
 echo "== building (release)"
 cargo build --release --workspace --quiet

@@ -4,7 +4,7 @@
  * consecutive readings longer than 0.5 ms: time the thread did not run although it never
  * yielded (host preemption of a virtual CPU, interrupts, SMIs). On a machine that runs one
  * shard per core this is the floor under any tail latency: a request that arrives during a
- * gap waits for all of it, and so does everything queued behind it.
+ * gap waits for the rest of it, and so does everything queued behind it.
  *
  *   gcc -O2 -o /tmp/cpu-gaps scripts/cpu-gaps.c && taskset -c 0 /tmp/cpu-gaps 10
  */
@@ -20,6 +20,10 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     double seconds = argc > 1 ? atof(argv[1]) : 10;
+    if (!(seconds > 0)) {
+        fprintf(stderr, "usage: %s [seconds > 0]\n", argv[0]);
+        return 2;
+    }
     const double bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.010};
     int counts[5] = {0};
     double in_gaps = 0, worst = 0;

@@ -46,9 +46,10 @@ pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
 pub const H2_STREAM_WINDOW_BYTES: u32 = 4 << 20;
 pub const H2_CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
 /// Largest HTTP/2 frame the client may send (SETTINGS_MAX_FRAME_SIZE; the protocol's default
-/// is 16 KiB). An export of up to this size arrives as one DATA frame: one frame to parse and
-/// a body in one piece, which collecting then does not copy. Measured with loadgen over gRPC
-/// (BENCHMARKS.md). The cost is that a connection's reader may buffer one frame this large.
+/// is 16 KiB). A client that uses it (Rust's h2 does) sends an export of up to this size as
+/// one DATA frame: one frame to parse and a body in one piece, which collecting then does not
+/// copy (BENCHMARKS.md). The cost is that a connection's reader may buffer one frame this
+/// large.
 pub const H2_MAX_FRAME_BYTES: u32 = 256 << 10;
 /// HTTP/2 pings on idle connections, and how long to wait for the answer, to drop dead peers.
 pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
