@@ -238,7 +238,7 @@ mod tests {
             assert_eq!(l.last(), Some(&i));
             assert_eq!(l.len(), i + 1);
         }
-        // The small part at its full size, then two chunks for the other 2 * 32 + 2 + 1.
+        // The small part at its full size (32 slots), then three chunks for the other 66.
         let chunk_bytes = LIST_CHUNK_LEN * std::mem::size_of::<usize>();
         assert_eq!(reserved, chunk_bytes + 3 * chunk_bytes);
         assert!(l.iter().copied().eq(0..n));

@@ -7,9 +7,8 @@
 //!
 //! Memory per span: `size_of::<SpanEntry>()` (40 bytes) plus its trace's share of one
 //! [`TraceEntry`] (~125 bytes with its map slot, the first record location inline) and of its
-//! further record locations (a 32-byte allocation for the 2nd to 4th, then 8 bytes per record
-//! the trace appears in, rounded up to 32). At 10 spans per trace in 2 records: about 56 bytes
-//! per span.
+//! further record locations, 8 bytes each (the 2nd to 33rd in a `Vec` that doubles from 4
+//! slots, then chunks of 32). At 10 spans per trace in 2 records: about 56 bytes per span.
 //! Memory per log record: `size_of::<LogEntry>()` (32 bytes), plus 4 bytes for those with a
 //! trace id.
 
