@@ -57,9 +57,10 @@ pub const SEGMENT_BYTES_DEFAULT: u64 = 128 << 20;
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 20;
 
 /// Bytes of each shard's most recent records kept in the page cache; older written records
-/// are evicted once on disk (`storage::CacheWork` says why). 64 MiB is about a quarter of a
-/// second of one shard's records at its measured peak (~0.8 M spans/s of ~330 B): the
-/// newest records are served from memory, older ones cost a disk read. `--page-cache-keep`.
+/// are evicted once on disk (`storage::CacheWork` says why). 64 MiB is about a sixth of a
+/// second of one shard's records at its measured peak (~0.9 M spans/s, ~480 B stored per
+/// span: BENCHMARKS.md): the newest records are served from memory, older ones cost a disk
+/// read. `--page-cache-keep`.
 pub const PAGE_CACHE_KEEP_DEFAULT: u64 = 64 << 20;
 
 /// Smallest segment size an operator may configure.

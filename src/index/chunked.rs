@@ -202,6 +202,11 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
     pub fn capacity(&self) -> usize {
         self.maps.iter().map(|m| m.capacity()).sum()
     }
+
+    /// Bytes the maps' tables reserve: a `(K, V)` slot and a control byte per bucket.
+    pub fn table_bytes(&self) -> usize {
+        self.capacity() * (std::mem::size_of::<(K, V)>() + 1)
+    }
 }
 
 #[cfg(test)]

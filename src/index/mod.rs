@@ -297,10 +297,9 @@ impl Index {
             logs: self.logs.len(),
             approx_bytes: self.spans.capacity_bytes()
                 + self.traces.capacity_bytes()
-                + self.trace_slots.capacity() * (std::mem::size_of::<(TraceId, u32)>() + 1)
+                + self.trace_slots.table_bytes()
                 + self.list_heap_bytes
-                + self.logs_by_trace.capacity()
-                    * (std::mem::size_of::<(TraceId, AppendList<u32>)>() + 1)
+                + self.logs_by_trace.table_bytes()
                 + self.span_records.capacity_bytes()
                 + self.logs.capacity_bytes()
                 + self.names.approx_bytes(),
