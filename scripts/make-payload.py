@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Write one OTLP ExportTraceServiceRequest of 100 spans for benchmarks with generic HTTP tools,
-as used in BENCHMARKS.md:
+"""Write one OTLP ExportTraceServiceRequest of 100 spans and one ExportLogsServiceRequest of 100
+log records of the same shape, for benchmarks with generic HTTP tools, as used in BENCHMARKS.md:
 
-    scripts/make-payload.py OUT_DIR                  # 7 attributes: ~320 B per span (issue 4's shape)
-    scripts/make-payload.py OUT_DIR --attributes 10  # ~460 B per span (the first BENCHMARKS figures)
+    scripts/make-payload.py OUT_DIR                  # 7 attributes: ~320 B per item (issue 4's shape)
+    scripts/make-payload.py OUT_DIR --attributes 10  # ~460 B per item (the first BENCHMARKS figures)
 
-writes OUT_DIR/traces.pb and OUT_DIR/traces.grpc.
+writes OUT_DIR/traces.pb, OUT_DIR/traces.grpc, OUT_DIR/logs.pb and OUT_DIR/logs.grpc.
 
-traces.pb is the protobuf body for POST /v1/traces; traces.grpc the same message with the
-5-byte gRPC prefix, for TraceService/Export. Deterministic (seeded). No dependencies.
+*.pb is the protobuf body for POST /v1/traces or /v1/logs; *.grpc the same message with the
+5-byte gRPC prefix, for TraceService/Export or LogsService/Export. A log record carries the
+span's attributes, a trace and span id, a severity and a ~25-byte body, so it is about as big
+as a span. Deterministic (seeded). No dependencies.
 """
 import os
 import random
@@ -57,6 +59,21 @@ def d(key, v):
     return kv(key, varint(4 << 3 | 1) + struct.pack("<d", v))
 
 
+def http_attributes(n):
+    return [
+        s("http.request.method", "GET"),
+        s("http.route", "/users/{id}"),
+        s("url.full", "https://api.example.com/users/%d" % (10000 + n)),
+        s("server.address", "api.example.com"),
+        i("server.port", 443),
+        i("http.response.status_code", 200),
+        s("network.protocol.version", "1.1"),
+        s("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"),
+        d("http.server.request.duration", 0.00325),
+        s("url.scheme", "https"),
+    ]
+
+
 def main():
     args = sys.argv[1:]
     attributes = 7
@@ -70,18 +87,7 @@ def main():
     spans = b""
     for n in range(100):
         start = 1_760_000_000_000_000_000 + n * 1000
-        attrs = [
-            s("http.request.method", "GET"),
-            s("http.route", "/users/{id}"),
-            s("url.full", "https://api.example.com/users/%d" % (10000 + n)),
-            s("server.address", "api.example.com"),
-            i("server.port", 443),
-            i("http.response.status_code", 200),
-            s("network.protocol.version", "1.1"),
-            s("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"),
-            d("http.server.request.duration", 0.00325),
-            s("url.scheme", "https"),
-        ]
+        attrs = http_attributes(n)
         span = (
             ld(1, random.randbytes(16))
             + ld(2, random.randbytes(8))
@@ -100,12 +106,36 @@ def main():
         for a in [s("service.name", "checkout"), s("service.version", "2.14.1"), s("host.name", "ip-10-0-12-34")]
     )
     scope_spans = ld(1, ld(1, b"otel-http")) + spans
-    body = ld(1, ld(1, resource) + ld(2, scope_spans))
-    with open(os.path.join(out, "traces.pb"), "wb") as f:
+    write(out, "traces", ld(1, ld(1, resource) + ld(2, scope_spans)), "span")
+
+    # Log records of the same shape (as big as a span): the same attributes, a trace context,
+    # a short body. Their own generator, so the spans above stay byte for byte what they were.
+    rng = random.Random(2)
+    logs = b""
+    for n in range(100):
+        time = 1_760_000_000_000_000_000 + n * 1000
+        log = (
+            fx64(1, time)
+            + vi(2, 9)
+            + ld(3, b"INFO")
+            + ld(5, ld(1, b"GET /users/%d handled" % (10000 + n)))
+            + b"".join(ld(6, a) for a in http_attributes(n)[:attributes])
+            + fx32(8, 1)
+            + ld(9, rng.randbytes(16))
+            + ld(10, rng.randbytes(8))
+            + fx64(11, time + 150_000)
+        )
+        logs += ld(2, log)
+    scope_logs = ld(1, ld(1, b"otel-http")) + logs
+    write(out, "logs", ld(1, ld(1, resource) + ld(2, scope_logs)), "log record")
+
+
+def write(out, name, body, item):
+    with open(os.path.join(out, name + ".pb"), "wb") as f:
         f.write(body)
-    with open(os.path.join(out, "traces.grpc"), "wb") as f:
+    with open(os.path.join(out, name + ".grpc"), "wb") as f:
         f.write(b"\x00" + struct.pack(">I", len(body)) + body)
-    print("%s: %d bytes, %.0f bytes per span" % (os.path.join(out, "traces.pb"), len(body), len(body) / 100))
+    print("%s: %d bytes, %.0f bytes per %s" % (os.path.join(out, name + ".pb"), len(body), len(body) / 100, item))
 
 
 if __name__ == "__main__":
