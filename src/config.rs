@@ -8,8 +8,8 @@ use crate::limits::{PAGE_CACHE_KEEP_DEFAULT, SEGMENT_BYTES_DEFAULT};
 
 /// When appended records are made durable (fsync'd), and what an acknowledgement promises.
 ///
-/// Records are written through a shared memory map, so they are in the kernel's page cache the
-/// moment they are appended: in every mode an acknowledged record survives a crash or kill of
+/// Records are written into the segment files (`pwritev`), so they are in the kernel's page
+/// cache the moment they are appended: in every mode an acknowledged record survives a crash or kill of
 /// the Glust process. The modes differ in what survives a crash of the machine (power loss,
 /// kernel panic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

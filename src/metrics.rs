@@ -7,7 +7,8 @@
 //! Histograms record nanoseconds with 3 significant digits, from 1 µs to 1 h.
 //!
 //! Prometheus exposition: histograms are exposed as **summaries** (quantiles 0.5, 0.9, 0.95,
-//! 0.99, 0.999 and `_sum`/`_count`), computed from the merged HDR histogram of all shards. Why:
+//! 0.99, 0.999, `NaN` while empty, and `_sum`/`_count`; `_sum` is the HDR mean times the count,
+//! exact to the histogram's 0.1%), computed from the merged HDR histogram of all shards. Why:
 //! the HDR data gives exact quantiles at 0.1% precision over the whole range with no bucket
 //! layout to choose, and merging happens here, across shards, before quantiles are computed.
 //! The price is the usual one of summaries: quantiles of several Glust instances cannot be
@@ -15,17 +16,21 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::domain::validate::{RejectReason, Rejections};
+
 /// The latency histograms every shard keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Hist {
-    /// OTLP/HTTP traces request, from its head being parsed to its answer.
+    /// OTLP/HTTP traces request, from its first byte (HTTP/1.1; over HTTP/2 from its stream's
+    /// start) to its answer.
     HttpTraces,
     HttpLogs,
-    /// OTLP/gRPC traces request, from its head being parsed to its answer.
+    /// OTLP/gRPC traces call, from its stream's start (HEADERS parsed) to its answer.
     GrpcTraces,
     GrpcLogs,
     /// Decoding and validating one request body.
@@ -66,10 +71,14 @@ impl Hist {
 
     pub fn help(self) -> &'static str {
         match self {
-            Hist::HttpTraces => "OTLP/HTTP trace export latency, request head to answer",
-            Hist::HttpLogs => "OTLP/HTTP log export latency, request head to answer",
-            Hist::GrpcTraces => "OTLP/gRPC trace export latency, request head to answer",
-            Hist::GrpcLogs => "OTLP/gRPC log export latency, request head to answer",
+            Hist::HttpTraces => {
+                "OTLP/HTTP trace export latency, first byte (HTTP/2: stream start) to answer"
+            }
+            Hist::HttpLogs => {
+                "OTLP/HTTP log export latency, first byte (HTTP/2: stream start) to answer"
+            }
+            Hist::GrpcTraces => "OTLP/gRPC trace export latency, stream start to answer",
+            Hist::GrpcLogs => "OTLP/gRPC log export latency, stream start to answer",
             Hist::Decode => "time to decode and validate one request body",
             Hist::QueueWait => "time an append waited in a cross-shard queue",
             Hist::Append => "time to append and index one request's records on a shard",
@@ -96,15 +105,106 @@ pub fn new_histogram() -> Histogram<u64> {
         .expect("valid histogram bounds")
 }
 
+/// Why the items of a decoded request were not stored although they were valid: the request
+/// was refused as a whole with a retryable answer (the `reason` label of
+/// `glust_{spans,logs}_dropped_total`). Requests refused before their body was decoded (too
+/// many in flight, too many bytes) have no known item count: `glust_requests_throttled_total`
+/// counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Overload: 429 / gRPC `UNAVAILABLE`, nothing written.
+    Throttled,
+    /// Storage failure or shutdown: 503 / gRPC `UNAVAILABLE`.
+    Failed,
+}
+
+impl Dropped {
+    pub const COUNT: usize = 2;
+    pub const ALL: [Dropped; Dropped::COUNT] = [Dropped::Throttled, Dropped::Failed];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Dropped::Throttled => "throttled",
+            Dropped::Failed => "failed",
+        }
+    }
+}
+
+/// What became of the items (spans or log records) of one signal.
+pub struct ItemCounters {
+    pub accepted: Cell<u64>,
+    rejected: [Cell<u64>; RejectReason::COUNT],
+    dropped: [Cell<u64>; Dropped::COUNT],
+}
+
+impl Default for ItemCounters {
+    fn default() -> Self {
+        ItemCounters {
+            accepted: Cell::new(0),
+            rejected: std::array::from_fn(|_| Cell::new(0)),
+            dropped: std::array::from_fn(|_| Cell::new(0)),
+        }
+    }
+}
+
+impl ItemCounters {
+    /// Counts a request's invalid items, by reason.
+    pub fn reject(&self, r: &Rejections) {
+        for (cell, n) in self.rejected.iter().zip(r.by_reason) {
+            add(cell, n);
+        }
+    }
+
+    /// Counts `n` valid items of a request refused as a whole.
+    pub fn drop_items(&self, why: Dropped, n: u64) {
+        add(&self.dropped[why as usize], n);
+    }
+
+    fn counters(&self, signal: &'static str, out: &mut Vec<Counter>) {
+        let (accepted, accepted_help, rejected, rejected_help, dropped, dropped_help) = match signal
+        {
+            "spans" => (
+                "spans_accepted_total",
+                "spans stored",
+                "spans_rejected_total",
+                "spans dropped as invalid (partial_success), by reason",
+                "spans_dropped_total",
+                "valid spans not stored because their request was refused (429/503, \
+                     gRPC UNAVAILABLE): the client may retry them",
+            ),
+            _ => (
+                "logs_accepted_total",
+                "log records stored",
+                "logs_rejected_total",
+                "log records dropped as invalid (partial_success), by reason",
+                "logs_dropped_total",
+                "valid log records not stored because their request was refused (429/503, \
+                     gRPC UNAVAILABLE): the client may retry them",
+            ),
+        };
+        out.push(Counter::new(accepted, accepted_help, self.accepted.get()));
+        for reason in RejectReason::ALL {
+            out.push(
+                Counter::new(rejected, rejected_help, self.rejected[reason.index()].get())
+                    .label("reason", reason.label()),
+            );
+        }
+        for why in Dropped::ALL {
+            out.push(
+                Counter::new(dropped, dropped_help, self.dropped[why as usize].get())
+                    .label("reason", why.label()),
+            );
+        }
+    }
+}
+
 pub struct ShardMetrics {
     pub requests: Cell<u64>,
     pub requests_bad: Cell<u64>,
     pub requests_throttled: Cell<u64>,
     pub requests_failed: Cell<u64>,
-    pub spans_accepted: Cell<u64>,
-    pub spans_rejected: Cell<u64>,
-    pub logs_accepted: Cell<u64>,
-    pub logs_rejected: Cell<u64>,
+    pub spans: ItemCounters,
+    pub logs: ItemCounters,
     pub values_truncated: Cell<u64>,
     pub attributes_dropped: Cell<u64>,
     pub bytes_received: Cell<u64>,
@@ -120,10 +220,8 @@ impl Default for ShardMetrics {
             requests_bad: Cell::new(0),
             requests_throttled: Cell::new(0),
             requests_failed: Cell::new(0),
-            spans_accepted: Cell::new(0),
-            spans_rejected: Cell::new(0),
-            logs_accepted: Cell::new(0),
-            logs_rejected: Cell::new(0),
+            spans: ItemCounters::default(),
+            logs: ItemCounters::default(),
             values_truncated: Cell::new(0),
             attributes_dropped: Cell::new(0),
             bytes_received: Cell::new(0),
@@ -143,67 +241,56 @@ impl ShardMetrics {
 
     /// Counters, gauges and histograms as they are now.
     pub fn snapshot(&self, gauges: Vec<(&'static str, &'static str, u64)>) -> Snapshot {
-        let c = |name, help, cell: &Cell<u64>| (name, help, cell.get());
+        let c = |name, help, cell: &Cell<u64>| Counter::new(name, help, cell.get());
+        let mut counters = vec![
+            c("requests_total", "ingest requests received", &self.requests),
+            c(
+                "requests_bad_total",
+                "ingest requests refused as malformed (4xx, INVALID_ARGUMENT and the like)",
+                &self.requests_bad,
+            ),
+            c(
+                "requests_throttled_total",
+                "ingest requests refused as overload (429, UNAVAILABLE), nothing written",
+                &self.requests_throttled,
+            ),
+            c(
+                "requests_failed_total",
+                "ingest requests failed by storage or shutdown (503)",
+                &self.requests_failed,
+            ),
+        ];
+        self.spans.counters("spans", &mut counters);
+        self.logs.counters("logs", &mut counters);
+        counters.extend([
+            c(
+                "values_truncated_total",
+                "attribute values truncated or flattened by the limits",
+                &self.values_truncated,
+            ),
+            c(
+                "attributes_dropped_total",
+                "attributes dropped past the per-item limit",
+                &self.attributes_dropped,
+            ),
+            c(
+                "bytes_received_total",
+                "request body bytes received (decompressed)",
+                &self.bytes_received,
+            ),
+            c(
+                "records_appended_total",
+                "records appended to segments",
+                &self.records_appended,
+            ),
+            c(
+                "bytes_appended_total",
+                "record payload bytes appended to segments",
+                &self.bytes_appended,
+            ),
+        ]);
         Snapshot {
-            counters: vec![
-                c("requests_total", "ingest requests received", &self.requests),
-                c(
-                    "requests_bad_total",
-                    "ingest requests refused as malformed (4xx, INVALID_ARGUMENT and the like)",
-                    &self.requests_bad,
-                ),
-                c(
-                    "requests_throttled_total",
-                    "ingest requests refused as overload (429, UNAVAILABLE), nothing written",
-                    &self.requests_throttled,
-                ),
-                c(
-                    "requests_failed_total",
-                    "ingest requests failed by storage or shutdown (503)",
-                    &self.requests_failed,
-                ),
-                c("spans_accepted_total", "spans stored", &self.spans_accepted),
-                c(
-                    "spans_rejected_total",
-                    "spans dropped as invalid (partial_success)",
-                    &self.spans_rejected,
-                ),
-                c(
-                    "logs_accepted_total",
-                    "log records stored",
-                    &self.logs_accepted,
-                ),
-                c(
-                    "logs_rejected_total",
-                    "log records dropped as invalid (partial_success)",
-                    &self.logs_rejected,
-                ),
-                c(
-                    "values_truncated_total",
-                    "attribute values truncated or flattened by the limits",
-                    &self.values_truncated,
-                ),
-                c(
-                    "attributes_dropped_total",
-                    "attributes dropped past the per-item limit",
-                    &self.attributes_dropped,
-                ),
-                c(
-                    "bytes_received_total",
-                    "request body bytes received (decompressed)",
-                    &self.bytes_received,
-                ),
-                c(
-                    "records_appended_total",
-                    "records appended to segments",
-                    &self.records_appended,
-                ),
-                c(
-                    "bytes_appended_total",
-                    "record payload bytes appended to segments",
-                    &self.bytes_appended,
-                ),
-            ],
+            counters,
             gauges,
             hists: Hist::ALL
                 .iter()
@@ -218,10 +305,38 @@ pub fn add(c: &Cell<u64>, n: u64) {
     c.set(c.get().wrapping_add(n));
 }
 
+/// One counter of a [`Snapshot`]: a Prometheus counter, or one labelled series of one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub label: Option<(&'static str, &'static str)>,
+    pub value: u64,
+}
+
+impl Counter {
+    fn new(name: &'static str, help: &'static str, value: u64) -> Counter {
+        Counter {
+            name,
+            help,
+            label: None,
+            value,
+        }
+    }
+
+    fn label(self, key: &'static str, value: &'static str) -> Counter {
+        Counter {
+            label: Some((key, value)),
+            ..self
+        }
+    }
+}
+
 /// One shard's metrics, or several shards' merged. `Send`: it crosses the mesh.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    pub counters: Vec<(&'static str, &'static str, u64)>,
+    /// The series of one labelled counter follow each other.
+    pub counters: Vec<Counter>,
     pub gauges: Vec<(&'static str, &'static str, u64)>,
     pub hists: Vec<(Hist, Histogram<u64>)>,
 }
@@ -230,8 +345,8 @@ impl Snapshot {
     /// Adds another shard's snapshot to this one.
     pub fn merge(&mut self, other: &Snapshot) {
         for (mine, theirs) in self.counters.iter_mut().zip(&other.counters) {
-            debug_assert_eq!(mine.0, theirs.0);
-            mine.2 += theirs.2;
+            debug_assert_eq!((mine.name, mine.label), (theirs.name, theirs.label));
+            mine.value += theirs.value;
         }
         for (mine, theirs) in self.gauges.iter_mut().zip(&other.gauges) {
             debug_assert_eq!(mine.0, theirs.0);
@@ -250,11 +365,29 @@ impl Snapshot {
     /// The Prometheus text exposition (format 0.0.4).
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
-        for (name, help, v) in &self.counters {
-            let _ = writeln!(
-                out,
-                "# HELP glust_{name} {help}\n# TYPE glust_{name} counter\nglust_{name} {v}"
-            );
+        let mut previous = "";
+        for Counter {
+            name,
+            help,
+            label,
+            value,
+        } in &self.counters
+        {
+            if *name != previous {
+                let _ = writeln!(
+                    out,
+                    "# HELP glust_{name} {help}\n# TYPE glust_{name} counter"
+                );
+                previous = name;
+            }
+            match label {
+                Some((k, v)) => {
+                    let _ = writeln!(out, "glust_{name}{{{k}=\"{v}\"}} {value}");
+                }
+                None => {
+                    let _ = writeln!(out, "glust_{name} {value}");
+                }
+            }
         }
         for (name, help, v) in &self.gauges {
             let _ = writeln!(
@@ -266,12 +399,13 @@ impl Snapshot {
             let name = format!("glust_{}_seconds", h.name());
             let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} summary", h.help());
             for q in [0.5, 0.9, 0.95, 0.99, 0.999] {
+                // No observation, no quantile: Prometheus summaries say NaN.
                 let v = if hist.is_empty() {
-                    0
+                    f64::NAN
                 } else {
-                    hist.value_at_quantile(q)
+                    hist.value_at_quantile(q) as f64 / 1e9
                 };
-                let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {}", v as f64 / 1e9);
+                let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v}");
             }
             let sum = hist.mean() * hist.len() as f64 / 1e9;
             let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", hist.len());
@@ -281,34 +415,38 @@ impl Snapshot {
 }
 
 /// A histogram's percentile distribution in the HdrHistogram `.hgrm` text format (what
-/// `outputPercentileDistribution` prints), values scaled by `unit` (e.g. 1e6 for ms).
+/// `outputPercentileDistribution` prints), values scaled by `unit` (e.g. 1e6 for ms): as many
+/// decimals as the histogram has significant digits, and more for units coarser than a
+/// millisecond so that a microsecond still shows (6 in seconds).
 pub fn hgrm(h: &Histogram<u64>, unit: f64) -> String {
+    let p = usize::from(h.sigfig()) + (unit.log10().round() as usize).saturating_sub(6);
     let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
     if !h.is_empty() {
+        let mut total = 0u64;
         for v in h.iter_quantiles(5) {
+            total += v.count_since_last_iteration();
             let q = v.quantile_iterated_to();
             let value = v.value_iterated_to() as f64 / unit;
-            let count = (q * h.len() as f64).round() as u64;
             if q < 1.0 {
                 let _ = writeln!(
                     out,
-                    "{value:12.3} {q:14.12} {count:10} {:14.2}",
+                    "{value:12.p$} {q:14.12} {total:10} {:14.2}",
                     1.0 / (1.0 - q)
                 );
             } else {
-                let _ = writeln!(out, "{value:12.3} {q:14.12} {count:10}");
+                let _ = writeln!(out, "{value:12.p$} {q:14.12} {total:10}");
             }
         }
     }
     let _ = writeln!(
         out,
-        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]",
+        "#[Mean    = {:12.p$}, StdDeviation   = {:12.p$}]",
         h.mean() / unit,
         h.stdev() / unit
     );
     let _ = writeln!(
         out,
-        "#[Max     = {:12.3}, Total count    = {:12}]",
+        "#[Max     = {:12.p$}, Total count    = {:12}]",
         h.max() as f64 / unit,
         h.len()
     );
@@ -320,6 +458,10 @@ pub fn hgrm(h: &Histogram<u64>, unit: f64) -> String {
     );
     out
 }
+
+/// The interval logs' max column is in milliseconds (the histograms hold nanoseconds), as
+/// HdrHistogram's Java tools write and expect by default.
+const HLOG_MAX_DIVISOR: f64 = 1e6;
 
 /// Appends interval histograms to one HdrHistogram interval log per metric,
 /// `<dir>/<metric>.hlog`, readable by the standard HdrHistogram tools (HistogramLogProcessor,
@@ -341,12 +483,13 @@ impl IntervalDumper {
             let mut ser = hdrhistogram::serialization::V2DeflateSerializer::new();
             hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder::new()
                 .add_comment(&format!(
-                    "glust {} ({}), values in nanoseconds",
+                    "glust {} ({}), values in nanoseconds, the max column in milliseconds",
                     h.name(),
                     h.help()
                 ))
                 .with_start_time(started)
                 .with_base_time(started)
+                .with_max_value_divisor(HLOG_MAX_DIVISOR)
                 .begin_log_with(&mut file, &mut ser)?;
         }
         let now = std::time::Instant::now();
@@ -369,15 +512,34 @@ impl IntervalDumper {
                 // Histograms only grow, so the interval is the difference.
                 let _ = interval.subtract(prev);
             }
-            let path = self.dir.join(format!("{}.hlog", h.name()));
-            let mut file = std::fs::OpenOptions::new().append(true).open(&path)?;
+            if interval.is_empty() {
+                // `subtract` leaves the old maximum's trace behind; an empty interval is empty.
+                interval = new_histogram();
+            }
+            // The writer begins with its header (the max divisor's comment): keep the interval
+            // line only, the header was written once by `new`.
+            let mut line = Vec::new();
             let mut ser = hdrhistogram::serialization::V2DeflateSerializer::new();
-            let mut writer =
-                hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder::new()
-                    .begin_log_with(&mut file, &mut ser)?;
-            writer
+            hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder::new()
+                .with_max_value_divisor(HLOG_MAX_DIVISOR)
+                .begin_log_with(&mut line, &mut ser)?
                 .write_histogram(&interval, start, duration, None)
                 .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+            let at = line
+                .iter()
+                .rposition(|&b| b == b'#')
+                .and_then(|hash| {
+                    line[hash..]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map(|n| hash + n + 1)
+                })
+                .unwrap_or(0);
+            let path = self.dir.join(format!("{}.hlog", h.name()));
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)?
+                .write_all(&line[at..])?;
         }
         self.previous = Some(current);
         self.last = now;
@@ -393,8 +555,14 @@ mod tests {
     fn snapshots_merge_and_render() {
         let a = ShardMetrics::default();
         let b = ShardMetrics::default();
-        add(&a.spans_accepted, 10);
-        add(&b.spans_accepted, 5);
+        add(&a.spans.accepted, 10);
+        add(&b.spans.accepted, 5);
+        let mut r = Rejections::default();
+        r.reject_with(RejectReason::TraceId, String::new);
+        r.reject_n(2, RejectReason::EndBeforeStart, String::new);
+        a.logs.reject(&r);
+        b.logs.reject(&r);
+        b.logs.drop_items(Dropped::Throttled, 100);
         for i in 1..=1000u64 {
             a.record(Hist::Append, Duration::from_micros(i));
         }
@@ -403,6 +571,15 @@ mod tests {
         s.merge(&b.snapshot(vec![("segments", "segment files", 4)]));
         let text = s.prometheus();
         assert!(text.contains("glust_spans_accepted_total 15\n"), "{text}");
+        assert!(text.contains(
+            "# TYPE glust_logs_rejected_total counter\n\
+             glust_logs_rejected_total{reason=\"trace_id\"} 2\n\
+             glust_logs_rejected_total{reason=\"span_id\"} 0\n"
+        ));
+        assert!(text.contains("glust_logs_rejected_total{reason=\"end_before_start\"} 4\n"));
+        assert!(text.contains("glust_logs_dropped_total{reason=\"throttled\"} 100\n"));
+        assert!(text.contains("glust_spans_dropped_total{reason=\"failed\"} 0\n"));
+        assert_eq!(text.matches("# HELP glust_logs_rejected_total").count(), 1);
         assert!(text.contains("glust_segments 7\n"));
         assert!(text.contains("glust_append_seconds_count 1001\n"));
         let p50 = s.hist(Hist::Append).unwrap().value_at_quantile(0.5);
@@ -412,5 +589,41 @@ mod tests {
         assert!(hgrm.contains("#[Max     ="), "{hgrm}");
         assert!(hgrm.contains("Total count    =         1001]"), "{hgrm}");
         assert_eq!(Hist::from_name("queue_wait"), Some(Hist::QueueWait));
+    }
+
+    /// Rows of a `.hgrm`: (value, percentile, total count).
+    fn rows(hgrm: &str) -> Vec<(f64, f64, u64)> {
+        hgrm.lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                Some((
+                    f.next()?.parse().ok()?,
+                    f.next()?.parse().ok()?,
+                    f.next()?.parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hgrm_counts_run_up_and_seconds_keep_microseconds() {
+        let m = ShardMetrics::default();
+        for us in [250u64, 500, 750, 1000] {
+            m.record(Hist::Sync, Duration::from_micros(us));
+        }
+        let h = m.snapshot(Vec::new()).hist(Hist::Sync).unwrap().clone();
+        for unit in [1e9, 1e6, 1e3] {
+            let text = hgrm(&h, unit);
+            let rows = rows(&text);
+            // The first row is the lowest value with its own count; the count only grows and
+            // ends at the total.
+            assert_eq!(rows[0].2, 1, "{text}");
+            assert!(rows.windows(2).all(|w| w[0].2 <= w[1].2), "{text}");
+            assert_eq!(rows.last().unwrap().2, 4, "{text}");
+            // Every value shows, in any unit: 250 µs is 0.000250 s.
+            let lowest = rows[0].0 * unit / 1e3;
+            assert!((249.0..=251.0).contains(&lowest), "{unit}: {text}");
+        }
+        assert!(hgrm(&h, 1e9).contains("    0.000250 "), "{}", hgrm(&h, 1e9));
     }
 }

@@ -102,7 +102,7 @@ fn export_round_trips_field_for_field_with_partial_success() {
     let server = Server::start(2);
     let mut req = traces_request("grpc-svc", 1, 10, 3);
     req.resource_spans[0].scope_spans[0].spans[4].trace_id = vec![0; 16];
-    runtime().block_on(async {
+    let sent = runtime().block_on(async {
         let mut client = connect(&server).await;
         let a = call(&mut client, TRACES, &[], frame(&req.encode_to_vec(), false)).await;
         assert_eq!((a.http, a.status), (200, Some(0)), "{a:?}");
@@ -124,7 +124,24 @@ fn export_round_trips_field_for_field_with_partial_success() {
         )
         .await;
         assert_eq!(a.status, Some(0), "{a:?}");
+        (req.encode_to_vec().len() + logs.encode_to_vec().len()) as f64
     });
+    // gRPC counts like HTTP: per transport histograms, items by outcome and reason, bytes
+    // after decompression.
+    let metrics = server.get("/metrics").text();
+    for (name, want) in [
+        ("glust_requests_total", 2.0),
+        ("glust_request_grpc_traces_seconds_count", 1.0),
+        ("glust_request_grpc_logs_seconds_count", 1.0),
+        ("glust_request_http_traces_seconds_count", 0.0),
+        ("glust_spans_accepted_total", 29.0),
+        ("glust_spans_rejected_total{reason=\"trace_id\"}", 1.0),
+        ("glust_spans_rejected_total{reason=\"span_id\"}", 0.0),
+        ("glust_logs_accepted_total", 1.0),
+        ("glust_bytes_received_total", sent),
+    ] {
+        assert_eq!(metric(&metrics, name), want, "{name}");
+    }
     for t in [1u64, 3, 10] {
         let answer = server.get(&format!("/api/v1/traces/{}", hex(&trace_id(t))));
         let got = flat_spans(&spans_of_answer(&answer.body));

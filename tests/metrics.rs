@@ -5,14 +5,6 @@ mod common;
 
 use common::*;
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn counters_match_a_known_ingest_and_histograms_are_served() {
     let dump = tempfile::tempdir().unwrap();
@@ -59,7 +51,18 @@ fn counters_match_a_known_ingest_and_histograms_are_served() {
     assert_eq!(metric(&text, "glust_requests_total"), 12.0);
     assert_eq!(metric(&text, "glust_requests_bad_total"), 1.0);
     assert_eq!(metric(&text, "glust_spans_accepted_total"), 81.0);
-    assert_eq!(metric(&text, "glust_spans_rejected_total"), 3.0);
+    assert_eq!(
+        metric(&text, "glust_spans_rejected_total{reason=\"trace_id\"}"),
+        3.0
+    );
+    assert_eq!(
+        metric(&text, "glust_spans_rejected_total{reason=\"too_large\"}"),
+        0.0
+    );
+    assert_eq!(
+        metric(&text, "glust_spans_dropped_total{reason=\"throttled\"}"),
+        0.0
+    );
     assert_eq!(metric(&text, "glust_logs_accepted_total"), 20.0);
     assert_eq!(metric(&text, "glust_index_spans"), 81.0);
     assert_eq!(metric(&text, "glust_index_logs"), 20.0);
@@ -75,6 +78,14 @@ fn counters_match_a_known_ingest_and_histograms_are_served() {
         ) > 0.0
     );
     assert!(metric(&text, "glust_segments") >= 2.0);
+    assert!(
+        metric(
+            &text,
+            "glust_request_grpc_traces_seconds{quantile=\"0.99\"}"
+        )
+        .is_nan(),
+        "no gRPC call yet: an empty summary"
+    );
 
     let hgrm = server.get("/debug/hdr?metric=request_http_traces");
     assert_eq!(hgrm.status, 200);
@@ -186,4 +197,74 @@ fn http1_request_latency_counts_from_the_first_byte() {
         "the stall inside the request is counted: {hgrm}"
     );
     assert!(min < 200.0, "the idle time between requests is not: {hgrm}");
+}
+
+/// The interval logs end with the last interval: a clean shutdown writes what happened since
+/// the previous dump, and the max column is in milliseconds as HdrHistogram's tools expect.
+#[test]
+fn a_clean_shutdown_writes_the_last_interval() {
+    let dump = tempfile::tempdir().unwrap();
+    let dump_dir = dump.path().join("hdr");
+    let mut server = Server::start_with(
+        2,
+        &[
+            "--hdr-dump-dir",
+            dump_dir.to_str().unwrap(),
+            "--hdr-dump-interval",
+            "1h",
+        ],
+    );
+    for i in 0..3u64 {
+        assert_eq!(
+            server
+                .post_traces(&traces_request("last", 1 + i * 10, 2, 2))
+                .status,
+            200
+        );
+    }
+    assert_eq!(server.stop(), 0);
+    let log = std::fs::read(dump_dir.join("request_http_traces.hlog")).unwrap();
+    let mut total = 0;
+    for entry in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&log) {
+        if let Ok(hdrhistogram::serialization::interval_log::LogEntry::Interval(h)) = entry {
+            let bytes = base64_decode(h.encoded_histogram());
+            let hist: hdrhistogram::Histogram<u64> =
+                hdrhistogram::serialization::Deserializer::new()
+                    .deserialize(&mut &bytes[..])
+                    .unwrap();
+            total += hist.len();
+            // A request takes well under a second here: in milliseconds the max is below
+            // 1,000; in nanoseconds it would be above.
+            let max_ms = h.max();
+            assert!(max_ms > 0.0 && max_ms < 1000.0, "max column {max_ms}");
+            assert!(
+                (hist.max() as f64 / 1e6 - max_ms).abs() < 0.01,
+                "{max_ms} vs {}",
+                hist.max()
+            );
+        }
+    }
+    assert_eq!(total, 3, "the shutdown dump holds the 3 requests");
+}
+
+/// A dump directory Glust cannot create stops it at start-up with the reason.
+#[test]
+fn an_unwritable_dump_dir_is_a_start_up_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_glust"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--otlp-http", "127.0.0.1:0", "--otlp-grpc", "127.0.0.1:0"])
+        .args(["--query", "127.0.0.1:0", "--hdr-dump-dir"])
+        .arg(file.join("hdr"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot write HDR interval logs into --hdr-dump-dir"),
+        "{stderr}"
+    );
 }

@@ -63,23 +63,101 @@ impl fmt::Display for Invalid {
     }
 }
 
-/// Items dropped from one request: how many, and the first reason (OTLP asks for one message).
+impl Invalid {
+    pub fn reason(&self) -> RejectReason {
+        match self {
+            Invalid::TraceIdLength(_) | Invalid::TraceIdZero | Invalid::LogTraceIdLength(_) => {
+                RejectReason::TraceId
+            }
+            Invalid::SpanIdLength(_) | Invalid::SpanIdZero | Invalid::LogSpanIdLength(_) => {
+                RejectReason::SpanId
+            }
+            Invalid::ParentSpanIdLength(_) => RejectReason::ParentSpanId,
+            Invalid::LinkIdLength => RejectReason::Link,
+            Invalid::EndBeforeStart { .. } => RejectReason::EndBeforeStart,
+            Invalid::TooLarge { .. } => RejectReason::TooLarge,
+        }
+    }
+}
+
+/// The kinds of [`Invalid`] (and of ids that are not hex in OTLP/JSON), as the metrics count
+/// rejected items: the `reason` label of `glust_spans_rejected_total` and
+/// `glust_logs_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    TraceId,
+    SpanId,
+    ParentSpanId,
+    Link,
+    EndBeforeStart,
+    TooLarge,
+    /// Glust could not encode a validated item (a bug, never seen; counted, never silent).
+    Internal,
+}
+
+impl RejectReason {
+    pub const COUNT: usize = 7;
+    pub const ALL: [RejectReason; RejectReason::COUNT] = [
+        RejectReason::TraceId,
+        RejectReason::SpanId,
+        RejectReason::ParentSpanId,
+        RejectReason::Link,
+        RejectReason::EndBeforeStart,
+        RejectReason::TooLarge,
+        RejectReason::Internal,
+    ];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            RejectReason::TraceId => "trace_id",
+            RejectReason::SpanId => "span_id",
+            RejectReason::ParentSpanId => "parent_span_id",
+            RejectReason::Link => "link",
+            RejectReason::EndBeforeStart => "end_before_start",
+            RejectReason::TooLarge => "too_large",
+            RejectReason::Internal => "internal",
+        }
+    }
+
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Items dropped from one request: how many, how many for each reason, and the first reason's
+/// message (OTLP asks for one message).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Rejections {
     pub count: u64,
+    pub by_reason: [u64; RejectReason::COUNT],
     pub first: Option<String>,
 }
 
 impl Rejections {
     pub fn reject(&mut self, why: &Invalid) {
-        self.count += 1;
+        self.reject_with(why.reason(), || why.to_string());
+    }
+
+    /// Counts one item rejected for `reason`; `message` is asked for the first one only.
+    pub fn reject_with(&mut self, reason: RejectReason, message: impl FnOnce() -> String) {
+        self.reject_n(1, reason, message);
+    }
+
+    /// Counts `n` items rejected for `reason`; `message` is asked for the first one only.
+    pub fn reject_n(&mut self, n: u64, reason: RejectReason, message: impl FnOnce() -> String) {
+        self.count += n;
+        self.by_reason[reason.index()] += n;
         if self.first.is_none() {
-            self.first = Some(why.to_string());
+            self.first = Some(message());
         }
+        debug_assert_eq!(self.by_reason.iter().sum::<u64>(), self.count);
     }
 
     pub fn merge(&mut self, other: Rejections) {
         self.count += other.count;
+        for (mine, theirs) in self.by_reason.iter_mut().zip(other.by_reason) {
+            *mine += theirs;
+        }
         if self.first.is_none() {
             self.first = other.first;
         }

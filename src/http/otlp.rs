@@ -20,7 +20,7 @@ use hyper::{Request, Response};
 use super::reply::{self, Format, SignalKind};
 use super::Body;
 use crate::limits::{REQUEST_DECODED_BYTES_MAX, REQUEST_WIRE_BYTES_MAX};
-use crate::metrics::{add, Hist};
+use crate::metrics::{add, Dropped, Hist, ItemCounters, ShardMetrics};
 use crate::otlp::{self, DecodeError};
 use crate::shard::admission::{HeldBytes, InFlight};
 use crate::shard::ingest::{ingest, IngestError, Ingested};
@@ -163,17 +163,24 @@ async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Bo
         return too_many_bytes(format);
     }
 
-    let outcome = match signal {
+    // `valid`: the items that are lost to this attempt if the request is refused as a whole.
+    let (outcome, valid) = match signal {
         SignalKind::Traces => match timed(shard, || decode_traces(&body, format)) {
-            Ok(d) => ingest(shard, d).await,
+            Ok(d) => {
+                let valid = d.accepted;
+                (ingest(shard, d).await, valid)
+            }
             Err(e) => return bad_body(shard, format, e),
         },
         SignalKind::Logs => match timed(shard, || decode_logs(&body, format)) {
-            Ok(d) => ingest(shard, d).await,
+            Ok(d) => {
+                let valid = d.accepted;
+                (ingest(shard, d).await, valid)
+            }
             Err(e) => return bad_body(shard, format, e),
         },
     };
-    answer(shard, format, signal, outcome)
+    answer(shard, format, signal, outcome, valid)
 }
 
 fn decode_traces(
@@ -193,6 +200,14 @@ fn decode_logs(
     match format {
         Format::Protobuf => otlp::proto::decode_logs(body),
         Format::Json => otlp::json::decode_logs_json(body),
+    }
+}
+
+/// The counters of `signal`'s items.
+pub(crate) fn item_counters(metrics: &ShardMetrics, signal: SignalKind) -> &ItemCounters {
+    match signal {
+        SignalKind::Traces => &metrics.spans,
+        SignalKind::Logs => &metrics.logs,
     }
 }
 
@@ -218,17 +233,13 @@ fn answer(
     format: Format,
     signal: SignalKind,
     outcome: Result<Ingested, IngestError>,
+    valid: u64,
 ) -> Response<Body> {
+    let items = item_counters(&shard.metrics, signal);
     match outcome {
         Ok(done) => {
-            let (accepted, rejected) = match signal {
-                SignalKind::Traces => {
-                    (&shard.metrics.spans_accepted, &shard.metrics.spans_rejected)
-                }
-                SignalKind::Logs => (&shard.metrics.logs_accepted, &shard.metrics.logs_rejected),
-            };
-            add(accepted, done.accepted);
-            add(rejected, done.rejected.count);
+            add(&items.accepted, done.accepted);
+            items.reject(&done.rejected);
             reply::exported(
                 format,
                 signal,
@@ -238,10 +249,12 @@ fn answer(
         }
         Err(IngestError::Overloaded(why)) => {
             add(&shard.metrics.requests_throttled, 1);
+            items.drop_items(Dropped::Throttled, valid);
             reply::error(StatusCode::TOO_MANY_REQUESTS, format, why)
         }
         Err(IngestError::Unavailable(why)) => {
             add(&shard.metrics.requests_failed, 1);
+            items.drop_items(Dropped::Failed, valid);
             reply::error(StatusCode::SERVICE_UNAVAILABLE, format, why)
         }
     }

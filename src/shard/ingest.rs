@@ -17,7 +17,7 @@ use std::rc::Rc;
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
-use crate::domain::validate::{Invalid, Rejections};
+use crate::domain::validate::{Invalid, RejectReason, Rejections};
 use crate::domain::{LogBatch, SpanBatch, TraceId};
 use crate::limits::RECORD_BYTES_MAX;
 use crate::metrics::add;
@@ -201,10 +201,9 @@ pub fn encode_records<B: Signal>(
                 // Serialising validated domain values into memory does not fail; if it ever
                 // does, the items are reported dropped, never silently lost.
                 let n = batch.items_mut().len() as u64;
-                rejected.count += n;
-                rejected
-                    .first
-                    .get_or_insert_with(|| format!("cannot encode record: {e}"));
+                rejected.reject_n(n, RejectReason::Internal, || {
+                    format!("cannot encode record: {e}")
+                });
                 continue;
             }
         };

@@ -104,6 +104,11 @@ pub enum StartError {
     Storage { shard: u32, source: StoreError },
     #[error("shard {shard} failed: {detail}")]
     Shard { shard: u32, detail: String },
+    #[error("cannot write HDR interval logs into --hdr-dump-dir {dir}: {source}")]
+    HdrDumpDir {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Set by the signal handler (or a test) to stop every shard.
@@ -127,11 +132,24 @@ pub fn run(
         otlp_grpc: otlp_grpc.addr,
         query: query.addr,
     };
+    // Before any shard starts: a dump directory that cannot be written is a start-up error,
+    // not a silent absence of dumps.
+    let mut hdr_dumper =
+        match &config.hdr_dump_dir {
+            Some(dir) => Some(crate::metrics::IntervalDumper::new(dir.clone()).map_err(
+                |source| StartError::HdrDumpDir {
+                    dir: dir.clone(),
+                    source,
+                },
+            )?),
+            None => None,
+        };
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let meshes = mesh::build(n);
     let startup = Rendezvous::new(n);
     let serving = Rendezvous::new(n);
     let shutdown = Rendezvous::new(n);
+    let dumped = Rendezvous::new(n);
     let foreign_slots: Arc<Vec<AtomicBool>> =
         Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
     let on_ready: ReadyHook = Arc::new(std::sync::Mutex::new(Some(Box::new(on_ready))));
@@ -147,9 +165,12 @@ pub fn run(
             config: config.clone(),
             addrs,
             ends: RefCell::new(Some(ends)),
+            // Shard 0 writes the dumps.
+            hdr_dumper: RefCell::new(hdr_dumper.take()),
             startup: startup.clone(),
             serving: serving.clone(),
             shutdown: shutdown.clone(),
+            dumped: dumped.clone(),
             foreign_slots: foreign_slots.clone(),
             stop: stop.clone(),
             on_ready: on_ready.clone(),
@@ -185,9 +206,13 @@ struct ShardStart {
     config: Config,
     addrs: BoundAddrs,
     ends: RefCell<Option<MeshEnds>>,
+    hdr_dumper: RefCell<Option<crate::metrics::IntervalDumper>>,
     startup: Rendezvous,
     serving: Rendezvous,
     shutdown: Rendezvous,
+    /// With `--hdr-dump-dir`: every shard answers the mesh until shard 0 wrote the last
+    /// interval.
+    dumped: Rendezvous,
     foreign_slots: Arc<Vec<AtomicBool>>,
     stop: StopFlag,
     on_ready: ReadyHook,
@@ -196,7 +221,7 @@ struct ShardStart {
 type ReadyHook = Arc<std::sync::Mutex<Option<Box<dyn FnOnce(BoundAddrs) + Send>>>>;
 
 /// A start-up / shutdown meeting point of all shards that a failed shard can call off, so no
-/// shard waits forever for one that died. Polled: it is used twice per process lifetime.
+/// shard waits forever for one that died. Polled: it is used a few times per process lifetime.
 #[derive(Clone)]
 struct Rendezvous {
     arrived: Arc<AtomicUsize>,
@@ -359,6 +384,7 @@ impl Drop for CallOff<'_> {
             self.ctx.startup.fail();
             self.ctx.serving.fail();
             self.ctx.shutdown.fail();
+            self.ctx.dumped.fail();
             self.ctx.stop.store(true, Ordering::SeqCst);
         }
     }
@@ -440,14 +466,13 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
             hook(ctx.addrs);
         }
     }
-    if let (Some(dir), 0) = (ctx.config.hdr_dump_dir.clone(), id.0) {
+    let hdr_dumps = ctx.hdr_dumper.borrow_mut().take().map(|dumper| {
         glommio::spawn_local(dump_hdr_every(
             shard.clone(),
-            dir,
+            dumper,
             ctx.config.hdr_dump_interval,
         ))
-        .detach();
-    }
+    });
     if ctx.config.fsync == FsyncPolicy::Interval {
         glommio::spawn_local(sync_every(shard.clone(), ctx.config.fsync_interval)).detach();
     }
@@ -476,6 +501,14 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
     // Every policy syncs on a clean shutdown.
     if let Err(e) = shard.commit.sync_all(&shard.store).await {
         tracing::error!(shard = %id, "final sync failed: {e}");
+    }
+    if ctx.config.hdr_dump_dir.is_some() {
+        // The last interval, up to the end of the drain: shard 0 asks every shard, so all of
+        // them keep answering the mesh until it is written.
+        if let Some(dumps) = hdr_dumps {
+            dump_hdr_once(&shard, dumps.await).await;
+        }
+        ctx.dumped.wait().await;
     }
     Ok(())
 }
@@ -720,37 +753,57 @@ fn index_fresh(index: &mut Index, loc: RecordLoc, rec: &OwnedRecord) {
 }
 
 /// `--hdr-dump-dir`: every `period`, merges every shard's histograms and appends the interval
-/// to one HdrHistogram log per metric (files written on the blocking pool).
-async fn dump_hdr_every(shard: Rc<Shard>, dir: std::path::PathBuf, period: Duration) {
-    let dumper = glommio::executor()
-        .spawn_blocking(move || crate::metrics::IntervalDumper::new(dir))
+/// to one HdrHistogram log per metric (files written on the blocking pool). Returns the dumper
+/// when the shard starts stopping, for the last interval ([`dump_hdr_once`] after the drain).
+async fn dump_hdr_every(
+    shard: Rc<Shard>,
+    mut dumper: crate::metrics::IntervalDumper,
+    period: Duration,
+) -> crate::metrics::IntervalDumper {
+    loop {
+        let stopping = futures_lite::future::or(
+            async {
+                glommio::timer::sleep(period).await;
+                false
+            },
+            async {
+                shard.stopping.wait().await;
+                true
+            },
+        )
         .await;
-    let mut dumper = match dumper {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!("cannot write HDR dumps: {e}");
-            return;
+        if stopping {
+            return dumper;
         }
-    };
-    while !shard.stopping.is_set() {
-        glommio::timer::sleep(period).await;
-        let snapshot =
-            match crate::query::exec::coordinate(&shard, crate::query::QueryRequest::Metrics).await
-            {
-                Ok(crate::query::QueryResponse::Metrics(s)) => *s,
-                _ => continue,
-            };
-        let written = glommio::executor()
-            .spawn_blocking(move || {
-                let r = dumper.dump(snapshot);
-                (dumper, r)
-            })
-            .await;
-        dumper = written.0;
-        if let Err(e) = written.1 {
-            tracing::warn!("HDR dump failed: {e}");
-        }
+        dumper = dump_hdr_once(&shard, dumper).await;
     }
+}
+
+/// Appends one interval of every shard's histograms to the dumps.
+async fn dump_hdr_once(
+    shard: &Rc<Shard>,
+    dumper: crate::metrics::IntervalDumper,
+) -> crate::metrics::IntervalDumper {
+    let snapshot =
+        match crate::query::exec::coordinate(shard, crate::query::QueryRequest::Metrics).await {
+            Ok(crate::query::QueryResponse::Metrics(s)) => *s,
+            Ok(_) => unreachable!("a metrics query answers with metrics"),
+            Err(e) => {
+                tracing::warn!("HDR dump skipped: {e}");
+                return dumper;
+            }
+        };
+    let (dumper, written) = glommio::executor()
+        .spawn_blocking(move || {
+            let mut dumper = dumper;
+            let r = dumper.dump(snapshot);
+            (dumper, r)
+        })
+        .await;
+    if let Err(e) = written {
+        tracing::warn!("HDR dump failed: {e}");
+    }
+    dumper
 }
 
 /// The `interval` fsync policy: sync whatever was written, every `period`.

@@ -578,3 +578,12 @@ pub fn flat_spans(
     out.sort_by_key(|a| (a.2.trace_id, a.2.span_id.0));
     out
 }
+
+/// The value of one series in a Prometheus text exposition (`name` with its labels, if any).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+        .parse()
+        .unwrap()
+}

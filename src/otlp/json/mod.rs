@@ -40,7 +40,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Unexpected
 use serde::Deserialize;
 
 use super::{resource_copy_bytes, Budget, DecodeError, Decoded};
-use crate::domain::validate::{self, Invalid, Rejections, Sanitised};
+use crate::domain::validate::{self, Invalid, RejectReason, Rejections, Sanitised};
 use crate::domain::{
     AnyValue, Event, KeyValue, Link, LogBatch, LogRecord, Resource, Scope, Span, SpanBatch, Status,
 };
@@ -191,10 +191,16 @@ impl Reject {
         match self {
             Reject::Invalid(why) => rejected.reject(&why),
             Reject::NotHex { field, err } => {
-                rejected.count += 1;
-                if rejected.first.is_none() {
-                    rejected.first = Some(format!("{field} is not a hex string ({err})"));
-                }
+                let reason = match field {
+                    "trace id" | "log trace id" => RejectReason::TraceId,
+                    "span id" | "log span id" => RejectReason::SpanId,
+                    "parent span id" => RejectReason::ParentSpanId,
+                    _ => {
+                        debug_assert!(field.starts_with("link "), "{field}");
+                        RejectReason::Link
+                    }
+                };
+                rejected.reject_with(reason, || format!("{field} is not a hex string ({err})"));
             }
         }
     }
