@@ -43,7 +43,8 @@ struct ServeArgs {
     /// OTLP/gRPC listen address (`TraceService/Export`, `LogsService/Export`).
     #[arg(long, default_value = "0.0.0.0:4317")]
     otlp_grpc: SocketAddr,
-    /// Query API, /healthz and /readyz listen address.
+    /// Query API (`/api/v1/...`), `/metrics` (Prometheus), `/debug/hdr`, `/healthz` and
+    /// `/readyz` listen address.
     #[arg(long, default_value = "0.0.0.0:3200")]
     query: SocketAddr,
     /// When appended data is fsync'd: always (before answering), interval, never.
@@ -58,7 +59,9 @@ struct ServeArgs {
     /// Time a client has to send a request body before it is answered 408.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     body_read_timeout: Duration,
-    /// Write an HdrHistogram interval log per latency histogram into this directory.
+    /// Write an HdrHistogram interval log per latency histogram into this directory
+    /// (`DIR/<metric>.hlog`, e.g. `request_http_traces.hlog`; the last interval at a clean
+    /// shutdown). Created if missing; glust does not start if it cannot be written.
     #[arg(long)]
     hdr_dump_dir: Option<PathBuf>,
     /// Interval of those logs.
