@@ -208,6 +208,7 @@ pub struct ShardMetrics {
     pub values_truncated: Cell<u64>,
     pub attributes_dropped: Cell<u64>,
     pub bytes_received: Cell<u64>,
+    pub bytes_received_wire: Cell<u64>,
     pub records_appended: Cell<u64>,
     pub bytes_appended: Cell<u64>,
     hists: [RefCell<Histogram<u64>>; 8],
@@ -225,6 +226,7 @@ impl Default for ShardMetrics {
             values_truncated: Cell::new(0),
             attributes_dropped: Cell::new(0),
             bytes_received: Cell::new(0),
+            bytes_received_wire: Cell::new(0),
             records_appended: Cell::new(0),
             bytes_appended: Cell::new(0),
             hists: std::array::from_fn(|_| RefCell::new(new_histogram())),
@@ -275,8 +277,13 @@ impl ShardMetrics {
             ),
             c(
                 "bytes_received_total",
-                "request body bytes received (decompressed)",
+                "request body bytes received, decompressed (gRPC: messages without framing)",
                 &self.bytes_received,
+            ),
+            c(
+                "bytes_received_wire_total",
+                "request body bytes as they came off the wire (compressed; gRPC: framed)",
+                &self.bytes_received_wire,
             ),
             c(
                 "records_appended_total",

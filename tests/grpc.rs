@@ -102,9 +102,11 @@ fn export_round_trips_field_for_field_with_partial_success() {
     let server = Server::start(2);
     let mut req = traces_request("grpc-svc", 1, 10, 3);
     req.resource_spans[0].scope_spans[0].spans[4].trace_id = vec![0; 16];
-    let sent = runtime().block_on(async {
+    let (sent, wire) = runtime().block_on(async {
         let mut client = connect(&server).await;
-        let a = call(&mut client, TRACES, &[], frame(&req.encode_to_vec(), false)).await;
+        let traces_frame = frame(&req.encode_to_vec(), false);
+        let mut wire = traces_frame.len();
+        let a = call(&mut client, TRACES, &[], traces_frame).await;
         assert_eq!((a.http, a.status), (200, Some(0)), "{a:?}");
         let resp =
             opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
@@ -116,15 +118,14 @@ fn export_round_trips_field_for_field_with_partial_success() {
         assert_eq!(partial.error_message, "trace id is all zero");
 
         let logs = logs_request("grpc-svc", vec![log_record(1, Some(2), 17, "over grpc")]);
-        let a = call(
-            &mut client,
-            LOGS,
-            &[("grpc-encoding", "gzip")],
-            gzip_frame(&logs.encode_to_vec()),
-        )
-        .await;
+        let logs_frame = gzip_frame(&logs.encode_to_vec());
+        wire += logs_frame.len();
+        let a = call(&mut client, LOGS, &[("grpc-encoding", "gzip")], logs_frame).await;
         assert_eq!(a.status, Some(0), "{a:?}");
-        (req.encode_to_vec().len() + logs.encode_to_vec().len()) as f64
+        (
+            (req.encode_to_vec().len() + logs.encode_to_vec().len()) as f64,
+            wire as f64,
+        )
     });
     // gRPC counts like HTTP: per transport histograms, items by outcome and reason, bytes
     // after decompression.
@@ -139,6 +140,7 @@ fn export_round_trips_field_for_field_with_partial_success() {
         ("glust_spans_rejected_total{reason=\"span_id\"}", 0.0),
         ("glust_logs_accepted_total", 1.0),
         ("glust_bytes_received_total", sent),
+        ("glust_bytes_received_wire_total", wire),
     ] {
         assert_eq!(metric(&metrics, name), want, "{name}");
     }
@@ -410,6 +412,14 @@ fn overload_is_unavailable_with_retry_info_and_writes_nothing() {
             .get(&format!("/api/v1/traces/{}", hex(&trace_id(900))))
             .status,
         404
+    );
+    // Counted as throttled; refused before its body was read, so no span of it is counted.
+    let metrics = server.get("/metrics").text();
+    assert!(metric(&metrics, "glust_requests_throttled_total") >= 1.0);
+    assert_eq!(metric(&metrics, "glust_spans_accepted_total"), 0.0);
+    assert_eq!(
+        metric(&metrics, "glust_spans_dropped_total{reason=\"throttled\"}"),
+        0.0
     );
 }
 

@@ -78,6 +78,12 @@ fn counters_match_a_known_ingest_and_histograms_are_served() {
         ) > 0.0
     );
     assert!(metric(&text, "glust_segments") >= 2.0);
+    // Nothing was compressed: as many bytes on the wire as decoded.
+    assert!(metric(&text, "glust_bytes_received_total") > 0.0);
+    assert_eq!(
+        metric(&text, "glust_bytes_received_wire_total"),
+        metric(&text, "glust_bytes_received_total")
+    );
     assert!(
         metric(
             &text,

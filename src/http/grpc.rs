@@ -500,6 +500,7 @@ async fn serve(
     if !held.try_resize(body.len()) {
         return Err(too_many_bytes());
     }
+    add(&shard.metrics.bytes_received_wire, body.len() as u64);
     let message = unframe(&body, gzip)?;
     drop(body);
     add(&shard.metrics.bytes_received, message.len() as u64);

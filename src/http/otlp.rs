@@ -145,7 +145,10 @@ async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Bo
         Err(BodyError::Timeout(shard.config.body_read_timeout))
     });
     let body = match read.await {
-        Ok(b) => b,
+        Ok((wire, b)) => {
+            add(&shard.metrics.bytes_received_wire, wire as u64);
+            b
+        }
         Err(e) => {
             add(&shard.metrics.requests_bad, 1);
             let status = match e {
@@ -289,7 +292,8 @@ fn content_encoding(req: &Request<Incoming>) -> Option<Encoding> {
 
 /// Reads the body, at most [`REQUEST_WIRE_BYTES_MAX`] on the wire and
 /// [`REQUEST_DECODED_BYTES_MAX`] once decompressed.
-async fn read_body(body: Incoming, encoding: Encoding) -> Result<Bytes, BodyError> {
+/// The body, decompressed, with its size on the wire.
+async fn read_body(body: Incoming, encoding: Encoding) -> Result<(usize, Bytes), BodyError> {
     let wire = match Limited::new(body, REQUEST_WIRE_BYTES_MAX).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
@@ -299,13 +303,14 @@ async fn read_body(body: Incoming, encoding: Encoding) -> Result<Bytes, BodyErro
         }
         Err(e) => return Err(BodyError::Read(e.to_string())),
     };
-    match encoding {
-        Encoding::Identity => Ok(wire),
+    let wire_len = wire.len();
+    let body = match encoding {
+        Encoding::Identity => wire,
         Encoding::Gzip => decompress(
             flate2::read::MultiGzDecoder::new(&wire[..]),
             "gzip",
             wire.len(),
-        ),
+        )?,
         Encoding::Zstd => {
             let decoder = zstd::stream::read::Decoder::with_buffer(&wire[..]).map_err(|e| {
                 BodyError::Corrupt {
@@ -313,9 +318,10 @@ async fn read_body(body: Incoming, encoding: Encoding) -> Result<Bytes, BodyErro
                     detail: e.to_string(),
                 }
             })?;
-            decompress(decoder, "zstd", wire.len())
+            decompress(decoder, "zstd", wire.len())?
         }
-    }
+    };
+    Ok((wire_len, body))
 }
 
 /// Decompresses, stopping as soon as the output passes [`REQUEST_DECODED_BYTES_MAX`]: a
