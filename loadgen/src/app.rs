@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 
 use crate::cli::Args;
 use crate::payload::Signal;
-use crate::run::{self, Mode, Outputs, RunResult};
+use crate::run::{self, Mode, Outputs, PinFailure, RunResult};
 use crate::stats::{self, fmt_bytes, fmt_ns, fmt_rate};
 use crate::transport::Outcome;
 use crate::verify::{self, VerifyReport};
@@ -63,9 +63,56 @@ struct JsonReport<'a> {
     items_per_sec: f64,
     items_accepted_per_sec: f64,
     counts: &'a stats::Counts,
+    /// What `latency` measures, in words (and what it holds besides answered exports).
+    latency_note: String,
     latency: Percentiles,
+    /// Of `latency.count`, the exports never sent (`counts.unsent`), at a lower bound.
+    latency_never_sent: u64,
+    /// Open loop: how long after the deadline due exports could still be sent.
+    drain_limit_secs: Option<f64>,
     send_lag: Option<Percentiles>,
+    pin_failures: &'a [PinFailure],
     verify: Option<&'a VerifyReport>,
+}
+
+/// What the latency histogram measures, as one sentence.
+fn latency_note(r: &RunResult, mode: Mode) -> String {
+    let c = &r.totals.counts;
+    match mode {
+        Mode::Closed => "from each export's send to its final answer, retries included".to_owned(),
+        Mode::Open { .. } if c.unsent == 0 => {
+            "from each export's intended send time to its final answer, retries included".to_owned()
+        }
+        Mode::Open { .. } => format!(
+            "from each export's intended send time to its final answer, retries included; \
+             {} of the {} exports were never sent and count from their intended send time \
+             to {}, a lower bound of their latency",
+            c.unsent,
+            r.totals.latency.len(),
+            unsent_until(r)
+        ),
+    }
+}
+
+/// Until when exports never sent are counted.
+fn unsent_until(r: &RunResult) -> &'static str {
+    if r.stopped_by_signal {
+        "the signal that stopped the run"
+    } else {
+        "the end of the drain"
+    }
+}
+
+/// How the run ended for due exports: after the drain, or at once on a signal.
+fn drain_text(r: &RunResult) -> String {
+    match (r.stopped_by_signal, r.drain_limit) {
+        (true, _) => "a signal stopped the run, so there was no drain".to_owned(),
+        (false, Some(d)) => format!(
+            "not even in the drain of up to {} after the end",
+            humantime::format_duration(d)
+        ),
+        (false, None) => "before the end".to_owned(),
+    }
 }
 
 /// The final report, as text.
@@ -83,7 +130,7 @@ pub fn render_report(summary: &str, r: &RunResult, mode: Mode, signal: Signal) -
     }
     let _ = writeln!(
         s,
-        "requests   {} exports, {} attempts on the wire ({} retries)",
+        "requests   {} exports, {} attempts ({} retries)",
         c.requests, c.attempts, c.retries
     );
     let _ = writeln!(
@@ -154,11 +201,21 @@ pub fn render_report(summary: &str, r: &RunResult, mode: Mode, signal: Signal) -
             c.gave_up
         );
     }
+    if c.drained > 0 {
+        let _ = writeln!(
+            s,
+            "drain      {} exports due before the end left after it, in the drain (every connection was busy until then)",
+            c.drained
+        );
+    }
     if c.unsent > 0 {
         let _ = writeln!(
             s,
-            "backlog    {} exports were due but never sent: every connection was busy (the target, or this generator, could not keep up)",
-            c.unsent
+            "backlog    {} exports were due but never sent ({}): every connection stayed busy (the target, or this generator, could not keep up). \
+             They are in the latency figures below, counted from their intended send time to {}: a lower bound",
+            c.unsent,
+            drain_text(r),
+            unsent_until(r)
         );
     }
     for (k, m) in &c.messages {
@@ -169,12 +226,22 @@ pub fn render_report(summary: &str, r: &RunResult, mode: Mode, signal: Signal) -
         Mode::Open { .. } => "from each export's intended send time",
         Mode::Closed => "from each export's send",
     };
+    let exports = if c.unsent > 0 {
+        format!(
+            "{} exports: {} answered, {} never sent at a lower bound",
+            h.len(),
+            c.requests,
+            c.unsent
+        )
+    } else {
+        format!("{} exports", h.len())
+    };
     if h.is_empty() {
         let _ = writeln!(s, "latency    (no answers)");
     } else {
         let _ = writeln!(
             s,
-            "latency    min {}  p50 {}  p90 {}  p95 {}  p99 {}  p99.9 {}  max {}  ({} exports, {origin}, retries included)",
+            "latency    min {}  p50 {}  p90 {}  p95 {}  p99 {}  p99.9 {}  max {}  ({exports}, {origin}, retries included)",
             fmt_ns(h.min()),
             fmt_ns(h.value_at_quantile(0.5)),
             fmt_ns(h.value_at_quantile(0.9)),
@@ -182,7 +249,6 @@ pub fn render_report(summary: &str, r: &RunResult, mode: Mode, signal: Signal) -
             fmt_ns(h.value_at_quantile(0.99)),
             fmt_ns(h.value_at_quantile(0.999)),
             fmt_ns(h.max()),
-            h.len()
         );
     }
     let lag = &r.totals.lag;
@@ -215,7 +281,7 @@ pub fn main_with(
     for w in &plan.warnings {
         let _ = writeln!(err, "loadgen: warning: {w}");
     }
-    let _ = writeln!(err, "loadgen: {}", plan.summary);
+    let _ = writeln!(err, "loadgen: {}", plan.summary(None));
     let mode = plan.run.mode;
     let signal = plan.run.payload.signal;
     let timeout = plan.run.target.timeout;
@@ -224,7 +290,7 @@ pub fn main_with(
         Some(p) => match std::fs::File::create(p) {
             Ok(f) => Some(std::io::BufWriter::new(f)),
             Err(e) => {
-                let _ = writeln!(err, "loadgen: {}: {e}", p.display());
+                let _ = writeln!(err, "loadgen: --hdr-log {}: {e}", p.display());
                 return 2;
             }
         },
@@ -235,7 +301,7 @@ pub fn main_with(
             progress: if args.quiet { None } else { Some(&mut *err) },
             hdr_log: log_file.as_mut().map(|f| f as &mut dyn Write),
         };
-        run::run(plan.run, stop, outputs)
+        run::run(plan.run.clone(), stop, outputs)
     };
     let result = match result {
         Ok(r) => r,
@@ -244,16 +310,40 @@ pub fn main_with(
             return 1;
         }
     };
-    if let Some(mut f) = log_file {
-        if let Err(e) = f.flush() {
-            let _ = writeln!(err, "loadgen: --hdr-log: {e}");
+    for f in &result.pin_failures {
+        let _ = writeln!(
+            err,
+            "loadgen: warning: worker {} could not be pinned to core {} ({}): it ran unpinned",
+            f.worker, f.core, f.error
+        );
+    }
+    // Output files that could not be written fail the run (exit 1): a script reading them
+    // must not take a cut log or a stale file for this run's results.
+    let mut output_failed = false;
+    let mut hdr_log_written = false;
+    if let Some(p) = &args.hdr_log {
+        let res = match &result.hdr_log_error {
+            Some(e) => Err(e.to_string()),
+            None => log_file.take().map_or(Ok(()), |f| {
+                f.into_inner()
+                    .map(drop)
+                    .map_err(|e| e.into_error().to_string())
+            }),
+        };
+        match res {
+            Ok(()) => hdr_log_written = true,
+            Err(e) => {
+                let _ = writeln!(
+                    err,
+                    "loadgen: --hdr-log {}: could not write the interval log: {e}",
+                    p.display()
+                );
+                output_failed = true;
+            }
         }
     }
-    let _ = write!(
-        out,
-        "{}",
-        render_report(&plan.summary, &result, mode, signal)
-    );
+    let summary = plan.summary(Some(&result.pin_failures));
+    let _ = write!(out, "{}", render_report(&summary, &result, mode, signal));
 
     if let Some(p) = &args.hdr_out {
         let res = std::fs::File::create(p).and_then(|f| {
@@ -270,11 +360,16 @@ pub fn main_with(
                 );
             }
             Err(e) => {
-                let _ = writeln!(err, "loadgen: {}: {e}", p.display());
+                let _ = writeln!(
+                    err,
+                    "loadgen: --hdr-out {}: could not write the percentile distribution: {e}",
+                    p.display()
+                );
+                output_failed = true;
             }
         }
     }
-    if let Some(p) = &args.hdr_log {
+    if let (Some(p), true) = (&args.hdr_log, hdr_log_written) {
         let _ = writeln!(out, "hdr        interval log written to {}", p.display());
     }
 
@@ -318,23 +413,35 @@ pub fn main_with(
         let secs = result.elapsed.as_secs_f64().max(1e-9);
         let c = &result.totals.counts;
         let j = JsonReport {
-            summary: &plan.summary,
+            summary: &summary,
             elapsed_secs: secs,
             requests_per_sec: c.requests as f64 / secs,
             items_per_sec: c.items as f64 / secs,
             items_accepted_per_sec: c.items_accepted as f64 / secs,
             counts: c,
+            latency_note: latency_note(&result, mode),
             latency: percentiles(&result.totals.latency),
+            latency_never_sent: c.unsent,
+            drain_limit_secs: result.drain_limit.map(|d| d.as_secs_f64()),
             send_lag: matches!(mode, Mode::Open { .. }).then(|| percentiles(&result.totals.lag)),
+            pin_failures: &result.pin_failures,
             verify: report.as_ref(),
         };
         let res = serde_json::to_vec_pretty(&j)
             .map_err(std::io::Error::other)
             .and_then(|b| std::fs::write(p, b));
         if let Err(e) = res {
-            let _ = writeln!(err, "loadgen: {}: {e}", p.display());
+            let _ = writeln!(
+                err,
+                "loadgen: --json-out {}: could not write the report: {e}",
+                p.display()
+            );
+            output_failed = true;
         }
     }
     let _ = out.flush();
+    if output_failed && status == 0 {
+        status = 1;
+    }
     status
 }

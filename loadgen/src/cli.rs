@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
 
 use crate::payload::{self, Compression, Generator, PayloadConfig, Signal};
-use crate::run::{FixedPayload, Mode, RetryPolicy, RunConfig};
+use crate::run::{FixedPayload, Mode, PinFailure, RetryPolicy, RunConfig};
 use crate::transport::{Target, Transport};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -39,14 +39,16 @@ Examples (Glust running with `cargo run --release` on the default ports):
   loadgen --rate 20000 --duration 5s --verify                   # then read a sample back
 
 Exit status: 0 when the run went through (and --verify passed), 1 when no export was answered
-2xx or --verify found missing or different items, 2 for a bad command line.";
+2xx, --verify found missing or different items, or --hdr-out, --hdr-log or --json-out could not
+be written, 2 for a bad command line.";
 
 /// `loadgen`: see `--help`.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "loadgen", version, about = ABOUT, after_help = AFTER)]
 pub struct Args {
     // ---- target ----
-    /// Receiver address, `host:port` or `http://host:port` [default: 127.0.0.1:4318, or
+    /// Receiver address, `host:port` or `http://host:port`, without a path (loadgen adds
+    /// `/v1/traces`, `/v1/logs` or the gRPC service path) [default: 127.0.0.1:4318, or
     /// 127.0.0.1:4317 with --transport grpc].
     #[arg(long, help_heading = "Target")]
     pub endpoint: Option<String>,
@@ -243,12 +245,32 @@ pub struct Args {
     pub verify_traces: usize,
 }
 
-/// `host:port` or `http://host:port[/]` → (address, authority).
+/// What [`parse_addr`] accepts, for its error messages.
+const ADDR_FORMS: &str = "expected host:port, host, or http://host:port";
+
+/// `host[:port]` or `http://host[:port][/]` → (address, authority). Not a URL with a path:
+/// loadgen sends to the OTLP paths itself (`/v1/traces`, `/v1/logs`, the gRPC services).
 pub fn parse_addr(s: &str, default_port: u16) -> Result<(SocketAddr, String), String> {
     let t = s.trim();
-    let t = t.strip_prefix("http://").unwrap_or(t).trim_end_matches('/');
-    if t.starts_with("https://") {
-        return Err(format!("{s}: TLS is not supported"));
+    let t = match t.split_once("://") {
+        None => t,
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
+            return Err(format!("{s}: TLS is not supported ({ADDR_FORMS})"));
+        }
+        Some((scheme, _)) => {
+            return Err(format!("{s}: unknown scheme {scheme}:// ({ADDR_FORMS})"));
+        }
+    };
+    let t = t.strip_suffix('/').unwrap_or(t);
+    if let Some(i) = t.find(['/', '?', '#']) {
+        return Err(format!(
+            "{s}: {ADDR_FORMS}, without a path ({} here): loadgen adds the paths itself",
+            &t[i..]
+        ));
+    }
+    if t.is_empty() || t.contains('@') {
+        return Err(format!("{s}: {ADDR_FORMS}"));
     }
     let authority = if t
         .rsplit_once(':')
@@ -260,9 +282,9 @@ pub fn parse_addr(s: &str, default_port: u16) -> Result<(SocketAddr, String), St
     };
     let addr = authority
         .to_socket_addrs()
-        .map_err(|e| format!("{s}: {e}"))?
+        .map_err(|e| format!("{s}: cannot resolve {authority}: {e}"))?
         .next()
-        .ok_or_else(|| format!("{s}: no address"))?;
+        .ok_or_else(|| format!("{s}: {authority} resolves to no address"))?;
     Ok((addr, authority))
 }
 
@@ -368,8 +390,39 @@ pub struct Plan {
     pub run: RunConfig,
     pub query: Option<(SocketAddr, String)>,
     pub warnings: Vec<String>,
-    /// One line describing the run.
-    pub summary: String,
+    /// The summary line around its workers part (which only the run can tell for sure).
+    summary_head: String,
+    summary_tail: String,
+    /// The cores of the workers (one each), and whether they are to be pinned to them.
+    worker_cores: Vec<usize>,
+    pin: bool,
+}
+
+impl Plan {
+    /// One line describing the run. `pin_failures`: `None` before the run (the workers have
+    /// not pinned themselves yet), then the workers that could not be pinned.
+    pub fn summary(&self, pin_failures: Option<&[PinFailure]>) -> String {
+        let n = self.worker_cores.len();
+        let workers = match (self.pin, pin_failures) {
+            (false, _) => format!("{n} worker(s) unpinned"),
+            (true, None) => format!("{n} worker(s) to pin to cores {:?}", self.worker_cores),
+            (true, Some([])) => format!("{n} worker(s) pinned to cores {:?}", self.worker_cores),
+            (true, Some(failed)) => {
+                let (bad, good): (Vec<usize>, Vec<usize>) = self
+                    .worker_cores
+                    .iter()
+                    .partition(|c| failed.iter().any(|f| f.core == **c));
+                if good.is_empty() {
+                    format!("{n} worker(s) unpinned (pinning to cores {bad:?} failed)")
+                } else {
+                    format!(
+                        "{n} worker(s), pinned to cores {good:?}, unpinned (pinning failed) for cores {bad:?}"
+                    )
+                }
+            }
+        };
+        format!("{}{workers}{}", self.summary_head, self.summary_tail)
+    }
 }
 
 impl Args {
@@ -550,8 +603,8 @@ impl Args {
             Mode::Closed => "closed loop (--max)".to_owned(),
         };
         let workers = cores.len().min(self.connections);
-        let summary = format!(
-            "{} {} -> {}, {mode_text}, {}{}, {} worker(s) {} cores {:?}, {} connection(s) x {} in flight{}, compression {}, {} {item_word}/request, seed {}{}",
+        let summary_head = format!(
+            "{} {} -> {}, {mode_text}, {}{}, ",
             match self.transport {
                 Transport::HttpProtobuf => "OTLP/HTTP protobuf",
                 Transport::HttpJson => "OTLP/HTTP JSON",
@@ -566,9 +619,9 @@ impl Args {
             self.requests
                 .map(|n| format!(" or {n} requests"))
                 .unwrap_or_default(),
-            workers,
-            if self.no_pin { "unpinned, " } else { "pinned to" },
-            &cores[..workers],
+        );
+        let summary_tail = format!(
+            ", {} connection(s) x {} in flight{}, compression {}, {} {item_word}/request, seed {}{}",
             self.connections,
             self.inflight,
             if http2 && self.transport != Transport::Grpc {
@@ -612,7 +665,77 @@ impl Args {
             run,
             query,
             warnings,
-            summary,
+            summary_head,
+            summary_tail,
+            worker_cores: cores[..workers].to_vec(),
+            pin: !self.no_pin,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_in_every_accepted_form() {
+        for (s, authority) in [
+            ("127.0.0.1:4318", "127.0.0.1:4318"),
+            ("127.0.0.1", "127.0.0.1:4318"),
+            ("http://127.0.0.1:9999", "127.0.0.1:9999"),
+            ("HTTP://127.0.0.1:9999/", "127.0.0.1:9999"),
+            ("[::1]:4317", "[::1]:4317"),
+        ] {
+            let (addr, a) = parse_addr(s, 4318).unwrap();
+            assert_eq!(a, authority, "{s}");
+            assert_eq!(addr.to_string(), authority, "{s}");
+        }
+    }
+
+    #[test]
+    fn a_url_with_a_path_is_a_clear_error_not_a_dns_failure() {
+        let e = parse_addr("http://127.0.0.1:4318/v1/traces", 4318).unwrap_err();
+        assert!(e.contains("without a path"), "{e}");
+        assert!(e.contains("/v1/traces here"), "{e}");
+        assert!(e.contains("http://host:port"), "{e}");
+        let e = parse_addr("localhost:4318/v1/logs", 4318).unwrap_err();
+        assert!(e.contains("without a path"), "{e}");
+        let e = parse_addr("https://collector:4318", 4318).unwrap_err();
+        assert!(e.contains("TLS is not supported"), "{e}");
+        let e = parse_addr("grpc://127.0.0.1:4317", 4317).unwrap_err();
+        assert!(e.contains("unknown scheme grpc://"), "{e}");
+        let e = parse_addr("http://", 4318).unwrap_err();
+        assert!(e.contains("expected host:port"), "{e}");
+    }
+
+    #[test]
+    fn the_summary_says_pinned_only_for_workers_that_are() {
+        let args = Args::try_parse_from([
+            "loadgen",
+            "--max",
+            "--cores",
+            "0",
+            "--endpoint",
+            "127.0.0.1:1",
+        ])
+        .unwrap();
+        let plan = args.plan().unwrap();
+        assert!(plan
+            .summary(None)
+            .contains("1 worker(s) to pin to cores [0]"));
+        assert!(plan
+            .summary(Some(&[]))
+            .contains("1 worker(s) pinned to cores [0]"));
+        let failed = [PinFailure {
+            worker: 0,
+            core: 0,
+            error: "Invalid argument".into(),
+        }];
+        let s = plan.summary(Some(&failed));
+        assert!(!s.contains("pinned to"), "{s}");
+        assert!(
+            s.contains("1 worker(s) unpinned (pinning to cores [0] failed)"),
+            "{s}"
+        );
     }
 }

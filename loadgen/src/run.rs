@@ -7,10 +7,14 @@
 //! request slot that is free takes the next permit and sends. When every slot is busy (the
 //! target is slow), due exports wait for a slot, and their latency is counted from the time
 //! they were due, not from when they could leave: coordinated omission cannot hide a stall.
+//! That holds at the end of the run too: exports due before the deadline are still sent after
+//! it, in the *drain* (at most [`drain_limit`] long), and any that never find a free slot are
+//! recorded at (end of the drain − due time), a lower bound, and counted as unsent.
 //! Closed loop: every slot sends its next export as soon as the previous one is answered.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
+use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -18,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Semaphore;
@@ -94,6 +97,30 @@ pub struct RunResult {
     pub samples: Vec<SentSample>,
     pub workers: usize,
     pub stopped_by_signal: bool,
+    /// Open loop with a deadline: how long after it due exports could still be sent.
+    pub drain_limit: Option<Duration>,
+    /// Workers that asked for a core and did not get it (they ran unpinned).
+    pub pin_failures: Vec<PinFailure>,
+    /// The first error writing the interval log: the log stops there, the run goes on.
+    pub hdr_log_error: Option<io::Error>,
+}
+
+/// A worker that could not be pinned to its core.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PinFailure {
+    pub worker: usize,
+    pub core: usize,
+    pub error: String,
+}
+
+/// How long after the deadline the exports due before it may still be sent (the drain): one
+/// request timeout, the longest a slot can stay busy with one attempt, so a slot stuck on a
+/// stalled target comes free at least once in the drain. The drain ends early when every
+/// due export has been taken. An export taken in the drain may then take one more timeout,
+/// so an open-loop run ends at most `duration + 2 × timeout` after its start. Retries do not
+/// start after the drain either (in both loops).
+pub fn drain_limit(target: &Target) -> Duration {
+    target.timeout
 }
 
 /// Where the reporter writes.
@@ -191,9 +218,42 @@ struct Pacing {
 }
 
 impl Pacing {
+    /// When export `k` is due.
     fn due(&self, k: u64) -> Instant {
         self.start + Duration::from_nanos((k as f64 * self.interval_ns) as u64)
     }
+
+    /// How many exports are due at or before `at`.
+    fn due_by(&self, at: Instant) -> u64 {
+        (at.saturating_duration_since(self.start).as_nanos() as f64 / self.interval_ns).floor()
+            as u64
+            + 1
+    }
+
+    /// How many exports are due strictly before `deadline`: the exports of the run.
+    fn due_before(&self, deadline: Instant) -> u64 {
+        (deadline.saturating_duration_since(self.start).as_nanos() as f64 / self.interval_ns).ceil()
+            as u64
+    }
+}
+
+/// When an export was due, when it left and when its final answer came.
+struct Timing {
+    /// Open loop: its intended send time (`None` in closed loop).
+    due: Option<Instant>,
+    sent_at: Instant,
+    done: Instant,
+}
+
+/// The attempts one export took.
+#[derive(Default)]
+struct Attempts {
+    total: u64,
+    /// Those handed to a connection (their bodies count as bytes on the wire).
+    on_wire: u64,
+    /// The answers that were retried.
+    retried: Vec<Outcome>,
+    gave_up: bool,
 }
 
 /// Per-worker state shared by its slots (single-threaded).
@@ -205,6 +265,9 @@ struct Worker {
     next_ticket: Cell<u64>,
     max_tickets: Option<u64>,
     deadline: Option<Instant>,
+    /// The end of the drain, `deadline + drain_limit`: no export is taken from the pacer and
+    /// no retry starts after it.
+    drain_until: Option<Instant>,
     stop: Arc<AtomicBool>,
     slot: Arc<Mutex<Slot>>,
     in_flight: Arc<AtomicI64>,
@@ -258,30 +321,24 @@ impl Worker {
     }
 
     /// Counts one finished export (once, by its final answer) into this worker's slot.
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        batch: &Batch,
-        answer: &Answer,
-        open_loop: bool,
-        (t0, sent_at, done): (Instant, Instant, Instant),
-        attempts: u64,
-        retried: Vec<Outcome>,
-        gave_up: bool,
-    ) {
+    fn record(&self, batch: &Batch, answer: &Answer, t: &Timing, a: Attempts) {
         let mut s = self.slot.lock().unwrap();
-        s.latency.saturating_record((done - t0).as_nanos() as u64);
-        if open_loop {
-            s.lag.saturating_record((sent_at - t0).as_nanos() as u64);
+        let t0 = t.due.unwrap_or(t.sent_at);
+        s.latency.saturating_record((t.done - t0).as_nanos() as u64);
+        if let Some(due) = t.due {
+            s.lag.saturating_record((t.sent_at - due).as_nanos() as u64);
         }
         let c = &mut s.counts;
+        if t.due.is_some() && self.deadline.is_some_and(|d| t.sent_at >= d) {
+            c.drained += 1;
+        }
         c.requests += 1;
         c.items += batch.items;
-        c.attempts += attempts;
-        c.retries += attempts - 1;
-        c.bytes += batch.body.len() as u64 * attempts;
-        c.raw_bytes += batch.raw_bytes as u64 * attempts;
-        for o in retried {
+        c.attempts += a.total;
+        c.retries += a.total - 1;
+        c.bytes += batch.body.len() as u64 * a.on_wire;
+        c.raw_bytes += batch.raw_bytes as u64 * a.on_wire;
+        for o in a.retried {
             *c.retried.entry(o).or_default() += 1;
         }
         *c.outcomes.entry(answer.outcome).or_default() += 1;
@@ -289,17 +346,31 @@ impl Worker {
             let rejected = answer.rejected.clamp(0, batch.items as i64) as u64;
             c.items_accepted += batch.items - rejected;
             c.items_rejected += rejected;
-            if attempts > 1 {
+            if a.total > 1 {
                 c.retried_ok += 1;
             }
         }
-        if gave_up {
+        if a.gave_up {
             c.gave_up += 1;
         }
         if answer.outcome != Outcome::Ok && !c.messages.contains_key(&answer.outcome) {
             if let Some(m) = &answer.message {
                 c.messages.insert(answer.outcome, m.clone());
             }
+        }
+    }
+
+    /// Open loop: exports `tickets` were due and never sent. Each is counted as unsent and
+    /// recorded at `ended − due`, a lower bound of the latency it would have had.
+    fn record_unsent(&self, p: &Pacing, ended: Instant, tickets: Range<u64>) {
+        if tickets.is_empty() {
+            return;
+        }
+        let mut s = self.slot.lock().unwrap();
+        s.counts.unsent += tickets.end - tickets.start;
+        for k in tickets {
+            let waited = ended.saturating_duration_since(p.due(k));
+            s.latency.saturating_record(waited.as_nanos() as u64);
         }
     }
 
@@ -313,49 +384,64 @@ impl Worker {
     }
 }
 
-/// Releases one permit per due export, at its due time, until the end.
+/// How often the drain looks whether every due export has been taken.
+const DRAIN_POLL: Duration = Duration::from_millis(5);
+
+/// The open-loop pacer: releases every export of the run at its due time, then drains, then
+/// ends the run for the slots and records what never left.
 async fn pace(w: Rc<Worker>) {
     let p = w.pacing.as_ref().expect("open loop");
     let timer = PreciseTimer::new();
     timer.sleep_until(p.start).await;
+    // The exports of the run: those due before the deadline, and no more than asked for.
+    let in_run = match (w.deadline.map(|d| p.due_before(d)), w.max_tickets) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let released = release(&w, p, &timer, in_run).await;
+    let drain_until = w
+        .drain_until
+        .unwrap_or_else(|| Instant::now() + drain_limit(&w.cfg.target));
+    drain(&w, released, drain_until).await;
+    // No await from here on: no slot takes a permit between the close and the count.
+    p.permits.close();
+    let ended = Instant::now();
+    w.record_unsent(p, ended, w.next_ticket.get()..released);
+}
+
+/// Releases one permit per export at its due time, until `in_run` are out (or the stop);
+/// returns how many were released.
+async fn release(w: &Worker, p: &Pacing, timer: &PreciseTimer, in_run: Option<u64>) -> u64 {
     let mut released: u64 = 0;
-    loop {
-        if w.stop.load(Ordering::Relaxed) {
-            break;
-        }
+    while !w.stop.load(Ordering::Relaxed) && in_run.is_none_or(|n| released < n) {
         let now = Instant::now();
-        if w.max_tickets.is_some_and(|m| released >= m) {
-            // All released: wait until the slots took them (or the end).
-            if w.next_ticket.get() >= released || w.deadline.is_some_and(|d| now >= d) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            continue;
-        }
-        let mut due = ((now - p.start).as_nanos() as f64 / p.interval_ns).floor() as u64 + 1;
-        if let Some(m) = w.max_tickets {
-            due = due.min(m);
-        }
-        if let Some(d) = w.deadline {
-            // Exports due at or after the deadline are not part of the run.
-            let in_run = ((d - p.start).as_nanos() as f64 / p.interval_ns).ceil() as u64;
-            due = due.min(in_run);
-            if released >= in_run {
-                break;
-            }
+        let mut due = p.due_by(now);
+        if let Some(n) = in_run {
+            due = due.min(n);
         }
         if due > released {
             p.permits.add_permits((due - released) as usize);
             released = due;
         }
+        if in_run.is_some_and(|n| released >= n) {
+            break;
+        }
+        // Wakes at least every 100 ms to see the stop flag.
         let next = p.due(released).min(now + Duration::from_millis(100));
         timer.sleep_until(next).await;
     }
-    // Whatever was due and not taken never left: the target (or this generator) fell behind.
-    p.permits.close();
-    let unsent = released.saturating_sub(w.next_ticket.get());
-    if unsent > 0 {
-        w.slot.lock().unwrap().counts.unsent += unsent;
+    released
+}
+
+/// The drain: exports released and not yet taken by a slot (every slot was busy) may still be
+/// taken, until all are or `until` (or the stop).
+async fn drain(w: &Worker, released: u64, until: Instant) {
+    loop {
+        let now = Instant::now();
+        if w.stop.load(Ordering::Relaxed) || w.next_ticket.get() >= released || now >= until {
+            return;
+        }
+        tokio::time::sleep((until - now).min(DRAIN_POLL)).await;
     }
 }
 
@@ -372,50 +458,39 @@ async fn slot_loop(w: Rc<Worker>, conn: Rc<Conn>, start: Instant) {
             break;
         };
         let sent_at = Instant::now();
-        let t0 = due.unwrap_or(sent_at);
         w.in_flight.fetch_add(1, Ordering::Relaxed);
-        let mut attempts = 0u64;
-        let mut retried: Vec<Outcome> = Vec::new();
-        let mut gave_up = false;
+        let mut attempts = Attempts::default();
         let answer: Answer = loop {
-            attempts += 1;
+            attempts.total += 1;
             let a = conn.export(batch.body.clone()).await;
+            attempts.on_wire += u64::from(a.sent);
             if a.outcome.is_success() || !a.retryable {
                 break a;
             }
             let Some(policy) = &w.cfg.retry else {
                 break a;
             };
-            let n = attempts as u32 - 1;
+            let n = attempts.total as u32 - 1;
             if n >= policy.max_retries || w.stop.load(Ordering::Relaxed) {
-                gave_up = true;
+                attempts.gave_up = true;
                 break a;
             }
             let wait = match a.retry_after {
                 Some(d) => d.min(policy.max_delay),
                 None => w.backoff(policy, n),
             };
-            if w.deadline
-                .is_some_and(|d| Instant::now() + wait > d + conn.target().timeout)
-            {
-                gave_up = true;
+            if w.drain_until.is_some_and(|d| Instant::now() + wait > d) {
+                attempts.gave_up = true;
                 break a;
             }
-            retried.push(a.outcome);
+            attempts.retried.push(a.outcome);
             tokio::time::sleep(wait).await;
         };
         let done = Instant::now();
         w.in_flight.fetch_sub(1, Ordering::Relaxed);
 
-        w.record(
-            &batch,
-            &answer,
-            due.is_some(),
-            (t0, sent_at, done),
-            attempts,
-            retried,
-            gave_up,
-        );
+        let timing = Timing { due, sent_at, done };
+        w.record(&batch, &answer, &timing, attempts);
         if w.cfg.keep_samples && !batch.samples.is_empty() {
             w.samples.borrow_mut().push(SentSample {
                 samples: batch.samples,
@@ -438,6 +513,12 @@ struct WorkerPlan {
     max_requests: Option<u64>,
 }
 
+/// What a worker hands back when it is done.
+struct WorkerEnd {
+    samples: Vec<SentSample>,
+    pin_failure: Option<PinFailure>,
+}
+
 fn worker_thread(
     plan: WorkerPlan,
     cfg: Arc<RunConfig>,
@@ -445,10 +526,15 @@ fn worker_thread(
     stop: Arc<AtomicBool>,
     slot: Arc<Mutex<Slot>>,
     in_flight: Arc<AtomicI64>,
-) -> Vec<SentSample> {
-    if let Some(core) = plan.core {
-        core_affinity::set_for_current(core_affinity::CoreId { id: core });
-    }
+) -> WorkerEnd {
+    let pin_failure = plan.core.and_then(|core| {
+        // `sched_setaffinity` fails for a core outside this process's CPU set.
+        (!core_affinity::set_for_current(core_affinity::CoreId { id: core })).then(|| PinFailure {
+            worker: plan.index,
+            core,
+            error: io::Error::last_os_error().to_string(),
+        })
+    });
     // Wake-ups as precise as the timerfd allows (the default slack is 50 µs).
     // SAFETY: prctl with integer arguments only.
     unsafe {
@@ -488,6 +574,7 @@ fn worker_thread(
         next_ticket: Cell::new(0),
         max_tickets: plan.max_requests,
         deadline: cfg.duration.map(|d| start + d),
+        drain_until: cfg.duration.map(|d| start + d + drain_limit(&cfg.target)),
         stop,
         slot,
         in_flight,
@@ -515,13 +602,20 @@ fn worker_thread(
         }
     });
     let samples = std::mem::take(&mut *w.samples.borrow_mut());
-    samples
+    WorkerEnd {
+        samples,
+        pin_failure,
+    }
 }
 
 /// Splits `n` into `parts` nearly equal shares.
 fn share(n: u64, parts: usize, i: usize) -> u64 {
     n / parts as u64 + u64::from((i as u64) < n % parts as u64)
 }
+
+/// The interval log's first comment.
+const HDR_LOG_COMMENT: &str = "glust loadgen: export latency, from the intended send time in \
+                               open loop (never sent: to the end of the drain, a lower bound)";
 
 /// Runs the load and reports once a second; returns the totals.
 pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, out: Outputs<'_>) -> io::Result<RunResult> {
@@ -566,19 +660,15 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, out: Outputs<'_>) -> io::Resul
         mut hdr_log,
     } = out;
     let mut ser = V2DeflateSerializer::new();
-    let mut log_builder = IntervalLogWriterBuilder::new();
-    log_builder
-        .add_comment("glust loadgen: export latency, from the intended send time in open loop")
-        .add_comment("Latencies recorded in nanoseconds; the max column is in milliseconds")
-        .with_start_time(start_wall)
-        .with_base_time(start_wall)
-        .with_max_value_divisor(1e6);
+    let mut hdr_log_error = None;
     let mut log_writer = match hdr_log.as_mut() {
-        Some(w) => Some(
-            log_builder
-                .begin_log_with(w, &mut ser)
-                .map_err(io::Error::other)?,
-        ),
+        Some(w) => match stats::begin_interval_log(w, &mut ser, start_wall, HDR_LOG_COMMENT) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                hdr_log_error = Some(e);
+                None
+            }
+        },
         None => None,
     };
 
@@ -627,15 +717,12 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, out: Outputs<'_>) -> io::Resul
             }
         }
         if let Some(w) = log_writer.as_mut() {
-            if !interval.latency.is_empty() {
-                let at = last.saturating_duration_since(start);
-                w.write_histogram(
-                    &interval.latency,
-                    at,
-                    now.saturating_duration_since(last),
-                    None,
-                )
-                .map_err(|e| io::Error::other(format!("{e:?}")))?;
+            let at = last.saturating_duration_since(start);
+            let len = now.saturating_duration_since(last);
+            if let Err(e) = stats::write_interval(w, at, len, &interval.latency) {
+                // A full disk should not cost the run: the report says the log is cut.
+                hdr_log_error = Some(e);
+                log_writer = None;
             }
         }
         interval.drain_into(&mut totals);
@@ -646,11 +733,19 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, out: Outputs<'_>) -> io::Resul
         }
     }
     let mut samples = Vec::new();
+    let mut pin_failures = Vec::new();
     for h in handles {
         match h.join() {
-            Ok(s) => samples.extend(s),
+            Ok(end) => {
+                samples.extend(end.samples);
+                pin_failures.extend(end.pin_failure);
+            }
             Err(_) => return Err(io::Error::other("a worker panicked")),
         }
+    }
+    drop(log_writer);
+    if let (Some(w), None) = (hdr_log.as_mut(), &hdr_log_error) {
+        hdr_log_error = w.flush().err();
     }
     // Anything recorded after the last drain.
     for s in &slots {
@@ -662,6 +757,12 @@ pub fn run(cfg: RunConfig, stop: Arc<AtomicBool>, out: Outputs<'_>) -> io::Resul
         samples,
         workers,
         stopped_by_signal: stop.load(Ordering::Relaxed),
+        drain_limit: match cfg.mode {
+            Mode::Open { .. } if cfg.duration.is_some() => Some(drain_limit(&cfg.target)),
+            _ => None,
+        },
+        pin_failures,
+        hdr_log_error,
     })
 }
 

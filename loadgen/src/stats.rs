@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use hdrhistogram::serialization::interval_log::{IntervalLogWriter, IntervalLogWriterBuilder};
+use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 
 use crate::transport::Outcome;
@@ -31,11 +33,12 @@ pub struct Counts {
     pub items_accepted: u64,
     /// Items the receiver rejected in partial-success answers.
     pub items_rejected: u64,
-    /// Request body bytes put on the wire (every attempt).
+    /// Request body bytes handed to a connection (every attempt that got one; not the
+    /// attempts whose connection could not be made).
     pub bytes: u64,
     /// The same bodies before compression.
     pub raw_bytes: u64,
-    /// Attempts (requests on the wire) including retries.
+    /// Attempts including retries (also those whose connection could not be made).
     pub attempts: u64,
     /// Attempts after an export's first.
     pub retries: u64,
@@ -43,7 +46,11 @@ pub struct Counts {
     pub retried_ok: u64,
     /// Exports that failed retryably and had no retries left (or the run ended).
     pub gave_up: u64,
-    /// Open loop: exports that were due before the end but never sent.
+    /// Open loop: exports due before the deadline that left after it, in the drain.
+    pub drained: u64,
+    /// Open loop: exports due before the deadline that were never sent, not even in the drain
+    /// (every slot stayed busy). Each is in the latency histogram at (end of the drain − its
+    /// due time), a lower bound of its latency; not in `requests`.
     pub unsent: u64,
     /// Final answers by kind.
     #[serde(serialize_with = "outcome_map")]
@@ -77,6 +84,7 @@ impl Counts {
         self.retries += o.retries;
         self.retried_ok += o.retried_ok;
         self.gave_up += o.gave_up;
+        self.drained += o.drained;
         self.unsent += o.unsent;
         for (k, v) in &o.outcomes {
             *self.outcomes.entry(*k).or_default() += v;
@@ -120,7 +128,8 @@ impl Counts {
 pub struct Slot {
     pub counts: Counts,
     /// Export latency: from the intended send time (open loop) or the send (closed loop) to
-    /// the final answer, retries included.
+    /// the final answer, retries included; for open-loop exports never sent (`counts.unsent`),
+    /// from the intended send time to the end of the drain, a lower bound.
     pub latency: Histogram<u64>,
     /// Open loop: how late each export left compared with its intended time.
     pub lag: Histogram<u64>,
@@ -280,17 +289,18 @@ pub fn write_hgrm(h: &Histogram<u64>, out: &mut dyn Write, unit_ratio: f64) -> i
     Ok(())
 }
 
-/// The interval log: one histogram per second, in the HdrHistogram log format (V2 compressed),
-/// readable by `HistogramLogProcessor` and friends.
-pub fn write_interval_log<W: Write>(
-    out: &mut W,
-    start: std::time::SystemTime,
-    intervals: &[(Duration, Duration, Histogram<u64>)],
+/// The interval log's writer: `--hdr-log`, one histogram per reporting interval.
+pub type IntervalLog<'a, 'b, W> = IntervalLogWriter<'a, 'b, W, V2DeflateSerializer>;
+
+/// Starts the interval log: the HdrHistogram log format (V2 compressed histograms), readable
+/// by `HistogramLogProcessor` and friends. `StartTime` and `BaseTime` are both `start`, so
+/// each interval's timestamp is seconds since the start of the run.
+pub fn begin_interval_log<'a, 'b, W: Write>(
+    out: &'a mut W,
+    ser: &'b mut V2DeflateSerializer,
+    start: SystemTime,
     comment: &str,
-) -> io::Result<()> {
-    use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
-    use hdrhistogram::serialization::V2DeflateSerializer;
-    let mut ser = V2DeflateSerializer::new();
+) -> io::Result<IntervalLog<'a, 'b, W>> {
     let mut builder = IntervalLogWriterBuilder::new();
     builder
         .add_comment(comment)
@@ -298,18 +308,28 @@ pub fn write_interval_log<W: Write>(
         .with_start_time(start)
         .with_base_time(start)
         .with_max_value_divisor(1e6);
-    let mut w = builder
-        .begin_log_with(out, &mut ser)
-        .map_err(io::Error::other)?;
-    for (at, len, h) in intervals {
-        w.write_histogram(h, *at, *len, None)
-            .map_err(|e| io::Error::other(format!("{e:?}")))?;
+    builder.begin_log_with(out, ser)
+}
+
+/// Appends the histogram of the interval that began `at` after the start and lasted `len`.
+/// An empty histogram is not written (HdrHistogram's own writers skip them too).
+pub fn write_interval<W: Write>(
+    log: &mut IntervalLog<'_, '_, W>,
+    at: Duration,
+    len: Duration,
+    h: &Histogram<u64>,
+) -> io::Result<()> {
+    if h.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    log.write_histogram(h, at, len, None)
+        .map_err(|e| io::Error::other(format!("{e:?}")))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     #[test]
@@ -341,22 +361,56 @@ mod tests {
     #[test]
     fn interval_log_reads_back() {
         use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+        use hdrhistogram::serialization::Deserializer;
         let mut h = new_hist();
         h.record(5_000_000).unwrap();
+        h.record(7_000_000).unwrap();
         let mut out = Vec::new();
-        let start = std::time::SystemTime::now();
-        let intervals = vec![
-            (Duration::from_secs(0), Duration::from_secs(1), h.clone()),
-            (Duration::from_secs(1), Duration::from_secs(1), h),
-        ];
-        write_interval_log(&mut out, start, &intervals, "test").unwrap();
-        let hist_entries = IntervalLogIterator::new(&out)
-            .filter_map(|e| match e.unwrap() {
-                LogEntry::Interval(i) => Some(i.max()),
-                _ => None,
-            })
-            .collect::<Vec<_>>();
-        assert_eq!(hist_entries.len(), 2);
-        assert!((hist_entries[0] - 5.0).abs() < 0.01, "{hist_entries:?}");
+        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut ser = V2DeflateSerializer::new();
+        {
+            // The functions the run's reporter calls, in its order.
+            let mut log = begin_interval_log(&mut out, &mut ser, start, "test").unwrap();
+            let sec = Duration::from_secs(1);
+            write_interval(&mut log, Duration::ZERO, sec, &h).unwrap();
+            write_interval(&mut log, sec, sec, &new_hist()).unwrap();
+            write_interval(&mut log, 2 * sec, sec, &h).unwrap();
+        }
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("#test\n"), "{text}");
+        assert!(text.contains("#[StartTime: 1700000000.000"), "{text}");
+        assert!(text.contains("#[BaseTime: 1700000000.000"), "{text}");
+        let mut intervals = Vec::new();
+        for e in IntervalLogIterator::new(&out) {
+            match e.unwrap() {
+                LogEntry::Interval(i) => intervals.push((
+                    i.start_timestamp(),
+                    i.duration(),
+                    i.max(),
+                    i.encoded_histogram().to_owned(),
+                )),
+                LogEntry::StartTime(t) | LogEntry::BaseTime(t) => {
+                    assert_eq!(t, Duration::from_secs(1_700_000_000));
+                }
+            }
+        }
+        // The empty interval is skipped; the others are at their offsets from the start.
+        assert_eq!(intervals.len(), 2);
+        assert_eq!(intervals[0].0, Duration::ZERO);
+        assert_eq!(intervals[1].0, Duration::from_secs(2));
+        assert_eq!(intervals[1].1, Duration::from_secs(1));
+        assert!(
+            (intervals[0].2 - 7.0).abs() < 0.01,
+            "max in ms: {}",
+            intervals[0].2
+        );
+        // And the histogram decodes back to what was recorded.
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&intervals[0].3)
+            .unwrap();
+        let back: Histogram<u64> = Deserializer::new().deserialize(&mut &bytes[..]).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back.max(), h.max());
     }
 }

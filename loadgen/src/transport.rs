@@ -5,6 +5,7 @@
 //! trailers or in a trailers-only answer, `google.rpc.RetryInfo` in `grpc-status-details-bin`),
 //! which works against any OTLP/gRPC receiver and lets a pre-encoded body be sent as it is.
 
+use std::cell::Cell;
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -206,6 +207,9 @@ pub struct Answer {
     pub rejected: i64,
     /// The receiver's message (error or partial-success warning), if any.
     pub message: Option<String>,
+    /// Whether the request was handed to a connection, so that its body may have gone on the
+    /// wire: false when connecting failed (or timed out) first.
+    pub sent: bool,
 }
 
 impl Answer {
@@ -216,6 +220,7 @@ impl Answer {
             retry_after: None,
             rejected: 0,
             message: Some(message.into()),
+            sent: false,
         }
     }
 }
@@ -296,15 +301,24 @@ impl Conn {
         }
     }
 
-    /// Sends one export; never longer than the target's timeout.
+    /// Sends one export; never longer than the target's timeout. The answer's `sent` says
+    /// whether the request got as far as a connection (for the byte counts).
     pub async fn export(&self, body: Bytes) -> Answer {
-        match tokio::time::timeout(self.target.timeout, self.export_inner(body)).await {
-            Ok(a) => a,
-            Err(_) => Answer::failure(Outcome::Timeout, "timed out"),
+        let handed = Cell::new(false);
+        let answer =
+            match tokio::time::timeout(self.target.timeout, self.export_inner(body, &handed)).await
+            {
+                Ok(a) => a,
+                Err(_) => Answer::failure(Outcome::Timeout, "timed out"),
+            };
+        Answer {
+            sent: handed.get(),
+            ..answer
         }
     }
 
-    async fn export_inner(&self, body: Bytes) -> Answer {
+    /// `handed` is set once the request is given to a ready connection.
+    async fn export_inner(&self, body: Bytes, handed: &Cell<bool>) -> Answer {
         let mut guard = self.sender.lock().await;
         if guard.as_ref().is_none_or(|s| s.is_closed()) {
             *guard = None;
@@ -319,7 +333,10 @@ impl Conn {
                 let mut s = s.clone();
                 drop(guard);
                 match s.ready().await {
-                    Ok(()) => s.send_request(req).await,
+                    Ok(()) => {
+                        handed.set(true);
+                        s.send_request(req).await
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -329,7 +346,10 @@ impl Conn {
                     unreachable!()
                 };
                 let res = match s.ready().await {
-                    Ok(()) => s.send_request(req).await,
+                    Ok(()) => {
+                        handed.set(true);
+                        s.send_request(req).await
+                    }
                     Err(e) => Err(e),
                 };
                 match res {
@@ -408,6 +428,7 @@ pub fn http_answer(signal: Signal, status: StatusCode, headers: &HeaderMap, body
             retry_after: None,
             rejected,
             message,
+            sent: true,
         };
     }
     let outcome = match code {
@@ -422,6 +443,7 @@ pub fn http_answer(signal: Signal, status: StatusCode, headers: &HeaderMap, body
         retry_after: retry_after(headers),
         rejected: 0,
         message: Some(format!("HTTP {code}: {text}")),
+        sent: true,
     }
 }
 
@@ -571,6 +593,7 @@ pub fn grpc_answer(
     else {
         return Answer {
             retryable: false,
+            sent: true,
             ..Answer::failure(Outcome::Protocol, "gRPC answer without grpc-status")
         };
     };
@@ -602,6 +625,7 @@ pub fn grpc_answer(
                 grpc_code_name(code),
                 message.unwrap_or_default()
             )),
+            sent: true,
         };
     }
     // OK: the one message is the Export*ServiceResponse (maybe compressed).
@@ -637,6 +661,7 @@ pub fn grpc_answer(
         retry_after: None,
         rejected,
         message: warning,
+        sent: true,
     }
 }
 

@@ -1,10 +1,16 @@
-//! End to end against a real `glust` binary, when one is built (`GLUST_BIN`, else the
-//! workspace's `target/{debug,release}/glust`, the newer of the two): every transport, both
-//! signals, `--verify` reading back through the query API, and the HDR / JSON outputs.
-//! Without a binary the test says so and passes (build it with `cargo build -p glust`).
+//! End to end against a real `glust` binary: every transport, both signals, `--verify` reading
+//! back through the query API, and the HDR / JSON outputs.
+//!
+//! The binary is the one of this test's own build profile, built by the test itself with
+//! `cargo build -p glust --bin glust` (`--release` when this test is an optimised build): a
+//! test of a workspace member cannot name another package's binary (`CARGO_BIN_EXE_*`), and a
+//! binary merely found in `target/` may be stale or from the other profile. After the
+//! workspace's `cargo test` that build is incremental (the library is built; only the binary
+//! links). A build that fails fails the test. `GLUST_BIN=/path/to/glust` tests that binary
+//! instead.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -12,16 +18,39 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-fn glust_binary() -> Option<PathBuf> {
+/// `GLUST_BIN`, else `glust` built now with this test's profile; panics when it cannot be.
+fn glust_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("GLUST_BIN") {
-        return Some(PathBuf::from(p));
+        return PathBuf::from(p);
     }
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
-    ["debug", "release"]
-        .iter()
-        .map(|p| target.join(p).join("glust"))
-        .filter(|p| p.is_file())
-        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+    // The cargo running this test (it sets `CARGO`), else the one that compiled it.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "glust", "--bin", "glust"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        // The artifact's path comes back as JSON: no guessing of the target directory.
+        .arg("--message-format=json-render-diagnostics");
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("cargo could not be started to build glust");
+    assert!(
+        out.status.success(),
+        "cargo build -p glust failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "glust")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo build -p glust named no glust executable")
 }
 
 struct Glust {
@@ -39,7 +68,7 @@ impl Drop for Glust {
     }
 }
 
-fn start(bin: &PathBuf) -> Glust {
+fn start(bin: &Path) -> Glust {
     let help = Command::new(bin)
         .args(["serve", "--help"])
         .output()
@@ -101,16 +130,7 @@ fn loadgen(args: &[&str]) -> (i32, String) {
 
 #[test]
 fn every_transport_against_a_real_glust_with_verify() {
-    let Some(bin) = glust_binary() else {
-        // In CI the workspace's `cargo test` always builds glust: a missing binary is a failure
-        // there, not a reason to skip.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no glust binary in CI (set GLUST_BIN or build the workspace)"
-        );
-        eprintln!("SKIPPED: no glust binary (set GLUST_BIN or `cargo build -p glust`)");
-        return;
-    };
+    let bin = glust_binary();
     let t0 = Instant::now();
     let g = start(&bin);
     let q = g.query.as_str();

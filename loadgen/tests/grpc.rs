@@ -206,10 +206,17 @@ fn grpc_exports_statuses_retry_info_and_partial_success() {
     cfg.target.compression = Compression::Gzip;
     cfg.inflight = 4;
     cfg.max_requests = Some(20);
+    // A backoff of 6 s ± 50 %: at least 3 s if RetryInfo's 50 ms were ignored. (The run's
+    // 5 s duration and 5 s timeout leave room for a 9 s wait, so that retry would happen.)
+    let backoff = Duration::from_secs(6);
+    assert!(
+        backoff / 2 >= 3 * Duration::from_secs(1),
+        "the bound below needs the margin"
+    );
     cfg.retry = Some(RetryPolicy {
         max_retries: 2,
-        initial_backoff: Duration::from_secs(3),
-        max_backoff: Duration::from_secs(3),
+        initial_backoff: backoff,
+        max_backoff: backoff,
         max_delay: Duration::from_secs(3),
     });
     let r = common::run_quiet(cfg);
@@ -231,8 +238,11 @@ fn grpc_exports_statuses_retry_info_and_partial_success() {
     assert_eq!(c.items_accepted, 19 * 10 - 3);
     assert_eq!(seen.items.load(Ordering::SeqCst), 21 * 10);
     assert!(c.messages[&Outcome::Throttled].contains("try later"));
-    // The retry waited RetryInfo's 50 ms, not the 3 s backoff.
-    assert!(r.totals.latency.max() < 2_000_000_000);
+    // The retry waited RetryInfo's 50 ms, not the backoff (3 s at the least): under 1 s
+    // leaves a noisy machine 950 ms.
+    let slowest = Duration::from_nanos(r.totals.latency.max());
+    assert!(slowest >= Duration::from_millis(50), "{slowest:?}");
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
     assert!(seen
         .paths
         .lock()

@@ -1,5 +1,7 @@
 //! The scheduler against a loopback server that stalls on purpose: in open loop, exports due
-//! while the only connection is stuck wait for it, and that wait is part of their latency.
+//! while the only connection is stuck wait for it, and that wait is part of their latency,
+//! also when the stall outlasts the run (the drain, and the lower bounds of exports that never
+//! left). Also what is counted: requests, attempts, retries, bytes.
 
 mod common;
 
@@ -53,6 +55,120 @@ fn open_loop_latency_includes_time_queued_behind_a_stall() {
     );
     // Outside the stall, the loopback answers fast.
     assert!(h.value_at_quantile(0.3) < 50 * MS);
+}
+
+/// Decodes an interval log (`--hdr-log`) and sums its histograms' counts.
+fn interval_log_count(log: &[u8]) -> u64 {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    let mut total = 0;
+    for e in IntervalLogIterator::new(log) {
+        if let LogEntry::Interval(i) = e.unwrap() {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(i.encoded_histogram())
+                .unwrap();
+            let h: hdrhistogram::Histogram<u64> =
+                Deserializer::new().deserialize(&mut &bytes[..]).unwrap();
+            total += h.len();
+        }
+    }
+    total
+}
+
+#[test]
+fn a_stall_past_the_end_is_drained_and_measured() {
+    // The first request is answered after 700 ms, beyond the 500 ms run: the 99 other exports
+    // of the run are due while the only connection is stuck, and leave after the end.
+    let server = spawn(Arc::new(|r| {
+        let mut reply = Reply::ok();
+        if r.seq == 0 {
+            reply.delay = Duration::from_millis(700);
+        }
+        reply
+    }));
+    let mut cfg = config(
+        server.addr,
+        Mode::Open {
+            requests_per_sec: 200.0,
+        },
+    );
+    cfg.duration = Some(Duration::from_millis(500));
+    let r = run_quiet(cfg);
+    let c = &r.totals.counts;
+    let h = &r.totals.latency;
+
+    // Every export due in the run (500 ms at 200/s) was sent in the drain and answered.
+    assert_eq!(c.requests, 100, "{c:?}");
+    assert_eq!(c.ok(), 100);
+    assert_eq!(c.unsent, 0);
+    assert!(c.drained >= 90, "{} drained", c.drained);
+    assert_eq!(h.len(), 100);
+    // Each waited from its due time for the stall to end: export 1 was due at 5 ms.
+    assert!(h.max() >= 690 * MS, "max {}", h.max());
+    let over_200ms = h.count_between(200 * MS, h.max());
+    assert!(over_200ms >= 90, "only {over_200ms} exports saw >= 200 ms");
+}
+
+#[test]
+fn exports_never_sent_are_in_the_histogram_at_a_lower_bound() {
+    // A target that reads requests and never answers: every attempt times out.
+    let server = spawn(Arc::new(|_| {
+        let mut reply = Reply::ok();
+        reply.delay = Duration::from_secs(3600);
+        reply
+    }));
+    let mut cfg = config(
+        server.addr,
+        Mode::Open {
+            requests_per_sec: 200.0,
+        },
+    );
+    let (duration, timeout) = (Duration::from_millis(500), Duration::from_millis(300));
+    cfg.duration = Some(duration);
+    cfg.target.timeout = timeout;
+    let mut log = Vec::new();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let t0 = std::time::Instant::now();
+    let r = loadgen::run::run(
+        cfg,
+        stop,
+        loadgen::run::Outputs {
+            progress: None,
+            hdr_log: Some(&mut log),
+        },
+    )
+    .unwrap();
+    let c = &r.totals.counts;
+    let h = &r.totals.latency;
+
+    // 100 exports were due in the run. The one connection is free again only after each
+    // 300 ms timeout, so within the run and its 300 ms drain it took 3 (0 at 0 ms, 1 at
+    // 300 ms, 2 at 600 ms); the others are unsent, and still in the histogram.
+    assert_eq!(r.drain_limit, Some(timeout));
+    assert_eq!(c.requests + c.unsent, 100, "{c:?}");
+    assert!(c.unsent >= 90, "{c:?}");
+    assert_eq!(c.outcome(Outcome::Timeout), c.requests);
+    assert_eq!(h.len(), 100, "every export due in the run is measured");
+    // Answered ones waited at least the timeout; unsent ones from their due time (before the
+    // deadline) to the end of the drain (the deadline + 300 ms): at least 300 ms too.
+    assert!(h.min() >= 295 * MS, "min {}", h.min());
+    assert!(
+        h.value_at_quantile(0.5) >= 295 * MS,
+        "p50 {}",
+        h.value_at_quantile(0.5)
+    );
+    // The first unsent export was due within 20 ms of the start: 780 ms or more by the end
+    // of the drain.
+    assert!(h.max() >= 780 * MS, "max {}", h.max());
+    // The interval log holds them too.
+    assert_eq!(interval_log_count(&log), 100);
+    // The run ends within the run, the drain and one more attempt (plus the 100 ms start).
+    assert!(
+        t0.elapsed() < duration + 2 * timeout + Duration::from_millis(1500),
+        "took {:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
@@ -155,4 +271,29 @@ fn non_retryable_answers_are_not_retried_and_timeouts_are_counted() {
     );
     assert_eq!(c.ok(), 2);
     assert!(c.messages[&Outcome::Http(400)].contains("bad"));
+}
+
+#[test]
+fn bytes_count_only_attempts_that_reached_a_connection() {
+    // A port nobody listens on: every attempt fails to connect, nothing goes on the wire.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut cfg = config(addr, Mode::Closed);
+    cfg.max_requests = Some(3);
+    let r = run_quiet(cfg);
+    let c = &r.totals.counts;
+    assert_eq!((c.requests, c.attempts), (3, 3), "{c:?}");
+    assert_eq!(c.outcome(Outcome::Connect), 3);
+    assert_eq!((c.bytes, c.raw_bytes), (0, 0));
+
+    // Against a server, every attempt's body counts.
+    let server = spawn(Arc::new(|_| Reply::ok()));
+    let mut cfg = config(server.addr, Mode::Closed);
+    cfg.max_requests = Some(3);
+    let r = run_quiet(cfg);
+    let c = &r.totals.counts;
+    assert_eq!(c.ok(), 3);
+    assert!(c.bytes > 0 && c.raw_bytes == c.bytes, "{c:?}");
 }
