@@ -26,7 +26,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::{Config, FsyncPolicy};
 use crate::domain::{ArchivedLogBatch, ArchivedSpanBatch};
 use crate::index::{Index, RecordLoc};
-use crate::metrics::ShardMetrics;
+use crate::metrics::{IntervalDumper, ShardMetrics};
 use crate::route::ShardId;
 use crate::storage::{RecordKind, RecoveryReport, Store, StoreConfig, StoreError};
 use durability::GroupCommit;
@@ -53,6 +53,8 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// How long shutdown waits for in-flight requests before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shard 0 may take for the last `--hdr-dump-dir` interval at shutdown.
+const FINAL_DUMP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One shard's state, shared by its tasks through `Rc`.
 pub struct Shard {
@@ -134,21 +136,23 @@ pub fn run(
     };
     // Before any shard starts: a dump directory that cannot be written is a start-up error,
     // not a silent absence of dumps.
-    let mut hdr_dumper =
-        match &config.hdr_dump_dir {
-            Some(dir) => Some(crate::metrics::IntervalDumper::new(dir.clone()).map_err(
-                |source| StartError::HdrDumpDir {
+    let mut hdr_dumper = match &config.hdr_dump_dir {
+        Some(dir) => {
+            Some(
+                IntervalDumper::new(dir.clone()).map_err(|source| StartError::HdrDumpDir {
                     dir: dir.clone(),
                     source,
-                },
-            )?),
-            None => None,
-        };
+                })?,
+            )
+        }
+        None => None,
+    };
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let meshes = mesh::build(n);
     let startup = Rendezvous::new(n);
     let serving = Rendezvous::new(n);
     let shutdown = Rendezvous::new(n);
+    let synced = Rendezvous::new(n);
     let dumped = Rendezvous::new(n);
     let foreign_slots: Arc<Vec<AtomicBool>> =
         Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
@@ -170,6 +174,7 @@ pub fn run(
             startup: startup.clone(),
             serving: serving.clone(),
             shutdown: shutdown.clone(),
+            synced: synced.clone(),
             dumped: dumped.clone(),
             foreign_slots: foreign_slots.clone(),
             stop: stop.clone(),
@@ -206,12 +211,15 @@ struct ShardStart {
     config: Config,
     addrs: BoundAddrs,
     ends: RefCell<Option<MeshEnds>>,
-    hdr_dumper: RefCell<Option<crate::metrics::IntervalDumper>>,
+    /// `--hdr-dump-dir`'s writer, created (and checked) before the shards start; shard 0's.
+    hdr_dumper: RefCell<Option<IntervalDumper>>,
     startup: Rendezvous,
     serving: Rendezvous,
     shutdown: Rendezvous,
-    /// With `--hdr-dump-dir`: every shard answers the mesh until shard 0 wrote the last
-    /// interval.
+    /// With `--hdr-dump-dir`: every shard made its final sync (shard 0 then takes the last
+    /// interval) ...
+    synced: Rendezvous,
+    /// ... and every shard answers the mesh until shard 0 wrote it.
     dumped: Rendezvous,
     foreign_slots: Arc<Vec<AtomicBool>>,
     stop: StopFlag,
@@ -384,6 +392,7 @@ impl Drop for CallOff<'_> {
             self.ctx.startup.fail();
             self.ctx.serving.fail();
             self.ctx.shutdown.fail();
+            self.ctx.synced.fail();
             self.ctx.dumped.fail();
             self.ctx.stop.store(true, Ordering::SeqCst);
         }
@@ -493,7 +502,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     // Peers may still be appending records we own for requests they are finishing.
-    ctx.shutdown.wait().await;
+    let all_drained = ctx.shutdown.wait().await;
     let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
     while shard.in_flight.get() > 0 && std::time::Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
@@ -503,10 +512,33 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
         tracing::error!(shard = %id, "final sync failed: {e}");
     }
     if ctx.config.hdr_dump_dir.is_some() {
-        // The last interval, up to the end of the drain: shard 0 asks every shard, so all of
-        // them keep answering the mesh until it is written.
+        // The last interval, once every shard drained and synced (so its final appends and
+        // sync are in it): shard 0 asks every shard, so all of them keep answering the mesh
+        // until it is written. Skipped if a shard failed, and bounded: a peer that does not
+        // answer must not keep the process from exiting.
+        let all_synced = ctx.synced.wait().await;
         if let Some(dumps) = hdr_dumps {
-            dump_hdr_once(&shard, dumps.await).await;
+            let written = futures_lite::future::or(
+                async {
+                    let dumper = dumps.await;
+                    if all_drained && all_synced {
+                        dump_hdr_once(&shard, dumper).await;
+                    } else {
+                        tracing::warn!("a shard failed: the last HDR interval is not written");
+                    }
+                    true
+                },
+                async {
+                    glommio::timer::sleep(FINAL_DUMP_TIMEOUT).await;
+                    false
+                },
+            )
+            .await;
+            if !written {
+                tracing::warn!(
+                    "the last HDR interval was not written within {FINAL_DUMP_TIMEOUT:?}"
+                );
+            }
         }
         ctx.dumped.wait().await;
     }
@@ -757,9 +789,9 @@ fn index_fresh(index: &mut Index, loc: RecordLoc, rec: &OwnedRecord) {
 /// when the shard starts stopping, for the last interval ([`dump_hdr_once`] after the drain).
 async fn dump_hdr_every(
     shard: Rc<Shard>,
-    mut dumper: crate::metrics::IntervalDumper,
+    mut dumper: IntervalDumper,
     period: Duration,
-) -> crate::metrics::IntervalDumper {
+) -> IntervalDumper {
     loop {
         let stopping = futures_lite::future::or(
             async {
@@ -780,10 +812,7 @@ async fn dump_hdr_every(
 }
 
 /// Appends one interval of every shard's histograms to the dumps.
-async fn dump_hdr_once(
-    shard: &Rc<Shard>,
-    dumper: crate::metrics::IntervalDumper,
-) -> crate::metrics::IntervalDumper {
+async fn dump_hdr_once(shard: &Rc<Shard>, dumper: IntervalDumper) -> IntervalDumper {
     let snapshot =
         match crate::query::exec::coordinate(shard, crate::query::QueryRequest::Metrics).await {
             Ok(crate::query::QueryResponse::Metrics(s)) => *s,
