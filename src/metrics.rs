@@ -128,72 +128,98 @@ impl Dropped {
             Dropped::Failed => "failed",
         }
     }
+
+    pub const fn index(self) -> usize {
+        self as usize
+    }
 }
+
+// Counters are indexed by `index()`: `ALL` lists the reasons in that order.
+const _: () = {
+    let mut i = 0;
+    while i < Dropped::COUNT {
+        assert!(Dropped::ALL[i].index() == i);
+        i += 1;
+    }
+};
+
+/// The counter names of one signal's items.
+pub struct ItemNames {
+    accepted: (&'static str, &'static str),
+    rejected: (&'static str, &'static str),
+    dropped: (&'static str, &'static str),
+}
+
+pub const SPAN_NAMES: ItemNames = ItemNames {
+    accepted: ("spans_accepted_total", "spans stored"),
+    rejected: (
+        "spans_rejected_total",
+        "spans refused as invalid (partial_success), by reason",
+    ),
+    dropped: (
+        "spans_dropped_total",
+        "spans that passed validation in a request answered 429/503 (gRPC UNAVAILABLE) as a \
+         whole, by reason: the client may retry them",
+    ),
+};
+
+pub const LOG_NAMES: ItemNames = ItemNames {
+    accepted: ("logs_accepted_total", "log records stored"),
+    rejected: (
+        "logs_rejected_total",
+        "log records refused as invalid (partial_success), by reason",
+    ),
+    dropped: (
+        "logs_dropped_total",
+        "log records that passed validation in a request answered 429/503 (gRPC UNAVAILABLE) \
+         as a whole, by reason: the client may retry them",
+    ),
+};
 
 /// What became of the items (spans or log records) of one signal.
 pub struct ItemCounters {
+    names: &'static ItemNames,
     pub accepted: Cell<u64>,
     rejected: [Cell<u64>; RejectReason::COUNT],
     dropped: [Cell<u64>; Dropped::COUNT],
 }
 
-impl Default for ItemCounters {
-    fn default() -> Self {
+impl ItemCounters {
+    pub fn new(names: &'static ItemNames) -> Self {
         ItemCounters {
+            names,
             accepted: Cell::new(0),
             rejected: std::array::from_fn(|_| Cell::new(0)),
             dropped: std::array::from_fn(|_| Cell::new(0)),
         }
     }
-}
 
-impl ItemCounters {
     /// Counts a request's invalid items, by reason.
     pub fn reject(&self, r: &Rejections) {
-        for (cell, n) in self.rejected.iter().zip(r.by_reason) {
-            add(cell, n);
+        for reason in RejectReason::ALL {
+            add(&self.rejected[reason.index()], r.count_of(reason));
         }
     }
 
     /// Counts `n` valid items of a request refused as a whole.
     pub fn drop_items(&self, why: Dropped, n: u64) {
-        add(&self.dropped[why as usize], n);
+        add(&self.dropped[why.index()], n);
     }
 
-    fn counters(&self, signal: &'static str, out: &mut Vec<Counter>) {
-        let (accepted, accepted_help, rejected, rejected_help, dropped, dropped_help) = match signal
-        {
-            "spans" => (
-                "spans_accepted_total",
-                "spans stored",
-                "spans_rejected_total",
-                "spans dropped as invalid (partial_success), by reason",
-                "spans_dropped_total",
-                "valid spans not stored because their request was refused (429/503, \
-                     gRPC UNAVAILABLE): the client may retry them",
-            ),
-            _ => (
-                "logs_accepted_total",
-                "log records stored",
-                "logs_rejected_total",
-                "log records dropped as invalid (partial_success), by reason",
-                "logs_dropped_total",
-                "valid log records not stored because their request was refused (429/503, \
-                     gRPC UNAVAILABLE): the client may retry them",
-            ),
-        };
-        out.push(Counter::new(accepted, accepted_help, self.accepted.get()));
+    fn counters(&self, out: &mut Vec<Counter>) {
+        let n = self.names;
+        out.push(Counter::new(
+            n.accepted.0,
+            n.accepted.1,
+            self.accepted.get(),
+        ));
         for reason in RejectReason::ALL {
-            out.push(
-                Counter::new(rejected, rejected_help, self.rejected[reason.index()].get())
-                    .label("reason", reason.label()),
-            );
+            let v = self.rejected[reason.index()].get();
+            out.push(Counter::new(n.rejected.0, n.rejected.1, v).label("reason", reason.label()));
         }
         for why in Dropped::ALL {
-            out.push(
-                Counter::new(dropped, dropped_help, self.dropped[why as usize].get())
-                    .label("reason", why.label()),
-            );
+            let v = self.dropped[why.index()].get();
+            out.push(Counter::new(n.dropped.0, n.dropped.1, v).label("reason", why.label()));
         }
     }
 }
@@ -221,8 +247,8 @@ impl Default for ShardMetrics {
             requests_bad: Cell::new(0),
             requests_throttled: Cell::new(0),
             requests_failed: Cell::new(0),
-            spans: ItemCounters::default(),
-            logs: ItemCounters::default(),
+            spans: ItemCounters::new(&SPAN_NAMES),
+            logs: ItemCounters::new(&LOG_NAMES),
             values_truncated: Cell::new(0),
             attributes_dropped: Cell::new(0),
             bytes_received: Cell::new(0),
@@ -262,8 +288,8 @@ impl ShardMetrics {
                 &self.requests_failed,
             ),
         ];
-        self.spans.counters("spans", &mut counters);
-        self.logs.counters("logs", &mut counters);
+        self.spans.counters(&mut counters);
+        self.logs.counters(&mut counters);
         counters.extend([
             c(
                 "values_truncated_total",

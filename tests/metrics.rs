@@ -274,3 +274,41 @@ fn an_unwritable_dump_dir_is_a_start_up_error() {
         "{stderr}"
     );
 }
+
+/// Bytes in are counted twice: as they came off the wire (compressed), and decompressed; a
+/// body that fails to decompress still counts on the wire.
+#[test]
+fn compressed_bodies_count_on_the_wire_and_decompressed() {
+    use prost::Message;
+    use std::io::Write;
+    let server = Server::start(1);
+    let raw = traces_request("wire", 1, 20, 5).encode_to_vec();
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(&raw).unwrap();
+    let gz = e.finish().unwrap();
+    assert!(gz.len() < raw.len());
+    let ct = "application/x-protobuf";
+    assert_eq!(
+        server
+            .post("/v1/traces", ct, Some("gzip"), gz.clone())
+            .status,
+        200
+    );
+    let corrupt = gz[..gz.len() / 2].to_vec();
+    assert_eq!(
+        server
+            .post("/v1/traces", ct, Some("gzip"), corrupt.clone())
+            .status,
+        400
+    );
+    let text = server.get("/metrics").text();
+    assert_eq!(
+        metric(&text, "glust_bytes_received_wire_total"),
+        (gz.len() + corrupt.len()) as f64
+    );
+    assert_eq!(
+        metric(&text, "glust_bytes_received_total"),
+        raw.len() as f64
+    );
+    assert_eq!(metric(&text, "glust_spans_accepted_total"), 100.0);
+}

@@ -124,16 +124,34 @@ impl RejectReason {
     }
 }
 
-/// Items dropped from one request: how many, how many for each reason, and the first reason's
-/// message (OTLP asks for one message).
+// Counts are indexed by `index()`: `ALL` lists the reasons in that order.
+const _: () = {
+    let mut i = 0;
+    while i < RejectReason::COUNT {
+        assert!(RejectReason::ALL[i].index() == i);
+        i += 1;
+    }
+};
+
+/// Items dropped from one request: how many for each reason, and the first reason's message
+/// (OTLP asks for one message).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Rejections {
-    pub count: u64,
-    pub by_reason: [u64; RejectReason::COUNT],
+    by_reason: [u64; RejectReason::COUNT],
     pub first: Option<String>,
 }
 
 impl Rejections {
+    /// Items rejected, all reasons.
+    pub fn count(&self) -> u64 {
+        self.by_reason.iter().sum()
+    }
+
+    /// Items rejected for `reason`.
+    pub fn count_of(&self, reason: RejectReason) -> u64 {
+        self.by_reason[reason.index()]
+    }
+
     pub fn reject(&mut self, why: &Invalid) {
         self.reject_with(why.reason(), || why.to_string());
     }
@@ -145,16 +163,13 @@ impl Rejections {
 
     /// Counts `n` items rejected for `reason`; `message` is asked for the first one only.
     pub fn reject_n(&mut self, n: u64, reason: RejectReason, message: impl FnOnce() -> String) {
-        self.count += n;
         self.by_reason[reason.index()] += n;
         if self.first.is_none() {
             self.first = Some(message());
         }
-        debug_assert_eq!(self.by_reason.iter().sum::<u64>(), self.count);
     }
 
     pub fn merge(&mut self, other: Rejections) {
-        self.count += other.count;
         for (mine, theirs) in self.by_reason.iter_mut().zip(other.by_reason) {
             *mine += theirs;
         }

@@ -496,11 +496,11 @@ async fn serve(
             ))
         }
     };
+    add(&shard.metrics.bytes_received_wire, body.len() as u64);
     // The shard's byte budget, as over HTTP: the body, then the message once unframed.
     if !held.try_resize(body.len()) {
         return Err(too_many_bytes());
     }
-    add(&shard.metrics.bytes_received_wire, body.len() as u64);
     let message = unframe(&body, gzip)?;
     drop(body);
     add(&shard.metrics.bytes_received, message.len() as u64);
@@ -577,7 +577,7 @@ fn exported(shard: &Shard, signal: SignalKind, done: Ingested) -> Response<GrpcB
     items.reject(&done.rejected);
     let body = reply::export_response_protobuf(
         signal,
-        done.rejected.count,
+        done.rejected.count(),
         done.rejected.first.as_deref(),
     );
     message_response(body)

@@ -8,6 +8,7 @@
 //!    `partial_success`);
 //! 5. [`crate::shard::ingest::ingest`]: split, admit, append (429/503 when refused).
 
+use std::cell::Cell;
 use std::io::Read;
 use std::rc::Rc;
 
@@ -140,15 +141,13 @@ async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Bo
         return too_many_bytes(format);
     };
 
-    let read = futures_lite::future::or(read_body(req.into_body(), encoding), async {
+    let wire_bytes = &shard.metrics.bytes_received_wire;
+    let read = futures_lite::future::or(read_body(req.into_body(), encoding, wire_bytes), async {
         glommio::timer::sleep(shard.config.body_read_timeout).await;
         Err(BodyError::Timeout(shard.config.body_read_timeout))
     });
     let body = match read.await {
-        Ok((wire, b)) => {
-            add(&shard.metrics.bytes_received_wire, wire as u64);
-            b
-        }
+        Ok(b) => b,
         Err(e) => {
             add(&shard.metrics.requests_bad, 1);
             let status = match e {
@@ -246,7 +245,7 @@ fn answer(
             reply::exported(
                 format,
                 signal,
-                done.rejected.count,
+                done.rejected.count(),
                 done.rejected.first.as_deref(),
             )
         }
@@ -292,8 +291,13 @@ fn content_encoding(req: &Request<Incoming>) -> Option<Encoding> {
 
 /// Reads the body, at most [`REQUEST_WIRE_BYTES_MAX`] on the wire and
 /// [`REQUEST_DECODED_BYTES_MAX`] once decompressed.
-/// The body, decompressed, with its size on the wire.
-async fn read_body(body: Incoming, encoding: Encoding) -> Result<(usize, Bytes), BodyError> {
+/// The body, decompressed; its size on the wire is added to `wire_bytes` as soon as it is in,
+/// whether it then decompresses or not.
+async fn read_body(
+    body: Incoming,
+    encoding: Encoding,
+    wire_bytes: &Cell<u64>,
+) -> Result<Bytes, BodyError> {
     let wire = match Limited::new(body, REQUEST_WIRE_BYTES_MAX).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
@@ -303,14 +307,14 @@ async fn read_body(body: Incoming, encoding: Encoding) -> Result<(usize, Bytes),
         }
         Err(e) => return Err(BodyError::Read(e.to_string())),
     };
-    let wire_len = wire.len();
-    let body = match encoding {
-        Encoding::Identity => wire,
+    add(wire_bytes, wire.len() as u64);
+    match encoding {
+        Encoding::Identity => Ok(wire),
         Encoding::Gzip => decompress(
             flate2::read::MultiGzDecoder::new(&wire[..]),
             "gzip",
             wire.len(),
-        )?,
+        ),
         Encoding::Zstd => {
             let decoder = zstd::stream::read::Decoder::with_buffer(&wire[..]).map_err(|e| {
                 BodyError::Corrupt {
@@ -318,10 +322,9 @@ async fn read_body(body: Incoming, encoding: Encoding) -> Result<(usize, Bytes),
                     detail: e.to_string(),
                 }
             })?;
-            decompress(decoder, "zstd", wire.len())?
+            decompress(decoder, "zstd", wire.len())
         }
-    };
-    Ok((wire_len, body))
+    }
 }
 
 /// Decompresses, stopping as soon as the output passes [`REQUEST_DECODED_BYTES_MAX`]: a

@@ -420,7 +420,7 @@ mod tests {
         let mut rejected = Rejections::default();
         let (records, kept) = encode_records(vec![batch(150_000, 10)], usize::MAX, &mut rejected);
         assert_eq!(kept, 150_000);
-        assert_eq!(rejected.count, 0);
+        assert_eq!(rejected.count(), 0);
         assert_eq!(records.len(), 3);
         for r in &records {
             let b =
@@ -445,7 +445,8 @@ mod tests {
         let (records, kept) = encode_records(vec![batch(50_000, 20_000)], 16 << 10, &mut rejected);
         assert!(records.is_empty());
         assert_eq!(kept, 0);
-        assert_eq!(rejected.count, 50_000);
+        assert_eq!(rejected.count(), 50_000);
+        assert_eq!(rejected.count_of(RejectReason::TooLarge), 50_000);
         assert!(rejected.first.unwrap().contains("more than the"));
     }
 }

@@ -424,7 +424,7 @@ pub fn hex(b: &[u8]) -> String {
 /// values (owned), with their resource and scope.
 pub fn spans_of_answer(json: &[u8]) -> Vec<glust::domain::SpanBatch<'static>> {
     let decoded = glust::otlp::json::decode_traces_json(json).expect("answer is OTLP JSON");
-    assert_eq!(decoded.rejected.count, 0);
+    assert_eq!(decoded.rejected.count(), 0);
     decoded.batches.into_iter().map(owned_span_batch).collect()
 }
 

@@ -176,6 +176,7 @@ enum Reject {
     /// An id field that is not a hex string; no [`Invalid`] variant says that.
     NotHex {
         field: &'static str,
+        reason: RejectReason,
         err: hex::FromHexError,
     },
 }
@@ -190,16 +191,7 @@ impl Reject {
     fn record(self, rejected: &mut Rejections) {
         match self {
             Reject::Invalid(why) => rejected.reject(&why),
-            Reject::NotHex { field, err } => {
-                let reason = match field {
-                    "trace id" | "log trace id" => RejectReason::TraceId,
-                    "span id" | "log span id" => RejectReason::SpanId,
-                    "parent span id" => RejectReason::ParentSpanId,
-                    _ => {
-                        debug_assert!(field.starts_with("link "), "{field}");
-                        RejectReason::Link
-                    }
-                };
+            Reject::NotHex { field, reason, err } => {
                 rejected.reject_with(reason, || format!("{field} is not a hex string ({err})"));
             }
         }
@@ -209,7 +201,7 @@ impl Reject {
 /// Decodes a hex id. Ids of up to 16 bytes (all valid ones) decode into `buf` without
 /// allocating; longer ones are decoded anyway so that validation reports their length.
 fn hex_id<'b>(
-    field: &'static str,
+    (field, reason): (&'static str, RejectReason),
     hex_str: &str,
     buf: &'b mut [u8; 16],
 ) -> Result<Cow<'b, [u8]>, Reject> {
@@ -219,7 +211,7 @@ fn hex_id<'b>(
     } else {
         hex::decode(hex_str).map(Cow::Owned)
     };
-    bytes.map_err(|err| Reject::NotHex { field, err })
+    bytes.map_err(|err| Reject::NotHex { field, reason, err })
 }
 
 fn resource<'a>(
@@ -252,9 +244,21 @@ fn scope<'a>(s: Msg<JScope<'a>>, schema_url: JStr<'a>, stats: &mut Sanitised) ->
 
 fn span<'a>(j: JSpan<'a>, stats: &mut Sanitised) -> Result<Span<'a>, Reject> {
     let mut buf = [0u8; 16];
-    let trace_id = validate::trace_id(&hex_id("trace id", &j.trace_id.0, &mut buf)?)?;
-    let span_id = validate::span_id(&hex_id("span id", &j.span_id.0, &mut buf)?)?;
-    let parent = hex_id("parent span id", &j.parent_span_id.0, &mut buf)?;
+    let trace_id = validate::trace_id(&hex_id(
+        ("trace id", RejectReason::TraceId),
+        &j.trace_id.0,
+        &mut buf,
+    )?)?;
+    let span_id = validate::span_id(&hex_id(
+        ("span id", RejectReason::SpanId),
+        &j.span_id.0,
+        &mut buf,
+    )?)?;
+    let parent = hex_id(
+        ("parent span id", RejectReason::ParentSpanId),
+        &j.parent_span_id.0,
+        &mut buf,
+    )?;
     let parent_span_id = validate::parent_span_id(&parent)?;
     let links = list(j.links).map(link).collect::<Result<Vec<_>, _>>()?;
     let events = list(j.events)
@@ -294,8 +298,16 @@ fn span<'a>(j: JSpan<'a>, stats: &mut Sanitised) -> Result<Span<'a>, Reject> {
 fn link(j: JLink<'_>) -> Result<Link<'_>, Reject> {
     let mut tbuf = [0u8; 16];
     let mut sbuf = [0u8; 16];
-    let trace = hex_id("link trace id", &j.trace_id.0, &mut tbuf)?;
-    let span = hex_id("link span id", &j.span_id.0, &mut sbuf)?;
+    let trace = hex_id(
+        ("link trace id", RejectReason::Link),
+        &j.trace_id.0,
+        &mut tbuf,
+    )?;
+    let span = hex_id(
+        ("link span id", RejectReason::Link),
+        &j.span_id.0,
+        &mut sbuf,
+    )?;
     let (trace_id, span_id) = validate::link_ids(&trace, &span)?;
     Ok(Link {
         trace_id,
@@ -309,8 +321,16 @@ fn link(j: JLink<'_>) -> Result<Link<'_>, Reject> {
 
 fn log_record<'a>(j: JLogRecord<'a>, stats: &mut Sanitised) -> Result<LogRecord<'a>, Reject> {
     let mut buf = [0u8; 16];
-    let trace_id = validate::log_trace_id(&hex_id("log trace id", &j.trace_id.0, &mut buf)?)?;
-    let span_id = validate::log_span_id(&hex_id("log span id", &j.span_id.0, &mut buf)?)?;
+    let trace_id = validate::log_trace_id(&hex_id(
+        ("log trace id", RejectReason::TraceId),
+        &j.trace_id.0,
+        &mut buf,
+    )?)?;
+    let span_id = validate::log_span_id(&hex_id(
+        ("log span id", RejectReason::SpanId),
+        &j.span_id.0,
+        &mut buf,
+    )?)?;
     let mut log = LogRecord {
         time_unix_nano: j.time_unix_nano.0,
         observed_time_unix_nano: j.observed_time_unix_nano.0,

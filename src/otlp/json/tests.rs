@@ -182,7 +182,7 @@ const SPEC_EVENTS: &str = r#"{
 #[test]
 fn spec_trace_example() {
     let d = traces(SPEC_TRACE);
-    assert_eq!((d.accepted, d.rejected.count), (1, 0));
+    assert_eq!((d.accepted, d.rejected.count()), (1, 0));
     assert_eq!(d.sanitised, Sanitised::default());
     let b = &d.batches[0];
     assert_eq!(
@@ -224,7 +224,7 @@ fn spec_trace_example() {
 #[test]
 fn spec_logs_example() {
     let d = logs(SPEC_LOGS);
-    assert_eq!((d.accepted, d.rejected.count), (1, 0));
+    assert_eq!((d.accepted, d.rejected.count()), (1, 0));
     let log = &d.batches[0].logs[0];
     assert_eq!(log.time_unix_nano, 1_544_712_660_300_000_000);
     assert_eq!(log.observed_time_unix_nano, 1_544_712_660_300_000_000);
@@ -581,7 +581,14 @@ fn bad_ids_reject_the_item_and_keep_the_rest() {
     let d = traces(body);
     assert_eq!(d.accepted, 1);
     assert_eq!(d.batches[0].spans[0].name, "ok");
-    assert_eq!(d.rejected.count, 9);
+    assert_eq!(d.rejected.count(), 9);
+    // Each by the id it concerns, whether it is not hex or has the wrong length or is zero.
+    let by = |r: RejectReason| d.rejected.count_of(r);
+    assert_eq!(by(RejectReason::TraceId), 4, "nothex, empty, zero, long");
+    assert_eq!(by(RejectReason::SpanId), 1, "short");
+    assert_eq!(by(RejectReason::ParentSpanId), 1, "odd");
+    assert_eq!(by(RejectReason::Link), 2, "badlink, shortlink");
+    assert_eq!(by(RejectReason::EndBeforeStart), 1, "backwards");
     let first = d.rejected.first.unwrap();
     assert!(first.starts_with("trace id is not a hex string"), "{first}");
 
@@ -600,7 +607,9 @@ fn bad_ids_reject_the_item_and_keep_the_rest() {
             {"traceId":"00000000000000000000000000000000","spanId":"0000000000000000","body":{"stringValue":"c"}}
         ]}]}]}"#,
     );
-    assert_eq!((d.accepted, d.rejected.count), (1, 2));
+    assert_eq!((d.accepted, d.rejected.count()), (1, 2));
+    assert_eq!(d.rejected.count_of(RejectReason::TraceId), 1, "not hex");
+    assert_eq!(d.rejected.count_of(RejectReason::SpanId), 1, "short");
     assert_eq!(d.batches[0].logs[0].body, s("c"));
     assert_eq!(
         d.batches[0].logs[0].trace_id, None,
@@ -630,7 +639,7 @@ fn one_batch_per_scope_with_the_resource_cloned() {
             ]}}"#
     );
     let d = traces(&body);
-    assert_eq!((d.accepted, d.rejected.count), (4, 1));
+    assert_eq!((d.accepted, d.rejected.count()), (4, 1));
     let names: Vec<_> = d.batches.iter().map(|b| b.scope.name.as_ref()).collect();
     assert_eq!(names, ["s1", "s2", ""]);
     let services: Vec<_> = d
@@ -663,7 +672,7 @@ fn sanitising_is_applied_and_counted_once_per_resource() {
         attrs.join(",")
     );
     let d = traces(&body);
-    assert_eq!((d.accepted, d.rejected.count), (3, 1));
+    assert_eq!((d.accepted, d.rejected.count()), (3, 1));
     // The first resource is truncated once although two batches carry it; the resource
     // of no batch is not looked at.
     assert_eq!(d.sanitised.truncated_values, 1);
@@ -774,7 +783,7 @@ fn reads_what_opentelemetry_proto_writes() {
     };
     let json = serde_json::to_string(&request).unwrap();
     let d = traces(&json);
-    assert_eq!((d.accepted, d.rejected.count), (1, 0), "{json}");
+    assert_eq!((d.accepted, d.rejected.count()), (1, 0), "{json}");
     let b = &d.batches[0];
     assert_eq!(b.resource.schema_url, "https://r");
     assert_eq!(b.resource.dropped_attributes_count, 1);
@@ -1046,7 +1055,7 @@ fn many_small_items_within_the_budget_decode() {
         repeated("{}", 100_000)
     );
     let d = traces(&spans);
-    assert_eq!((d.accepted, d.rejected.count), (0, 100_000));
+    assert_eq!((d.accepted, d.rejected.count()), (0, 100_000));
     let attrs = repeated(r#"{"key":"k"}"#, 1_000_000);
     let body = one_span(&format!(r#","attributes":[{attrs}]"#));
     let d = traces(&body);

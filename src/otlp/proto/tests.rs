@@ -529,7 +529,7 @@ fn a_rich_request_decodes_as_prost_does() {
     let traces = rich_traces().encode_to_vec();
     agrees_with_prost(&traces).unwrap();
     let d = decode_traces(&traces).unwrap();
-    assert_eq!((d.batches.len(), d.accepted, d.rejected.count), (1, 2, 0));
+    assert_eq!((d.batches.len(), d.accepted, d.rejected.count()), (1, 2, 0));
     let batch = &d.batches[0];
     assert_eq!(service_name_of(&batch.resource), "checkout");
     assert_eq!(
@@ -546,7 +546,7 @@ fn a_rich_request_decodes_as_prost_does() {
     let logs = rich_logs().encode_to_vec();
     agrees_with_prost(&logs).unwrap();
     let d = decode_logs(&logs).unwrap();
-    assert_eq!((d.batches.len(), d.accepted, d.rejected.count), (1, 2, 0));
+    assert_eq!((d.batches.len(), d.accepted, d.rejected.count()), (1, 2, 0));
     assert!(matches!(d.batches[0].logs[0].body, AnyValue::KvList(_)));
 }
 
@@ -958,7 +958,14 @@ fn invalid_spans_are_rejected_and_counted() {
     let body = traces_body(&spans);
     agrees_with_prost(&body).unwrap();
     let d = decode_traces(&body).unwrap();
-    assert_eq!((d.accepted, d.rejected.count), (2, 7));
+    assert_eq!((d.accepted, d.rejected.count()), (2, 7));
+    let by = |r| d.rejected.count_of(r);
+    use crate::domain::validate::RejectReason as R;
+    assert_eq!(by(R::TraceId), 2, "15 bytes, zero");
+    assert_eq!(by(R::SpanId), 2, "zero, empty");
+    assert_eq!(by(R::ParentSpanId), 1, "4 bytes");
+    assert_eq!(by(R::Link), 1);
+    assert_eq!(by(R::EndBeforeStart), 1);
     assert_eq!(
         d.rejected.first.as_deref(),
         Some("trace id must be 16 bytes, got 15")
@@ -971,7 +978,7 @@ fn invalid_spans_are_rejected_and_counted() {
     // A scope whose spans are all invalid leaves no batch behind.
     let body = traces_body(&[ids(&[1; 15], &[2; 8], vec![])]);
     let d = decode_traces(&body).unwrap();
-    assert_eq!((d.batches.len(), d.accepted, d.rejected.count), (0, 0, 1));
+    assert_eq!((d.batches.len(), d.accepted, d.rejected.count()), (0, 0, 1));
 }
 
 #[test]
@@ -986,7 +993,10 @@ fn invalid_logs_are_rejected_and_counted() {
     let body = logs_body(&logs);
     agrees_with_prost(&body).unwrap();
     let d = decode_logs(&body).unwrap();
-    assert_eq!((d.accepted, d.rejected.count), (3, 2));
+    assert_eq!((d.accepted, d.rejected.count()), (3, 2));
+    use crate::domain::validate::RejectReason as R;
+    assert_eq!(d.rejected.count_of(R::TraceId), 1);
+    assert_eq!(d.rejected.count_of(R::SpanId), 1);
     assert_eq!(
         d.rejected.first.as_deref(),
         Some("log trace id must be empty or 16 bytes, got 2")
