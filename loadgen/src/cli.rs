@@ -79,7 +79,8 @@ pub struct Args {
     #[arg(long, help_heading = "Target")]
     pub http2: bool,
 
-    /// Time one attempt may take (connect, send, answer) before it counts as a timeout.
+    /// Time one attempt may take (connect, send, answer) before it counts as a timeout. Also
+    /// the longest drain after an open-loop run (see --duration).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, help_heading = "Target")]
     pub timeout: Duration,
 
@@ -98,7 +99,9 @@ pub struct Args {
     #[arg(long, help_heading = "Load")]
     pub max: bool,
 
-    /// How long to send.
+    /// How long to send. An open-loop run then drains (exports due and not yet sent still
+    /// go, for up to one --timeout), so it ends at most --duration + 2 × --timeout after it
+    /// starts; a closed-loop run waits for the answers in flight.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, help_heading = "Load")]
     pub duration: Duration,
 

@@ -399,9 +399,9 @@ async fn pace(w: Rc<Worker>) {
         (a, b) => a.or(b),
     };
     let released = release(&w, p, &timer, in_run).await;
-    let drain_until = w
-        .drain_until
-        .unwrap_or_else(|| Instant::now() + drain_limit(&w.cfg.target));
+    // From the deadline, or from now when --requests ran out first: one drain limit at most.
+    let limit = Instant::now() + drain_limit(&w.cfg.target);
+    let drain_until = w.drain_until.map_or(limit, |d| d.min(limit));
     drain(&w, released, drain_until).await;
     // No await from here on: no slot takes a permit between the close and the count.
     p.permits.close();
