@@ -245,3 +245,6 @@ fi
 
 echo "## Then start glust on the shard cores (shard i on the i-th of them), e.g.:"
 echo "taskset -c $reserved_list glust serve --shards $shards"
+echo "# taskset also keeps glust's blocking threads (fsync, writeback, segment preparation) on"
+echo "# those cores; to give them the interrupt cores instead, leave taskset out and let glust"
+echo "# pin its shards (it takes the first --shards of the cores it may use)."

@@ -61,7 +61,8 @@ struct ServeArgs {
     body_read_timeout: Duration,
     /// Write an HdrHistogram interval log per latency histogram into this directory
     /// (`DIR/<metric>.hlog`, e.g. `request_http_traces.hlog`; the last interval at a clean
-    /// shutdown). Created if missing; glust does not start if it cannot be written.
+    /// shutdown). Created if missing, existing logs of those names are started afresh; glust
+    /// does not start if it cannot be written.
     #[arg(long)]
     hdr_dump_dir: Option<PathBuf>,
     /// Interval of those logs.
