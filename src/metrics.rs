@@ -150,7 +150,7 @@ pub struct ItemNames {
     dropped: (&'static str, &'static str),
 }
 
-pub const SPAN_NAMES: ItemNames = ItemNames {
+pub static SPAN_NAMES: ItemNames = ItemNames {
     accepted: ("spans_accepted_total", "spans stored"),
     rejected: (
         "spans_rejected_total",
@@ -163,7 +163,7 @@ pub const SPAN_NAMES: ItemNames = ItemNames {
     ),
 };
 
-pub const LOG_NAMES: ItemNames = ItemNames {
+pub static LOG_NAMES: ItemNames = ItemNames {
     accepted: ("logs_accepted_total", "log records stored"),
     rejected: (
         "logs_rejected_total",

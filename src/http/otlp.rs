@@ -290,9 +290,8 @@ fn content_encoding(req: &Request<Incoming>) -> Option<Encoding> {
 }
 
 /// Reads the body, at most [`REQUEST_WIRE_BYTES_MAX`] on the wire and
-/// [`REQUEST_DECODED_BYTES_MAX`] once decompressed.
-/// The body, decompressed; its size on the wire is added to `wire_bytes` as soon as it is in,
-/// whether it then decompresses or not.
+/// [`REQUEST_DECODED_BYTES_MAX`] once decompressed, and decompresses it. Its size on the wire
+/// is added to `wire_bytes` as soon as it is in, whether it then decompresses or not.
 async fn read_body(
     body: Incoming,
     encoding: Encoding,
