@@ -333,11 +333,7 @@ pub fn main_with(
         match res {
             Ok(()) => hdr_log_written = true,
             Err(e) => {
-                let _ = writeln!(
-                    err,
-                    "loadgen: --hdr-log {}: could not write the interval log: {e}",
-                    p.display()
-                );
+                output_error(err, "--hdr-log", p, "the interval log", e);
                 output_failed = true;
             }
         }
@@ -360,11 +356,7 @@ pub fn main_with(
                 );
             }
             Err(e) => {
-                let _ = writeln!(
-                    err,
-                    "loadgen: --hdr-out {}: could not write the percentile distribution: {e}",
-                    p.display()
-                );
+                output_error(err, "--hdr-out", p, "the percentile distribution", e);
                 output_failed = true;
             }
         }
@@ -431,11 +423,7 @@ pub fn main_with(
             .map_err(std::io::Error::other)
             .and_then(|b| std::fs::write(p, b));
         if let Err(e) = res {
-            let _ = writeln!(
-                err,
-                "loadgen: --json-out {}: could not write the report: {e}",
-                p.display()
-            );
+            output_error(err, "--json-out", p, "the report", e);
             output_failed = true;
         }
     }
@@ -444,4 +432,19 @@ pub fn main_with(
         status = 1;
     }
     status
+}
+
+/// Says that output file `path` of `flag` could not be written.
+fn output_error(
+    err: &mut dyn Write,
+    flag: &str,
+    path: &std::path::Path,
+    what: &str,
+    e: impl std::fmt::Display,
+) {
+    let _ = writeln!(
+        err,
+        "loadgen: {flag} {}: could not write {what}: {e}",
+        path.display()
+    );
 }

@@ -265,9 +265,6 @@ struct Worker {
     next_ticket: Cell<u64>,
     max_tickets: Option<u64>,
     deadline: Option<Instant>,
-    /// The end of the drain, `deadline + drain_limit`: no export is taken from the pacer and
-    /// no retry starts after it.
-    drain_until: Option<Instant>,
     stop: Arc<AtomicBool>,
     slot: Arc<Mutex<Slot>>,
     in_flight: Arc<AtomicI64>,
@@ -289,6 +286,12 @@ impl Worker {
             .as_mut()
             .expect("a generator when the payload is not fixed")
             .next_batch(now_ns)
+    }
+
+    /// The end of the drain, `deadline + drain_limit`: no export is taken from the pacer and
+    /// no retry starts after it.
+    fn drain_until(&self) -> Option<Instant> {
+        self.deadline.map(|d| d + drain_limit(&self.cfg.target))
     }
 
     fn stopping(&self) -> bool {
@@ -401,7 +404,7 @@ async fn pace(w: Rc<Worker>) {
     let released = release(&w, p, &timer, in_run).await;
     // From the deadline, or from now when --requests ran out first: one drain limit at most.
     let limit = Instant::now() + drain_limit(&w.cfg.target);
-    let drain_until = w.drain_until.map_or(limit, |d| d.min(limit));
+    let drain_until = w.drain_until().map_or(limit, |d| d.min(limit));
     drain(&w, released, drain_until).await;
     // No await from here on: no slot takes a permit between the close and the count.
     p.permits.close();
@@ -479,7 +482,7 @@ async fn slot_loop(w: Rc<Worker>, conn: Rc<Conn>, start: Instant) {
                 Some(d) => d.min(policy.max_delay),
                 None => w.backoff(policy, n),
             };
-            if w.drain_until.is_some_and(|d| Instant::now() + wait > d) {
+            if w.drain_until().is_some_and(|d| Instant::now() + wait > d) {
                 attempts.gave_up = true;
                 break a;
             }
@@ -574,7 +577,6 @@ fn worker_thread(
         next_ticket: Cell::new(0),
         max_tickets: plan.max_requests,
         deadline: cfg.duration.map(|d| start + d),
-        drain_until: cfg.duration.map(|d| start + d + drain_limit(&cfg.target)),
         stop,
         slot,
         in_flight,

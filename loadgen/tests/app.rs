@@ -30,11 +30,7 @@ fn loadgen(args: &[&str]) -> (i32, String, String) {
 fn the_report_and_json_say_which_exports_were_never_sent() {
     // Never answers: each attempt times out after 300 ms, so the one connection sends 3 of the
     // 100 exports due in the 500 ms run (and its 300 ms drain); 97 never leave.
-    let server = spawn(Arc::new(|_| {
-        let mut reply = Reply::ok();
-        reply.delay = Duration::from_secs(3600);
-        reply
-    }));
+    let server = spawn(Arc::new(|_| Reply::ok_after(Duration::from_secs(3600))));
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let addr = server.addr.to_string();
@@ -96,12 +92,9 @@ fn output_files_that_cannot_be_written_fail_the_run() {
     assert!(std::path::Path::new("/dev/full").exists());
     let server = spawn(Arc::new(|_| Reply::ok()));
     let addr = server.addr.to_string();
-    for (flag, what) in [
-        ("--hdr-out", "could not write the percentile distribution"),
-        ("--hdr-log", "could not write the interval log"),
-        ("--json-out", "could not write the report"),
-    ] {
-        let (code, out, err) = loadgen(&[
+    // Five exports in closed loop, with the output flags given.
+    let five = |outputs: &[&str]| {
+        let mut args = vec![
             "--endpoint",
             &addr,
             "--max",
@@ -109,9 +102,16 @@ fn output_files_that_cannot_be_written_fail_the_run() {
             "5",
             "--connections",
             "1",
-            flag,
-            "/dev/full",
-        ]);
+        ];
+        args.extend_from_slice(outputs);
+        loadgen(&args)
+    };
+    for (flag, what) in [
+        ("--hdr-out", "could not write the percentile distribution"),
+        ("--hdr-log", "could not write the interval log"),
+        ("--json-out", "could not write the report"),
+    ] {
+        let (code, out, err) = five(&[flag, "/dev/full"]);
         assert_eq!(code, 1, "{flag}: {err}");
         assert!(
             err.contains(&format!("loadgen: {flag} /dev/full: {what}")),
@@ -125,21 +125,7 @@ fn output_files_that_cannot_be_written_fail_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     let (hgrm, hlog, json) = (path("l.hgrm"), path("l.hlog"), path("r.json"));
-    let (code, _, err) = loadgen(&[
-        "--endpoint",
-        &addr,
-        "--max",
-        "--requests",
-        "5",
-        "--connections",
-        "1",
-        "--hdr-out",
-        &hgrm,
-        "--hdr-log",
-        &hlog,
-        "--json-out",
-        &json,
-    ]);
+    let (code, _, err) = five(&["--hdr-out", &hgrm, "--hdr-log", &hlog, "--json-out", &json]);
     assert_eq!(code, 0, "{err}");
 }
 

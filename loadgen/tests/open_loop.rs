@@ -14,22 +14,24 @@ use loadgen::transport::Outcome;
 
 const MS: u64 = 1_000_000;
 
-#[test]
-fn open_loop_latency_includes_time_queued_behind_a_stall() {
-    // The 20th request (about 100 ms in) is answered after 500 ms; the others at once.
-    let server = spawn(Arc::new(|r| {
-        let mut reply = Reply::ok();
-        if r.seq == 19 {
-            reply.delay = Duration::from_millis(500);
-        }
-        reply
-    }));
-    let mut cfg = config(
-        server.addr,
+/// The open-loop runs here: 200 exports per second, one every 5 ms.
+fn open_loop_at_200(addr: std::net::SocketAddr) -> loadgen::run::RunConfig {
+    config(
+        addr,
         Mode::Open {
             requests_per_sec: 200.0,
         },
-    );
+    )
+}
+
+#[test]
+fn open_loop_latency_includes_time_queued_behind_a_stall() {
+    // The 20th request (about 100 ms in) is answered after 500 ms; the others at once.
+    let server = spawn(Arc::new(|r| match r.seq {
+        19 => Reply::ok_after(Duration::from_millis(500)),
+        _ => Reply::ok(),
+    }));
+    let mut cfg = open_loop_at_200(server.addr);
     cfg.duration = Some(Duration::from_millis(1500));
     let r = run_quiet(cfg);
     let c = &r.totals.counts;
@@ -80,19 +82,11 @@ fn interval_log_count(log: &[u8]) -> u64 {
 fn a_stall_past_the_end_is_drained_and_measured() {
     // The first request is answered after 700 ms, beyond the 500 ms run: the 99 other exports
     // of the run are due while the only connection is stuck, and leave after the end.
-    let server = spawn(Arc::new(|r| {
-        let mut reply = Reply::ok();
-        if r.seq == 0 {
-            reply.delay = Duration::from_millis(700);
-        }
-        reply
+    let server = spawn(Arc::new(|r| match r.seq {
+        0 => Reply::ok_after(Duration::from_millis(700)),
+        _ => Reply::ok(),
     }));
-    let mut cfg = config(
-        server.addr,
-        Mode::Open {
-            requests_per_sec: 200.0,
-        },
-    );
+    let mut cfg = open_loop_at_200(server.addr);
     cfg.duration = Some(Duration::from_millis(500));
     let r = run_quiet(cfg);
     let c = &r.totals.counts;
@@ -113,17 +107,8 @@ fn a_stall_past_the_end_is_drained_and_measured() {
 #[test]
 fn exports_never_sent_are_in_the_histogram_at_a_lower_bound() {
     // A target that reads requests and never answers: every attempt times out.
-    let server = spawn(Arc::new(|_| {
-        let mut reply = Reply::ok();
-        reply.delay = Duration::from_secs(3600);
-        reply
-    }));
-    let mut cfg = config(
-        server.addr,
-        Mode::Open {
-            requests_per_sec: 200.0,
-        },
-    );
+    let server = spawn(Arc::new(|_| Reply::ok_after(Duration::from_secs(3600))));
+    let mut cfg = open_loop_at_200(server.addr);
     let (duration, timeout) = (Duration::from_millis(500), Duration::from_millis(300));
     cfg.duration = Some(duration);
     cfg.target.timeout = timeout;
@@ -173,12 +158,9 @@ fn exports_never_sent_are_in_the_histogram_at_a_lower_bound() {
 
 #[test]
 fn closed_loop_counts_each_request_once_and_stops_at_the_count() {
-    let server = spawn(Arc::new(|r| {
-        let mut reply = Reply::ok();
-        if r.seq == 3 {
-            reply.delay = Duration::from_millis(300);
-        }
-        reply
+    let server = spawn(Arc::new(|r| match r.seq {
+        3 => Reply::ok_after(Duration::from_millis(300)),
+        _ => Reply::ok(),
     }));
     let mut cfg = config(server.addr, Mode::Closed);
     cfg.max_requests = Some(50);
@@ -244,11 +226,7 @@ fn retries_honour_retry_after_and_are_counted_apart() {
 fn non_retryable_answers_are_not_retried_and_timeouts_are_counted() {
     let server = spawn(Arc::new(|r| match r.seq {
         0 => Reply::json(400, r#"{"message":"bad"}"#),
-        1 => {
-            let mut reply = Reply::ok();
-            reply.delay = Duration::from_millis(800);
-            reply
-        }
+        1 => Reply::ok_after(Duration::from_millis(800)),
         _ => Reply::ok(),
     }));
     let mut cfg = config(server.addr, Mode::Closed);

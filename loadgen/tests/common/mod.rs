@@ -48,6 +48,14 @@ impl Reply {
         }
     }
 
+    /// A 200 held back for `delay` (a stall; an hour is "never").
+    pub fn ok_after(delay: Duration) -> Reply {
+        Reply {
+            delay,
+            ..Reply::ok()
+        }
+    }
+
     pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Reply {
         Reply {
             status,
