@@ -558,21 +558,14 @@ impl IntervalDumper {
                 .begin_log_with(&mut line, &mut ser)?
                 .write_histogram(&interval, start, duration, None)
                 .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-            let at = line
-                .iter()
-                .rposition(|&b| b == b'#')
-                .and_then(|hash| {
-                    line[hash..]
-                        .iter()
-                        .position(|&b| b == b'\n')
-                        .map(|n| hash + n + 1)
-                })
-                .unwrap_or(0);
-            let path = self.dir.join(format!("{}.hlog", h.name()));
-            std::fs::OpenOptions::new()
+            let mut file = std::fs::OpenOptions::new()
                 .append(true)
-                .open(&path)?
-                .write_all(&line[at..])?;
+                .open(self.dir.join(format!("{}.hlog", h.name())))?;
+            for l in line.split_inclusive(|&b| b == b'\n') {
+                if !l.starts_with(b"#") {
+                    file.write_all(l)?;
+                }
+            }
         }
         self.previous = Some(current);
         self.last = now;

@@ -105,21 +105,9 @@ fn counters_match_a_known_ingest_and_histograms_are_served() {
 
     // The interval logs: every metric has a file, and the intervals add up to what happened.
     std::thread::sleep(std::time::Duration::from_millis(700));
-    let log = std::fs::read(dump_dir.join("request_http_logs.hlog")).unwrap();
-    let mut total = 0;
-    let mut intervals = 0;
-    for entry in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&log) {
-        if let Ok(hdrhistogram::serialization::interval_log::LogEntry::Interval(h)) = entry {
-            let bytes = base64_decode(h.encoded_histogram());
-            let hist: hdrhistogram::Histogram<u64> =
-                hdrhistogram::serialization::Deserializer::new()
-                    .deserialize(&mut &bytes[..])
-                    .unwrap();
-            total += hist.len();
-            intervals += 1;
-        }
-    }
-    assert!(intervals >= 2, "{intervals} intervals");
+    let logged = intervals(&dump_dir.join("request_http_logs.hlog"));
+    let total: u64 = logged.iter().map(|(_, h)| h.len()).sum();
+    assert!(logged.len() >= 2, "{} intervals", logged.len());
     assert_eq!(total, 4, "the intervals add up to the 4 log requests");
     for name in [
         "decode",
@@ -132,9 +120,26 @@ fn counters_match_a_known_ingest_and_histograms_are_served() {
     }
 }
 
-fn base64_decode(s: &str) -> Vec<u8> {
+/// The intervals of an HdrHistogram interval log: each one's max column and histogram.
+fn intervals(path: &std::path::Path) -> Vec<(f64, hdrhistogram::Histogram<u64>)> {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let log = std::fs::read(path).unwrap();
+    IntervalLogIterator::new(&log)
+        .filter_map(|entry| match entry {
+            Ok(LogEntry::Interval(h)) => Some(h),
+            _ => None,
+        })
+        .map(|h| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(h.encoded_histogram())
+                .unwrap();
+            let hist = hdrhistogram::serialization::Deserializer::new()
+                .deserialize(&mut &bytes[..])
+                .unwrap();
+            (h.max(), hist)
+        })
+        .collect()
 }
 
 /// HTTP/1.1 request latency runs from the request's first byte: a client that stalls in the
@@ -229,26 +234,17 @@ fn a_clean_shutdown_writes_the_last_interval() {
         );
     }
     assert_eq!(server.stop(), 0);
-    let log = std::fs::read(dump_dir.join("request_http_traces.hlog")).unwrap();
     let mut total = 0;
-    for entry in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&log) {
-        if let Ok(hdrhistogram::serialization::interval_log::LogEntry::Interval(h)) = entry {
-            let bytes = base64_decode(h.encoded_histogram());
-            let hist: hdrhistogram::Histogram<u64> =
-                hdrhistogram::serialization::Deserializer::new()
-                    .deserialize(&mut &bytes[..])
-                    .unwrap();
-            total += hist.len();
-            // A request takes well under a second here: in milliseconds the max is below
-            // 1,000; in nanoseconds it would be above.
-            let max_ms = h.max();
-            assert!(max_ms > 0.0 && max_ms < 1000.0, "max column {max_ms}");
-            assert!(
-                (hist.max() as f64 / 1e6 - max_ms).abs() < 0.01,
-                "{max_ms} vs {}",
-                hist.max()
-            );
-        }
+    for (max_ms, hist) in intervals(&dump_dir.join("request_http_traces.hlog")) {
+        total += hist.len();
+        // A request takes well under a second here: in milliseconds the max is below 1,000;
+        // in nanoseconds it would be above.
+        assert!(max_ms > 0.0 && max_ms < 1000.0, "max column {max_ms}");
+        assert!(
+            (hist.max() as f64 / 1e6 - max_ms).abs() < 0.01,
+            "{max_ms} vs {}",
+            hist.max()
+        );
     }
     assert_eq!(total, 3, "the shutdown dump holds the 3 requests");
 }

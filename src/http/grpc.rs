@@ -31,10 +31,9 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use prost::Message;
 
-use super::otlp::item_counters;
 use super::reply::{self, SignalKind};
 use crate::limits::{GRPC_MESSAGE_BYTES_MAX, REQUEST_DECODED_BYTES_MAX, RETRY_AFTER_SECS};
-use crate::metrics::{add, Dropped, Hist};
+use crate::metrics::{add, Hist};
 use crate::otlp::{self, DecodeError};
 use crate::shard::admission::{HeldBytes, InFlight};
 use crate::shard::ingest::{ingest, IngestError, Ingested};
@@ -517,40 +516,28 @@ async fn serve(
     }
 
     // 5. Decode and ingest: the OTLP/HTTP protobuf path.
-    // `valid`: the items that are lost to this attempt if the request is refused as a whole.
-    let (outcome, valid) = match signal {
+    let outcome = match signal {
         SignalKind::Traces => {
             match super::otlp::timed(shard, || otlp::proto::decode_traces(&message)) {
-                Ok(d) => {
-                    let valid = d.accepted;
-                    (ingest(shard, d).await, valid)
-                }
+                Ok(d) => ingest(shard, d).await,
                 Err(e) => return Err(decode_status(e)),
             }
         }
         SignalKind::Logs => {
             match super::otlp::timed(shard, || otlp::proto::decode_logs(&message)) {
-                Ok(d) => {
-                    let valid = d.accepted;
-                    (ingest(shard, d).await, valid)
-                }
+                Ok(d) => ingest(shard, d).await,
                 Err(e) => return Err(decode_status(e)),
             }
         }
     };
-    let items = item_counters(&shard.metrics, signal);
     match outcome {
-        Ok(done) => Ok(exported(shard, signal, done)),
-        Err(IngestError::Overloaded(why)) => {
-            items.drop_items(Dropped::Throttled, valid);
-            Err(Status::retryable(
-                code::UNAVAILABLE,
-                Failure::Throttled,
-                why,
-            ))
-        }
+        Ok(done) => Ok(exported(signal, done)),
+        Err(IngestError::Overloaded(why)) => Err(Status::retryable(
+            code::UNAVAILABLE,
+            Failure::Throttled,
+            why,
+        )),
         Err(IngestError::Unavailable(why)) => {
-            items.drop_items(Dropped::Failed, valid);
             Err(Status::retryable(code::UNAVAILABLE, Failure::Failed, why))
         }
     }
@@ -571,10 +558,7 @@ fn decode_status(e: DecodeError) -> Status {
     }
 }
 
-fn exported(shard: &Shard, signal: SignalKind, done: Ingested) -> Response<GrpcBody> {
-    let items = item_counters(&shard.metrics, signal);
-    add(&items.accepted, done.accepted);
-    items.reject(&done.rejected);
+fn exported(signal: SignalKind, done: Ingested) -> Response<GrpcBody> {
     let body = reply::export_response_protobuf(
         signal,
         done.rejected.count(),

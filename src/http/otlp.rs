@@ -21,7 +21,7 @@ use hyper::{Request, Response};
 use super::reply::{self, Format, SignalKind};
 use super::Body;
 use crate::limits::{REQUEST_DECODED_BYTES_MAX, REQUEST_WIRE_BYTES_MAX};
-use crate::metrics::{add, Dropped, Hist, ItemCounters, ShardMetrics};
+use crate::metrics::{add, Hist};
 use crate::otlp::{self, DecodeError};
 use crate::shard::admission::{HeldBytes, InFlight};
 use crate::shard::ingest::{ingest, IngestError, Ingested};
@@ -165,24 +165,17 @@ async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Bo
         return too_many_bytes(format);
     }
 
-    // `valid`: the items that are lost to this attempt if the request is refused as a whole.
-    let (outcome, valid) = match signal {
+    let outcome = match signal {
         SignalKind::Traces => match timed(shard, || decode_traces(&body, format)) {
-            Ok(d) => {
-                let valid = d.accepted;
-                (ingest(shard, d).await, valid)
-            }
+            Ok(d) => ingest(shard, d).await,
             Err(e) => return bad_body(shard, format, e),
         },
         SignalKind::Logs => match timed(shard, || decode_logs(&body, format)) {
-            Ok(d) => {
-                let valid = d.accepted;
-                (ingest(shard, d).await, valid)
-            }
+            Ok(d) => ingest(shard, d).await,
             Err(e) => return bad_body(shard, format, e),
         },
     };
-    answer(shard, format, signal, outcome, valid)
+    answer(shard, format, signal, outcome)
 }
 
 fn decode_traces(
@@ -202,14 +195,6 @@ fn decode_logs(
     match format {
         Format::Protobuf => otlp::proto::decode_logs(body),
         Format::Json => otlp::json::decode_logs_json(body),
-    }
-}
-
-/// The counters of `signal`'s items.
-pub(crate) fn item_counters(metrics: &ShardMetrics, signal: SignalKind) -> &ItemCounters {
-    match signal {
-        SignalKind::Traces => &metrics.spans,
-        SignalKind::Logs => &metrics.logs,
     }
 }
 
@@ -235,28 +220,20 @@ fn answer(
     format: Format,
     signal: SignalKind,
     outcome: Result<Ingested, IngestError>,
-    valid: u64,
 ) -> Response<Body> {
-    let items = item_counters(&shard.metrics, signal);
     match outcome {
-        Ok(done) => {
-            add(&items.accepted, done.accepted);
-            items.reject(&done.rejected);
-            reply::exported(
-                format,
-                signal,
-                done.rejected.count(),
-                done.rejected.first.as_deref(),
-            )
-        }
+        Ok(done) => reply::exported(
+            format,
+            signal,
+            done.rejected.count(),
+            done.rejected.first.as_deref(),
+        ),
         Err(IngestError::Overloaded(why)) => {
             add(&shard.metrics.requests_throttled, 1);
-            items.drop_items(Dropped::Throttled, valid);
             reply::error(StatusCode::TOO_MANY_REQUESTS, format, why)
         }
         Err(IngestError::Unavailable(why)) => {
             add(&shard.metrics.requests_failed, 1);
-            items.drop_items(Dropped::Failed, valid);
             reply::error(StatusCode::SERVICE_UNAVAILABLE, format, why)
         }
     }

@@ -20,7 +20,7 @@ use rkyv::util::AlignedVec;
 use crate::domain::validate::{Invalid, RejectReason, Rejections};
 use crate::domain::{LogBatch, SpanBatch, TraceId};
 use crate::limits::RECORD_BYTES_MAX;
-use crate::metrics::add;
+use crate::metrics::{add, Dropped, ItemCounters, ShardMetrics};
 use crate::otlp::Decoded;
 use crate::route::{owner_of, ShardId};
 use crate::shard::mesh::{CallError, OwnedRecord, Request, Response};
@@ -61,6 +61,8 @@ pub trait Signal: Sized {
     fn encode_in(&self, out: AlignedVec) -> Result<AlignedVec, rancor::Error>;
     /// This thread's size of the last record of this kind kept (see [`encode_record`]).
     fn size_hint() -> &'static std::thread::LocalKey<Cell<usize>>;
+    /// The shard's counters of this kind of item.
+    fn counters(metrics: &ShardMetrics) -> &ItemCounters;
 }
 
 impl<'a> Signal for SpanBatch<'a> {
@@ -85,6 +87,9 @@ impl<'a> Signal for SpanBatch<'a> {
     fn size_hint() -> &'static std::thread::LocalKey<Cell<usize>> {
         &SPAN_RECORD_BYTES
     }
+    fn counters(metrics: &ShardMetrics) -> &ItemCounters {
+        &metrics.spans
+    }
 }
 
 impl<'a> Signal for LogBatch<'a> {
@@ -108,6 +113,9 @@ impl<'a> Signal for LogBatch<'a> {
     }
     fn size_hint() -> &'static std::thread::LocalKey<Cell<usize>> {
         &LOG_RECORD_BYTES
+    }
+    fn counters(metrics: &ShardMetrics) -> &ItemCounters {
+        &metrics.logs
     }
 }
 
@@ -214,20 +222,15 @@ pub fn encode_records<B: Signal>(
                 kind: B::KIND,
                 bytes,
             });
-        } else if n == 1 {
-            rejected.reject(&Invalid::TooLarge {
+        } else if n == 1 || empty_size(&batch) > max_bytes {
+            // One item too large, or no split can fit: every part would carry the same
+            // oversized resource and scope (halving down to single items would re-encode it
+            // ~2N times on the reactor).
+            let why = Invalid::TooLarge {
                 bytes: bytes.len(),
                 max: max_bytes,
-            });
-        } else if empty_size(&batch) > max_bytes {
-            // No split can fit: every part would carry the same oversized resource and scope.
-            // Halving down to single items would re-encode it ~2N times on the reactor.
-            for _ in 0..n {
-                rejected.reject(&Invalid::TooLarge {
-                    bytes: bytes.len(),
-                    max: max_bytes,
-                });
-            }
+            };
+            rejected.reject_n(n as u64, why.reason(), || why.to_string());
         } else {
             let second = batch.items_mut().split_off(n / 2);
             let second = batch.with_items(second);
@@ -254,6 +257,23 @@ pub async fn ingest<B: Signal>(
     shard: &Rc<Shard>,
     decoded: Decoded<B>,
 ) -> Result<Ingested, IngestError> {
+    // The items the request loses if it is refused as a whole (the client may retry them).
+    let valid = decoded.accepted;
+    let outcome = store(shard, decoded).await;
+    let items = B::counters(&shard.metrics);
+    match &outcome {
+        Ok(done) => {
+            add(&items.accepted, done.accepted);
+            items.reject(&done.rejected);
+        }
+        Err(IngestError::Overloaded(_)) => items.drop_items(Dropped::Throttled, valid),
+        Err(IngestError::Unavailable(_)) => items.drop_items(Dropped::Failed, valid),
+    }
+    outcome
+}
+
+/// [`ingest`] without the item counts.
+async fn store<B: Signal>(shard: &Rc<Shard>, decoded: Decoded<B>) -> Result<Ingested, IngestError> {
     let Decoded {
         batches,
         mut rejected,

@@ -198,10 +198,20 @@ impl Reject {
     }
 }
 
+/// An id field: its name in rejection messages, and the reason it is counted under.
+type IdField = (&'static str, RejectReason);
+const TRACE_ID: IdField = ("trace id", RejectReason::TraceId);
+const SPAN_ID: IdField = ("span id", RejectReason::SpanId);
+const PARENT_SPAN_ID: IdField = ("parent span id", RejectReason::ParentSpanId);
+const LINK_TRACE_ID: IdField = ("link trace id", RejectReason::Link);
+const LINK_SPAN_ID: IdField = ("link span id", RejectReason::Link);
+const LOG_TRACE_ID: IdField = ("log trace id", RejectReason::TraceId);
+const LOG_SPAN_ID: IdField = ("log span id", RejectReason::SpanId);
+
 /// Decodes a hex id. Ids of up to 16 bytes (all valid ones) decode into `buf` without
 /// allocating; longer ones are decoded anyway so that validation reports their length.
 fn hex_id<'b>(
-    (field, reason): (&'static str, RejectReason),
+    (field, reason): IdField,
     hex_str: &str,
     buf: &'b mut [u8; 16],
 ) -> Result<Cow<'b, [u8]>, Reject> {
@@ -244,21 +254,9 @@ fn scope<'a>(s: Msg<JScope<'a>>, schema_url: JStr<'a>, stats: &mut Sanitised) ->
 
 fn span<'a>(j: JSpan<'a>, stats: &mut Sanitised) -> Result<Span<'a>, Reject> {
     let mut buf = [0u8; 16];
-    let trace_id = validate::trace_id(&hex_id(
-        ("trace id", RejectReason::TraceId),
-        &j.trace_id.0,
-        &mut buf,
-    )?)?;
-    let span_id = validate::span_id(&hex_id(
-        ("span id", RejectReason::SpanId),
-        &j.span_id.0,
-        &mut buf,
-    )?)?;
-    let parent = hex_id(
-        ("parent span id", RejectReason::ParentSpanId),
-        &j.parent_span_id.0,
-        &mut buf,
-    )?;
+    let trace_id = validate::trace_id(&hex_id(TRACE_ID, &j.trace_id.0, &mut buf)?)?;
+    let span_id = validate::span_id(&hex_id(SPAN_ID, &j.span_id.0, &mut buf)?)?;
+    let parent = hex_id(PARENT_SPAN_ID, &j.parent_span_id.0, &mut buf)?;
     let parent_span_id = validate::parent_span_id(&parent)?;
     let links = list(j.links).map(link).collect::<Result<Vec<_>, _>>()?;
     let events = list(j.events)
@@ -298,16 +296,8 @@ fn span<'a>(j: JSpan<'a>, stats: &mut Sanitised) -> Result<Span<'a>, Reject> {
 fn link(j: JLink<'_>) -> Result<Link<'_>, Reject> {
     let mut tbuf = [0u8; 16];
     let mut sbuf = [0u8; 16];
-    let trace = hex_id(
-        ("link trace id", RejectReason::Link),
-        &j.trace_id.0,
-        &mut tbuf,
-    )?;
-    let span = hex_id(
-        ("link span id", RejectReason::Link),
-        &j.span_id.0,
-        &mut sbuf,
-    )?;
+    let trace = hex_id(LINK_TRACE_ID, &j.trace_id.0, &mut tbuf)?;
+    let span = hex_id(LINK_SPAN_ID, &j.span_id.0, &mut sbuf)?;
     let (trace_id, span_id) = validate::link_ids(&trace, &span)?;
     Ok(Link {
         trace_id,
@@ -321,16 +311,8 @@ fn link(j: JLink<'_>) -> Result<Link<'_>, Reject> {
 
 fn log_record<'a>(j: JLogRecord<'a>, stats: &mut Sanitised) -> Result<LogRecord<'a>, Reject> {
     let mut buf = [0u8; 16];
-    let trace_id = validate::log_trace_id(&hex_id(
-        ("log trace id", RejectReason::TraceId),
-        &j.trace_id.0,
-        &mut buf,
-    )?)?;
-    let span_id = validate::log_span_id(&hex_id(
-        ("log span id", RejectReason::SpanId),
-        &j.span_id.0,
-        &mut buf,
-    )?)?;
+    let trace_id = validate::log_trace_id(&hex_id(LOG_TRACE_ID, &j.trace_id.0, &mut buf)?)?;
+    let span_id = validate::log_span_id(&hex_id(LOG_SPAN_ID, &j.span_id.0, &mut buf)?)?;
     let mut log = LogRecord {
         time_unix_nano: j.time_unix_nano.0,
         observed_time_unix_nano: j.observed_time_unix_nano.0,
