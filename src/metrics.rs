@@ -237,6 +237,9 @@ pub struct ShardMetrics {
     pub bytes_received_wire: Cell<u64>,
     pub records_appended: Cell<u64>,
     pub bytes_appended: Cell<u64>,
+    /// Batches written by the shard's group write (one `pwritev` each, or more past its size
+    /// limit or across a rollover).
+    pub group_writes: Cell<u64>,
     hists: [RefCell<Histogram<u64>>; 8],
 }
 
@@ -255,6 +258,7 @@ impl Default for ShardMetrics {
             bytes_received_wire: Cell::new(0),
             records_appended: Cell::new(0),
             bytes_appended: Cell::new(0),
+            group_writes: Cell::new(0),
             hists: std::array::from_fn(|_| RefCell::new(new_histogram())),
         }
     }
@@ -320,6 +324,11 @@ impl ShardMetrics {
                 "bytes_appended_total",
                 "record payload bytes appended to segments",
                 &self.bytes_appended,
+            ),
+            c(
+                "group_writes_total",
+                "batches of records written together (bytes_appended_total / this: bytes per write)",
+                &self.group_writes,
             ),
         ]);
         Snapshot {

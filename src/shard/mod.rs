@@ -9,6 +9,7 @@
 
 pub mod admission;
 pub mod durability;
+pub mod group_write;
 pub mod ingest;
 pub mod latch;
 pub mod mesh;
@@ -30,6 +31,7 @@ use crate::metrics::{IntervalDumper, ShardMetrics};
 use crate::route::ShardId;
 use crate::storage::{RecordKind, RecoveryReport, Store, StoreConfig, StoreError};
 use durability::GroupCommit;
+use group_write::GroupWrite;
 use latch::Latch;
 use mesh::{Inbound, Mesh, MeshEnds, OwnedRecord, Request, Response};
 
@@ -64,6 +66,7 @@ pub struct Shard {
     pub store: RefCell<Store>,
     pub index: RefCell<Index>,
     pub commit: GroupCommit,
+    pub group_write: GroupWrite,
     pub mesh: Mesh,
     /// Shards (by index) holding segments written under another shard count: trace lookups
     /// ask them too. Fixed at start-up; read only afterwards.
@@ -78,6 +81,33 @@ pub struct Shard {
     pub segment_ready: RefCell<Latch>,
     pub metrics: ShardMetrics,
 }
+
+/// glibc malloc gives freed memory at the top of a heap back to the kernel once more than
+/// `M_TRIM_THRESHOLD` of it is free there, and serves blocks over `M_MMAP_THRESHOLD` with a
+/// fresh `mmap` each. Both thresholds adapt, but stay near 128 KiB to a few MiB, and a shard's
+/// working set comes and goes by about a megabyte per group write (request bodies and encoded
+/// records of a batch, all freed together after it): with the defaults, every batch faulted
+/// its memory in anew, a sixth of the shard's time on the VM of BENCHMARKS.md. Fixed
+/// thresholds keep that memory in the heap, at the price of up to
+/// [`MALLOC_TRIM_THRESHOLD_BYTES`] of freed memory held per arena.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before the shards start.
+    unsafe {
+        if libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES) != 1
+            || libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES) != 1
+        {
+            tracing::warn!("mallopt refused Glust's allocator thresholds; running with glibc's");
+        }
+    }
+}
+
+/// See [`tune_malloc`].
+pub const MALLOC_TRIM_THRESHOLD_BYTES: libc::c_int = 64 << 20;
+/// Larger than a group write ([`crate::storage::GROUP_WRITE_MAX_BYTES`]) and than the records
+/// and bodies of a usual request, so those come from the heap; see [`tune_malloc`].
+pub const MALLOC_MMAP_THRESHOLD_BYTES: libc::c_int = 4 << 20;
+const _: () = assert!(MALLOC_MMAP_THRESHOLD_BYTES as usize > crate::storage::GROUP_WRITE_MAX_BYTES);
 
 /// Addresses a running Glust listens on, resolved (port 0 becomes the real port).
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +156,7 @@ pub fn run(
     let n = config.shards as usize;
     assert!(n > 0, "at least one shard");
     preflight(n)?;
+    tune_malloc();
     let otlp_http = reserve_port(config.otlp_http)?;
     let otlp_grpc = reserve_port(config.otlp_grpc)?;
     let query = reserve_port(config.query)?;
@@ -425,6 +456,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
         store: RefCell::new(store),
         index: RefCell::new(index),
         commit: GroupCommit::default(),
+        group_write: GroupWrite::default(),
         mesh,
         foreign,
         stopping: Latch::default(),
@@ -439,6 +471,14 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
         committer
             .commit
             .run(&committer.store, &committer.metrics)
+            .await
+    })
+    .detach();
+    let writer = shard.clone();
+    glommio::spawn_local(async move {
+        writer
+            .group_write
+            .run(&writer.store, &writer.commit, &writer.metrics)
             .await
     })
     .detach();
@@ -691,7 +731,6 @@ async fn handle_request(shard: &Rc<Shard>, req: Request) -> Response {
 /// fsync policy. The records were encoded by this process (locally or on a peer) from
 /// validated domain types.
 pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Result<(), String> {
-    let mut last = 0;
     let started = std::time::Instant::now();
     // If these records need the next segment and it is still being prepared, wait for it
     // (the reactor serves other work meanwhile) instead of creating one on the spot.
@@ -714,17 +753,31 @@ pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Resul
         )
         .await;
     }
-    {
+    // Stage every record, then join the batch the shard's writer writes with one `pwritev`
+    // (group_write). No `.await` between the two: the records belong to that batch.
+    let written = {
         let mut store = shard.store.borrow_mut();
         if let Some(job) = store.next_to_prepare() {
             prepare_next_segment(shard.clone(), job);
         }
-        let mut index = shard.index.borrow_mut();
+        let mut locs = Vec::with_capacity(records.len());
         for rec in &records {
-            let loc = store
-                .append(rec.kind, &rec.bytes)
-                .map_err(|e| e.to_string())?;
-            last = shard.commit.note_append();
+            locs.push(
+                store
+                    .stage(rec.kind, &rec.bytes)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        (locs, shard.group_write.join())
+    };
+    let (locs, written) = written;
+    let last = written
+        .await
+        .unwrap_or_else(|_| Err("shard stopped before the write".into()))?;
+    // Written: only now may the index hand out the locations.
+    {
+        let mut index = shard.index.borrow_mut();
+        for (rec, loc) in records.iter().zip(locs) {
             shard
                 .metrics
                 .records_appended
@@ -744,7 +797,7 @@ pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Resul
     if let Some(work) = cache_work {
         glommio::spawn_local(glommio::executor().spawn_blocking(move || work.run())).detach();
     }
-    if shard.config.fsync == FsyncPolicy::Always && last > 0 {
+    if shard.config.fsync == FsyncPolicy::Always {
         shard.commit.wait_durable(&shard.store, last).await?;
     }
     Ok(())
