@@ -127,6 +127,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    tune_malloc();
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
@@ -213,3 +214,32 @@ fn raise_memlock_limit() {
         }
     }
 }
+
+/// Sets glibc's allocator thresholds; called before any thread starts.
+///
+/// glibc malloc gives freed memory at the top of a heap back to the kernel once more than
+/// `M_TRIM_THRESHOLD` of it is free there, and serves blocks over `M_MMAP_THRESHOLD` with a
+/// fresh `mmap` each. Both thresholds adapt, but stay near 128 KiB to a few MiB, and a shard's
+/// working set comes and goes by about a megabyte per group write (request bodies and encoded
+/// records of a batch, all freed together after it): with the defaults, every batch faulted
+/// its memory in anew, a sixth of the shard's time on the VM of BENCHMARKS.md. Fixed
+/// thresholds keep that memory in the heap, at the price of up to
+/// [`MALLOC_TRIM_THRESHOLD_BYTES`] of freed memory held per arena.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before the shards start.
+    unsafe {
+        if libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES) != 1
+            || libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES) != 1
+        {
+            tracing::warn!("mallopt refused Glust's allocator thresholds; running with glibc's");
+        }
+    }
+}
+
+/// See [`tune_malloc`].
+const MALLOC_TRIM_THRESHOLD_BYTES: libc::c_int = 64 << 20;
+/// Larger than a group write ([`glust::storage::GROUP_WRITE_MAX_BYTES`]) and than the records
+/// and bodies of a usual request, so those come from the heap; see [`tune_malloc`].
+const MALLOC_MMAP_THRESHOLD_BYTES: libc::c_int = 4 << 20;
+const _: () = assert!(MALLOC_MMAP_THRESHOLD_BYTES as usize > glust::storage::GROUP_WRITE_MAX_BYTES);

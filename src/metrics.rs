@@ -327,7 +327,7 @@ impl ShardMetrics {
             ),
             c(
                 "group_writes_total",
-                "batches of records written together (bytes_appended_total / this: bytes per write)",
+                "batches of records written together by the group write (records_appended_total / this: records per batch)",
                 &self.group_writes,
             ),
         ]);

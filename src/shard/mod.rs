@@ -82,33 +82,6 @@ pub struct Shard {
     pub metrics: ShardMetrics,
 }
 
-/// glibc malloc gives freed memory at the top of a heap back to the kernel once more than
-/// `M_TRIM_THRESHOLD` of it is free there, and serves blocks over `M_MMAP_THRESHOLD` with a
-/// fresh `mmap` each. Both thresholds adapt, but stay near 128 KiB to a few MiB, and a shard's
-/// working set comes and goes by about a megabyte per group write (request bodies and encoded
-/// records of a batch, all freed together after it): with the defaults, every batch faulted
-/// its memory in anew, a sixth of the shard's time on the VM of BENCHMARKS.md. Fixed
-/// thresholds keep that memory in the heap, at the price of up to
-/// [`MALLOC_TRIM_THRESHOLD_BYTES`] of freed memory held per arena.
-fn tune_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; called before the shards start.
-    unsafe {
-        if libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES) != 1
-            || libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES) != 1
-        {
-            tracing::warn!("mallopt refused Glust's allocator thresholds; running with glibc's");
-        }
-    }
-}
-
-/// See [`tune_malloc`].
-pub const MALLOC_TRIM_THRESHOLD_BYTES: libc::c_int = 64 << 20;
-/// Larger than a group write ([`crate::storage::GROUP_WRITE_MAX_BYTES`]) and than the records
-/// and bodies of a usual request, so those come from the heap; see [`tune_malloc`].
-pub const MALLOC_MMAP_THRESHOLD_BYTES: libc::c_int = 4 << 20;
-const _: () = assert!(MALLOC_MMAP_THRESHOLD_BYTES as usize > crate::storage::GROUP_WRITE_MAX_BYTES);
-
 /// Addresses a running Glust listens on, resolved (port 0 becomes the real port).
 #[derive(Debug, Clone, Copy)]
 pub struct BoundAddrs {
@@ -156,7 +129,6 @@ pub fn run(
     let n = config.shards as usize;
     assert!(n > 0, "at least one shard");
     preflight(n)?;
-    tune_malloc();
     let otlp_http = reserve_port(config.otlp_http)?;
     let otlp_grpc = reserve_port(config.otlp_grpc)?;
     let query = reserve_port(config.query)?;
@@ -754,40 +726,38 @@ pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Resul
         .await;
     }
     // Stage every record, then join the batch the shard's writer writes with one `pwritev`
-    // (group_write). No `.await` between the two: the records belong to that batch.
-    let written = {
+    // (group_write). No `.await` between the two: the records belong to that batch. Should
+    // staging fail part-way, what was staged still goes with the batch (and into the index
+    // once written), and the request fails.
+    let (locs, staging_error, written) = {
         let mut store = shard.store.borrow_mut();
         if let Some(job) = store.next_to_prepare() {
             prepare_next_segment(shard.clone(), job);
         }
         let mut locs = Vec::with_capacity(records.len());
+        let mut staging_error = None;
         for rec in &records {
-            locs.push(
-                store
-                    .stage(rec.kind, &rec.bytes)
-                    .map_err(|e| e.to_string())?,
-            );
+            match store.stage(rec.kind, &rec.bytes) {
+                Ok(loc) => locs.push(loc),
+                Err(e) => {
+                    staging_error = Some(e.to_string());
+                    break;
+                }
+            }
         }
-        (locs, shard.group_write.join())
+        if locs.is_empty() {
+            return staging_error.map_or(Ok(()), Err);
+        }
+        (locs, staging_error, shard.group_write.join())
     };
-    let (locs, written) = written;
-    let last = written
+    // A task of its own: should this request be dropped while it waits (its client went
+    // away), what was written for it is indexed all the same.
+    let last = glommio::spawn_local(index_when_written(shard.clone(), records, locs, written))
+        .detach()
         .await
-        .unwrap_or_else(|_| Err("shard stopped before the write".into()))?;
-    // Written: only now may the index hand out the locations.
-    {
-        let mut index = shard.index.borrow_mut();
-        for (rec, loc) in records.iter().zip(locs) {
-            shard
-                .metrics
-                .records_appended
-                .set(shard.metrics.records_appended.get() + 1);
-            shard
-                .metrics
-                .bytes_appended
-                .set(shard.metrics.bytes_appended.get() + rec.bytes.len() as u64);
-            index_fresh(&mut index, loc, rec);
-        }
+        .unwrap_or_else(|| Err("shard stopped before the write".into()))?;
+    if let Some(why) = staging_error {
+        return Err(why);
     }
     shard
         .metrics
@@ -801,6 +771,29 @@ pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Resul
         shard.commit.wait_durable(&shard.store, last).await?;
     }
     Ok(())
+}
+
+/// Waits for the group write of the records staged at `locs` (the first `locs.len()` of
+/// `records`), then indexes them: only written records may be found. Returns the append
+/// number of the write, for the fsync policy.
+async fn index_when_written(
+    shard: Rc<Shard>,
+    records: Vec<OwnedRecord>,
+    locs: Vec<RecordLoc>,
+    written: futures_channel::oneshot::Receiver<group_write::Outcome>,
+) -> group_write::Outcome {
+    let last = written
+        .await
+        .unwrap_or_else(|_| Err("shard stopped before the write".into()))?;
+    let mut index = shard.index.borrow_mut();
+    for (rec, loc) in records.iter().zip(locs) {
+        let m = &shard.metrics;
+        m.records_appended.set(m.records_appended.get() + 1);
+        m.bytes_appended
+            .set(m.bytes_appended.get() + rec.bytes.len() as u64);
+        index_fresh(&mut index, loc, rec);
+    }
+    Ok(last)
 }
 
 /// Creates the next segment on the blocking pool, off the append path.

@@ -107,7 +107,9 @@ pub struct Store {
     /// Slot of the segment appended to; always writable.
     active: usize,
     next_seq: u64,
-    /// Slots written since the last sync started (the active one and any sealed meanwhile).
+    /// Slots written to since the last sync started (the active one and any sealed
+    /// meanwhile). Marked when a write succeeds, not when records are staged: a sync that
+    /// starts between the two must not take the slot off the list.
     dirty: Vec<usize>,
     /// Set after a failed sync: the page cache can no longer be trusted, nothing more is
     /// accepted until a restart re-verifies the segments.
@@ -119,7 +121,7 @@ pub struct Store {
     preparing: bool,
     /// Offset in the active segment up to which writeback was started early.
     written_back: usize,
-    /// Frame bytes appended since the store was opened: the clock of `evictions`.
+    /// Frame bytes written since the store was opened: the clock of `evictions`.
     appended: u64,
     /// Ranges of written records to start writing back, for the next [`CacheWork`].
     writebacks: Vec<(Arc<File>, u64, u64)>,
@@ -406,11 +408,11 @@ impl Store {
         } else if self.segments[self.active].staged_bytes() >= GROUP_WRITE_MAX_BYTES {
             self.flush_early();
         }
-        let offset = self.segments[self.active].stage(kind, payload);
-        if self.dirty.last() != Some(&self.active) {
-            self.dirty.push(self.active);
+        // Either write may have failed the store: stage nothing more.
+        if let Some(why) = &self.failed {
+            return Err(StoreError::Failed(why.clone()));
         }
-        self.appended += frame::frame_bytes(payload.len()) as u64;
+        let offset = self.segments[self.active].stage(kind, payload);
         Ok(RecordLoc {
             segment: self.active as u32,
             offset,
@@ -434,7 +436,14 @@ impl Store {
             return Ok(());
         };
         match seg.flush() {
-            Ok(_) => Ok(()),
+            Ok(0) => Ok(()),
+            Ok(n) => {
+                if self.dirty.last() != Some(&self.active) {
+                    self.dirty.push(self.active);
+                }
+                self.appended += n as u64;
+                Ok(())
+            }
             Err(source) => {
                 let path = seg.path.clone();
                 // A full disk may pass (the write position did not move; the next write
@@ -756,21 +765,39 @@ mod tests {
         let record = vec![5u8; 20 << 10];
         let first = store.stage(RecordKind::Spans, &record).unwrap();
         store.fail_writes();
-        // The fourth record does not fit: the rollover writes the first three, which fails.
-        let locs: Vec<RecordLoc> = (0..3)
+        let locs: Vec<RecordLoc> = (0..2)
             .map(|_| store.stage(RecordKind::Spans, &record).unwrap())
             .collect();
-        assert_eq!(locs[0].segment, first.segment);
-        assert_ne!(locs[2].segment, first.segment, "rolled over");
+        assert_eq!(locs[1].segment, first.segment);
+        // The fourth record does not fit: the rollover writes the first three, which fails.
+        // Not a full disk: the store stops, as after a failed sync, and stages nothing more.
+        let fourth = store.stage(RecordKind::Spans, &record);
+        assert!(matches!(fourth, Err(StoreError::Failed(_))), "{fourth:?}");
+        assert!(store.failed().is_some());
+        // The members of the batch learn it from the flush they wait on.
         let err = store.flush().unwrap_err();
         assert!(matches!(err, StoreError::Write { .. }), "{err}");
         assert!(store.read(first).is_none() && store.read(locs[0]).is_none());
-        // Not a full disk: the store stops, as after a failed sync.
-        assert!(store.failed().is_some());
-        assert!(matches!(
-            store.stage(RecordKind::Spans, b"x"),
-            Err(StoreError::Failed(_))
-        ));
+        assert!(store.take_dirty().is_empty(), "nothing was written");
+    }
+
+    /// A sync that starts after records were staged but before they are written must not
+    /// take their segment off the dirty list: the write marks it.
+    #[test]
+    fn a_segment_is_dirty_from_its_write_not_from_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::single_shard(dir.path(), 1 << 20, None);
+        let (mut store, _) = Store::open(config, |_, _, _| {}, |_, _| {}).unwrap();
+        store.append(RecordKind::Logs, b"written").unwrap();
+        store.stage(RecordKind::Logs, b"staged").unwrap();
+        assert_eq!(store.take_dirty().len(), 1, "the first write");
+        store.flush().unwrap();
+        assert_eq!(
+            store.take_dirty().len(),
+            1,
+            "the second write, after that sync began"
+        );
+        assert!(store.take_dirty().is_empty());
     }
 
     /// Pages of `[ptr, ptr + len)` (page aligned) resident in memory, by `mincore`.

@@ -413,9 +413,10 @@ impl Segment {
     /// Hot path: the kernel copies the batch into the page cache. The write blocks the
     /// shard's thread like a store into a map would (page allocation, the file system's
     /// block reservation, dirty-page throttling), and nothing else. On an error (`ENOSPC`,
-    /// `EIO`) every staged record is dropped and the write position does not move: part of
-    /// the batch may be in the file past it, where the next write overwrites it or recovery
-    /// cuts it as a torn tail.
+    /// `EIO`) every staged record is dropped and the write position does not move. What a
+    /// short write put in the file past it (whole records of the batch, with valid CRCs) is
+    /// zeroed again, or recovery would serve records whose requests were refused; if even
+    /// that fails, the error returned is not `StorageFull`, so the store stops.
     pub fn flush(&mut self) -> io::Result<usize> {
         if self.staged.is_empty() {
             return Ok(0);
@@ -426,9 +427,19 @@ impl Segment {
         if self.staged.capacity() > STAGED_KEEP_BYTES {
             self.staged.shrink_to(STAGED_KEEP_BYTES);
         }
-        result?;
-        self.write_pos += n;
-        Ok(n)
+        match result {
+            Ok(()) => {
+                self.write_pos += n;
+                Ok(n)
+            }
+            Err((0, e)) => Err(e),
+            Err((done, e)) => match write_zeros_at(&self.file, self.write_pos, done) {
+                Ok(()) => Err(e),
+                Err(z) => Err(io::Error::other(format!(
+                    "{e}; the {done} bytes written before it could not be zeroed: {z}"
+                ))),
+            },
+        }
     }
 
     /// Stages one record and writes it ([`Segment::stage`], [`Segment::flush`]).
@@ -489,8 +500,12 @@ static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 const _: () = assert!(FRAME_ALIGN <= ZEROS.len());
 
 /// Writes every byte of `parts`, in order, at `offset` of `file` (`pwritev`, repeated after a
-/// short write).
-fn write_all_vectored_at(file: &File, offset: usize, parts: &[&[u8]]) -> io::Result<()> {
+/// short write). On an error, also says how many bytes were written before it.
+fn write_all_vectored_at(
+    file: &File,
+    offset: usize,
+    parts: &[&[u8]],
+) -> Result<(), (usize, io::Error)> {
     use std::os::fd::AsRawFd;
     const MAX_PARTS: usize = 4;
     debug_assert!(parts.len() <= MAX_PARTS);
@@ -530,10 +545,10 @@ fn write_all_vectored_at(file: &File, offset: usize, parts: &[&[u8]]) -> io::Res
             -1 => {
                 let e = io::Error::last_os_error();
                 if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
+                    return Err((done, e));
                 }
             }
-            0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            0 => return Err((done, io::Error::from(io::ErrorKind::WriteZero))),
             w => done += w as usize,
         }
     }
