@@ -8,9 +8,9 @@ use crate::limits::{PAGE_CACHE_KEEP_DEFAULT, SEGMENT_BYTES_DEFAULT};
 
 /// When appended records are made durable (fsync'd), and what an acknowledgement promises.
 ///
-/// Records are written into the segment files (`pwritev`), so they are in the kernel's page
-/// cache the moment they are appended: in every mode an acknowledged record survives a crash or kill of
-/// the Glust process. The modes differ in what survives a crash of the machine (power loss,
+/// Records are written into the segment files (`pwritev`, one per group of requests) before
+/// their requests are answered, so they are in the kernel's page cache by then: in every mode
+/// an acknowledged record survives a crash or kill of the Glust process. The modes differ in what survives a crash of the machine (power loss,
 /// kernel panic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FsyncPolicy {

@@ -81,7 +81,9 @@ impl Hist {
             Hist::GrpcLogs => "OTLP/gRPC log export latency, stream start to answer",
             Hist::Decode => "time to decode and validate one request body",
             Hist::QueueWait => "time an append waited in a cross-shard queue",
-            Hist::Append => "time to append and index one request's records on a shard",
+            Hist::Append => {
+                "time to stage one request's records on a shard until their group write returned"
+            }
             Hist::Sync => "duration of one group-commit fsync round",
         }
     }

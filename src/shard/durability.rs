@@ -1,6 +1,8 @@
 //! Group commit: the fsync side of the shard's storage.
 //!
-//! Appends are numbered (`appended`). A task that needs its append durable calls
+//! Appends are numbered (`appended`): each group write gets a number once its records are in
+//! the file ([`super::group_write`]), and a segment goes on the store's dirty list at that
+//! write, so an fsync started after the number was handed out covers it. A task that needs its append durable calls
 //! [`GroupCommit::wait_durable`] with its number: it queues itself and wakes the shard's one
 //! *committer* task ([`GroupCommit::run`]). The committer takes every dirty file, fsyncs them
 //! on glommio's blocking pool (never on the reactor), publishes the number covered, answers

@@ -9,8 +9,8 @@
 //!
 //! A member learns its records are in the page cache (and so survive a crash of the process)
 //! together with the append number the durability policy needs ([`GroupCommit`]): numbers are
-//! handed out only once the records are written, so a sync never covers a number whose
-//! records were still staged.
+//! handed out only once the records are written, and the segment goes on the dirty list by
+//! that write, so a sync never covers a number whose records were still staged.
 //!
 //! Like the committer, the writer is its own task: a request whose client went away is
 //! dropped with its receiver, and the batch it staged into is written for everybody else.

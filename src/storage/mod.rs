@@ -581,7 +581,7 @@ impl Store {
 
     /// Whether appending `frames` bytes (framing included) would need a rollover while the
     /// next segment is still being prepared: the caller should wait for it rather than have
-    /// [`Store::append`] create one on the spot (file creation and fsyncs, on the reactor).
+    /// [`Store::stage`] create one on the spot (file creation and fsyncs, on the reactor).
     pub fn should_wait_for_next(&self, frame_bytes_total: usize) -> bool {
         let active = &self.segments[self.active];
         self.preparing && self.next.is_none() && active.end() + frame_bytes_total > active.len()

@@ -4,10 +4,12 @@
 //! Appends are *staged* ([`Segment::stage`]: the frame is copied into a buffer) and written
 //! by [`Segment::flush`], one `pwritev` for everything staged since the last one. The shard
 //! stages every request that is ready in one turn of its executor and writes them together
-//! ([`crate::shard::group_write`]): on the 2-core VM of BENCHMARKS.md, positioned writes of
-//! ~400 KB instead of one ~48 KB write per request took wrk's closed-loop rate from 7.2-8.0
-//! to 8.6-9.2 thousand requests/s (the kernel's per-call and per-page costs shrink: larger
-//! writes get larger page-cache folios). [`Segment::append`] stages and flushes one record.
+//! ([`crate::shard::group_write`]): on the 2-core VM of BENCHMARKS.md, batches of ~15
+//! requests (~700 KB) instead of one ~48 KB write per request halved the shard's time in
+//! `pwritev` (the kernel's per-call and per-page costs shrink: larger writes get larger
+//! page-cache folios), and with the allocator thresholds of `main.rs` took wrk's closed-loop
+//! rate from 7.1-8.3 to 9.5-10.2 thousand requests/s of 100 spans. [`Segment::append`]
+//! stages and flushes one record.
 //!
 //! Why appends do not store through a writable map (measured with `perf` under wrk, one shard,
 //! on the 2-core VM BENCHMARKS.md describes): a first store to a page of a file mapping faults,
