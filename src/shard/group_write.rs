@@ -13,7 +13,8 @@
 //! that write, so a sync never covers a number whose records were still staged.
 //!
 //! Like the committer, the writer is its own task: a request whose client went away is
-//! dropped with its receiver, and the batch it staged into is written for everybody else.
+//! dropped, and the batch it staged into is written for everybody else (the request's
+//! records are still indexed once written: `shard::index_when_written` runs as a task too).
 
 use std::cell::{Cell, RefCell};
 use std::task::{Poll, Waker};
