@@ -18,12 +18,12 @@
 use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use futures_channel::oneshot;
 
 use crate::metrics::{Hist, ShardMetrics};
+use crate::shard::latch::Doorbell;
 use crate::storage::{segment, Store};
 
 /// Told the outcome of the sync that covers its append.
@@ -37,9 +37,8 @@ pub struct GroupCommit {
     synced: Cell<u64>,
     /// Appends waiting to be durable, with who to tell.
     waiters: RefCell<Vec<(u64, Waiter)>>,
-    /// Wakes the committer: set when a waiter queues, consumed by the committer.
-    work: Cell<bool>,
-    committer: RefCell<Option<Waker>>,
+    /// Wakes the committer: rung when a waiter queues.
+    work: Doorbell,
 }
 
 impl GroupCommit {
@@ -62,10 +61,7 @@ impl GroupCommit {
         }
         let (tx, rx) = oneshot::channel();
         self.waiters.borrow_mut().push((seq, tx));
-        self.work.set(true);
-        if let Some(w) = self.committer.borrow_mut().take() {
-            w.wake();
-        }
+        self.work.ring();
         rx.await
             .unwrap_or_else(|_| Err("shard stopped before the sync".into()))
     }
@@ -78,15 +74,7 @@ impl GroupCommit {
     /// The committer: runs for the life of the shard.
     pub async fn run(&self, store: &RefCell<Store>, metrics: &ShardMetrics) {
         loop {
-            std::future::poll_fn(|cx| {
-                if self.work.replace(false) {
-                    Poll::Ready(())
-                } else {
-                    *self.committer.borrow_mut() = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            })
-            .await;
+            self.work.wait().await;
             while !self.waiters.borrow().is_empty() {
                 self.commit_round(store, metrics).await;
             }

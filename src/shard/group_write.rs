@@ -16,13 +16,13 @@
 //! dropped, and the batch it staged into is written for everybody else (the request's
 //! records are still indexed once written: `shard::index_when_written` runs as a task too).
 
-use std::cell::{Cell, RefCell};
-use std::task::{Poll, Waker};
+use std::cell::RefCell;
 
 use futures_channel::oneshot;
 
 use crate::metrics::ShardMetrics;
 use crate::shard::durability::GroupCommit;
+use crate::shard::latch::Doorbell;
 use crate::storage::Store;
 
 /// The outcome of the write of a batch: the append number that covers it, or why it failed.
@@ -32,9 +32,8 @@ pub type Outcome = Result<u64, String>;
 pub struct GroupWrite {
     /// Members of the open batch: they staged records since the last write.
     members: RefCell<Vec<oneshot::Sender<Outcome>>>,
-    /// Wakes the writer: set when a member joins, consumed by the writer.
-    work: Cell<bool>,
-    writer: RefCell<Option<Waker>>,
+    /// Wakes the writer: rung when a member joins.
+    work: Doorbell,
 }
 
 impl GroupWrite {
@@ -43,25 +42,14 @@ impl GroupWrite {
     pub fn join(&self) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
         self.members.borrow_mut().push(tx);
-        self.work.set(true);
-        if let Some(w) = self.writer.borrow_mut().take() {
-            w.wake();
-        }
+        self.work.ring();
         rx
     }
 
     /// The writer: runs for the life of the shard.
     pub async fn run(&self, store: &RefCell<Store>, commit: &GroupCommit, metrics: &ShardMetrics) {
         loop {
-            std::future::poll_fn(|cx| {
-                if self.work.replace(false) {
-                    Poll::Ready(())
-                } else {
-                    *self.writer.borrow_mut() = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            })
-            .await;
+            self.work.wait().await;
             // To the back of the run queue: every task already woken (requests whose bodies
             // are in) stages and joins before the batch is written.
             futures_lite::future::yield_now().await;
@@ -111,32 +99,20 @@ mod tests {
             .unwrap();
     }
 
-    /// Starts the writer of `group` on the current executor.
-    fn start_writer(
-        group: &Rc<GroupWrite>,
-        store: &Rc<RefCell<Store>>,
-        commit: &Rc<GroupCommit>,
-        metrics: &Rc<ShardMetrics>,
-    ) {
-        let (g, s, c, m) = (
-            group.clone(),
-            store.clone(),
-            commit.clone(),
-            metrics.clone(),
-        );
-        glommio::spawn_local(async move { g.run(&s, &c, &m).await }).detach();
+    /// A group write for `store`, its writer started on the current executor.
+    fn start_writer(store: &Rc<RefCell<Store>>) -> (Rc<GroupWrite>, Rc<ShardMetrics>) {
+        let group = Rc::new(GroupWrite::default());
+        let metrics = Rc::new(ShardMetrics::default());
+        let (g, s, m) = (group.clone(), store.clone(), metrics.clone());
+        glommio::spawn_local(async move { g.run(&s, &GroupCommit::default(), &m).await }).detach();
+        (group, metrics)
     }
 
     #[test]
     fn requests_staged_in_one_turn_share_one_write_and_one_append_number() {
         on_executor(|store| {
             Box::pin(async move {
-                let (group, commit) = (
-                    Rc::new(GroupWrite::default()),
-                    Rc::new(GroupCommit::default()),
-                );
-                let metrics = Rc::new(ShardMetrics::default());
-                start_writer(&group, &store, &commit, &metrics);
+                let (group, metrics) = start_writer(&store);
                 // Three members stage and join before the writer runs; one goes away.
                 let mut members = Vec::new();
                 let mut locs = Vec::new();
@@ -178,12 +154,7 @@ mod tests {
     fn tasks_woken_after_the_writer_join_its_batch() {
         on_executor(|store| {
             Box::pin(async move {
-                let (group, commit) = (
-                    Rc::new(GroupWrite::default()),
-                    Rc::new(GroupCommit::default()),
-                );
-                let metrics = Rc::new(ShardMetrics::default());
-                start_writer(&group, &store, &commit, &metrics);
+                let (group, metrics) = start_writer(&store);
                 let go = crate::shard::latch::Latch::default();
                 let later: Vec<_> = (0..2)
                     .map(|_| {
@@ -213,12 +184,7 @@ mod tests {
     fn every_member_of_a_batch_whose_write_fails_is_told() {
         on_executor(|store| {
             Box::pin(async move {
-                let (group, commit) = (
-                    Rc::new(GroupWrite::default()),
-                    Rc::new(GroupCommit::default()),
-                );
-                let metrics = Rc::new(ShardMetrics::default());
-                start_writer(&group, &store, &commit, &metrics);
+                let (group, metrics) = start_writer(&store);
                 store.borrow_mut().fail_writes();
                 let members: Vec<_> = (0..2)
                     .map(|_| {

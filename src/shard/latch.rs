@@ -1,15 +1,46 @@
-//! A one-shot, shard-local signal: set once, awaited by any number of tasks of the same shard.
-//! Used for shutdown. `Rc` inside, so it cannot cross to another core.
+//! Shard-local signals. [`Latch`]: a one-shot signal, set once, awaited by any number of tasks
+//! of the same shard (shutdown); `Rc` inside, so it cannot cross to another core.
+//! [`Doorbell`]: wakes the one long-running task that serves a queue (the group write's
+//! writer, the group commit's committer).
 //!
 //! A waiter that is dropped before the latch is set (a connection that closed normally)
 //! removes its waker, so a long-running shard does not accumulate one per connection.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+
+/// Wakes one waiting task: [`Doorbell::ring`] any number of times, and the next
+/// [`Doorbell::wait`] completes once (at once if it was rung since the last wait).
+#[derive(Default)]
+pub struct Doorbell {
+    rung: Cell<bool>,
+    waiter: RefCell<Option<Waker>>,
+}
+
+impl Doorbell {
+    pub fn ring(&self) {
+        self.rung.set(true);
+        if let Some(w) = self.waiter.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    pub async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.rung.replace(false) {
+                Poll::Ready(())
+            } else {
+                *self.waiter.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
 
 #[derive(Clone, Default)]
 pub struct Latch {
