@@ -1,5 +1,6 @@
 //! Crash and restart: what was acknowledged is there after a SIGKILL, under each fsync mode;
-//! SIGTERM shuts down cleanly; changing --shards keeps old data readable.
+//! SIGTERM shuts down cleanly; changing --shards keeps old data readable; the process restarts
+//! itself once at start with glibc's per-thread cache enlarged, unless the operator set it.
 
 mod common;
 
@@ -154,4 +155,50 @@ fn changing_the_shard_count_keeps_old_data_readable() {
             .unwrap();
         assert_eq!(spans.len(), 2, "trace {t}");
     }
+}
+
+/// The server's environment, as the kernel has it (after any restart of itself).
+fn environ(server: &Server) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{}/environ", server.pid())).unwrap();
+    raw.split(|&b| b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+#[test]
+fn the_process_runs_with_a_larger_malloc_tcache_unless_told_otherwise() {
+    // The kernel's copy of the environment is the one the restart passed. (glibc cuts
+    // GLIBC_TUNABLES at its first `:` in that copy when it parses it, so a test that needs
+    // several tunables cannot read them back here; the unit test in main.rs covers appending.)
+    let mut server = Server::start(1);
+    let env = environ(&server);
+    assert!(
+        env.contains(&"GLIBC_TUNABLES=glibc.malloc.tcache_count=1024".to_string()),
+        "{env:?}"
+    );
+    assert!(env.contains(&"GLUST_MALLOC_TUNED=1".to_string()), "{env:?}");
+    // Same process as started (exec keeps the pid), and it serves.
+    assert_eq!(
+        server.post_traces(&traces_request("svc", 1, 1, 1)).status,
+        200
+    );
+    server.kill();
+
+    // An operator's own tcache_count is left alone: no restart.
+    let mut server =
+        Server::start_with_env(1, &[], &[("GLIBC_TUNABLES", "glibc.malloc.tcache_count=7")]);
+    let env = environ(&server);
+    assert!(
+        env.contains(&"GLIBC_TUNABLES=glibc.malloc.tcache_count=7".to_string()),
+        "{env:?}"
+    );
+    assert!(
+        !env.iter().any(|v| v.starts_with("GLUST_MALLOC_TUNED")),
+        "{env:?}"
+    );
+    assert_eq!(
+        server.post_traces(&traces_request("svc", 1, 1, 1)).status,
+        200
+    );
+    server.kill();
 }

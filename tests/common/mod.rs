@@ -20,6 +20,8 @@ pub struct Server {
     pub dir: PathBuf,
     pub shards: u32,
     pub extra: Vec<String>,
+    /// Environment variables set for the server, on top of the test's own.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     pub otlp: SocketAddr,
     pub grpc: SocketAddr,
@@ -33,12 +35,20 @@ impl Server {
     }
 
     pub fn start_with(shards: u32, extra: &[&str]) -> Server {
+        Self::start_with_env(shards, extra, &[])
+    }
+
+    pub fn start_with_env(shards: u32, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("shards");
         let mut s = Server {
             dir,
             shards,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
             otlp: "0.0.0.0:0".parse().unwrap(),
             grpc: "0.0.0.0:0".parse().unwrap(),
@@ -67,6 +77,7 @@ impl Server {
             .args(["--segment-bytes", "256k"])
             .args(&self.extra)
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
