@@ -782,26 +782,23 @@ fn span<'a>(mut r: Reader<'a>, span: &mut Span<'a>) -> Result<Item<()>> {
             _ => r.skip(wire)?,
         }
     }
-    Ok(
-        span_ids(&ids, bad_link).map(|(trace_id, span_id, parent_span_id)| {
-            span.trace_id = trace_id;
-            span.span_id = span_id;
-            span.parent_span_id = parent_span_id;
-        }),
-    )
+    Ok(span_ids(span, &ids, bad_link))
 }
 
-/// Validates a span's ids, in field order; a bad link makes the span invalid.
-fn span_ids(
-    ids: &RawIds<'_>,
-    bad_link: Option<Invalid>,
-) -> Item<(TraceId, SpanId, Option<SpanId>)> {
-    let trace_id = validate::trace_id(ids.trace)?;
-    let span_id = validate::span_id(ids.span)?;
-    let parent = validate::parent_span_id(ids.parent)?;
+/// Validates a span's ids, in field order, into `span`; a bad link makes the span invalid.
+/// A span found invalid may hold some of its ids: it is dropped.
+///
+/// Hot path: each id goes straight into its field. Returned together as a tuple inside a
+/// `Result`, the 9-byte `Option<SpanId>` was copied through the stack with overlapping 4-byte
+/// moves that could not be forwarded from the stores before them, a quarter of the span
+/// decoder's own time in a profile.
+fn span_ids(span: &mut Span<'_>, ids: &RawIds<'_>, bad_link: Option<Invalid>) -> Item<()> {
+    span.trace_id = validate::trace_id(ids.trace)?;
+    span.span_id = validate::span_id(ids.span)?;
+    span.parent_span_id = validate::parent_span_id(ids.parent)?;
     match bad_link {
         Some(why) => Err(why),
-        None => Ok((trace_id, span_id, parent)),
+        None => Ok(()),
     }
 }
 
@@ -934,14 +931,14 @@ fn log_record<'a>(mut r: Reader<'a>, log: &mut LogRecord<'a>) -> Result<Item<()>
             _ => r.skip(wire)?,
         }
     }
-    Ok(log_ids(trace, span).map(|(trace_id, span_id)| {
-        log.trace_id = trace_id;
-        log.span_id = span_id;
-    }))
+    Ok(log_ids(log, trace, span))
 }
 
-fn log_ids(trace: &[u8], span: &[u8]) -> Item<(Option<TraceId>, Option<SpanId>)> {
-    Ok((validate::log_trace_id(trace)?, validate::log_span_id(span)?))
+/// Validates a log record's trace context into `log` (see [`span_ids`] for why in place).
+fn log_ids(log: &mut LogRecord<'_>, trace: &[u8], span: &[u8]) -> Item<()> {
+    log.trace_id = validate::log_trace_id(trace)?;
+    log.span_id = validate::log_span_id(span)?;
+    Ok(())
 }
 
 /// Decodes one element of a repeated `KeyValue` field (at protobuf depth `depth`) into `list`.
