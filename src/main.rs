@@ -218,54 +218,112 @@ fn raise_memlock_limit() {
 
 /// Blocks of up to 1 KiB that glibc keeps per thread and per size, ready for reuse; glibc's
 /// default is 7. See [`reexec_with_tcache_tunable`].
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const GLIBC_TCACHE_COUNT: u32 = 1024;
 /// The glibc tunable that sets it. glibc reads tunables from `GLIBC_TUNABLES` at start only.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const GLIBC_TCACHE_TUNABLE: &str = "glibc.malloc.tcache_count";
-
-/// Set in the environment of the restarted process, so that it never restarts again.
+/// The first glibc whose cache counts go past 127 (they were a `char` before 2.30).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const GLIBC_TCACHE_MIN_VERSION: (u32, u32) = (2, 30);
+/// Set in the environment of the restarted process, so that it never restarts again; present
+/// with any value, it also stops the restart.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const RESTARTED_ENV: &str = "GLUST_MALLOC_TUNED";
 
-/// Restarts this process (same pid, arguments and environment) with
+/// Restarts this process (same pid, arguments and environment; `exec` of this binary) with
 /// `glibc.malloc.tcache_count=1024` added to `GLIBC_TUNABLES`, unless the environment already
 /// sets that tunable (which is how an operator overrides it). Called before any thread starts.
 ///
 /// Hot path: decoding a request allocates small lists per span (its attributes, ~400-600 bytes
 /// for 7-10 attributes) and frees them all together when the request's records are written.
 /// glibc's per-thread cache holds 7 freed blocks of a size; the rest of a request's blocks went
-/// through the arena's bins (`_int_free`, `_int_malloc`), ~5% of a shard's time. With room for
-/// 1024 they stay in the per-thread cache: +10% requests/s (median of 8 alternating pairs, see
-/// BENCHMARKS.md). The cost is freed memory held per thread: at most 1024 blocks of each size up
-/// to 1 KiB, in practice the small blocks of the last few requests.
+/// through the arena's bins (`malloc`, `_int_malloc`, `_int_free`, `unlink_chunk`: ~9% of a
+/// profile of the server). With room for 1024 they stay in the per-thread cache: +10%
+/// requests/s (median of 8 alternating pairs, see BENCHMARKS.md). The cost is freed memory
+/// held per thread: at most 1024 blocks of each of glibc's 64 cached sizes (16 to 1,032 bytes),
+/// about 34 MiB in the worst case, in practice the small blocks of the last few requests.
 ///
-/// If the restart fails, Glust goes on with glibc's default and says so.
+/// Not done on glibc before 2.30, whose counts cannot go past 127, nor when `GLIBC_TUNABLES`
+/// is not UTF-8 (the operator's tunables are left as they are). If the restart fails, Glust
+/// goes on with glibc's default and says so.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn reexec_with_tcache_tunable() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        use std::os::unix::process::CommandExt;
-        if std::env::var_os(RESTARTED_ENV).is_some() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(RESTARTED_ENV).is_some() || glibc_version() < GLIBC_TCACHE_MIN_VERSION {
+        return;
+    }
+    let current = match std::env::var_os("GLIBC_TUNABLES").map(|v| v.into_string()) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => return,
+    };
+    let Some(tunables) = tunables_with_tcache(current.as_deref()) else {
+        return;
+    };
+    // This binary by its path, so that the process keeps its name (`ps`, `pgrep -x glust`).
+    // Not when started through the dynamic loader (`ld.so ./glust`): that path is the loader.
+    let exe = match std::env::current_exe() {
+        Ok(exe) if !is_dynamic_loader(&exe) => exe,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!("cannot find this binary to restart with {GLIBC_TCACHE_TUNABLE} ({e})");
             return;
         }
-        let current = std::env::var("GLIBC_TUNABLES").ok();
-        let Some(tunables) = tunables_with_tcache(current.as_deref()) else {
-            return;
-        };
-        let mut args = std::env::args_os();
-        let arg0 = args.next().unwrap_or_else(|| "glust".into());
-        // `/proc/self/exe` is this very binary, even if its file was replaced or deleted since.
-        let err = std::process::Command::new("/proc/self/exe")
-            .arg0(arg0)
-            .args(args)
-            .env("GLIBC_TUNABLES", tunables)
-            .env(RESTARTED_ENV, "1")
-            .exec();
-        tracing::warn!(
-            "cannot restart with {GLIBC_TCACHE_TUNABLE}={GLIBC_TCACHE_COUNT} ({err}); \
-             running with glibc's default"
-        );
+    };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "glust".into());
+    let err = std::process::Command::new(&exe)
+        .arg0(arg0)
+        .args(args)
+        .env("GLIBC_TUNABLES", tunables)
+        .env(RESTARTED_ENV, "1")
+        .exec();
+    // Still here: the exec failed. `Command::exec` set SIGPIPE back to its default before
+    // trying; Rust ignores it, so that a write to a closed socket is an `EPIPE` error and not
+    // the end of the process. Restore that.
+    // SAFETY: setting a signal's disposition to SIG_IGN; no thread runs yet.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
+    tracing::warn!(
+        "cannot restart {} with {GLIBC_TCACHE_TUNABLE}={GLIBC_TCACHE_COUNT} ({err}); \
+         running with glibc's default",
+        exe.display()
+    );
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn reexec_with_tcache_tunable() {}
+
+/// Whether `exe` is glibc's dynamic loader (`ld-linux-x86-64.so.2`, `ld.so`, ...).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn is_dynamic_loader(exe: &std::path::Path) -> bool {
+    exe.file_name()
+        .map(|n| n.to_string_lossy())
+        .is_some_and(|n| n.starts_with("ld-") || n.starts_with("ld.so"))
+}
+
+/// The running glibc's (major, minor) version; (0, 0) if it cannot be read.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn glibc_version() -> (u32, u32) {
+    // SAFETY: gnu_get_libc_version returns a static NUL-terminated string.
+    let version = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) };
+    parse_glibc_version(&version.to_string_lossy()).unwrap_or((0, 0))
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn parse_glibc_version(v: &str) -> Option<(u32, u32)> {
+    let mut parts = v.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()?
+        .trim_end_matches(|c: char| !c.is_ascii_digit());
+    Some((major, minor.parse().ok()?))
 }
 
 /// `GLIBC_TUNABLES` with Glust's tcache count added, or `None` if it sets one already.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tunables_with_tcache(current: Option<&str>) -> Option<String> {
     let ours = format!("{GLIBC_TCACHE_TUNABLE}={GLIBC_TCACHE_COUNT}");
     match current {
@@ -309,9 +367,29 @@ const MALLOC_TRIM_THRESHOLD_BYTES: libc::c_int = 64 << 20;
 const MALLOC_MMAP_THRESHOLD_BYTES: libc::c_int = 4 << 20;
 const _: () = assert!(MALLOC_MMAP_THRESHOLD_BYTES as usize > glust::storage::GROUP_WRITE_MAX_BYTES);
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glibc_versions_parse() {
+        assert_eq!(parse_glibc_version("2.36"), Some((2, 36)));
+        assert_eq!(parse_glibc_version("2.29.9000"), Some((2, 29)));
+        assert_eq!(parse_glibc_version("2.40+"), Some((2, 40)));
+        assert_eq!(parse_glibc_version("junk"), None);
+        assert!(glibc_version() >= (2, 17), "{:?}", glibc_version());
+    }
+
+    #[test]
+    fn the_loader_is_told_from_glust() {
+        use std::path::Path;
+        assert!(is_dynamic_loader(Path::new(
+            "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+        )));
+        assert!(is_dynamic_loader(Path::new("/usr/bin/ld.so")));
+        assert!(!is_dynamic_loader(Path::new("/home/ld-builds/glust")));
+        assert!(!is_dynamic_loader(Path::new("/work/target/release/glust")));
+    }
 
     #[test]
     fn the_tcache_tunable_is_added_unless_set() {

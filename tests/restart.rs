@@ -167,9 +167,9 @@ fn environ(server: &Server) -> Vec<String> {
 
 #[test]
 fn the_process_runs_with_a_larger_malloc_tcache_unless_told_otherwise() {
-    // The kernel's copy of the environment is the one the restart passed. (glibc cuts
-    // GLIBC_TUNABLES at its first `:` in that copy when it parses it, so a test that needs
-    // several tunables cannot read them back here; the unit test in main.rs covers appending.)
+    // The kernel's copy of the environment is the one the restart passed. (glibc may shorten
+    // GLIBC_TUNABLES in that copy when it parses several tunables, so this test sets at most
+    // one; the unit test in main.rs covers appending to the operator's.)
     let mut server = Server::start(1);
     let env = environ(&server);
     assert!(
@@ -177,6 +177,9 @@ fn the_process_runs_with_a_larger_malloc_tcache_unless_told_otherwise() {
         "{env:?}"
     );
     assert!(env.contains(&"GLUST_MALLOC_TUNED=1".to_string()), "{env:?}");
+    // Restarted by its own path, so the process keeps its name.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", server.pid())).unwrap();
+    assert_eq!(comm.trim_end(), "glust");
     // Same process as started (exec keeps the pid), and it serves.
     assert_eq!(
         server.post_traces(&traces_request("svc", 1, 1, 1)).status,

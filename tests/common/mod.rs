@@ -77,6 +77,9 @@ impl Server {
             .args(["--segment-bytes", "256k"])
             .args(&self.extra)
             .env("RUST_LOG", "warn")
+            // The server's allocator restart depends on these: start from a known state.
+            .env_remove("GLIBC_TUNABLES")
+            .env_remove("GLUST_MALLOC_TUNED")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
