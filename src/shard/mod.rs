@@ -183,6 +183,9 @@ pub fn run(
             stop: stop.clone(),
             on_ready: on_ready.clone(),
         };
+        // No `spin_before_park`: with the patched glommio's COOP_TASKRUN main ring, a spin
+        // that never enters the kernel would not see socket completions (vendor/glommio/
+        // GLUST-PATCH.md).
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("glust-shard-{i}"))
             .io_memory(EXECUTOR_IO_MEMORY_BYTES)

@@ -906,17 +906,23 @@ impl SleepableRing {
         // Glust patch: the main ring, where socket polls complete, is set up with
         // IORING_SETUP_COOP_TASKRUN. Without it, every poll that fires while this thread runs
         // user code (a peer's send on another core) interrupts it with an IPI to post the
-        // completion. With it, the completion is posted on the thread's next system call,
-        // and a sleeping thread is still woken at once. The latency ring (timers and the
-        // preemption timer) keeps the default, so preemption stays prompt. Kernels before
-        // 5.19 refuse the flag (EINVAL): the ring is then set up as before.
+        // completion. With it, the completion is posted on the thread's next entry into the
+        // kernel (a system call, or an interrupt such as the timer tick), and a sleeping
+        // thread is still woken at once. The reactor enters the kernel on every turn (it
+        // submits a fresh throughput-preemption timer to this ring each time); spinning
+        // before parking (`spin_before_park`) would not, and must stay off with this flag.
+        // The latency ring keeps the default flags. Kernels before 5.19 refuse the flag
+        // (EINVAL): the ring is then set up as before. See GLUST-PATCH.md.
         let ring = if name == "main" {
             match iou::IoUring::new_with_flags(
                 size as _,
                 iou::SetupFlags::COOP_TASKRUN,
                 iou::SetupFeatures::empty(),
             ) {
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => iou::IoUring::new(size as _)?,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    warn!("io_uring: IORING_SETUP_COOP_TASKRUN refused (Linux < 5.19?); main ring set up without it");
+                    iou::IoUring::new(size as _)?
+                }
                 ring => ring?,
             }
         } else {
