@@ -764,6 +764,66 @@ mod tests {
         assert_eq!(seg.read(a).unwrap().1, b"kept");
     }
 
+    /// Where [`short_write_child`] writes its segment; set only for that child process.
+    const SHORT_WRITE_CHILD_ENV: &str = "GLUST_TEST_SHORT_WRITE_DIR";
+
+    #[test]
+    fn a_short_failed_write_is_zeroed_again() {
+        // A real short write: the file size limit (RLIMIT_FSIZE) cuts a write that crosses it,
+        // and the next write fails with EFBIG. The limit holds for the whole process, so that
+        // part runs in a child process: this test binary, running `short_write_child` only.
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "storage::segment::tests::short_write_child"])
+            .args(["--ignored", "--test-threads", "1"])
+            .env(SHORT_WRITE_CHILD_ENV, dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "child: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Reopened, as recovery does: the record written before is there, and no record of the
+        // failed batch, though two of them were whole in the file after the short write.
+        let mut seg = Segment::open(&dir.path().join(file_name(1)), true).unwrap();
+        let (recs, report) = records_of(&mut seg);
+        let payloads: Vec<_> = recs.into_iter().map(|(_, p)| p).collect();
+        assert_eq!(payloads, vec![b"kept".to_vec()], "{report:?}");
+    }
+
+    #[test]
+    #[ignore = "run by a_short_failed_write_is_zeroed_again, in a child process"]
+    fn short_write_child() {
+        let Some(dir) = std::env::var_os(SHORT_WRITE_CHILD_ENV) else {
+            return;
+        };
+        let mut seg = Segment::create(Path::new(&dir), meta(1, 64 << 10)).unwrap();
+        seg.append(RecordKind::Spans, b"kept").unwrap();
+        let written = seg.write_pos();
+        // Three records in one batch; the limit falls inside the third.
+        let payload = [7u8; 1000];
+        for _ in 0..3 {
+            seg.stage(RecordKind::Logs, &payload);
+        }
+        let limit = written + 2 * frame::frame_bytes(payload.len()) + 100;
+        // SAFETY: this process runs this test alone; the limit and SIGXFSZ (whose default
+        // kills the process, ignored so the write fails with EFBIG instead) are set before
+        // any write crosses it.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit {
+                rlim_cur: limit as libc::rlim_t,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
+        }
+        let err = seg.flush().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EFBIG), "{err}");
+        assert_eq!((seg.write_pos(), seg.end()), (written, written));
+    }
+
     #[test]
     fn garbage_header_ends_the_scan() {
         let dir = tempfile::tempdir().unwrap();
