@@ -8,10 +8,10 @@ use crate::limits::{PAGE_CACHE_KEEP_DEFAULT, SEGMENT_BYTES_DEFAULT};
 
 /// When appended records are made durable (fsync'd), and what an acknowledgement promises.
 ///
-/// Records are written into the segment files (`pwritev`, one per group of requests) before
+/// Records are written into the segment files (`pwrite`, one per group of requests) before
 /// their requests are answered, so they are in the kernel's page cache by then: in every mode
-/// an acknowledged record survives a crash or kill of the Glust process. The modes differ in what survives a crash of the machine (power loss,
-/// kernel panic).
+/// an acknowledged record survives a crash or kill of the Glust process. The modes differ in
+/// what survives a crash of the machine (power loss, kernel panic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FsyncPolicy {
     /// A request is answered only after an fsync covering its records completed on every

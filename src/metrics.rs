@@ -239,7 +239,7 @@ pub struct ShardMetrics {
     pub bytes_received_wire: Cell<u64>,
     pub records_appended: Cell<u64>,
     pub bytes_appended: Cell<u64>,
-    /// Batches written by the shard's group write (one `pwritev` each, or more past its size
+    /// Batches written by the shard's group write (one `pwrite` each, or more past its size
     /// limit or across a rollover).
     pub group_writes: Cell<u64>,
     hists: [RefCell<Histogram<u64>>; 8],

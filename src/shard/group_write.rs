@@ -1,4 +1,4 @@
-//! Group write: the `pwritev` side of the shard's storage.
+//! Group write: the `pwrite` side of the shard's storage.
 //!
 //! An append stages its records in the store ([`Store::stage`]: copied into the active
 //! segment's staging buffer, not yet in the file) and joins the open batch
@@ -20,7 +20,7 @@ use std::cell::RefCell;
 
 use futures_channel::oneshot;
 
-use crate::metrics::ShardMetrics;
+use crate::metrics::{add, ShardMetrics};
 use crate::shard::durability::GroupCommit;
 use crate::shard::latch::Doorbell;
 use crate::storage::Store;
@@ -72,7 +72,7 @@ impl GroupWrite {
         metrics: &ShardMetrics,
     ) -> Outcome {
         store.borrow_mut().flush().map_err(|e| e.to_string())?;
-        metrics.group_writes.set(metrics.group_writes.get() + 1);
+        add(&metrics.group_writes, 1);
         Ok(commit.note_append())
     }
 }
@@ -108,6 +108,16 @@ mod tests {
         (group, metrics)
     }
 
+    /// What an append does: stages `payload` and joins the open batch, with no await between.
+    fn stage_and_join(
+        store: &RefCell<Store>,
+        group: &GroupWrite,
+        payload: &[u8],
+    ) -> oneshot::Receiver<Outcome> {
+        store.borrow_mut().stage(RecordKind::Logs, payload).unwrap();
+        group.join()
+    }
+
     #[test]
     fn requests_staged_in_one_turn_share_one_write_and_one_append_number() {
         on_executor(|store| {
@@ -138,11 +148,8 @@ mod tests {
                     );
                 }
                 // The next turn's member gets the next write and number.
-                store
-                    .borrow_mut()
-                    .stage(RecordKind::Logs, b"later")
-                    .unwrap();
-                assert_eq!(group.join().await.unwrap(), Ok(2));
+                let later = stage_and_join(&store, &group, b"later");
+                assert_eq!(later.await.unwrap(), Ok(2));
                 assert_eq!(metrics.group_writes.get(), 2);
             })
         });
@@ -161,15 +168,13 @@ mod tests {
                         let (s, g, go) = (store.clone(), group.clone(), go.clone());
                         glommio::spawn_local(async move {
                             go.wait().await;
-                            s.borrow_mut().stage(RecordKind::Logs, b"b").unwrap();
-                            g.join().await.unwrap()
+                            stage_and_join(&s, &g, b"b").await.unwrap()
                         })
                     })
                     .collect();
                 // The writer and both tasks are waiting now.
                 glommio::executor().yield_now().await;
-                store.borrow_mut().stage(RecordKind::Logs, b"a").unwrap();
-                let first = group.join(); // wakes the writer first ...
+                let first = stage_and_join(&store, &group, b"a"); // wakes the writer first ...
                 go.set(); // ... then the two tasks
                 assert_eq!(first.await.unwrap(), Ok(1));
                 for task in later {
@@ -187,13 +192,7 @@ mod tests {
                 let (group, metrics) = start_writer(&store);
                 store.borrow_mut().fail_writes();
                 let members: Vec<_> = (0..2)
-                    .map(|_| {
-                        store
-                            .borrow_mut()
-                            .stage(RecordKind::Spans, b"doomed")
-                            .unwrap();
-                        group.join()
-                    })
+                    .map(|_| stage_and_join(&store, &group, b"doomed"))
                     .collect();
                 for m in members {
                     let why = m.await.unwrap().unwrap_err();

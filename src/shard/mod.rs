@@ -27,7 +27,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::{Config, FsyncPolicy};
 use crate::domain::{ArchivedLogBatch, ArchivedSpanBatch};
 use crate::index::{Index, RecordLoc};
-use crate::metrics::{IntervalDumper, ShardMetrics};
+use crate::metrics::{add, IntervalDumper, ShardMetrics};
 use crate::route::ShardId;
 use crate::storage::{RecordKind, RecoveryReport, Store, StoreConfig, StoreError};
 use durability::GroupCommit;
@@ -36,7 +36,7 @@ use latch::Latch;
 use mesh::{Inbound, Mesh, MeshEnds, OwnedRecord, Request, Response};
 
 /// Memory glommio registers per executor for io_uring buffers. Glust does no DMA file I/O
-/// (segments are written with pwritev and read through maps), so it needs little; keeping it
+/// (segments are written with pwrite and read through maps), so it needs little; keeping it
 /// small keeps `ulimit -l` needs low.
 pub const EXECUTOR_IO_MEMORY_BYTES: usize = 512 << 10;
 
@@ -728,7 +728,7 @@ pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Resul
         )
         .await;
     }
-    // Stage every record, then join the batch the shard's writer writes with one `pwritev`
+    // Stage every record, then join the batch the shard's writer writes with one `pwrite`
     // (group_write). No `.await` between the two: the records belong to that batch. Should
     // staging fail part-way, what was staged still goes with the batch (and into the index
     // once written), and the request fails.
@@ -789,13 +789,13 @@ async fn index_when_written(
         .await
         .unwrap_or_else(|_| Err("shard stopped before the write".into()))?;
     let mut index = shard.index.borrow_mut();
-    for (rec, loc) in records.iter().zip(locs) {
-        let m = &shard.metrics;
-        m.records_appended.set(m.records_appended.get() + 1);
-        m.bytes_appended
-            .set(m.bytes_appended.get() + rec.bytes.len() as u64);
-        index_fresh(&mut index, loc, rec);
+    let mut bytes = 0;
+    for (rec, loc) in records.iter().zip(&locs) {
+        bytes += rec.bytes.len() as u64;
+        index_fresh(&mut index, *loc, rec);
     }
+    add(&shard.metrics.records_appended, locs.len() as u64);
+    add(&shard.metrics.bytes_appended, bytes);
     Ok(last)
 }
 

@@ -393,9 +393,7 @@ impl Store {
     /// returns where the record will be. It is written, and readable, after the next
     /// successful [`Store::flush`]; until then, nothing may hand out its location.
     pub fn stage(&mut self, kind: RecordKind, payload: &[u8]) -> Result<RecordLoc, StoreError> {
-        if let Some(why) = &self.failed {
-            return Err(StoreError::Failed(why.clone()));
-        }
+        self.healthy()?;
         let room = self.config.segment_bytes as usize - SEGMENT_HEADER_BYTES;
         if frame::frame_bytes(payload.len()) > room {
             return Err(StoreError::RecordTooLarge {
@@ -409,9 +407,7 @@ impl Store {
             self.flush_early();
         }
         // Either write may have failed the store: stage nothing more.
-        if let Some(why) = &self.failed {
-            return Err(StoreError::Failed(why.clone()));
-        }
+        self.healthy()?;
         let offset = self.segments[self.active].stage(kind, payload);
         Ok(RecordLoc {
             segment: self.active as u32,
@@ -419,7 +415,15 @@ impl Store {
         })
     }
 
-    /// Writes every record staged since the last call (one `pwritev`), or reports why some
+    /// `Failed` once a write or sync has failed (see [`Store::failed`]).
+    fn healthy(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            Some(why) => Err(StoreError::Failed(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes every record staged since the last call (one `pwrite`), or reports why some
     /// were dropped: this write's error, or an earlier one at a rollover or an early flush.
     /// On an error, every record staged since the last call must be taken as lost.
     pub fn flush(&mut self) -> Result<(), StoreError> {

@@ -1,12 +1,12 @@
-//! One segment file: fixed size, append-only; appended to with `pwritev(2)` at the write
+//! One segment file: fixed size, append-only; appended to with `pwrite(2)` at the write
 //! position and read through a read-only shared memory map of the same file.
 //!
 //! Appends are *staged* ([`Segment::stage`]: the frame is copied into a buffer) and written
-//! by [`Segment::flush`], one `pwritev` for everything staged since the last one. The shard
+//! by [`Segment::flush`], one `pwrite` for everything staged since the last one. The shard
 //! stages every request that is ready in one turn of its executor and writes them together
 //! ([`crate::shard::group_write`]): on the 2-core VM of BENCHMARKS.md, batches of ~15
 //! requests (~700 KB) instead of one ~48 KB write per request halved the shard's time in
-//! `pwritev` (the kernel's per-call and per-page costs shrink: larger writes get larger
+//! the write call (the kernel's per-call and per-page costs shrink: larger writes get larger
 //! page-cache folios), and with the allocator thresholds of `main.rs` took wrk's closed-loop
 //! rate from 7.1-8.3 to 9.5-10.2 thousand requests/s of 100 spans. [`Segment::append`]
 //! stages and flushes one record.
@@ -423,7 +423,7 @@ impl Segment {
         if self.staged.is_empty() {
             return Ok(0);
         }
-        let result = write_all_vectored_at(&self.file, self.write_pos, &[&self.staged]);
+        let result = write_batch_at(&self.file, self.write_pos, &self.staged);
         let n = self.staged.len();
         self.staged.clear();
         if self.staged.capacity() > STAGED_KEEP_BYTES {
@@ -501,57 +501,17 @@ const STAGED_KEEP_BYTES: usize = 4 << 20;
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 const _: () = assert!(FRAME_ALIGN <= ZEROS.len());
 
-/// Writes every byte of `parts`, in order, at `offset` of `file` (`pwritev`, repeated after a
-/// short write). On an error, also says how many bytes were written before it.
-fn write_all_vectored_at(
-    file: &File,
-    offset: usize,
-    parts: &[&[u8]],
-) -> Result<(), (usize, io::Error)> {
-    use std::os::fd::AsRawFd;
-    const MAX_PARTS: usize = 4;
-    debug_assert!(parts.len() <= MAX_PARTS);
-    let total: usize = parts.iter().map(|p| p.len()).sum();
+/// Writes every byte of `buf` at `offset` of `file` (`pwrite`, repeated after a short write).
+/// On an error, also says how many bytes were written before it.
+fn write_batch_at(file: &File, offset: usize, buf: &[u8]) -> Result<(), (usize, io::Error)> {
+    use std::os::unix::fs::FileExt;
     let mut done = 0;
-    while done < total {
-        // The parts not yet written, the first one cut where the last write stopped.
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_PARTS];
-        let mut n = 0;
-        let mut skip = done;
-        for part in parts {
-            if skip >= part.len() {
-                skip -= part.len();
-                continue;
-            }
-            let rest = &part[skip..];
-            skip = 0;
-            iov[n] = libc::iovec {
-                iov_base: rest.as_ptr() as *mut libc::c_void,
-                iov_len: rest.len(),
-            };
-            n += 1;
-        }
-        // SAFETY: every iovec points into a live slice of `parts`, read only by the kernel.
-        let wrote = unsafe {
-            libc::pwritev(
-                file.as_raw_fd(),
-                iov.as_ptr(),
-                n as libc::c_int,
-                (offset + done) as libc::off_t,
-            )
-        };
-        match wrote {
-            -1 => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err((done, e));
-                }
-            }
-            0 => return Err((done, io::Error::from(io::ErrorKind::WriteZero))),
-            w => done += w as usize,
+    while done < buf.len() {
+        match file.write_at(&buf[done..], (offset + done) as u64) {
+            Ok(0) => return Err((done, io::Error::from(io::ErrorKind::WriteZero))),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((done, e)),
         }
     }
     Ok(())
