@@ -173,4 +173,9 @@ table += "".join("\n- " + n for n in notes) + ("\n" if notes else "")
 open(os.path.join(out, "summary.md"), "w").write(table)
 print(table)
 PY
+# Host settings that move open-loop latency on a VM (see scripts/tune-host.sh), for the record.
+halt_poll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+host="host: $(nproc) cores available, cpuidle driver $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo none)"
+[ -r "$halt_poll" ] && host+=", guest_halt_poll_ns $(cat "$halt_poll")"
+printf '\n%s\n' "$host" | tee -a "$out/summary.md"
 echo "results in $out/ (plot with: scripts/plot-hdr.py -o $out/latency.png $out/{peak,open50,open80}.hgrm $out/server-{peak,open50,open80}.hgrm)"

@@ -19,6 +19,11 @@
 # - Locked memory: io_uring registers buffers. Only reported, even with --apply (a script
 #   cannot raise the limit of the shell that starts glust): prints the lines to set instead.
 # - Transparent huge pages -> madvise (no surprise compaction stalls on the shard cores).
+# - In a KVM guest whose cpuidle driver is haltpoll: guest_halt_poll_ns -> 200000 (the kernel's
+#   default, 200 us) when lower. An idle virtual CPU then polls a while before it halts, so
+#   waking it (a request for a shard that went idle; on one machine also the answer to a
+#   loadgen on the other core) costs no interrupt and VM exit. The vCPUs burn host CPU while
+#   they poll. Bare metal and other hypervisors: nothing to do.
 set -euo pipefail
 
 apply=0
@@ -241,6 +246,21 @@ if [ -e "$thp" ]; then
   esac
 else
   echo "no THP interface"
+fi
+
+echo "## Idle polling of virtual CPUs (KVM guest, cpuidle-haltpoll)"
+halt_poll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+halt_poll_ns=200000  # the kernel's default; a guest started with haltpoll.guest_halt_poll_ns=0 has it off
+idle_driver=$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo none)
+if [ "$idle_driver" = haltpoll ] && [ -e "$halt_poll" ]; then
+  cur=$(cat "$halt_poll")
+  if [ "$cur" -ge "$halt_poll_ns" ]; then
+    echo "already polls: guest_halt_poll_ns = $cur"
+  else
+    run "echo $halt_poll_ns > $halt_poll   # was $cur"
+  fi
+else
+  echo "cpuidle driver: $idle_driver (not a KVM guest's haltpoll): nothing to do"
 fi
 
 echo "## Then start glust on the shard cores (shard i on the i-th of them), e.g.:"
