@@ -952,12 +952,75 @@ fn attribute<'a>(
 ) -> Result<()> {
     let sub = r.message(wire, what)?;
     r.grow(list)?;
+    if depth < PROTO_DEPTH_MAX {
+        if let Some(kv) = key_value_fast(sub.buf) {
+            list.push(kv);
+            return Ok(());
+        }
+    }
     // Decoded in place, which spares a copy of the pair through the stack.
     list.push(KeyValue {
         key: Cow::Borrowed(""),
         value: AnyValue::Empty,
     });
     key_value(sub, list.last_mut().expect("just pushed"), depth)
+}
+
+/// Tags (field number and wire type in one byte) of the shape [`key_value_fast`] reads.
+const TAG_KEY_VALUE_KEY: u8 = (KEY_VALUE_KEY as u8) << 3 | LEN;
+const TAG_KEY_VALUE_VALUE: u8 = (KEY_VALUE_VALUE as u8) << 3 | LEN;
+const TAG_ANY_STRING: u8 = (ANY_STRING as u8) << 3 | LEN;
+const TAG_ANY_BOOL: u8 = (ANY_BOOL as u8) << 3 | VARINT;
+const TAG_ANY_INT: u8 = (ANY_INT as u8) << 3 | VARINT;
+const TAG_ANY_DOUBLE: u8 = (ANY_DOUBLE as u8) << 3 | I64;
+
+/// The `KeyValue` message `buf` if it has the shape nearly every attribute has: the key, then
+/// the value holding one string, bool, int or double, in this order, each length under 128,
+/// and nothing else. `None` for anything else, including bytes that are not UTF-8: the
+/// general decoder ([`key_value`]) then decodes it, or reports what is wrong with it. For a
+/// message of this shape both give the same pair.
+///
+/// Hot path: attributes are most of a span. The general decoder loops over the fields of two
+/// nested messages, checking each key and wire type; this reads the few bytes it expects
+/// (`scripts/ir-per-call.py` on the decode bench, BENCHMARKS.md session 7).
+#[inline(always)]
+fn key_value_fast(buf: &[u8]) -> Option<KeyValue<'_>> {
+    let [TAG_KEY_VALUE_KEY, key_len, rest @ ..] = buf else {
+        return None;
+    };
+    let key_len = usize::from(*key_len);
+    if key_len >= 0x80 || key_len > rest.len() {
+        return None;
+    }
+    let (key, rest) = rest.split_at(key_len);
+    let [TAG_KEY_VALUE_VALUE, value_len, value @ ..] = rest else {
+        return None;
+    };
+    if *value_len >= 0x80 || usize::from(*value_len) != value.len() {
+        return None;
+    }
+    let value = match value {
+        [TAG_ANY_STRING, len, s @ ..] if *len < 0x80 && usize::from(*len) == s.len() => {
+            AnyValue::String(Cow::Borrowed(utf8(s)?))
+        }
+        [TAG_ANY_BOOL, b] if *b < 0x80 => AnyValue::Bool(*b != 0),
+        [TAG_ANY_INT, varint @ ..] => {
+            let mut r = Reader::new(varint);
+            let v = r.varint().ok()?;
+            if r.pos != varint.len() {
+                return None;
+            }
+            AnyValue::Int(v as i64)
+        }
+        [TAG_ANY_DOUBLE, bits @ ..] => {
+            AnyValue::Double(f64::from_bits(u64::from_le_bytes(bits.try_into().ok()?)))
+        }
+        _ => return None,
+    };
+    Some(KeyValue {
+        key: Cow::Borrowed(utf8(key)?),
+        value,
+    })
 }
 
 /// Decodes a `KeyValue` message (at protobuf depth `depth`) into `kv`, an empty one.

@@ -1218,3 +1218,115 @@ fn copies_of_the_resource_for_each_scope_are_charged() {
 }
 
 mod props;
+
+// ---- The fast path for attributes.
+
+/// What the general decoder makes of a `KeyValue` message at a span attribute's depth.
+fn general_key_value(buf: &[u8]) -> Result<KeyValue<'_>> {
+    let mut kv = KeyValue {
+        key: Cow::Borrowed(""),
+        value: AnyValue::Empty,
+    };
+    key_value(Reader::new(buf), &mut kv, ITEM_DEPTH + 1).map(|()| kv)
+}
+
+fn kv_value(k: &str, value: &[u8]) -> Vec<u8> {
+    [ld(KEY_VALUE_KEY, k.as_bytes()), ld(KEY_VALUE_VALUE, value)].concat()
+}
+
+#[test]
+fn the_fast_attribute_path_agrees_with_the_general_decoder() {
+    let key_127 = "k".repeat(127);
+    let key_128 = "k".repeat(128);
+    // The longest string value of one-byte lengths: 2 + 125 = 127 bytes of value message.
+    let value_125 = "v".repeat(125);
+    let value_126 = "v".repeat(126);
+    let fast = [
+        kv_str("http.method", "GET"),
+        kv_str("", ""),
+        kv_str("ключ", "значение ✓"),
+        kv_str(&key_127, &value_125),
+        kv_value("b", &vi(ANY_BOOL, 1)),
+        kv_value("b", &vi(ANY_BOOL, 0)),
+        kv_value("i", &vi(ANY_INT, 0)),
+        kv_value("i", &vi(ANY_INT, 200)),
+        kv_value("i", &vi(ANY_INT, u64::MAX)),
+        kv_value("d", &fx64(ANY_DOUBLE, 1.5f64.to_bits())),
+        kv_value("d", &fx64(ANY_DOUBLE, (-0.0f64).to_bits())),
+    ];
+    for m in &fast {
+        let got = key_value_fast(m).unwrap_or_else(|| panic!("not the fast shape: {m:?}"));
+        assert_eq!(Ok(got), general_key_value(m), "{m:?}");
+    }
+    let general = [
+        // Lengths of two bytes.
+        kv_str(&key_128, "v"),
+        kv_str("k", &value_126),
+        // Other orders, missing and repeated fields.
+        [
+            ld(KEY_VALUE_VALUE, &ld(ANY_STRING, b"v")),
+            ld(KEY_VALUE_KEY, b"k"),
+        ]
+        .concat(),
+        ld(KEY_VALUE_KEY, b"k"),
+        ld(KEY_VALUE_VALUE, &ld(ANY_STRING, b"v")),
+        [ld(KEY_VALUE_KEY, b"a"), kv_str("b", "v")].concat(),
+        [kv_str("k", "v"), vi(9, 1)].concat(),
+        kv_value("k", &[]),
+        kv_value("k", &[ld(ANY_STRING, b"v"), vi(ANY_INT, 1)].concat()),
+        // Other kinds of value.
+        kv_value("k", &ld(ANY_BYTES, b"v")),
+        kv_value("k", &ld(ANY_ARRAY, &ld(LIST_VALUES, &ld(ANY_STRING, b"v")))),
+        kv_value("k", &ld(ANY_KVLIST, &ld(LIST_VALUES, &kv_str("a", "b")))),
+        kv_value("k", &vi(ANY_BOOL, 128)),
+        // Malformed: the general decoder reports these.
+        kv_value("k", &ld(ANY_STRING, &[0xFF])),
+        [
+            ld(KEY_VALUE_KEY, &[0xFF]),
+            ld(KEY_VALUE_VALUE, &ld(ANY_STRING, b"v")),
+        ]
+        .concat(),
+        kv_value("k", &[ANY_INT as u8 * 8]),
+        kv_value(
+            "k",
+            &[&[ANY_INT as u8 * 8][..], &[0xFF; 10], &[0x01]].concat(),
+        ),
+        kv_value("k", &[&[TAG_ANY_DOUBLE][..], &[0; 7]].concat()),
+        [kv_str("k", "v"), vec![0x00]].concat(),
+    ];
+    for m in &general {
+        assert_eq!(key_value_fast(m), None, "{m:?}");
+    }
+    // The malformed ones are errors, as they were before there was a fast path.
+    for m in &general[general.len() - 6..] {
+        assert!(general_key_value(m).is_err(), "{m:?}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_fast_attribute_path_agrees_with_the_general_decoder_on_prost_output(
+        key in ".{0,70}",
+        kind in 0u8..4,
+        s in ".{0,70}",
+        n in proptest::num::i64::ANY,
+        d in proptest::num::f64::NORMAL | proptest::num::f64::ZERO | proptest::num::f64::INFINITE,
+    ) {
+        use pc::any_value::Value;
+        // prost leaves out an empty key; lengths of one byte are the fast path's.
+        let fast_shape = !key.is_empty() && key.len() < 0x80 && (kind != 0 || s.len() <= 125);
+        let value = match kind {
+            0 => Value::StringValue(s),
+            1 => Value::BoolValue(n % 2 == 0),
+            2 => Value::IntValue(n),
+            _ => Value::DoubleValue(d),
+        };
+        let m = pc::KeyValue { key, value: Some(pc::AnyValue { value: Some(value) }), ..Default::default() }.encode_to_vec();
+        let general = general_key_value(&m);
+        proptest::prop_assert!(general.is_ok());
+        match key_value_fast(&m) {
+            Some(fast) => proptest::prop_assert_eq!(Ok(fast), general),
+            None => proptest::prop_assert!(!fast_shape, "the fast path missed {:?}", m),
+        }
+    }
+}
