@@ -1330,3 +1330,19 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn is_ascii_agrees_with_std_at_every_length_and_position() {
+    for n in 0..48 {
+        let clean = vec![b'a'; n];
+        assert!(is_ascii(&clean), "{n} ASCII bytes");
+        for at in 0..n {
+            for high in [0x80u8, 0xC3, 0xFF] {
+                let mut b = clean.clone();
+                b[at] = high;
+                assert_eq!(is_ascii(&b), b.is_ascii(), "{n} bytes, {high:#x} at {at}");
+                assert!(!is_ascii(&b));
+            }
+        }
+    }
+}
