@@ -349,7 +349,14 @@ pub fn attributes(attrs: &mut Vec<KeyValue<'_>>, dropped: &mut u32, stats: &mut 
     }
     for kv in attrs.iter_mut() {
         truncate_str(&mut kv.key, ATTRIBUTE_KEY_BYTES_MAX, stats);
-        value(&mut kv.value, 0, stats);
+        // Hot path: strings and scalars, nearly every attribute, are checked here; the call
+        // into `value` was ~28 instructions per attribute for no work (callgrind,
+        // BENCHMARKS.md session 7).
+        match &mut kv.value {
+            AnyValue::String(s) => truncate_str(s, VALUE_BYTES_MAX, stats),
+            AnyValue::Empty | AnyValue::Bool(_) | AnyValue::Int(_) | AnyValue::Double(_) => {}
+            nested_or_bytes => value(nested_or_bytes, 0, stats),
+        }
     }
 }
 
@@ -396,10 +403,16 @@ fn value(v: &mut AnyValue<'_>, depth: usize, stats: &mut Sanitised) {
 }
 
 /// Truncates `s` to at most `max` bytes on a char boundary, without copying a borrowed string.
+#[inline]
 pub fn truncate_str(s: &mut Cow<'_, str>, max: usize, stats: &mut Sanitised) {
     if s.len() <= max {
         return;
     }
+    truncate_str_at(s, max, stats);
+}
+
+#[cold]
+fn truncate_str_at(s: &mut Cow<'_, str>, max: usize, stats: &mut Sanitised) {
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
