@@ -26,11 +26,11 @@ def main():
     names, calls, total = {}, 0, None
     lines = open(path).read().split("\n")
     for i, line in enumerate(lines):
-        # Callgrind compresses names: "(id) name" the first time, "(id)" after.
+        # Callgrind compresses names (the default): "(id) name" the first time, "(id)" after.
         m = re.match(r"c?fn=\((\d+)\)(?: (.*))?", line)
         if m and m.group(2):
             names[m.group(1)] = m.group(2)
-        if line.startswith("cfn=") and i + 1 < len(lines) and lines[i + 1].startswith("calls="):
+        if m and line.startswith("cfn=") and i + 1 < len(lines) and lines[i + 1].startswith("calls="):
             if names.get(m.group(1), "").startswith(prefix):
                 calls += int(lines[i + 1].split("=")[1].split()[0])
         if line.startswith(("summary:", "totals:")):

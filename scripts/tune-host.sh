@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bare-metal tuning for a Glust host. Prints what it would change (a dry run) unless --apply.
+# Host tuning for a Glust host (bare metal; one section for KVM guests). Prints what it would change (a dry run) unless --apply.
 #
 #   scripts/tune-host.sh [--apply] [--shards N] [--shard-cores 0-7] [--irq-cores 8-9]
 #
@@ -252,7 +252,12 @@ echo "## Idle polling of virtual CPUs (KVM guest, cpuidle-haltpoll)"
 halt_poll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 halt_poll_ns=200000  # the kernel's default; a guest started with haltpoll.guest_halt_poll_ns=0 has it off
 idle_driver=$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo none)
-if [ "$idle_driver" = haltpoll ] && [ -e "$halt_poll" ]; then
+# The polling is the haltpoll governor's; the driver comes with it unless a governor was forced.
+idle_governor=$(cat /sys/devices/system/cpu/cpuidle/current_governor 2>/dev/null \
+  || cat /sys/devices/system/cpu/cpuidle/current_governor_ro 2>/dev/null || echo none)
+if [ "$idle_driver" = haltpoll ] && [ "$idle_governor" != haltpoll ]; then
+  echo "cpuidle driver haltpoll, but governor $idle_governor: guest_halt_poll_ns has no effect; nothing to do"
+elif [ "$idle_driver" = haltpoll ] && [ -e "$halt_poll" ]; then
   cur=$(cat "$halt_poll")
   if [ "$cur" -ge "$halt_poll_ns" ]; then
     echo "already polls: guest_halt_poll_ns = $cur"

@@ -360,8 +360,8 @@ fn read_answer(c: &mut std::net::TcpStream) -> String {
 
 #[test]
 fn requests_that_arrive_in_pieces_are_read_whole() {
-    // Each pause leaves the socket empty, so the server's read waits for data (the path
-    // through glommio) between the reads that find data (the direct `recv`).
+    // Each pause leaves the socket empty, so the server's reads wait for data in the middle
+    // of a request's head and body, on a connection kept alive between requests.
     let server = Server::start(1);
     let mut c = std::net::TcpStream::connect(server.otlp).unwrap();
     c.set_nodelay(true).unwrap();

@@ -418,9 +418,10 @@ fn utf8(bytes: &[u8]) -> Option<&str> {
 /// Whether `bytes` are all ASCII: the high bits of all bytes ORed together, 8 at a time, the
 /// last 8 (or 4) overlapping the ones before.
 ///
-/// Hot path: `<[u8]>::is_ascii` was not inlined here, and its call, with alignment handling
+/// Hot path: `<[u8]>::is_ascii` is not inlined here, and its call, with alignment handling
 /// meant for long slices, took 11% of the span decoder's instructions for strings that are
-/// mostly 3-30 bytes (callgrind, BENCHMARKS.md session 7).
+/// mostly 3-30 bytes (callgrind, BENCHMARKS.md session 7). `utf8` trusts this check for
+/// `from_utf8_unchecked`: it is tested against std at every short length.
 #[inline(always)]
 fn is_ascii(bytes: &[u8]) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -980,6 +981,8 @@ fn attribute<'a>(
 ) -> Result<()> {
     let sub = r.message(wire, what)?;
     r.grow(list)?;
+    // The pair's value is at `depth + 1`, which `any_value` refuses past PROTO_DEPTH_MAX:
+    // the fast path, which has no depth check, only below that.
     if depth < PROTO_DEPTH_MAX {
         if let Some(kv) = key_value_fast(sub.buf) {
             list.push(kv);
@@ -1117,14 +1120,12 @@ fn any_value<'a>(mut r: Reader<'a>, value: &mut AnyValue<'a>, depth: usize) -> R
                 continue;
             }
         };
-        // Hot path: the value replaced is nearly always the empty one the caller pushed, and
-        // dropping it was an out-of-line call that does nothing: 3.4% of the decoder's
-        // instructions (callgrind, decode bench; BENCHMARKS.md, session 7). Only a value set
-        // twice is dropped.
+        // Hot path: the value replaced is nearly always the empty one the caller pushed, which
+        // owns nothing. Dropping it is an out-of-line call that does nothing, 3.4% of the
+        // decoder's instructions (callgrind, decode bench; BENCHMARKS.md, session 7), so it
+        // is forgotten; only a value set twice in one message is dropped.
         if matches!(value, AnyValue::Empty) {
-            // SAFETY: `value` is a valid place to write, and the empty value in it owns
-            // nothing, so not dropping it leaks nothing.
-            unsafe { std::ptr::write(value, new) };
+            std::mem::forget(std::mem::replace(value, new));
         } else {
             *value = new;
         }

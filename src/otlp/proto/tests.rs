@@ -1139,6 +1139,20 @@ fn nesting_deeper_than_the_limit_is_refused() {
         ))]);
         assert_eq!(decode_traces(&deep).map(|_| ()), Err(DecodeError::TooDeep));
     }
+    // An event's attributes are one level deeper than the span's: 9 key-value lists put the
+    // innermost pair at depth 32, where its value (33) is past the limit, even though it has
+    // the fast path's shape; 8 put it at 29.
+    let event_with = |levels: usize| {
+        traces_body(&[span_bytes(&ld(
+            SPAN_EVENTS,
+            &ld(EVENT_ATTRIBUTES, &nested_attribute(levels, true)),
+        ))])
+    };
+    assert!(decode_traces(&event_with(8)).is_ok());
+    assert_eq!(
+        decode_traces(&event_with(9)).map(|_| ()),
+        Err(DecodeError::TooDeep)
+    );
     // Far deeper input is refused without exhausting the stack.
     let log = ld(LOG_BODY, &nested_value(5000, false));
     assert_eq!(
@@ -1175,6 +1189,13 @@ fn millions_of_empty_items_are_too_large() {
     too_large(decode_traces(&traces_body(&[span_bytes(&empty(
         SPAN_ATTRIBUTES,
     ))])));
+    // Five million attributes of the fast path's shape: 47 MB of protobuf. The fast path
+    // charges the budget as the general decoder does.
+    let attribute = ld(SPAN_ATTRIBUTES, &kv_value("k", &vi(ANY_BOOL, 1)));
+    assert!(key_value_fast(&kv_value("k", &vi(ANY_BOOL, 1))).is_some());
+    too_large(decode_traces(&traces_body(&[span_bytes(
+        &attribute.repeat(5 << 20),
+    )])));
 }
 
 #[test]
@@ -1304,6 +1325,30 @@ fn the_fast_attribute_path_agrees_with_the_general_decoder() {
 }
 
 proptest::proptest! {
+    #[test]
+    fn the_fast_attribute_path_agrees_with_the_general_decoder_on_mutated_bytes(
+        shape in 0usize..5,
+        flips in proptest::collection::vec((0usize..64, proptest::num::u8::ANY), 0..3),
+        cut in 0usize..64,
+    ) {
+        let shapes = [
+            kv_str("http.method", "GET"),
+            kv_value("i", &vi(ANY_INT, 300)),
+            kv_value("b", &vi(ANY_BOOL, 1)),
+            kv_value("d", &fx64(ANY_DOUBLE, 2.5f64.to_bits())),
+            kv_str("k", "ü"),
+        ];
+        let mut m = shapes[shape].clone();
+        for (at, byte) in flips {
+            let n = m.len();
+            m[at % n] = byte;
+        }
+        m.truncate(m.len() - cut % (m.len() + 1));
+        if let Some(fast) = key_value_fast(&m) {
+            proptest::prop_assert_eq!(Ok(fast), general_key_value(&m));
+        }
+    }
+
     #[test]
     fn the_fast_attribute_path_agrees_with_the_general_decoder_on_prost_output(
         key in ".{0,70}",
