@@ -373,13 +373,37 @@ impl<'a> Reader<'a> {
         let Ok(key) = r.varint() else { return 0 };
         let mut n = 0;
         loop {
-            match r.varint().map(usize::try_from) {
-                Ok(Ok(len)) if len <= r.remaining() => r.pos += len,
-                _ => return n,
-            }
-            n += 1;
-            if r.remaining() == 0 || r.varint() != Ok(key) {
+            // Hot path: lengths and keys of one byte (attributes: 10 or so per span) are read
+            // as bytes. A key encoded longer than it needs (a non-minimal varint) ends the
+            // count: this is only a capacity hint.
+            let len = match r.buf.get(r.pos) {
+                Some(&b) if b < 0x80 => {
+                    r.pos += 1;
+                    usize::from(b)
+                }
+                _ => match r.varint().map(usize::try_from) {
+                    Ok(Ok(len)) => len,
+                    _ => return n,
+                },
+            };
+            if len > r.remaining() {
                 return n;
+            }
+            r.pos += len;
+            n += 1;
+            match r.buf.get(r.pos) {
+                None => return n,
+                Some(&b) if key < 0x80 => {
+                    if u64::from(b) != key {
+                        return n;
+                    }
+                    r.pos += 1;
+                }
+                Some(_) => {
+                    if r.varint() != Ok(key) {
+                        return n;
+                    }
+                }
             }
         }
     }

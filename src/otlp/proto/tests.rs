@@ -1391,3 +1391,34 @@ fn is_ascii_agrees_with_std_at_every_length_and_position() {
         }
     }
 }
+
+#[test]
+fn run_len_counts_the_elements_of_a_run() {
+    let run_len_of = |body: &[u8]| {
+        let mut r = Reader::new(body);
+        r.key().unwrap().expect("a key");
+        r.run_len()
+    };
+    let long = [7u8; 200];
+    // One-byte keys and lengths; a two-byte length; then another field.
+    let body = [
+        ld(9, b"a"),
+        ld(9, b""),
+        ld(9, &long),
+        ld(9, b"b"),
+        ld(8, b"c"),
+        ld(9, b"d"),
+    ]
+    .concat();
+    assert_eq!(run_len_of(&body), 4);
+    // Keys of two bytes (field 20).
+    let body = [ld(20, b"a"), ld(20, &long), ld(20, b"b")].concat();
+    assert_eq!(run_len_of(&body), 3);
+    // The last element runs past the end: not counted.
+    let mut body = [ld(9, b"a"), ld(9, b"bb")].concat();
+    body.pop();
+    assert_eq!(run_len_of(&body), 1);
+    // A key encoded longer than it needs ends the count (only a capacity hint).
+    let body = [ld(9, b"a"), vec![0x80 | 0x4a, 0x00, 1, b'b']].concat();
+    assert_eq!(run_len_of(&body), 1);
+}
