@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Host tuning for a Glust host (bare metal; one section for KVM guests). Prints what it would change (a dry run) unless --apply.
+# Host tuning for Glust (bare metal; one section for KVM guests). Prints what it would change
+# (a dry run) unless --apply.
 #
 #   scripts/tune-host.sh [--apply] [--shards N] [--shard-cores 0-7] [--irq-cores 8-9]
 #
