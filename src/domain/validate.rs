@@ -349,20 +349,28 @@ pub fn attributes(attrs: &mut Vec<KeyValue<'_>>, dropped: &mut u32, stats: &mut 
     }
     for kv in attrs.iter_mut() {
         truncate_str(&mut kv.key, ATTRIBUTE_KEY_BYTES_MAX, stats);
-        // Hot path: strings and scalars, nearly every attribute, are checked here. A call
-        // into `value` costs ~28 instructions per attribute for no work on them (callgrind,
-        // BENCHMARKS.md session 7).
-        match &mut kv.value {
-            AnyValue::String(s) => truncate_str(s, VALUE_BYTES_MAX, stats),
-            AnyValue::Empty | AnyValue::Bool(_) | AnyValue::Int(_) | AnyValue::Double(_) => {}
-            nested_or_bytes => value(nested_or_bytes, 0, stats),
+        value(&mut kv.value, 0, stats);
+    }
+}
+
+/// Applies the value limits to `v`, at nesting depth `depth`.
+///
+/// Hot path: strings and scalars, nearly every value, are checked inline; a call per value
+/// cost ~28 instructions per attribute for no work on them (callgrind, BENCHMARKS.md
+/// session 7). Bytes and nested values go to [`value_bytes_or_nested`].
+#[inline(always)]
+fn value(v: &mut AnyValue<'_>, depth: usize, stats: &mut Sanitised) {
+    match v {
+        AnyValue::String(s) => truncate_str(s, VALUE_BYTES_MAX, stats),
+        AnyValue::Empty | AnyValue::Bool(_) | AnyValue::Int(_) | AnyValue::Double(_) => {}
+        AnyValue::Bytes(_) | AnyValue::Array(_) | AnyValue::KvList(_) => {
+            value_bytes_or_nested(v, depth, stats)
         }
     }
 }
 
-fn value(v: &mut AnyValue<'_>, depth: usize, stats: &mut Sanitised) {
+fn value_bytes_or_nested(v: &mut AnyValue<'_>, depth: usize, stats: &mut Sanitised) {
     match v {
-        AnyValue::String(s) => truncate_str(s, VALUE_BYTES_MAX, stats),
         AnyValue::Bytes(b) => {
             if b.len() > VALUE_BYTES_MAX {
                 truncate_blob(b, VALUE_BYTES_MAX);
@@ -398,7 +406,12 @@ fn value(v: &mut AnyValue<'_>, depth: usize, stats: &mut Sanitised) {
                 value(&mut kv.value, depth + 1, stats);
             }
         }
-        AnyValue::Empty | AnyValue::Bool(_) | AnyValue::Int(_) | AnyValue::Double(_) => {}
+        // Checked by `value`, which sends only the kinds above here.
+        AnyValue::String(_)
+        | AnyValue::Empty
+        | AnyValue::Bool(_)
+        | AnyValue::Int(_)
+        | AnyValue::Double(_) => {}
     }
 }
 

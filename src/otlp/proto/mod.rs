@@ -373,24 +373,14 @@ impl<'a> Reader<'a> {
         let Ok(key) = r.varint() else { return 0 };
         let mut n = 0;
         loop {
-            // Hot path: lengths and keys of one byte (attributes: 10 or so per span) are read
-            // as bytes. A key encoded longer than it needs (a non-minimal varint) ends the
-            // count: this is only a capacity hint.
-            let len = match r.buf.get(r.pos) {
-                Some(&b) if b < 0x80 => {
-                    r.pos += 1;
-                    usize::from(b)
-                }
-                _ => match r.varint().map(usize::try_from) {
-                    Ok(Ok(len)) => len,
-                    _ => return n,
-                },
-            };
-            if len > r.remaining() {
-                return n;
+            match r.varint().map(usize::try_from) {
+                Ok(Ok(len)) if len <= r.remaining() => r.pos += len,
+                _ => return n,
             }
-            r.pos += len;
             n += 1;
+            // Hot path: a key of one byte (attributes: 10 or so per span) is compared as a
+            // byte. A key encoded longer than it needs (a non-minimal varint) ends the count:
+            // this is only a capacity hint.
             match r.buf.get(r.pos) {
                 None => return n,
                 Some(&b) if key < 0x80 => {
