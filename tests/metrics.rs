@@ -78,6 +78,32 @@ fn counters_match_a_known_ingest_and_histograms_are_served() {
         ) > 0.0
     );
     assert!(metric(&text, "glust_segments") >= 2.0);
+    // Every answer is in: nothing is left in flight, on either shard or between them.
+    for gauge in [
+        "glust_requests_in_flight",
+        "glust_request_bytes_in_flight",
+        "glust_queue_depth",
+    ] {
+        assert_eq!(metric(&text, gauge), 0.0, "{gauge}");
+    }
+    // One record per request per shard owning some of its items: each of the 11 requests has
+    // accepted items; a trace request's spans may go to both shards, and logs without a trace
+    // id stay on the shard that received them.
+    let records = metric(&text, "glust_records_appended_total");
+    assert!((11.0..=18.0).contains(&records), "{records} records");
+    let groups = metric(&text, "glust_group_writes_total");
+    assert!((1.0..=records).contains(&groups), "{groups} group writes");
+    // Every stored byte is a segment header, a record header, payload, or padding to the
+    // 16-byte frame alignment (less than 16 per record).
+    let framed = 64.0 * metric(&text, "glust_segments")
+        + 16.0 * records
+        + metric(&text, "glust_bytes_appended_total");
+    let stored = metric(&text, "glust_bytes_stored");
+    assert!(
+        stored >= framed && stored < framed + 16.0 * records,
+        "{stored} bytes stored, {framed} framed"
+    );
+    assert!(metric(&text, "glust_index_memory_bytes") > 0.0);
     // Nothing was compressed: as many bytes on the wire as decoded.
     assert!(metric(&text, "glust_bytes_received_total") > 0.0);
     assert_eq!(

@@ -45,7 +45,7 @@ fn metrics_snapshot(shard: &Shard, index: &Index, store: &Store) -> crate::metri
     shard.metrics.snapshot(vec![
         (
             "requests_in_flight",
-            "requests being worked on",
+            "OTLP requests being worked on, and appends sent by other shards",
             shard.in_flight.get() as u64,
         ),
         (
@@ -55,8 +55,8 @@ fn metrics_snapshot(shard: &Shard, index: &Index, store: &Store) -> crate::metri
         ),
         (
             "queue_depth",
-            "requests sent to other shards and not yet answered",
-            shard.mesh.in_flight() as u64,
+            "appends sent to other shards and not yet answered: cross-shard ingest queued or being written",
+            shard.mesh.appends_in_flight() as u64,
         ),
         (
             "segments",

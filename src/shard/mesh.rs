@@ -118,6 +118,9 @@ pub struct Mesh {
     /// Requests this shard may still send to each peer.
     credits: Vec<Cell<usize>>,
     pending: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
+    /// Of the calls pending, the appends: the queue depth of cross-shard ingest. Queries,
+    /// `/metrics` among them, are left out: they are answered without waiting.
+    appends_pending: Cell<usize>,
     next_call: Cell<u64>,
 }
 
@@ -176,6 +179,7 @@ impl MeshEnds {
                 .map(|_| Cell::new(CROSS_SHARD_INFLIGHT_MAX))
                 .collect(),
             pending: RefCell::new(HashMap::new()),
+            appends_pending: Cell::new(0),
             next_call: Cell::new(0),
         };
         (mesh, inbound)
@@ -206,6 +210,7 @@ impl Mesh {
         let call = self.next_call.get();
         self.next_call.set(call + 1);
         let sender = self.requests_to[to.index()].as_ref().expect("peer sender");
+        let is_append = matches!(req, Request::Append(_));
         let env = Envelope {
             from: self.me,
             call,
@@ -217,6 +222,9 @@ impl Mesh {
             return Err(CallError::Gone(to));
         }
         credits.set(credits.get() - 1);
+        if is_append {
+            self.appends_pending.set(self.appends_pending.get() + 1);
+        }
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(call, tx);
         Ok(rx)
@@ -243,14 +251,18 @@ impl Mesh {
         let credits = &self.credits[env.from.index()];
         credits.set(credits.get() + 1);
         debug_assert!(credits.get() <= CROSS_SHARD_INFLIGHT_MAX);
+        if matches!(env.body, Response::Appended(_)) {
+            debug_assert!(self.appends_pending.get() > 0);
+            self.appends_pending.set(self.appends_pending.get() - 1);
+        }
         if let Some(tx) = self.pending.borrow_mut().remove(&env.call) {
             let _ = tx.send(env.body);
         }
     }
 
-    /// Requests in flight from this shard to others (for the metrics).
-    pub fn in_flight(&self) -> usize {
-        self.pending.borrow().len()
+    /// Appends sent from this shard to others and not yet answered (for the metrics).
+    pub fn appends_in_flight(&self) -> usize {
+        self.appends_pending.get()
     }
 }
 
@@ -314,6 +326,7 @@ mod tests {
                     pending.push(mesh.send(ShardId(1), Request::Append(Vec::new())).unwrap());
                 }
                 assert!(!mesh.has_credit(ShardId(1)));
+                assert_eq!(mesh.appends_in_flight(), CROSS_SHARD_INFLIGHT_MAX);
                 assert!(matches!(
                     mesh.send(ShardId(1), Request::Append(Vec::new())),
                     Err(CallError::NoCredit(ShardId(1)))
@@ -323,7 +336,7 @@ mod tests {
                     assert!(matches!(rx.await, Ok(Response::Appended(Ok(())))));
                 }
                 assert!(mesh.has_credit(ShardId(1)));
-                assert_eq!(mesh.in_flight(), 0);
+                assert_eq!(mesh.appends_in_flight(), 0);
             })
             .unwrap();
         me.join().unwrap();

@@ -669,12 +669,19 @@ fn spawn_receivers(shard: &Rc<Shard>, inbound: Inbound) {
                 debug_assert_eq!(env.from, peer);
                 let shard = shard.clone();
                 glommio::spawn_local(async move {
-                    if matches!(env.body, Request::Append(_)) {
-                        shard
-                            .metrics
-                            .record(crate::metrics::Hist::QueueWait, env.sent.elapsed());
-                    }
-                    let _counted = admission::InFlight::enter(&shard);
+                    // Appends count as in flight: they wait for the write and the fsync
+                    // policy, and shutdown waits for them. A query runs to its answer without
+                    // yielding; counting it would show every cross-shard query, `/metrics`
+                    // included, as a request in flight.
+                    let _counted = match &env.body {
+                        Request::Append(_) => {
+                            shard
+                                .metrics
+                                .record(crate::metrics::Hist::QueueWait, env.sent.elapsed());
+                            Some(admission::InFlight::enter(&shard))
+                        }
+                        Request::Query(_) => None,
+                    };
                     let body = handle_request(&shard, env.body).await;
                     shard.mesh.reply_to(env.from, env.call, body);
                 })
