@@ -50,11 +50,13 @@ impl FirstByte {
 /// A glommio TCP stream as hyper sees it.
 pub struct GlommioIo {
     stream: TcpStream,
-    first_byte: FirstByte,
+    /// Stamped by reads for HTTP/1.x request latency; `None` on the gRPC port, where calls
+    /// start when hyper hands their stream over.
+    first_byte: Option<FirstByte>,
 }
 
 impl GlommioIo {
-    pub fn new(stream: TcpStream, first_byte: FirstByte) -> Self {
+    pub fn new(stream: TcpStream, first_byte: Option<FirstByte>) -> Self {
         GlommioIo { stream, first_byte }
     }
 }
@@ -81,7 +83,9 @@ impl hyper::rt::Read for GlommioIo {
             }
         };
         if n > 0 {
-            self.first_byte.saw_bytes();
+            if let Some(first_byte) = &self.first_byte {
+                first_byte.saw_bytes();
+            }
         }
         // SAFETY: `n` bytes were written by the read above.
         unsafe { buf.advance(n) };

@@ -126,7 +126,7 @@ async fn serve_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>, end
             Ok::<_, Infallible>(resp)
         }
     });
-    let conn = builder.serve_connection(GlommioIo::new(stream, first_byte), service);
+    let conn = builder.serve_connection(GlommioIo::new(stream, Some(first_byte)), service);
     until_stopped(conn, &shard, |c| c.graceful_shutdown()).await;
 }
 
@@ -150,7 +150,7 @@ async fn serve_grpc_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>
         let started = Instant::now();
         async move { Ok::<_, Infallible>(grpc::handle(&shard, req, started).await) }
     });
-    let conn = builder.serve_connection(GlommioIo::new(stream, FirstByte::default()), service);
+    let conn = builder.serve_connection(GlommioIo::new(stream, None), service);
     until_stopped(conn, &shard, |c| c.graceful_shutdown()).await;
 }
 
