@@ -253,9 +253,9 @@ impl Index {
         self.services.iter().map(|&s| self.names.get(s))
     }
 
-    /// Every span entry, oldest first (iterate `.rev()` for newest first).
-    pub fn spans(&self) -> impl DoubleEndedIterator<Item = &SpanEntry> {
-        self.spans.iter()
+    /// Every span entry, oldest first. Entries are only appended: a position keeps its entry.
+    pub fn spans(&self) -> &ChunkedVec<SpanEntry> {
+        &self.spans
     }
 
     pub fn span_record(&self, e: &SpanEntry) -> RecordLoc {

@@ -1,11 +1,17 @@
-//! Running queries: [`run_local`] answers from one shard's index and segments (synchronous,
-//! reads mmapped records zero-copy); [`coordinate`] runs on the shard that received the HTTP
-//! request, asks the shards concerned over the mesh (a trace lookup asks its owner only, plus
-//! shards holding data from another shard count) and merges their answers.
+//! Running queries: [`run_local`] answers from one shard's index and segments (reads mmapped
+//! records zero-copy); [`coordinate`] runs on the shard that received the HTTP request, asks
+//! the shards concerned over the mesh (a trace lookup asks its owner only, plus shards holding
+//! data from another shard count) and merges their answers.
+//!
+//! Searches scan the whole index, newest first, and may read a record per entry: millions of
+//! entries take seconds. They run on the shard's thread, between its ingest work, so they scan
+//! in slices of [`QUERY_SLICE`] ([`Slice`]) and let the reactor run in between: a search
+//! never stalls ingest for much longer than one slice.
 
 use std::collections::{BinaryHeap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::domain::{
     ArchivedAnyValue, ArchivedKeyValue, ArchivedLogBatch, ArchivedResource, ArchivedScope,
@@ -17,24 +23,92 @@ use crate::otlp::json_out;
 use crate::query::{JsonGroup, LogHit, LogSearch, QueryRequest, QueryResponse, TraceSearch};
 use crate::route::{owner_of, ShardId};
 use crate::shard::mesh::{Request, Response};
-use crate::shard::Shard;
+use crate::shard::{Shard, QUERY_SLICE};
 use crate::storage::{RecordKind, Store};
 
-/// Answers `q` from this shard's data only.
-pub fn run_local(shard: &Shard, q: &QueryRequest) -> QueryResponse {
-    let index = shard.index.borrow();
-    let store = shard.store.borrow();
+/// Index entries a search visits between two looks at the clock: a few µs of work.
+const SCAN_CLOCK_EVERY: usize = 64;
+
+/// The sleep between two slices of a search: any sleep, so that the search's task waits on
+/// the reactor's timers (see [`Slice::next`]). On a shard with nothing else to do the executor
+/// parks for it: searches there take ~10% longer than one unbroken scan (BENCHMARKS.md,
+/// session 8).
+const SLICE_GAP: Duration = Duration::from_micros(1);
+
+/// Answers `q` from this shard's data only. Searches run in the shard's query task queue
+/// (low shares) and yield to its other work between slices of their scan; the other queries
+/// are bounded (one trace, the services, the metrics) and answer at once.
+pub async fn run_local(shard: &Rc<Shard>, q: &QueryRequest) -> QueryResponse {
     match q {
-        QueryRequest::Trace(id) => QueryResponse::Trace(trace_json(&index, &store, id)),
         QueryRequest::SearchTraces(s) => {
-            QueryResponse::Traces(search_traces_local(&index, &store, s))
+            let (sh, s) = (shard.clone(), s.clone());
+            let search = async move { QueryResponse::Traces(search_traces_local(&sh, &s).await) };
+            in_query_queue(shard, search).await
         }
-        QueryRequest::SearchLogs(s) => QueryResponse::Logs(search_logs_local(&index, &store, s)),
+        QueryRequest::SearchLogs(s) => {
+            let (sh, s) = (shard.clone(), s.clone());
+            let search = async move { QueryResponse::Logs(search_logs_local(&sh, &s).await) };
+            in_query_queue(shard, search).await
+        }
+        QueryRequest::Trace(id) => {
+            let (index, store) = (shard.index.borrow(), shard.store.borrow());
+            QueryResponse::Trace(trace_json(&index, &store, id))
+        }
         QueryRequest::Services => {
+            let index = shard.index.borrow();
             QueryResponse::Services(index.services().map(str::to_owned).collect())
         }
         QueryRequest::Metrics => {
+            let (index, store) = (shard.index.borrow(), shard.store.borrow());
             QueryResponse::Metrics(Box::new(metrics_snapshot(shard, &index, &store)))
+        }
+    }
+}
+
+/// Runs `search` in the shard's query task queue and waits for its answer.
+async fn in_query_queue(
+    shard: &Shard,
+    search: impl std::future::Future<Output = QueryResponse> + 'static,
+) -> QueryResponse {
+    match glommio::spawn_local_into(search, shard.query_queue) {
+        Ok(task) => task.await,
+        Err(e) => QueryResponse::Failed(format!("cannot start the search: {e}")),
+    }
+}
+
+/// One slice of a search's scan: the scan visits index positions newest first (from `end - 1`
+/// down to `0`) under fresh borrows of the index and the store, for [`QUERY_SLICE`] at most;
+/// records read in a slice are not kept past it. Between slices ([`Slice::next`]) the borrows
+/// are released. Ingest may append to the index meanwhile: positions below the scan's `end`
+/// keep their entries (the index only grows), and entries appended after the search started
+/// are not part of it.
+struct Slice {
+    deadline: Instant,
+    first: usize,
+}
+
+impl Slice {
+    fn start(pos: usize) -> Self {
+        Slice {
+            deadline: Instant::now() + QUERY_SLICE,
+            first: pos,
+        }
+    }
+
+    /// Whether the scan, about to visit below `pos`, should stop this slice: the clock is read
+    /// every [`SCAN_CLOCK_EVERY`] positions, and a slice visits one position at least.
+    fn over(&self, pos: usize) -> bool {
+        pos != self.first && pos % SCAN_CLOCK_EVERY == 0 && Instant::now() >= self.deadline
+    }
+
+    /// After a slice, if positions are left: a timer, not a yield. glommio polls its rings
+    /// only when no task is ready (or every 100 ms, its preemption timer), so a task that
+    /// yields and is ready again at once would keep the sockets unread; one waiting on a timer
+    /// is ready again only after the executor's next poll, which also wakes the ingest work
+    /// whose I/O completed.
+    async fn next(pos: usize) {
+        if pos > 0 {
+            glommio::timer::sleep(SLICE_GAP).await;
         }
     }
 }
@@ -206,53 +280,69 @@ fn in_range(t: u64, start: Option<u64>, end: Option<u64>) -> bool {
     start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e)
 }
 
-fn search_traces_local(index: &Index, store: &Store, q: &TraceSearch) -> Vec<TraceSummary> {
-    let service = name_filter(index, q.service.as_deref());
-    let name = name_filter(index, q.name.as_deref());
+async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<TraceSummary> {
+    let (service, name, end) = {
+        let index = shard.index.borrow();
+        let service = name_filter(&index, q.service.as_deref());
+        let name = name_filter(&index, q.name.as_deref());
+        (service, name, index.spans().len())
+    };
     if matches!(service, NameFilter::Nothing) || matches!(name, NameFilter::Nothing) {
         return Vec::new();
     }
     let mut found: HashSet<u32> = HashSet::new();
-    // One-record cache: the spans of a record are consecutive entries.
-    let mut cached: Option<(RecordLoc, Option<&ArchivedSpanBatch<'static>>)> = None;
-    for e in index.spans().rev() {
-        if found.contains(&e.trace)
-            || !in_range(e.start_unix_nanos, q.start, q.end)
-            || q.min_duration.is_some_and(|d| e.duration_nanos < d)
-            || q.max_duration.is_some_and(|d| e.duration_nanos > d)
+    let mut pos = end;
+    while pos > 0 {
         {
-            continue;
+            let index = shard.index.borrow();
+            let store = shard.store.borrow();
+            // One-record cache: the spans of a record are consecutive entries.
+            let mut cached: Option<(RecordLoc, Option<&ArchivedSpanBatch<'static>>)> = None;
+            let slice = Slice::start(pos);
+            while pos > 0 && !slice.over(pos) {
+                pos -= 1;
+                let e = &index.spans()[pos];
+                if found.contains(&e.trace)
+                    || !in_range(e.start_unix_nanos, q.start, q.end)
+                    || q.min_duration.is_some_and(|d| e.duration_nanos < d)
+                    || q.max_duration.is_some_and(|d| e.duration_nanos > d)
+                {
+                    continue;
+                }
+                let service_ok = service.by_id(e.service);
+                let name_ok = name.by_id(e.name);
+                if service_ok == Some(false) || name_ok == Some(false) {
+                    continue;
+                }
+                if q.attrs.is_empty() && service_ok.is_some() && name_ok.is_some() {
+                    found.insert(e.trace);
+                    continue;
+                }
+                let loc = index.span_record(e);
+                if cached.is_none_or(|(l, _)| l != loc) {
+                    cached = Some((loc, span_batch(&store, loc)));
+                }
+                let Some(batch) = cached.and_then(|(_, b)| b) else {
+                    continue;
+                };
+                let Some(span) = batch.spans.get(e.index_in_record as usize) else {
+                    continue;
+                };
+                let resource = &batch.resource.attributes;
+                let ok = (service_ok.is_some()
+                    || crate::domain::archived_service_name(resource) == service.text())
+                    && (name_ok.is_some() || span.name.as_str() == name.text())
+                    && q.attrs.iter().all(|(k, v)| {
+                        attr_matches(&span.attributes, k, v) || attr_matches(resource, k, v)
+                    });
+                if ok {
+                    found.insert(e.trace);
+                }
+            }
         }
-        let service_ok = service.by_id(e.service);
-        let name_ok = name.by_id(e.name);
-        if service_ok == Some(false) || name_ok == Some(false) {
-            continue;
-        }
-        if q.attrs.is_empty() && service_ok.is_some() && name_ok.is_some() {
-            found.insert(e.trace);
-            continue;
-        }
-        let loc = index.span_record(e);
-        if cached.is_none_or(|(l, _)| l != loc) {
-            cached = Some((loc, span_batch(store, loc)));
-        }
-        let Some(batch) = cached.and_then(|(_, b)| b) else {
-            continue;
-        };
-        let Some(span) = batch.spans.get(e.index_in_record as usize) else {
-            continue;
-        };
-        let resource = &batch.resource.attributes;
-        let ok = (service_ok.is_some()
-            || crate::domain::archived_service_name(resource) == service.text())
-            && (name_ok.is_some() || span.name.as_str() == name.text())
-            && q.attrs
-                .iter()
-                .all(|(k, v)| attr_matches(&span.attributes, k, v) || attr_matches(resource, k, v));
-        if ok {
-            found.insert(e.trace);
-        }
+        Slice::next(pos).await;
     }
+    let index = shard.index.borrow();
     // Summaries (with their strings) only for the newest `limit`, not for every match.
     let mut slots: Vec<u32> = found.into_iter().collect();
     let start_of = |s: &u32| index.trace_by_slot(*s).start_unix_nanos;
@@ -292,60 +382,81 @@ fn attr_matches(attrs: &[ArchivedKeyValue<'_>], key: &str, value: &str) -> bool 
     })
 }
 
-fn search_logs_local(index: &Index, store: &Store, q: &LogSearch) -> Vec<LogHit> {
-    let service = name_filter(index, q.service.as_deref());
+async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHit> {
+    let (service, by_trace, end) = {
+        let index = shard.index.borrow();
+        let service = name_filter(&index, q.service.as_deref());
+        // A trace's log positions are few (its records'); without a trace, every position.
+        let by_trace: Option<Vec<u32>> = q
+            .trace_id
+            .as_ref()
+            .map(|t| index.logs_of_trace(t).collect());
+        let end = by_trace.as_ref().map_or(index.logs().len(), Vec::len);
+        (service, by_trace, end)
+    };
     if matches!(service, NameFilter::Nothing) || q.limit == 0 {
         return Vec::new();
     }
-    let logs = index.logs();
-    let candidates: Box<dyn Iterator<Item = u32>> = match &q.trace_id {
-        Some(t) => Box::new(index.logs_of_trace(t).rev()),
-        None => Box::new((0..logs.len() as u32).rev()),
-    };
     // Min-heap of the newest `limit` matches: (time, entry).
     let mut top: BinaryHeap<std::cmp::Reverse<(u64, u32)>> = BinaryHeap::with_capacity(q.limit + 1);
-    let mut cached: Option<(RecordLoc, Option<&ArchivedLogBatch<'static>>)> = None;
-    for i in candidates {
-        let e = &logs[i as usize];
-        if !in_range(e.time_unix_nanos, q.start, q.end)
-            || q.min_severity.is_some_and(|m| (e.severity as i32) < m)
+    let mut pos = end;
+    while pos > 0 {
         {
-            continue;
-        }
-        if top.len() >= q.limit && top.peek().is_some_and(|m| m.0 .0 >= e.time_unix_nanos) {
-            continue; // older than everything kept
-        }
-        let service_ok = service.by_id(e.service);
-        if service_ok == Some(false) {
-            continue;
-        }
-        if q.contains.is_some() || service_ok.is_none() {
-            if cached.is_none_or(|(l, _)| l != e.loc) {
-                cached = Some((e.loc, log_batch(store, e.loc)));
-            }
-            let Some(batch) = cached.and_then(|(_, b)| b) else {
-                continue;
-            };
-            let Some(log) = batch.logs.get(e.index_in_record as usize) else {
-                continue;
-            };
-            if service_ok.is_none()
-                && crate::domain::archived_service_name(&batch.resource.attributes)
-                    != service.text()
-            {
-                continue;
-            }
-            if let Some(needle) = &q.contains {
-                if !value_contains(&log.body, needle) {
+            let index = shard.index.borrow();
+            let store = shard.store.borrow();
+            let logs = index.logs();
+            let mut cached: Option<(RecordLoc, Option<&ArchivedLogBatch<'static>>)> = None;
+            let slice = Slice::start(pos);
+            while pos > 0 && !slice.over(pos) {
+                pos -= 1;
+                let i = by_trace.as_ref().map_or(pos as u32, |v| v[pos]);
+                let e = &logs[i as usize];
+                if !in_range(e.time_unix_nanos, q.start, q.end)
+                    || q.min_severity.is_some_and(|m| (e.severity as i32) < m)
+                {
                     continue;
+                }
+                if top.len() >= q.limit && top.peek().is_some_and(|m| m.0 .0 >= e.time_unix_nanos) {
+                    continue; // older than everything kept
+                }
+                let service_ok = service.by_id(e.service);
+                if service_ok == Some(false) {
+                    continue;
+                }
+                if q.contains.is_some() || service_ok.is_none() {
+                    if cached.is_none_or(|(l, _)| l != e.loc) {
+                        cached = Some((e.loc, log_batch(&store, e.loc)));
+                    }
+                    let Some(batch) = cached.and_then(|(_, b)| b) else {
+                        continue;
+                    };
+                    let Some(log) = batch.logs.get(e.index_in_record as usize) else {
+                        continue;
+                    };
+                    if service_ok.is_none()
+                        && crate::domain::archived_service_name(&batch.resource.attributes)
+                            != service.text()
+                    {
+                        continue;
+                    }
+                    if let Some(needle) = &q.contains {
+                        if !value_contains(&log.body, needle) {
+                            continue;
+                        }
+                    }
+                }
+                top.push(std::cmp::Reverse((e.time_unix_nanos, i)));
+                if top.len() > q.limit {
+                    top.pop();
                 }
             }
         }
-        top.push(std::cmp::Reverse((e.time_unix_nanos, i)));
-        if top.len() > q.limit {
-            top.pop();
-        }
+        Slice::next(pos).await;
     }
+    // At most `limit` records to read and render: in one go.
+    let index = shard.index.borrow();
+    let store = shard.store.borrow();
+    let logs = index.logs();
     let mut hits: Vec<(u64, u32)> = top.into_iter().map(|r| r.0).collect();
     hits.sort_unstable_by(|a, b| b.cmp(a));
     // Each record is read, checked and its resource and scope rendered once, however many
@@ -357,7 +468,7 @@ fn search_logs_local(index: &Index, store: &Store, q: &LogSearch) -> Vec<LogHit>
     for (time, i) in hits {
         let e = &logs[i as usize];
         if cached.is_none_or(|(l, _)| l != e.loc) {
-            cached = Some((e.loc, log_batch(store, e.loc)));
+            cached = Some((e.loc, log_batch(&store, e.loc)));
         }
         let Some(batch) = cached.and_then(|(_, b)| b) else {
             continue;
@@ -433,7 +544,7 @@ pub async fn coordinate(shard: &Rc<Shard>, q: QueryRequest) -> Result<QueryRespo
     }
     let mut answers = Vec::with_capacity(targets.len());
     if targets.contains(&shard.id) {
-        answers.push(run_local(shard, &q));
+        answers.push(run_local(shard, &q).await);
     }
     for (t, rx) in pending {
         match rx.await {

@@ -47,6 +47,15 @@ pub const EXECUTOR_IO_MEMORY_BYTES: usize = 512 << 10;
 /// core with spare time rather than on the shard's own.
 pub const BLOCKING_THREADS: usize = 2;
 
+/// How long a search scans before it lets the shard's other work run (`query::exec`): the
+/// most a search adds to each step of an export arriving meanwhile.
+pub const QUERY_SLICE: Duration = Duration::from_micros(500);
+
+/// The shares of the task queue searches run in ([`Shard::query_queue`]), against 1000 for
+/// the default queue where ingest runs: while both have work, a search gets about 1/11 of the
+/// thread.
+pub const QUERY_SHARES: usize = 100;
+
 /// Longest an append waits for the next segment's preparation before creating one itself.
 const SEGMENT_WAIT_MAX: Duration = Duration::from_secs(2);
 
@@ -73,13 +82,16 @@ pub struct Shard {
     pub foreign: Arc<Vec<bool>>,
     /// Set when shutdown starts: listeners close, `/readyz` answers 503.
     pub stopping: Latch,
-    /// Requests being worked on (HTTP requests and mesh requests).
+    /// Requests being worked on: OTLP requests, and appends other shards sent.
     pub in_flight: Cell<usize>,
     /// Bytes of ingest request bodies held by requests in flight.
     pub in_flight_bytes: Cell<usize>,
     /// Set (and replaced) each time a prepared segment is installed.
     pub segment_ready: RefCell<Latch>,
     pub metrics: ShardMetrics,
+    /// The task queue searches scan in: [`QUERY_SHARES`] against the default queue's 1000,
+    /// so ingest keeps the thread when both have work.
+    pub query_queue: glommio::TaskQueueHandle,
 }
 
 /// Addresses a running Glust listens on, resolved (port 0 becomes the real port).
@@ -439,6 +451,11 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
         in_flight_bytes: Cell::new(0),
         segment_ready: RefCell::new(Latch::default()),
         metrics: ShardMetrics::default(),
+        query_queue: glommio::executor().create_task_queue(
+            glommio::Shares::Static(QUERY_SHARES),
+            glommio::Latency::NotImportant,
+            "query",
+        ),
     });
     spawn_receivers(&shard, inbound);
     let committer = shard.clone();
@@ -705,7 +722,7 @@ fn spawn_receivers(shard: &Rc<Shard>, inbound: Inbound) {
 async fn handle_request(shard: &Rc<Shard>, req: Request) -> Response {
     match req {
         Request::Append(records) => Response::Appended(append_owned(shard, records).await),
-        Request::Query(q) => Response::Query(crate::query::exec::run_local(shard, &q)),
+        Request::Query(q) => Response::Query(crate::query::exec::run_local(shard, &q).await),
     }
 }
 
