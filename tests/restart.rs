@@ -205,3 +205,61 @@ fn the_process_runs_with_a_larger_malloc_tcache_unless_told_otherwise() {
     );
     server.kill();
 }
+
+/// Listeners use SO_REUSEPORT (one per shard on each port), which would let a second Glust of
+/// the same user bind a port the first listens on and take half its connections: it must
+/// refuse to start instead, naming the port.
+#[test]
+fn a_second_glust_on_a_port_in_use_refuses_to_start() {
+    let first = Server::start(2);
+    for (flag, taken) in [
+        ("--otlp-http", first.otlp),
+        ("--otlp-grpc", first.grpc),
+        ("--query", first.query),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            ("--otlp-http", "127.0.0.1:0".to_owned()),
+            ("--otlp-grpc", "127.0.0.1:0".to_owned()),
+            ("--query", "127.0.0.1:0".to_owned()),
+        ];
+        for a in &mut args {
+            if a.0 == flag {
+                a.1 = taken.to_string();
+            }
+        }
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_glust"));
+        cmd.args(["serve", "--shards", "1", "--data-dir"])
+            .arg(dir.path());
+        for (f, v) in &args {
+            cmd.args([f, v.as_str()]);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // It fails at once, before recovering storage; one still running has started.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{flag} {taken}: a second Glust started on a port in use");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{flag} {taken}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot listen on {taken}: Address already in use")),
+            "{flag} {taken}: {stderr}"
+        );
+    }
+    // The first one still serves.
+    assert_eq!(first.get("/readyz").status, 200);
+}

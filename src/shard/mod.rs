@@ -345,6 +345,15 @@ struct ReservedPort {
 fn reserve_port(addr: SocketAddr) -> Result<ReservedPort, StartError> {
     use socket2::{Domain, Socket, Type};
     let bind_err = |source| StartError::Bind { addr, source };
+    if addr.port() != 0 {
+        // SO_REUSEPORT lets any process of the same user bind a port already listened on, and
+        // the kernel would then split the connections between the two: a second Glust (or
+        // anything else) on this port must be an error instead. A bind without SO_REUSEPORT
+        // fails on a port in use, whatever its listener's options.
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(bind_err)?;
+        probe.set_reuse_address(true).map_err(bind_err)?;
+        probe.bind(&addr.into()).map_err(bind_err)?;
+    }
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(bind_err)?;
     socket.set_reuse_port(true).map_err(bind_err)?;
     socket.set_reuse_address(true).map_err(bind_err)?;
