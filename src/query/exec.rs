@@ -35,6 +35,92 @@ const SCAN_CLOCK_EVERY: usize = 64;
 /// session 8).
 const SLICE_GAP: Duration = Duration::from_micros(1);
 
+/// A search that reads records reads them ahead in blocks of this many index entries
+/// ([`ReadAhead`]): about 160 records of 100 spans, ~5 MB.
+const READ_AHEAD_ENTRIES: usize = 16 << 10;
+
+/// Reads a search's records into the page cache ahead of its scan, on the blocking pool, so
+/// that slices do not wait for the disk on the shard's thread (records older than
+/// `--page-cache-keep` are no longer cached). Positions are taken in blocks of
+/// [`READ_AHEAD_ENTRIES`] from the scan's `end` down: when the scan enters a block, the
+/// block's read (started in the background when the scan entered the block before) is waited
+/// for, whatever of it is still not cached is read, and the next block's read starts.
+struct ReadAhead {
+    end: usize,
+    /// The block the scan is in; `usize::MAX` before the first slice.
+    block: usize,
+    /// The background read of the block after `block`.
+    next: Option<glommio::Task<()>>,
+}
+
+impl ReadAhead {
+    fn new(end: usize) -> Self {
+        ReadAhead {
+            end,
+            block: usize::MAX,
+            next: None,
+        }
+    }
+
+    /// Before a slice that starts at `pos` (visiting below it): `locs` gives the distinct
+    /// records of a range of positions.
+    async fn before_slice(
+        &mut self,
+        shard: &Shard,
+        pos: usize,
+        locs: impl Fn(&Index, std::ops::Range<usize>) -> Vec<RecordLoc>,
+    ) {
+        let block = (self.end - pos) / READ_AHEAD_ENTRIES;
+        if block == self.block {
+            return;
+        }
+        self.block = block;
+        let range_of = |b: usize| {
+            let hi = self.end.saturating_sub(b * READ_AHEAD_ENTRIES);
+            hi.saturating_sub(READ_AHEAD_ENTRIES)..hi
+        };
+        if let Some(read) = self.next.take() {
+            read.await;
+        }
+        // What is still not cached (the first block, or a background read that lost pages).
+        let cold = cold_ranges(shard, |index| locs(index, range_of(block).start..pos));
+        if !cold.is_empty() {
+            glommio::executor()
+                .spawn_blocking(move || crate::storage::prefetch(&cold))
+                .await;
+        }
+        let after = range_of(block + 1);
+        if !after.is_empty() {
+            let cold = cold_ranges(shard, |index| locs(index, after));
+            if !cold.is_empty() {
+                let read =
+                    glommio::executor().spawn_blocking(move || crate::storage::prefetch(&cold));
+                self.next = Some(glommio::spawn_local(read));
+            }
+        }
+    }
+}
+
+fn cold_ranges(
+    shard: &Shard,
+    locs: impl FnOnce(&Index) -> Vec<RecordLoc>,
+) -> Vec<crate::storage::ColdRange> {
+    let index = shard.index.borrow();
+    let store = shard.store.borrow();
+    store.cold_ranges(locs(&index).into_iter())
+}
+
+/// The distinct records of a run of entries, in order (consecutive entries share records).
+fn distinct(locs: impl Iterator<Item = RecordLoc>) -> Vec<RecordLoc> {
+    let mut out: Vec<RecordLoc> = Vec::new();
+    for loc in locs {
+        if out.last() != Some(&loc) {
+            out.push(loc);
+        }
+    }
+    out
+}
+
 /// Answers `q` from this shard's data only. Searches run in the shard's query task queue
 /// (low shares) and yield to its other work between slices of their scan; the other queries
 /// are bounded (one trace, the services, the metrics) and answer at once.
@@ -290,9 +376,20 @@ async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<TraceSummary
     if matches!(service, NameFilter::Nothing) || matches!(name, NameFilter::Nothing) {
         return Vec::new();
     }
+    let reads_records = !q.attrs.is_empty()
+        || matches!(service, NameFilter::Overflowed(_))
+        || matches!(name, NameFilter::Overflowed(_));
     let mut found: HashSet<u32> = HashSet::new();
+    let mut read_ahead = ReadAhead::new(end);
     let mut pos = end;
     while pos > 0 {
+        if reads_records {
+            read_ahead
+                .before_slice(shard, pos, |index, r| {
+                    distinct(r.rev().map(|p| index.span_record(&index.spans()[p])))
+                })
+                .await;
+        }
         {
             let index = shard.index.borrow();
             let store = shard.store.borrow();
@@ -399,8 +496,22 @@ async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHit> {
     }
     // Min-heap of the newest `limit` matches: (time, entry).
     let mut top: BinaryHeap<std::cmp::Reverse<(u64, u32)>> = BinaryHeap::with_capacity(q.limit + 1);
+    let reads_records = q.contains.is_some() || matches!(service, NameFilter::Overflowed(_));
+    let mut read_ahead = ReadAhead::new(end);
     let mut pos = end;
     while pos > 0 {
+        if reads_records {
+            let by_trace = &by_trace;
+            read_ahead
+                .before_slice(shard, pos, |index, r| {
+                    let logs = index.logs();
+                    distinct(r.rev().map(|p| {
+                        let i = by_trace.as_ref().map_or(p, |v| v[p] as usize);
+                        logs[i].loc
+                    }))
+                })
+                .await;
+        }
         {
             let index = shard.index.borrow();
             let store = shard.store.borrow();

@@ -208,6 +208,39 @@ fn sync_range(file: &File, offset: u64, len: u64, flags: libc::c_uint) {
     }
 }
 
+/// How far past the last record of a prefetch its range goes: that record's frame (records
+/// are far smaller than this in practice; a longer one faults its tail in on reading).
+pub const PREFETCH_TAIL_BYTES: usize = 256 << 10;
+
+/// A range of a segment file that is not all in the page cache.
+pub struct ColdRange {
+    file: Arc<File>,
+    offset: u64,
+    len: u64,
+}
+
+/// Reads `ranges` into the page cache, so that reading their records through the maps does
+/// not wait for the disk. Blocking: run it on the blocking pool. Errors are left to the reads
+/// that follow (they report a record they cannot read).
+pub fn prefetch(ranges: &[ColdRange]) {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; PREFETCH_CHUNK_BYTES];
+    for r in ranges {
+        let mut at = r.offset;
+        let end = r.offset + r.len;
+        while at < end {
+            let n = ((end - at) as usize).min(buf.len());
+            match r.file.read_at(&mut buf[..n], at) {
+                Ok(0) | Err(_) => break,
+                Ok(read) => at += read as u64,
+            }
+        }
+    }
+}
+
+/// The buffer [`prefetch`] reads through.
+const PREFETCH_CHUNK_BYTES: usize = 256 << 10;
+
 /// Asks the kernel to drop the clean, unmapped page-cache pages of a file range.
 fn evict(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
@@ -625,6 +658,34 @@ impl Store {
         }
     }
 
+    /// The ranges that reading the records at `locs` would fault in from disk: per segment,
+    /// from the lowest record to [`PREFETCH_TAIL_BYTES`] past the highest, when not all in
+    /// the page cache. For [`prefetch`], on the blocking pool, before the reads.
+    pub fn cold_ranges(&self, locs: impl Iterator<Item = RecordLoc>) -> Vec<ColdRange> {
+        let mut spans: std::collections::BTreeMap<u32, (u32, u32)> = Default::default();
+        for loc in locs {
+            let e = spans.entry(loc.segment).or_insert((loc.offset, loc.offset));
+            e.0 = e.0.min(loc.offset);
+            e.1 = e.1.max(loc.offset);
+        }
+        let mut cold = Vec::new();
+        for (segment, (low, high)) in spans {
+            let Some(seg) = self.segments.get(segment as usize) else {
+                continue;
+            };
+            let start = low as usize;
+            let end = (high as usize + PREFETCH_TAIL_BYTES).min(seg.write_pos());
+            if start < end && !seg.resident(start, end) {
+                cold.push(ColdRange {
+                    file: seg.file(),
+                    offset: start as u64,
+                    len: (end - start) as u64,
+                });
+            }
+        }
+        cold
+    }
+
     /// Files with writes not yet covered by a sync; clears the dirty set. The caller syncs
     /// them (blocking, off the reactor) and reports the outcome with [`Store::sync_failed`].
     pub fn take_dirty(&mut self) -> Vec<Arc<File>> {
@@ -845,6 +906,42 @@ mod tests {
         // Evicted records read back from disk, intact.
         for (i, loc) in locs.iter().enumerate().step_by(97) {
             assert_eq!(store.read(*loc).unwrap().1, &record(i as u32)[..]);
+        }
+    }
+
+    /// What a search reads ahead: the ranges of records evicted from the page cache, and none
+    /// for records in it; once read ahead, they are cached.
+    #[test]
+    fn cold_ranges_name_evicted_records_until_they_are_read_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::single_shard(dir.path(), 64 << 20, Some(2 << 20));
+        let (mut store, _) = Store::open(config, |_, _, _| {}, |_, _| {}).unwrap();
+        let record = |i: u32| vec![(i % 251) as u8 + 1; 4000];
+        let mut locs = Vec::new();
+        for i in 0..4000 {
+            locs.push(store.append(RecordKind::Spans, &record(i)).unwrap());
+            if let Some(work) = store.cache_work() {
+                work.run();
+            }
+        }
+        let newest = &locs[locs.len() - 100..];
+        assert!(store.cold_ranges(newest.iter().copied()).is_empty());
+        // Records 100-599, ~2 MB well behind the 2 MiB window: one range, from the first.
+        let old = &locs[100..600];
+        let cold = store.cold_ranges(old.iter().rev().copied());
+        assert_eq!(cold.len(), 1);
+        assert_eq!(cold[0].offset, u64::from(old[0].offset));
+        assert_eq!(
+            cold[0].offset + cold[0].len,
+            u64::from(old[499].offset) + PREFETCH_TAIL_BYTES as u64
+        );
+        prefetch(&cold);
+        assert!(
+            store.cold_ranges(old.iter().copied()).is_empty(),
+            "cached once read ahead"
+        );
+        for (i, loc) in old.iter().enumerate() {
+            assert_eq!(store.read(*loc).unwrap().1, &record(100 + i as u32)[..]);
         }
     }
 }

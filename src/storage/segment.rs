@@ -364,6 +364,29 @@ impl Segment {
             .map_or(from, |i| from + i + 1)
     }
 
+    /// Whether every page of `[start, end)` is in the page cache (`mincore` on the map: for a
+    /// file mapping it reports the page cache, mapped here or not). A read of a range that is
+    /// not faults on the calling thread until the disk answers.
+    pub fn resident(&self, start: usize, end: usize) -> bool {
+        let end = end.min(self.map.len());
+        let start = start - start % PAGE_BYTES;
+        if start >= end {
+            return true;
+        }
+        let pages = (end - start).div_ceil(PAGE_BYTES);
+        let mut vec = vec![0u8; pages];
+        // SAFETY: the range lies inside the live map and `vec` has one byte per page.
+        let r = unsafe {
+            libc::mincore(
+                self.map.as_ptr().add(start) as *mut libc::c_void,
+                end - start,
+                vec.as_mut_ptr(),
+            )
+        };
+        // On an error, say resident: the caller then reads as it would have without asking.
+        r != 0 || vec.iter().all(|&b| b & 1 == 1)
+    }
+
     /// Drops this process's page-table entries for `[start, end)` (page aligned), so the
     /// kernel may evict those page-cache pages ([`super::CacheWork`]); a later read through the
     /// map faults them in again, with the same bytes (records never change once written).
