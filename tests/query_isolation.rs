@@ -76,7 +76,33 @@ fn an_export_is_answered_while_a_long_search_runs() {
         search_done.saturating_duration_since(answered),
     );
 
-    // The export is stored and found, and the search answers what it answered before.
+    // Searches beyond SEARCHES_MAX (4) at once are refused with a 503, not queued.
+    let searchers: Vec<_> = (0..6)
+        .map(|_| {
+            let url = server.query_url(SEARCH);
+            std::thread::spawn(move || {
+                reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(600))
+                    .build()
+                    .unwrap()
+                    .get(url)
+                    .send()
+                    .expect("search")
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = searchers.into_iter().map(|t| t.join().unwrap()).collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 503, 503],
+        "six searches at once"
+    );
+    assert_eq!(server.get(SEARCH).status, 200, "and one after them");
+
+    // The export is stored and found.
     let found = server.get_json("/api/v1/traces?service=iso&limit=1000");
     assert!(found["traces"]
         .as_array()

@@ -36,8 +36,13 @@ const SCAN_CLOCK_EVERY: usize = 64;
 const SLICE_GAP: Duration = Duration::from_micros(1);
 
 /// A search that reads records reads them ahead in blocks of this many index entries
-/// ([`ReadAhead`]): about 160 records of 100 spans, ~5 MB.
-const READ_AHEAD_ENTRIES: usize = 16 << 10;
+/// ([`ReadAhead`]): at most ~40 records of 100 spans, ~1.3 MB, a few ms of one of the shard's
+/// two blocking threads (which also run its fsyncs and segment preparations).
+const READ_AHEAD_ENTRIES: usize = 4 << 10;
+
+/// Searches one shard runs at once; more are refused (503, retry) rather than queued: each
+/// holds the shard's thread for slices and its disk for reading ahead.
+pub const SEARCHES_MAX: usize = 4;
 
 /// Reads a search's records into the page cache ahead of its scan, on the blocking pool, so
 /// that slices do not wait for the disk on the shard's thread (records older than
@@ -63,7 +68,8 @@ impl ReadAhead {
     }
 
     /// Before a slice that starts at `pos` (visiting below it): `locs` gives the distinct
-    /// records of a range of positions.
+    /// records of the entries of a range of positions that the scan would read, those that
+    /// pass the filters decided from the index alone.
     async fn before_slice(
         &mut self,
         shard: &Shard,
@@ -151,11 +157,27 @@ pub async fn run_local(shard: &Rc<Shard>, q: &QueryRequest) -> QueryResponse {
     }
 }
 
-/// Runs `search` in the shard's query task queue and waits for its answer.
+/// Runs `search` in the shard's query task queue and waits for its answer; refused when
+/// [`SEARCHES_MAX`] run already.
 async fn in_query_queue(
     shard: &Shard,
     search: impl std::future::Future<Output = QueryResponse> + 'static,
 ) -> QueryResponse {
+    if shard.searches.get() >= SEARCHES_MAX {
+        return QueryResponse::Failed(format!(
+            "{} is running {SEARCHES_MAX} searches; retry later",
+            shard.id
+        ));
+    }
+    /// Counts a search while it runs, however it ends (a cancelled one included).
+    struct Running<'a>(&'a std::cell::Cell<usize>);
+    impl Drop for Running<'_> {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() - 1);
+        }
+    }
+    shard.searches.set(shard.searches.get() + 1);
+    let _running = Running(&shard.searches);
     match glommio::spawn_local_into(search, shard.query_queue) {
         Ok(task) => task.await,
         Err(e) => QueryResponse::Failed(format!("cannot start the search: {e}")),
@@ -384,9 +406,19 @@ async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<TraceSummary
     let mut pos = end;
     while pos > 0 {
         if reads_records {
+            let found = &found;
             read_ahead
                 .before_slice(shard, pos, |index, r| {
-                    distinct(r.rev().map(|p| index.span_record(&index.spans()[p])))
+                    distinct(r.rev().filter_map(|p| {
+                        let e = &index.spans()[p];
+                        let skip = found.contains(&e.trace)
+                            || !in_range(e.start_unix_nanos, q.start, q.end)
+                            || q.min_duration.is_some_and(|d| e.duration_nanos < d)
+                            || q.max_duration.is_some_and(|d| e.duration_nanos > d)
+                            || service.by_id(e.service) == Some(false)
+                            || name.by_id(e.name) == Some(false);
+                        (!skip).then(|| index.span_record(e))
+                    }))
                 })
                 .await;
         }
@@ -502,12 +534,20 @@ async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHit> {
     while pos > 0 {
         if reads_records {
             let by_trace = &by_trace;
+            // Entries older than every match kept so far are skipped without reading.
+            let floor = (top.len() >= q.limit)
+                .then(|| top.peek().map(|m| m.0 .0))
+                .flatten();
             read_ahead
                 .before_slice(shard, pos, |index, r| {
                     let logs = index.logs();
-                    distinct(r.rev().map(|p| {
-                        let i = by_trace.as_ref().map_or(p, |v| v[p] as usize);
-                        logs[i].loc
+                    distinct(r.rev().filter_map(|p| {
+                        let e = &logs[by_trace.as_ref().map_or(p, |v| v[p] as usize)];
+                        let skip = !in_range(e.time_unix_nanos, q.start, q.end)
+                            || q.min_severity.is_some_and(|m| (e.severity as i32) < m)
+                            || floor.is_some_and(|f| f >= e.time_unix_nanos)
+                            || service.by_id(e.service) == Some(false);
+                        (!skip).then_some(e.loc)
                     }))
                 })
                 .await;
@@ -662,6 +702,13 @@ pub async fn coordinate(shard: &Rc<Shard>, q: QueryRequest) -> Result<QueryRespo
             Ok(Response::Query(a)) => answers.push(a),
             _ => return Err(QueryError::Busy(format!("{t} did not answer"))),
         }
+    }
+    // One shard's failure fails the query: a merge without its answer would be silently short.
+    if let Some(QueryResponse::Failed(why)) = answers
+        .iter()
+        .find(|a| matches!(a, QueryResponse::Failed(_)))
+    {
+        return Err(QueryError::Busy(why.clone()));
     }
     Ok(merge(&q, answers))
 }

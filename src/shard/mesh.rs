@@ -119,7 +119,7 @@ pub struct Mesh {
     credits: Vec<Cell<usize>>,
     pending: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
     /// Of the calls pending, the appends: the queue depth of cross-shard ingest. Queries,
-    /// `/metrics` among them, are left out: they are answered without waiting.
+    /// `/metrics` among them, are left out.
     appends_pending: Cell<usize>,
     next_call: Cell<u64>,
 }
@@ -252,8 +252,10 @@ impl Mesh {
         credits.set(credits.get() + 1);
         debug_assert!(credits.get() <= CROSS_SHARD_INFLIGHT_MAX);
         if matches!(env.body, Response::Appended(_)) {
+            // Only an `Append` is answered `Appended`.
             debug_assert!(self.appends_pending.get() > 0);
-            self.appends_pending.set(self.appends_pending.get() - 1);
+            self.appends_pending
+                .set(self.appends_pending.get().saturating_sub(1));
         }
         if let Some(tx) = self.pending.borrow_mut().remove(&env.call) {
             let _ = tx.send(env.body);

@@ -92,6 +92,8 @@ pub struct Shard {
     /// The task queue searches scan in: [`QUERY_SHARES`] against the default queue's 1000,
     /// so ingest keeps the thread when both have work.
     pub query_queue: glommio::TaskQueueHandle,
+    /// Searches running on this shard (at most `query::exec::SEARCHES_MAX`).
+    pub searches: Cell<usize>,
 }
 
 /// Addresses a running Glust listens on, resolved (port 0 becomes the real port).
@@ -465,6 +467,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
             glommio::Latency::NotImportant,
             "query",
         ),
+        searches: Cell::new(0),
     });
     spawn_receivers(&shard, inbound);
     let committer = shard.clone();
@@ -696,9 +699,10 @@ fn spawn_receivers(shard: &Rc<Shard>, inbound: Inbound) {
                 let shard = shard.clone();
                 glommio::spawn_local(async move {
                     // Appends count as in flight: they wait for the write and the fsync
-                    // policy, and shutdown waits for them. A query runs to its answer without
-                    // yielding; counting it would show every cross-shard query, `/metrics`
-                    // included, as a request in flight.
+                    // policy, and shutdown waits for them. Queries do not: a search may run for
+                    // seconds, and counting it would show every cross-shard query, `/metrics`
+                    // included, as a request in flight; shutdown does not wait for searches
+                    // other shards sent (their coordinator answers 503).
                     let _counted = match &env.body {
                         Request::Append(_) => {
                             shard

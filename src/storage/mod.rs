@@ -212,6 +212,10 @@ fn sync_range(file: &File, offset: u64, len: u64, flags: libc::c_uint) {
 /// are far smaller than this in practice; a longer one faults its tail in on reading).
 pub const PREFETCH_TAIL_BYTES: usize = 256 << 10;
 
+/// Records further apart than this are read ahead as separate ranges, not with what lies
+/// between them.
+pub const PREFETCH_GAP_BYTES: usize = 1 << 20;
+
 /// A range of a segment file that is not all in the page cache.
 pub struct ColdRange {
     file: Arc<File>,
@@ -658,28 +662,36 @@ impl Store {
         }
     }
 
-    /// The ranges that reading the records at `locs` would fault in from disk: per segment,
-    /// from the lowest record to [`PREFETCH_TAIL_BYTES`] past the highest, when not all in
-    /// the page cache. For [`prefetch`], on the blocking pool, before the reads.
+    /// The ranges that reading the records at `locs` would fault in from disk: runs of
+    /// records of one segment no more than [`PREFETCH_GAP_BYTES`] apart, each from its lowest
+    /// record to [`PREFETCH_TAIL_BYTES`] past its highest, when not all in the page cache. For
+    /// [`prefetch`], on the blocking pool, before the reads.
     pub fn cold_ranges(&self, locs: impl Iterator<Item = RecordLoc>) -> Vec<ColdRange> {
-        let mut spans: std::collections::BTreeMap<u32, (u32, u32)> = Default::default();
-        for loc in locs {
-            let e = spans.entry(loc.segment).or_insert((loc.offset, loc.offset));
-            e.0 = e.0.min(loc.offset);
-            e.1 = e.1.max(loc.offset);
-        }
+        let mut sorted: Vec<RecordLoc> = locs.collect();
+        sorted.sort_unstable();
+        sorted.dedup();
         let mut cold = Vec::new();
-        for (segment, (low, high)) in spans {
+        let mut i = 0;
+        while i < sorted.len() {
+            let (segment, low) = (sorted[i].segment, sorted[i].offset as usize);
+            let mut high = low;
+            i += 1;
+            while i < sorted.len()
+                && sorted[i].segment == segment
+                && sorted[i].offset as usize - high <= PREFETCH_GAP_BYTES
+            {
+                high = sorted[i].offset as usize;
+                i += 1;
+            }
             let Some(seg) = self.segments.get(segment as usize) else {
                 continue;
             };
-            let start = low as usize;
-            let end = (high as usize + PREFETCH_TAIL_BYTES).min(seg.write_pos());
-            if start < end && !seg.resident(start, end) {
+            let end = (high + PREFETCH_TAIL_BYTES).min(seg.write_pos());
+            if low < end && !seg.resident(low, end) {
                 cold.push(ColdRange {
                     file: seg.file(),
-                    offset: start as u64,
-                    len: (end - start) as u64,
+                    offset: low as u64,
+                    len: (end - low) as u64,
                 });
             }
         }
@@ -935,6 +947,13 @@ mod tests {
             cold[0].offset + cold[0].len,
             u64::from(old[499].offset) + PREFETCH_TAIL_BYTES as u64
         );
+        // Records far apart make separate ranges, not one with everything between them.
+        let apart = locs[1000..1010].iter().chain(&locs[3000..3010]).copied();
+        let ranges = store.cold_ranges(apart);
+        assert_eq!(ranges.len(), 2);
+        assert!(ranges
+            .iter()
+            .all(|r| r.len < 2 * PREFETCH_TAIL_BYTES as u64));
         prefetch(&cold);
         assert!(
             store.cold_ranges(old.iter().copied()).is_empty(),

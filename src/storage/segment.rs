@@ -368,12 +368,18 @@ impl Segment {
     /// file mapping it reports the page cache, mapped here or not). A read of a range that is
     /// not faults on the calling thread until the disk answers.
     pub fn resident(&self, start: usize, end: usize) -> bool {
+        // mincore works in the kernel's pages, which may be larger than PAGE_BYTES.
+        // SAFETY: sysconf has no memory effects.
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            p if p > 0 => p as usize,
+            _ => PAGE_BYTES,
+        };
         let end = end.min(self.map.len());
-        let start = start - start % PAGE_BYTES;
+        let start = start - start % page;
         if start >= end {
             return true;
         }
-        let pages = (end - start).div_ceil(PAGE_BYTES);
+        let pages = (end - start).div_ceil(page);
         let mut vec = vec![0u8; pages];
         // SAFETY: the range lies inside the live map and `vec` has one byte per page.
         let r = unsafe {
