@@ -23,8 +23,12 @@ use crate::otlp::json_out;
 use crate::query::{JsonGroup, LogHit, LogSearch, QueryRequest, QueryResponse, TraceSearch};
 use crate::route::{owner_of, ShardId};
 use crate::shard::mesh::{Request, Response};
-use crate::shard::{Shard, QUERY_SLICE};
+use crate::shard::Shard;
 use crate::storage::{RecordKind, Store};
+
+/// How long a search scans before it lets the shard's other work run: the most a search
+/// adds to each step of an export arriving meanwhile.
+pub const QUERY_SLICE: Duration = Duration::from_micros(500);
 
 /// Index entries a search visits between two looks at the clock: a few µs of work.
 const SCAN_CLOCK_EVERY: usize = 64;
@@ -47,29 +51,29 @@ pub const SEARCHES_MAX: usize = 4;
 /// Reads a search's records into the page cache ahead of its scan, on the blocking pool, so
 /// that slices do not wait for the disk on the shard's thread (records older than
 /// `--page-cache-keep` are no longer cached). Positions are taken in blocks of
-/// [`READ_AHEAD_ENTRIES`] from the scan's `end` down: when the scan enters a block, the
-/// block's read (started in the background when the scan entered the block before) is waited
-/// for, whatever of it is still not cached is read, and the next block's read starts.
+/// [`READ_AHEAD_ENTRIES`] from the scan's `end` down: when the scan enters a block, it waits
+/// for that block's read, started in the background when it entered the block before (or
+/// reads it now: the first block, or one the scan reached by going past the one before in a
+/// single slice), and starts the next block's read.
 struct ReadAhead {
     end: usize,
-    /// The block the scan is in; `usize::MAX` before the first slice.
-    block: usize,
-    /// The background read of the block after `block`.
-    next: Option<glommio::Task<()>>,
+    /// The block the scan is in.
+    block: Option<usize>,
+    /// The background read of a block, and which.
+    next: Option<(usize, glommio::Task<()>)>,
 }
 
 impl ReadAhead {
     fn new(end: usize) -> Self {
         ReadAhead {
             end,
-            block: usize::MAX,
+            block: None,
             next: None,
         }
     }
 
-    /// Before a slice that starts at `pos` (visiting below it): `locs` gives the distinct
-    /// records of the entries of a range of positions that the scan would read, those that
-    /// pass the filters decided from the index alone.
+    /// Before a slice that starts at `pos` (visiting below it): `locs` gives the records the
+    /// scan would read for a range of positions (those the index alone does not decide).
     async fn before_slice(
         &mut self,
         shard: &Shard,
@@ -77,23 +81,24 @@ impl ReadAhead {
         locs: impl Fn(&Index, std::ops::Range<usize>) -> Vec<RecordLoc>,
     ) {
         let block = (self.end - pos) / READ_AHEAD_ENTRIES;
-        if block == self.block {
+        if self.block == Some(block) {
             return;
         }
-        self.block = block;
+        self.block = Some(block);
         let range_of = |b: usize| {
             let hi = self.end.saturating_sub(b * READ_AHEAD_ENTRIES);
             hi.saturating_sub(READ_AHEAD_ENTRIES)..hi
         };
-        if let Some(read) = self.next.take() {
-            read.await;
-        }
-        // What is still not cached (the first block, or a background read that lost pages).
-        let cold = cold_ranges(shard, |index| locs(index, range_of(block).start..pos));
-        if !cold.is_empty() {
-            glommio::executor()
-                .spawn_blocking(move || crate::storage::prefetch(&cold))
-                .await;
+        match self.next.take() {
+            Some((b, read)) if b == block => read.await,
+            _ => {
+                let cold = cold_ranges(shard, |index| locs(index, range_of(block).start..pos));
+                if !cold.is_empty() {
+                    glommio::executor()
+                        .spawn_blocking(move || crate::storage::prefetch(&cold))
+                        .await;
+                }
+            }
         }
         let after = range_of(block + 1);
         if !after.is_empty() {
@@ -101,7 +106,7 @@ impl ReadAhead {
             if !cold.is_empty() {
                 let read =
                     glommio::executor().spawn_blocking(move || crate::storage::prefetch(&cold));
-                self.next = Some(glommio::spawn_local(read));
+                self.next = Some((block + 1, glommio::spawn_local(read)));
             }
         }
     }
@@ -116,15 +121,33 @@ fn cold_ranges(
     store.cold_ranges(locs(&index).into_iter())
 }
 
-/// The distinct records of a run of entries, in order (consecutive entries share records).
-fn distinct(locs: impl Iterator<Item = RecordLoc>) -> Vec<RecordLoc> {
-    let mut out: Vec<RecordLoc> = Vec::new();
-    for loc in locs {
-        if out.last() != Some(&loc) {
-            out.push(loc);
+/// The record read last, kept for the entries after it: a record's items are consecutive
+/// entries of the index.
+struct LastRecord<'s, T> {
+    loc: Option<RecordLoc>,
+    batch: Option<&'s T>,
+}
+
+impl<'s, T> LastRecord<'s, T> {
+    fn new() -> Self {
+        LastRecord {
+            loc: None,
+            batch: None,
         }
     }
-    out
+
+    /// The record at `loc`: the one kept, or `read(loc)`.
+    fn get(
+        &mut self,
+        loc: RecordLoc,
+        read: impl FnOnce(RecordLoc) -> Option<&'s T>,
+    ) -> Option<&'s T> {
+        if self.loc != Some(loc) {
+            self.loc = Some(loc);
+            self.batch = read(loc);
+        }
+        self.batch
+    }
 }
 
 /// Answers `q` from this shard's data only. Searches run in the shard's query task queue
@@ -388,70 +411,107 @@ fn in_range(t: u64, start: Option<u64>, end: Option<u64>) -> bool {
     start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e)
 }
 
+/// What the index alone says of an entry, for a search.
+enum Verdict {
+    /// It does not match.
+    Skip,
+    /// It matches.
+    Match,
+    /// Its record must tell; whether the service (and name) matched by id, `None` where
+    /// only the record's text can say.
+    Read {
+        service_ok: Option<bool>,
+        name_ok: Option<bool>,
+    },
+}
+
+/// A trace search's filters, resolved against the shard's names.
+struct SpanFilter<'q> {
+    q: &'q TraceSearch,
+    service: NameFilter<'q>,
+    name: NameFilter<'q>,
+}
+
+impl SpanFilter<'_> {
+    /// Whether some entries need their record read ([`Verdict::Read`]).
+    fn reads_records(&self) -> bool {
+        !self.q.attrs.is_empty()
+            || matches!(self.service, NameFilter::Overflowed(_))
+            || matches!(self.name, NameFilter::Overflowed(_))
+    }
+
+    /// The verdict on `e` from the index; traces in `found` matched already.
+    fn verdict(&self, e: &crate::index::SpanEntry, found: &HashSet<u32>) -> Verdict {
+        let q = self.q;
+        if found.contains(&e.trace)
+            || !in_range(e.start_unix_nanos, q.start, q.end)
+            || q.min_duration.is_some_and(|d| e.duration_nanos < d)
+            || q.max_duration.is_some_and(|d| e.duration_nanos > d)
+        {
+            return Verdict::Skip;
+        }
+        let service_ok = self.service.by_id(e.service);
+        let name_ok = self.name.by_id(e.name);
+        match (service_ok, name_ok) {
+            (Some(false), _) | (_, Some(false)) => Verdict::Skip,
+            (Some(true), Some(true)) if q.attrs.is_empty() => Verdict::Match,
+            _ => Verdict::Read {
+                service_ok,
+                name_ok,
+            },
+        }
+    }
+}
+
 async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<TraceSummary> {
-    let (service, name, end) = {
+    let (filter, end) = {
         let index = shard.index.borrow();
-        let service = name_filter(&index, q.service.as_deref());
-        let name = name_filter(&index, q.name.as_deref());
-        (service, name, index.spans().len())
+        let filter = SpanFilter {
+            q,
+            service: name_filter(&index, q.service.as_deref()),
+            name: name_filter(&index, q.name.as_deref()),
+        };
+        (filter, index.spans().len())
     };
-    if matches!(service, NameFilter::Nothing) || matches!(name, NameFilter::Nothing) {
+    if matches!(filter.service, NameFilter::Nothing) || matches!(filter.name, NameFilter::Nothing) {
         return Vec::new();
     }
-    let reads_records = !q.attrs.is_empty()
-        || matches!(service, NameFilter::Overflowed(_))
-        || matches!(name, NameFilter::Overflowed(_));
     let mut found: HashSet<u32> = HashSet::new();
     let mut read_ahead = ReadAhead::new(end);
     let mut pos = end;
     while pos > 0 {
-        if reads_records {
+        if filter.reads_records() {
             let found = &found;
             read_ahead
                 .before_slice(shard, pos, |index, r| {
-                    distinct(r.rev().filter_map(|p| {
-                        let e = &index.spans()[p];
-                        let skip = found.contains(&e.trace)
-                            || !in_range(e.start_unix_nanos, q.start, q.end)
-                            || q.min_duration.is_some_and(|d| e.duration_nanos < d)
-                            || q.max_duration.is_some_and(|d| e.duration_nanos > d)
-                            || service.by_id(e.service) == Some(false)
-                            || name.by_id(e.name) == Some(false);
-                        (!skip).then(|| index.span_record(e))
-                    }))
+                    r.rev()
+                        .map(|p| &index.spans()[p])
+                        .filter(|e| matches!(filter.verdict(e, found), Verdict::Read { .. }))
+                        .map(|e| index.span_record(e))
+                        .collect()
                 })
                 .await;
         }
         {
             let index = shard.index.borrow();
             let store = shard.store.borrow();
-            // One-record cache: the spans of a record are consecutive entries.
-            let mut cached: Option<(RecordLoc, Option<&ArchivedSpanBatch<'static>>)> = None;
+            let mut last = LastRecord::new();
             let slice = Slice::start(pos);
             while pos > 0 && !slice.over(pos) {
                 pos -= 1;
                 let e = &index.spans()[pos];
-                if found.contains(&e.trace)
-                    || !in_range(e.start_unix_nanos, q.start, q.end)
-                    || q.min_duration.is_some_and(|d| e.duration_nanos < d)
-                    || q.max_duration.is_some_and(|d| e.duration_nanos > d)
-                {
-                    continue;
-                }
-                let service_ok = service.by_id(e.service);
-                let name_ok = name.by_id(e.name);
-                if service_ok == Some(false) || name_ok == Some(false) {
-                    continue;
-                }
-                if q.attrs.is_empty() && service_ok.is_some() && name_ok.is_some() {
-                    found.insert(e.trace);
-                    continue;
-                }
-                let loc = index.span_record(e);
-                if cached.is_none_or(|(l, _)| l != loc) {
-                    cached = Some((loc, span_batch(&store, loc)));
-                }
-                let Some(batch) = cached.and_then(|(_, b)| b) else {
+                let (service_ok, name_ok) = match filter.verdict(e, &found) {
+                    Verdict::Skip => continue,
+                    Verdict::Match => {
+                        found.insert(e.trace);
+                        continue;
+                    }
+                    Verdict::Read {
+                        service_ok,
+                        name_ok,
+                    } => (service_ok, name_ok),
+                };
+                let Some(batch) = last.get(index.span_record(e), |l| span_batch(&store, l)) else {
                     continue;
                 };
                 let Some(span) = batch.spans.get(e.index_in_record as usize) else {
@@ -459,8 +519,8 @@ async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<TraceSummary
                 };
                 let resource = &batch.resource.attributes;
                 let ok = (service_ok.is_some()
-                    || crate::domain::archived_service_name(resource) == service.text())
-                    && (name_ok.is_some() || span.name.as_str() == name.text())
+                    || crate::domain::archived_service_name(resource) == filter.service.text())
+                    && (name_ok.is_some() || span.name.as_str() == filter.name.text())
                     && q.attrs.iter().all(|(k, v)| {
                         attr_matches(&span.attributes, k, v) || attr_matches(resource, k, v)
                     });
@@ -511,6 +571,30 @@ fn attr_matches(attrs: &[ArchivedKeyValue<'_>], key: &str, value: &str) -> bool 
     })
 }
 
+/// What the index alone says of a log entry; `floor`: the time of the oldest of `limit`
+/// matches kept, when that many are.
+fn log_verdict(
+    e: &crate::index::LogEntry,
+    q: &LogSearch,
+    service: &NameFilter<'_>,
+    floor: Option<u64>,
+) -> Verdict {
+    if !in_range(e.time_unix_nanos, q.start, q.end)
+        || q.min_severity.is_some_and(|m| (e.severity as i32) < m)
+        || floor.is_some_and(|f| f >= e.time_unix_nanos)
+    {
+        return Verdict::Skip;
+    }
+    match service.by_id(e.service) {
+        Some(false) => Verdict::Skip,
+        Some(true) if q.contains.is_none() => Verdict::Match,
+        service_ok => Verdict::Read {
+            service_ok,
+            name_ok: Some(true), // logs have no name
+        },
+    }
+}
+
 async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHit> {
     let (service, by_trace, end) = {
         let index = shard.index.borrow();
@@ -528,27 +612,29 @@ async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHit> {
     }
     // Min-heap of the newest `limit` matches: (time, entry).
     let mut top: BinaryHeap<std::cmp::Reverse<(u64, u32)>> = BinaryHeap::with_capacity(q.limit + 1);
+    // Entries no newer than every match kept so far are skipped without reading.
+    let floor = |top: &BinaryHeap<std::cmp::Reverse<(u64, u32)>>| {
+        (top.len() >= q.limit)
+            .then(|| top.peek().map(|m| m.0 .0))
+            .flatten()
+    };
+    let position = |p: usize| by_trace.as_ref().map_or(p as u32, |v| v[p]);
     let reads_records = q.contains.is_some() || matches!(service, NameFilter::Overflowed(_));
     let mut read_ahead = ReadAhead::new(end);
     let mut pos = end;
     while pos > 0 {
         if reads_records {
-            let by_trace = &by_trace;
-            // Entries older than every match kept so far are skipped without reading.
-            let floor = (top.len() >= q.limit)
-                .then(|| top.peek().map(|m| m.0 .0))
-                .flatten();
+            let floor = floor(&top);
             read_ahead
                 .before_slice(shard, pos, |index, r| {
                     let logs = index.logs();
-                    distinct(r.rev().filter_map(|p| {
-                        let e = &logs[by_trace.as_ref().map_or(p, |v| v[p] as usize)];
-                        let skip = !in_range(e.time_unix_nanos, q.start, q.end)
-                            || q.min_severity.is_some_and(|m| (e.severity as i32) < m)
-                            || floor.is_some_and(|f| f >= e.time_unix_nanos)
-                            || service.by_id(e.service) == Some(false);
-                        (!skip).then_some(e.loc)
-                    }))
+                    r.rev()
+                        .map(|p| &logs[position(p) as usize])
+                        .filter(|e| {
+                            matches!(log_verdict(e, q, &service, floor), Verdict::Read { .. })
+                        })
+                        .map(|e| e.loc)
+                        .collect()
                 })
                 .await;
         }
@@ -556,43 +642,32 @@ async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHit> {
             let index = shard.index.borrow();
             let store = shard.store.borrow();
             let logs = index.logs();
-            let mut cached: Option<(RecordLoc, Option<&ArchivedLogBatch<'static>>)> = None;
+            let mut last = LastRecord::new();
             let slice = Slice::start(pos);
             while pos > 0 && !slice.over(pos) {
                 pos -= 1;
-                let i = by_trace.as_ref().map_or(pos as u32, |v| v[pos]);
+                let i = position(pos);
                 let e = &logs[i as usize];
-                if !in_range(e.time_unix_nanos, q.start, q.end)
-                    || q.min_severity.is_some_and(|m| (e.severity as i32) < m)
-                {
-                    continue;
-                }
-                if top.len() >= q.limit && top.peek().is_some_and(|m| m.0 .0 >= e.time_unix_nanos) {
-                    continue; // older than everything kept
-                }
-                let service_ok = service.by_id(e.service);
-                if service_ok == Some(false) {
-                    continue;
-                }
-                if q.contains.is_some() || service_ok.is_none() {
-                    if cached.is_none_or(|(l, _)| l != e.loc) {
-                        cached = Some((e.loc, log_batch(&store, e.loc)));
-                    }
-                    let Some(batch) = cached.and_then(|(_, b)| b) else {
-                        continue;
-                    };
-                    let Some(log) = batch.logs.get(e.index_in_record as usize) else {
-                        continue;
-                    };
-                    if service_ok.is_none()
-                        && crate::domain::archived_service_name(&batch.resource.attributes)
-                            != service.text()
-                    {
-                        continue;
-                    }
-                    if let Some(needle) = &q.contains {
-                        if !value_contains(&log.body, needle) {
+                match log_verdict(e, q, &service, floor(&top)) {
+                    Verdict::Skip => continue,
+                    Verdict::Match => {}
+                    Verdict::Read { service_ok, .. } => {
+                        let Some(batch) = last.get(e.loc, |l| log_batch(&store, l)) else {
                             continue;
+                        };
+                        let Some(log) = batch.logs.get(e.index_in_record as usize) else {
+                            continue;
+                        };
+                        if service_ok.is_none()
+                            && crate::domain::archived_service_name(&batch.resource.attributes)
+                                != service.text()
+                        {
+                            continue;
+                        }
+                        if let Some(needle) = &q.contains {
+                            if !value_contains(&log.body, needle) {
+                                continue;
+                            }
                         }
                     }
                 }
@@ -614,14 +689,11 @@ async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHit> {
     // hits it holds.
     let mut rendered: std::collections::HashMap<RecordLoc, (Arc<str>, Arc<str>)> =
         Default::default();
-    let mut cached: Option<(RecordLoc, Option<&ArchivedLogBatch<'static>>)> = None;
+    let mut last = LastRecord::new();
     let mut out = Vec::with_capacity(hits.len());
     for (time, i) in hits {
         let e = &logs[i as usize];
-        if cached.is_none_or(|(l, _)| l != e.loc) {
-            cached = Some((e.loc, log_batch(&store, e.loc)));
-        }
-        let Some(batch) = cached.and_then(|(_, b)| b) else {
+        let Some(batch) = last.get(e.loc, |l| log_batch(&store, l)) else {
             continue;
         };
         let Some(log) = batch.logs.get(e.index_in_record as usize) else {

@@ -47,10 +47,6 @@ pub const EXECUTOR_IO_MEMORY_BYTES: usize = 512 << 10;
 /// core with spare time rather than on the shard's own.
 pub const BLOCKING_THREADS: usize = 2;
 
-/// How long a search scans before it lets the shard's other work run (`query::exec`): the
-/// most a search adds to each step of an export arriving meanwhile.
-pub const QUERY_SLICE: Duration = Duration::from_micros(500);
-
 /// The shares of the task queue searches run in ([`Shard::query_queue`]), against 1000 for
 /// the default queue where ingest runs: while both have work, a search gets about 1/11 of the
 /// thread.
