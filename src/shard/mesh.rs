@@ -117,7 +117,8 @@ pub struct Mesh {
     replies_to: Vec<Option<ConnectedSender<Envelope<Response>>>>,
     /// Requests this shard may still send to each peer.
     credits: Vec<Cell<usize>>,
-    pending: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
+    /// Calls awaiting their reply, each with whether it is an append.
+    pending: RefCell<HashMap<u64, (oneshot::Sender<Response>, bool)>>,
     /// Of the calls pending, the appends: the queue depth of cross-shard ingest. Queries,
     /// `/metrics` among them, are left out.
     appends_pending: Cell<usize>,
@@ -226,7 +227,7 @@ impl Mesh {
             self.appends_pending.set(self.appends_pending.get() + 1);
         }
         let (tx, rx) = oneshot::channel();
-        self.pending.borrow_mut().insert(call, tx);
+        self.pending.borrow_mut().insert(call, (tx, is_append));
         Ok(rx)
     }
 
@@ -251,13 +252,11 @@ impl Mesh {
         let credits = &self.credits[env.from.index()];
         credits.set(credits.get() + 1);
         debug_assert!(credits.get() <= CROSS_SHARD_INFLIGHT_MAX);
-        if matches!(env.body, Response::Appended(_)) {
-            // Only an `Append` is answered `Appended`.
-            debug_assert!(self.appends_pending.get() > 0);
-            self.appends_pending
-                .set(self.appends_pending.get().saturating_sub(1));
-        }
-        if let Some(tx) = self.pending.borrow_mut().remove(&env.call) {
+        let entry = self.pending.borrow_mut().remove(&env.call);
+        if let Some((tx, is_append)) = entry {
+            if is_append {
+                self.appends_pending.set(self.appends_pending.get() - 1);
+            }
             let _ = tx.send(env.body);
         }
     }
