@@ -886,22 +886,38 @@ mod tests {
         vec.iter().filter(|&&b| b & 1 == 1).count()
     }
 
-    #[test]
-    fn written_records_behind_the_window_leave_the_page_cache_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig::single_shard(dir.path(), 64 << 20, Some(2 << 20));
-        let (mut store, _) = Store::open(config, |_, _, _| {}, |_, _| {}).unwrap();
-        let record = |i: u32| vec![(i % 251) as u8 + 1; 4000];
-        let first = store.append(RecordKind::Spans, &record(0)).unwrap();
-        // Read through the map, so the first pages are mapped too: eviction must unmap them.
-        let start = store.read(first).unwrap().1.as_ptr() as usize & !(PAGE_BYTES - 1);
-        let mut locs = vec![first];
-        for i in 1..4000 {
-            locs.push(store.append(RecordKind::Spans, &record(i)).unwrap());
+    /// Record `i` of the page-cache tests: 4,000 bytes, each record's own.
+    fn record(i: u32) -> Vec<u8> {
+        vec![(i % 251) as u8 + 1; 4000]
+    }
+
+    /// A store that keeps its newest 2 MiB in the page cache.
+    fn store_with_window(dir: &Path) -> Store {
+        let config = StoreConfig::single_shard(dir, 64 << 20, Some(2 << 20));
+        Store::open(config, |_, _, _| {}, |_, _| {}).unwrap().0
+    }
+
+    /// Appends records `ids`, running the cache work (writeback, eviction) as the runtime does.
+    fn append_records(store: &mut Store, ids: std::ops::Range<u32>) -> Vec<RecordLoc> {
+        ids.map(|i| {
+            let loc = store.append(RecordKind::Spans, &record(i)).unwrap();
             if let Some(work) = store.cache_work() {
                 work.run();
             }
-        }
+            loc
+        })
+        .collect()
+    }
+
+    #[test]
+    fn written_records_behind_the_window_leave_the_page_cache_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = store_with_window(dir.path());
+        let first = append_records(&mut store, 0..1)[0];
+        // Read through the map, so the first pages are mapped too: eviction must unmap them.
+        let start = store.read(first).unwrap().1.as_ptr() as usize & !(PAGE_BYTES - 1);
+        let mut locs = vec![first];
+        locs.extend(append_records(&mut store, 1..4000));
         // ~16 MiB written: the first 4 MiB are well behind the 2 MiB window.
         let resident = resident_pages(start as *const u8, 4 << 20);
         assert!(
@@ -926,16 +942,8 @@ mod tests {
     #[test]
     fn cold_ranges_name_evicted_records_until_they_are_read_ahead() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig::single_shard(dir.path(), 64 << 20, Some(2 << 20));
-        let (mut store, _) = Store::open(config, |_, _, _| {}, |_, _| {}).unwrap();
-        let record = |i: u32| vec![(i % 251) as u8 + 1; 4000];
-        let mut locs = Vec::new();
-        for i in 0..4000 {
-            locs.push(store.append(RecordKind::Spans, &record(i)).unwrap());
-            if let Some(work) = store.cache_work() {
-                work.run();
-            }
-        }
+        let mut store = store_with_window(dir.path());
+        let locs = append_records(&mut store, 0..4000);
         let newest = &locs[locs.len() - 100..];
         assert!(store.cold_ranges(newest.iter().copied()).is_empty());
         // Records 100-599, ~2 MB well behind the 2 MiB window: one range, from the first.
