@@ -532,7 +532,8 @@ impl Store {
         // The old active segment is full: no more appends go there. What it has staged is
         // written now; its tail is written back (and evicted) like the rest of it.
         self.flush_early();
-        if let Some(old) = self.segments.get(self.active) {
+        if let Some(old) = self.segments.get_mut(self.active) {
+            old.release_staging();
             let end = old.write_pos().next_multiple_of(PAGE_BYTES).min(old.len());
             if end > self.written_back {
                 self.write_back(end, 0);

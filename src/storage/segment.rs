@@ -473,6 +473,14 @@ impl Segment {
         }
     }
 
+    /// Frees the staging buffer of a segment that takes no more appends (after its last
+    /// flush): otherwise every full segment would keep up to [`STAGED_KEEP_BYTES`] for the
+    /// life of the process.
+    pub fn release_staging(&mut self) {
+        debug_assert!(self.staged.is_empty(), "flushed before it is released");
+        self.staged = Vec::new();
+    }
+
     /// Stages one record and writes it ([`Segment::stage`], [`Segment::flush`]).
     pub fn append(&mut self, kind: RecordKind, payload: &[u8]) -> io::Result<u32> {
         debug_assert!(self.staged.is_empty());
