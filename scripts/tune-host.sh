@@ -8,8 +8,8 @@
 # (its CPU affinity, ascending; shards wrap around when there are more shards than cores), and
 # --shards defaults to the cores available. So by default the shards take the first N cores of
 # this shell's affinity, N = --shards or Glust's default (every core available). --shard-cores
-# LIST means glust is started with `taskset -c LIST` (all of LIST is glust's; N defaults to its
-# size).
+# LIST means the shards run on LIST (`glust serve --cores`, under `taskset -c LIST`: all of LIST
+# is glust's; N defaults to its size).
 #
 # - CPU frequency governor -> performance on every core (no ramp-up latency).
 # - IRQ affinity: every interrupt that accepts it (network and disk included), and the default
@@ -269,8 +269,8 @@ else
   echo "cpuidle driver: $idle_driver (not a KVM guest's haltpoll): nothing to do"
 fi
 
-echo "## Then start glust on the shard cores (shard i on the i-th of them), e.g.:"
-echo "taskset -c $reserved_list glust serve --shards $shards"
-echo "# taskset also keeps glust's blocking threads (fsync, writeback, segment preparation) on"
-echo "# those cores; to give them the interrupt cores instead, leave taskset out and let glust"
-echo "# pin its shards (it takes the first --shards of the cores it may use)."
+echo "## Then start glust on the shard cores (--cores pins shard i to the i-th listed core):"
+echo "glust serve --cores $shard_list"
+echo "# glust's blocking threads (fsync, writeback, segment preparation) then run on any core it"
+echo "# may use, the interrupt cores included; to keep them on glust's cores too:"
+echo "taskset -c $reserved_list glust serve --cores $shard_list"

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::limits::{PAGE_CACHE_KEEP_DEFAULT, SEGMENT_BYTES_DEFAULT};
+use crate::limits::{
+    CONNECTIONS_DEFAULT_MAX, PAGE_CACHE_KEEP_DEFAULT, QUERY_CONNECTIONS_MAX, SEGMENT_BYTES_DEFAULT,
+};
 
 /// When appended records are made durable (fsync'd), and what an acknowledgement promises.
 ///
@@ -43,6 +45,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Number of shards (executors); each is pinned to one core.
     pub shards: u32,
+    /// The core of each shard (`--cores`), as many as `shards`; `None`: shard i on the i-th
+    /// core of the process's CPU affinity.
+    pub cores: Option<Vec<usize>>,
     /// OTLP/HTTP listen address.
     pub otlp_http: SocketAddr,
     /// OTLP/gRPC listen address.
@@ -62,6 +67,9 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// Time a client has to send an OTLP request's body once its headers are in: 408 past it.
     pub body_read_timeout: Duration,
+    /// OTLP connections (HTTP and gRPC ports together) each shard keeps open; at the cap the
+    /// longest-idle one is closed for a new one (`http::conns`).
+    pub max_connections: usize,
     /// Where to write HdrHistogram interval logs of every latency histogram, if anywhere.
     pub hdr_dump_dir: Option<std::path::PathBuf>,
     /// How often those logs get an interval.
@@ -73,6 +81,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./shards"),
             shards: default_shards(),
+            cores: None,
             otlp_http: "0.0.0.0:4318".parse().unwrap(),
             otlp_grpc: "0.0.0.0:4317".parse().unwrap(),
             query: "0.0.0.0:3200".parse().unwrap(),
@@ -84,6 +93,7 @@ impl Default for Config {
             body_read_timeout: Duration::from_secs(60),
             hdr_dump_dir: None,
             hdr_dump_interval: Duration::from_secs(10),
+            max_connections: CONNECTIONS_DEFAULT_MAX,
         }
     }
 }
@@ -93,4 +103,86 @@ pub fn default_shards() -> u32 {
     std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1)
+}
+
+/// The default `--max-connections`: half of the open-file limit goes to connections, shared
+/// by the shards, less each shard's query connections ([`QUERY_CONNECTIONS_MAX`]); the other
+/// half is left for segment files, io_uring rings and the rest. At most
+/// [`CONNECTIONS_DEFAULT_MAX`], at least 16.
+pub fn default_max_connections(open_files_max: u64, shards: u32) -> usize {
+    let per_shard = (open_files_max / 2 / shards.max(1) as u64) as usize;
+    per_shard
+        .saturating_sub(QUERY_CONNECTIONS_MAX)
+        .clamp(16, CONNECTIONS_DEFAULT_MAX)
+}
+
+/// Parses a core list as `taskset -c` and the kernel's cpu lists write it: `0-7`, `2,4,6`,
+/// `1-3,8`. Order is kept (shard i runs on the i-th core); a core listed twice is an error.
+pub fn parse_core_list(s: &str) -> Result<Vec<usize>, String> {
+    let mut cores = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let num = |t: &str| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{part}` is not a core or a range like 0-7"))
+        };
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(part)?, num(part)?),
+        };
+        if first > last {
+            return Err(format!("`{part}`: a range goes from low to high"));
+        }
+        if last >= CORES_MAX {
+            return Err(format!(
+                "core {last} is past the {CORES_MAX} cores Glust handles"
+            ));
+        }
+        for core in first..=last {
+            if cores.contains(&core) {
+                return Err(format!("core {core} is listed twice"));
+            }
+            cores.push(core);
+        }
+    }
+    Ok(cores)
+}
+
+/// Highest core number + 1 that `--cores` takes (the kernel's default `CONFIG_NR_CPUS` bound).
+pub const CORES_MAX: usize = 8192;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_follows_the_open_file_limit() {
+        assert_eq!(
+            default_max_connections(1024, 1),
+            512 - QUERY_CONNECTIONS_MAX
+        );
+        assert_eq!(
+            default_max_connections(1024, 2),
+            256 - QUERY_CONNECTIONS_MAX
+        );
+        assert_eq!(default_max_connections(1 << 20, 2), CONNECTIONS_DEFAULT_MAX);
+        assert_eq!(default_max_connections(64, 4), 16, "never below 16");
+    }
+
+    #[test]
+    fn core_lists_parse_like_taskset() {
+        assert_eq!(parse_core_list("0-3"), Ok(vec![0, 1, 2, 3]));
+        assert_eq!(parse_core_list("2,4,6"), Ok(vec![2, 4, 6]));
+        assert_eq!(parse_core_list("1-3,8"), Ok(vec![1, 2, 3, 8]));
+        assert_eq!(parse_core_list("5,1"), Ok(vec![5, 1]), "order is kept");
+        assert_eq!(parse_core_list("7"), Ok(vec![7]));
+        assert!(parse_core_list("3-1").unwrap_err().contains("low to high"));
+        assert!(parse_core_list("1,1").unwrap_err().contains("twice"));
+        assert!(parse_core_list("0-2,2").unwrap_err().contains("twice"));
+        assert!(parse_core_list("").is_err());
+        assert!(parse_core_list("a").is_err());
+        assert!(parse_core_list("1,").is_err());
+        assert!(parse_core_list("99999").unwrap_err().contains("past"));
+    }
 }

@@ -83,6 +83,22 @@ pub const SHARD_INGEST_INFLIGHT_MAX: usize = 512;
 /// but not yet answered (their encoded records are of the same order of size).
 pub const SHARD_INGEST_BYTES_MAX: usize = 256 << 20;
 
+/// Request bytes that make a burst, received in one second or held at once by a shard: after
+/// a burst, the first quiet second has the allocator give freed memory back to the kernel
+/// (`shard::trim`). A quarter of [`SHARD_INGEST_BYTES_MAX`]: below it, what glibc keeps is
+/// within the 64 MiB per heap it is allowed to keep anyway.
+pub const TRIM_BURST_BYTES: usize = SHARD_INGEST_BYTES_MAX / 4;
+
+/// Connections one shard keeps open on the query port, apart from the OTLP ports' cap
+/// (`--max-connections`), so that health checks and queries always find a descriptor. At this
+/// cap the longest-idle query connection is closed for a new one.
+pub const QUERY_CONNECTIONS_MAX: usize = 64;
+
+/// Ceiling of the default `--max-connections` per shard, whatever the open-file limit allows:
+/// an idle connection costs its buffers (tens of KiB), so a million of them would cost more
+/// memory than descriptors.
+pub const CONNECTIONS_DEFAULT_MAX: usize = 8192;
+
 /// Seconds a client is told to wait (`Retry-After`) when Glust is overloaded.
 pub const RETRY_AFTER_SECS: u32 = 1;
 

@@ -34,9 +34,15 @@ struct ServeArgs {
     /// Directory holding one sub-directory of segments per shard.
     #[arg(long, default_value = "./shards")]
     data_dir: PathBuf,
-    /// Number of shards (one pinned executor each). Default: the cores available.
+    /// Number of shards (one pinned executor each). Default: the cores available, or the
+    /// number of `--cores`.
     #[arg(long)]
     shards: Option<u32>,
+    /// Cores to run the shards on, shard i on the i-th listed core (e.g. `0-7`, `2,4,6`,
+    /// `1-3,8`); sets the shard count. Each must be a core this process may run on. Default:
+    /// shard i on the i-th core of the process's CPU affinity.
+    #[arg(long, value_parser = parse_cores)]
+    cores: Option<CoreList>,
     /// OTLP/HTTP listen address (`POST /v1/traces`, `POST /v1/logs`).
     #[arg(long, default_value = "0.0.0.0:4318")]
     otlp_http: SocketAddr,
@@ -68,6 +74,12 @@ struct ServeArgs {
     /// Interval of those logs.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     hdr_dump_interval: Duration,
+    /// OTLP connections (the HTTP and gRPC ports together) each shard keeps open; at the cap,
+    /// the connection idle the longest is closed for a new one. The query port has its own 64
+    /// per shard. Default: half the open-file limit over the shards, less those 64, at most
+    /// 8192.
+    #[arg(long)]
+    max_connections: Option<usize>,
     /// Size of each segment file in bytes (accepts k/M/G suffixes, e.g. 128M).
     #[arg(long, default_value = "128M", value_parser = parse_segment_bytes)]
     segment_bytes: u64,
@@ -80,6 +92,14 @@ struct ServeArgs {
 
 #[derive(Clone, Copy)]
 struct CacheKeep(Option<u64>);
+
+/// `--cores`: one value holding a list (clap would take a `Vec` for repeated flags).
+#[derive(Clone)]
+struct CoreList(Vec<usize>);
+
+fn parse_cores(s: &str) -> Result<CoreList, String> {
+    glust::config::parse_core_list(s).map(CoreList)
+}
 
 fn parse_cache_keep(s: &str) -> Result<CacheKeep, String> {
     match s {
@@ -134,9 +154,22 @@ fn main() -> ExitCode {
         Some(Command::Serve(a)) => a,
         None => ServeArgs::default(),
     };
-    let config = Config {
+    let cores = args.cores.map(|c| c.0);
+    let shards = match (&cores, args.shards) {
+        (Some(cores), Some(n)) if n as usize != cores.len() => {
+            eprintln!(
+                "glust: --shards {n} and --cores with {} cores disagree; --cores alone sets the shard count",
+                cores.len()
+            );
+            return ExitCode::from(2);
+        }
+        (Some(cores), _) => cores.len() as u32,
+        (None, n) => n.unwrap_or_else(glust::config::default_shards),
+    };
+    let mut config = Config {
         data_dir: args.data_dir,
-        shards: args.shards.unwrap_or_else(glust::config::default_shards),
+        shards,
+        cores,
         otlp_http: args.otlp_http,
         otlp_grpc: args.otlp_grpc,
         query: args.query,
@@ -148,12 +181,27 @@ fn main() -> ExitCode {
         body_read_timeout: args.body_read_timeout,
         hdr_dump_dir: args.hdr_dump_dir,
         hdr_dump_interval: args.hdr_dump_interval,
+        max_connections: 0, // set below, from the open-file limit
     };
     if config.shards == 0 {
         eprintln!("glust: --shards must be at least 1");
         return ExitCode::from(2);
     }
     raise_memlock_limit();
+    let open_files_max = raise_open_files_limit();
+    config.max_connections = match args.max_connections {
+        Some(0) => {
+            eprintln!("glust: --max-connections must be at least 1");
+            return ExitCode::from(2);
+        }
+        Some(n) => n,
+        None => glust::config::default_max_connections(open_files_max, config.shards),
+    };
+    tracing::info!(
+        open_files_max,
+        max_connections = config.max_connections,
+        "connections per shard capped"
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -161,6 +209,10 @@ fn main() -> ExitCode {
             eprintln!("glust: cannot install signal handler: {e}");
             return ExitCode::FAILURE;
         }
+    }
+    if let Err(e) = ignore_sighup() {
+        eprintln!("glust: cannot install signal handler: {e}");
+        return ExitCode::FAILURE;
     }
     let summary = format!(
         "shards={} data-dir={} fsync={}",
@@ -189,6 +241,62 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Every connection and segment file takes a descriptor, and the common soft limit (1024) is
+/// far below what a busy ingestor holds: raise the soft limit to the hard one (always
+/// allowed). Returns the soft limit in force.
+fn raise_open_files_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain get/setrlimit calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        // An unlimited hard limit still stops at the kernel's `fs.nr_open`.
+        let want = match lim.rlim_max {
+            libc::RLIM_INFINITY => std::fs::read_to_string("/proc/sys/fs/nr_open")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(1 << 20),
+            max => max,
+        };
+        if lim.rlim_cur < want {
+            let raised = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = want;
+            } else {
+                tracing::warn!(
+                    "cannot raise the open-file limit from {} to {}: {}",
+                    lim.rlim_cur,
+                    want,
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+/// SIGHUP's default action ends the process without its clean shutdown; operators and
+/// terminals send it expecting a reload. Glust has nothing to reload yet: it logs the signal
+/// and goes on serving.
+fn ignore_sighup() -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new()
+        .name("glust-sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                tracing::warn!("SIGHUP received: nothing to reload, ignored (SIGTERM stops Glust)");
+            }
+        })?;
+    Ok(())
 }
 
 /// io_uring registers memory that counts against `RLIMIT_MEMLOCK`. Raise the soft limit to

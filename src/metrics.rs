@@ -359,7 +359,7 @@ pub struct Counter {
 }
 
 impl Counter {
-    fn new(name: &'static str, help: &'static str, value: u64) -> Counter {
+    pub fn new(name: &'static str, help: &'static str, value: u64) -> Counter {
         Counter {
             name,
             help,

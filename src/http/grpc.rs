@@ -26,11 +26,11 @@ use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method};
 use http_body::Frame;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use prost::Message;
 
+use super::body::{CountedBody, ReadError};
 use super::reply::{self, SignalKind};
 use crate::limits::{GRPC_MESSAGE_BYTES_MAX, REQUEST_DECODED_BYTES_MAX, RETRY_AFTER_SECS};
 use crate::metrics::{add, Hist};
@@ -292,10 +292,7 @@ pub fn unframe(body: &Bytes, gzip: bool) -> Result<Bytes, Status> {
     };
     let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
     if len > GRPC_MESSAGE_BYTES_MAX {
-        return Err(Status::new(
-            code::RESOURCE_EXHAUSTED,
-            format!("message of {len} bytes is larger than the {GRPC_MESSAGE_BYTES_MAX} allowed"),
-        ));
+        return Err(message_too_large(len));
     }
     let rest = &body[PREFIX_BYTES..];
     if rest.len() < len {
@@ -465,9 +462,8 @@ async fn serve(
     let Some(mut held) = HeldBytes::try_hold(shard, 0) else {
         return Err(too_many_bytes());
     };
-    let wire_max = GRPC_MESSAGE_BYTES_MAX + PREFIX_BYTES;
     let body = match futures_lite::future::or(
-        async { Some(Limited::new(req.into_body(), wire_max + 1).collect().await) },
+        async { Some(read_message(req.into_body(), &mut held).await) },
         async {
             glommio::timer::sleep(shard.config.body_read_timeout).await;
             None
@@ -481,25 +477,9 @@ async fn serve(
                 "request body not received in time",
             ))
         }
-        Some(Ok(b)) => b.to_bytes(),
-        Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(Status::new(
-                code::RESOURCE_EXHAUSTED,
-                format!("message is larger than the {GRPC_MESSAGE_BYTES_MAX} bytes allowed"),
-            ))
-        }
-        Some(Err(e)) => {
-            return Err(Status::new(
-                code::INTERNAL,
-                format!("cannot read request: {e}"),
-            ))
-        }
+        Some(read) => read?,
     };
     add(&shard.metrics.bytes_received_wire, body.len() as u64);
-    // The shard's byte budget, as over HTTP: the body, then the message once unframed.
-    if !held.try_resize(body.len()) {
-        return Err(too_many_bytes());
-    }
     let message = unframe(&body, gzip)?;
     drop(body);
     add(&shard.metrics.bytes_received, message.len() as u64);
@@ -541,6 +521,49 @@ async fn serve(
             Err(Status::retryable(code::UNAVAILABLE, Failure::Failed, why))
         }
     }
+}
+
+/// Reads a unary call's body, counting its frames against `held` as they arrive. The message's
+/// length prefix is held as soon as it is in: a message the shard cannot hold is refused
+/// before its bytes are read, and one larger than [`GRPC_MESSAGE_BYTES_MAX`] too.
+async fn read_message(body: Incoming, held: &mut HeldBytes<'_>) -> Result<Bytes, Status> {
+    let wire_max = GRPC_MESSAGE_BYTES_MAX + PREFIX_BYTES;
+    // One byte more than a message may take, so that a second message is read and reported
+    // by `unframe` as broken framing rather than as too large.
+    let mut counted = CountedBody::new(body, held, wire_max + 1);
+    let mut announced = false;
+    loop {
+        let more = counted.read_frame().await.map_err(|e| match e {
+            ReadError::TooLarge { .. } => Status::new(
+                code::RESOURCE_EXHAUSTED,
+                format!("message is larger than the {GRPC_MESSAGE_BYTES_MAX} bytes allowed"),
+            ),
+            ReadError::OverBudget => too_many_bytes(),
+            ReadError::Read(e) => Status::new(code::INTERNAL, format!("cannot read request: {e}")),
+        })?;
+        if !announced {
+            if let Some(prefix) = counted.prefix::<PREFIX_BYTES>() {
+                announced = true;
+                let len = u32::from_be_bytes(prefix[1..].try_into().expect("4 bytes")) as usize;
+                if len > GRPC_MESSAGE_BYTES_MAX {
+                    return Err(message_too_large(len));
+                }
+                counted
+                    .hold_at_least(PREFIX_BYTES + len)
+                    .map_err(|_| too_many_bytes())?;
+            }
+        }
+        if !more {
+            return Ok(counted.into_bytes());
+        }
+    }
+}
+
+fn message_too_large(len: usize) -> Status {
+    Status::new(
+        code::RESOURCE_EXHAUSTED,
+        format!("message of {len} bytes is larger than the {GRPC_MESSAGE_BYTES_MAX} allowed"),
+    )
 }
 
 fn too_many_bytes() -> Status {

@@ -2,18 +2,21 @@
 //! keep-alive, and HTTP/2 cleartext, detected per connection) on the shard's executor.
 //!
 //! - [`io`]: glommio ↔ hyper glue.
+//! - [`body`]: request bodies read against the shard's byte budget, frame by frame.
+//! - [`conns`]: the connections a shard holds open, within a cap.
 //! - [`otlp`]: `POST /v1/traces`, `POST /v1/logs`.
 //! - [`grpc`]: OTLP/gRPC `TraceService/Export`, `LogsService/Export` (HTTP/2 only).
 //! - [`api`]: the query API, `/healthz`, `/readyz`.
 //! - [`reply`]: the one place that maps outcomes to status codes and bodies.
 
 pub mod api;
+pub mod body;
+pub mod conns;
 pub mod grpc;
 pub mod io;
 pub mod otlp;
 pub mod reply;
 
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -27,6 +30,7 @@ use hyper::{Request, Response};
 use hyper_util::server::conn::auto;
 
 use crate::shard::Shard;
+use conns::{Admit, ConnState, Conns};
 use io::{FirstByte, GlommioIo, LocalExec, LocalTimer};
 
 pub type Body = Full<Bytes>;
@@ -58,13 +62,15 @@ pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 pub const H1_MAX_HEADER_BYTES: usize = 64 << 10;
 
 /// Accepts connections until the shard stops; each connection is served by its own task and
-/// shut down gracefully (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`) when the shard stops.
+/// shut down gracefully (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`) when the shard stops or
+/// `conns` makes room for a newer one.
 pub async fn serve(
     listener: glommio::net::TcpListener,
     shard: Rc<Shard>,
     endpoint: Endpoint,
-    connections: Rc<Cell<usize>>,
+    conns: Rc<Conns>,
 ) {
+    let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             shard.stopping.wait().await;
@@ -75,28 +81,80 @@ pub async fn serve(
             None => return,
             Some(Ok(s)) => s,
             Some(Err(e)) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(shard = %shard.id, "accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                // Out of file descriptors and the like: close an idle connection if there is
+                // one, and back off instead of spinning.
+                conns.evict_one();
+                let delay = backoff.failed(&shard, endpoint, &e);
+                glommio::timer::sleep(delay).await;
                 continue;
             }
         };
+        backoff.succeeded();
+        let guard = match conns.admit() {
+            Admit::Serve(guard) => guard,
+            Admit::Refuse => continue, // dropped: closed at once
+        };
         let _ = stream.set_nodelay(true);
-        connections.set(connections.get() + 1);
         let shard = shard.clone();
-        let connections = connections.clone();
         glommio::spawn_local(async move {
             match endpoint {
-                Endpoint::OtlpGrpc => serve_grpc_connection(stream, shard).await,
-                _ => serve_connection(stream, shard, endpoint).await,
+                Endpoint::OtlpGrpc => serve_grpc_connection(stream, shard, guard.state()).await,
+                _ => serve_connection(stream, shard, endpoint, guard.state()).await,
             }
-            connections.set(connections.get() - 1);
+            drop(guard);
         })
         .detach();
     }
 }
 
-async fn serve_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>, endpoint: Endpoint) {
+/// How long an accept loop waits after a failed `accept`: doubling from
+/// [`ACCEPT_BACKOFF_MIN`] to [`ACCEPT_BACKOFF_MAX`], back to none on the next success. Said in
+/// the log at most once per [`ACCEPT_LOG_PERIOD`], with how many failures went unsaid.
+#[derive(Default)]
+struct AcceptBackoff {
+    delay: Duration,
+    said_at: Option<Instant>,
+    unsaid: u64,
+}
+
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+const ACCEPT_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+impl AcceptBackoff {
+    fn failed(&mut self, shard: &Shard, endpoint: Endpoint, e: &dyn std::fmt::Display) -> Duration {
+        self.delay = (self.delay * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+        if self
+            .said_at
+            .is_none_or(|t| t.elapsed() >= ACCEPT_LOG_PERIOD)
+        {
+            tracing::warn!(
+                shard = %shard.id,
+                ?endpoint,
+                unsaid = self.unsaid,
+                "accept failed: {e}; retrying in {:?} (failures since the last such line: {})",
+                self.delay,
+                self.unsaid
+            );
+            self.said_at = Some(Instant::now());
+            self.unsaid = 0;
+        } else {
+            self.unsaid += 1;
+        }
+        self.delay
+    }
+
+    fn succeeded(&mut self) {
+        self.delay = Duration::ZERO;
+    }
+}
+
+async fn serve_connection(
+    stream: glommio::net::TcpStream,
+    shard: Rc<Shard>,
+    endpoint: Endpoint,
+    state: &Rc<ConnState>,
+) {
     let mut builder = auto::Builder::new(LocalExec);
     builder
         .http1()
@@ -116,23 +174,31 @@ async fn serve_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>, end
     let svc_shard = shard.clone();
     let first_byte = FirstByte::default();
     let svc_first_byte = first_byte.clone();
+    let svc_state = state.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let shard = svc_shard.clone();
         let first_byte = svc_first_byte.clone();
+        let state = svc_state.clone();
         async move {
             let started = first_byte.take_for(req.version());
+            state.request_started();
             let resp = route(&shard, endpoint, req, started).await;
+            state.request_done();
             first_byte.rearm();
             Ok::<_, Infallible>(resp)
         }
     });
     let conn = builder.serve_connection(GlommioIo::new(stream, Some(first_byte)), service);
-    until_stopped(conn, &shard, |c| c.graceful_shutdown()).await;
+    until_stopped(conn, &shard, state, |c| c.graceful_shutdown()).await;
 }
 
 /// One OTLP/gRPC connection: HTTP/2 only (gRPC needs no HTTP/1.1), the same flow-control
 /// settings as the HTTP port, GOAWAY on shutdown with in-flight streams finishing.
-async fn serve_grpc_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>) {
+async fn serve_grpc_connection(
+    stream: glommio::net::TcpStream,
+    shard: Rc<Shard>,
+    state: &Rc<ConnState>,
+) {
     let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
     builder
         .timer(LocalTimer)
@@ -144,39 +210,65 @@ async fn serve_grpc_connection(stream: glommio::net::TcpStream, shard: Rc<Shard>
         .max_frame_size(H2_MAX_FRAME_BYTES)
         .max_header_list_size(H1_MAX_HEADER_BYTES as u32);
     let svc_shard = shard.clone();
+    let svc_state = state.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let shard = svc_shard.clone();
+        let state = svc_state.clone();
         // HTTP/2 only: a call starts when hyper hands its stream over (see FirstByte).
         let started = Instant::now();
-        async move { Ok::<_, Infallible>(grpc::handle(&shard, req, started).await) }
+        async move {
+            state.request_started();
+            let resp = grpc::handle(&shard, req, started).await;
+            state.request_done();
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = builder.serve_connection(GlommioIo::new(stream, None), service);
-    until_stopped(conn, &shard, |c| c.graceful_shutdown()).await;
+    until_stopped(conn, &shard, state, |c| c.graceful_shutdown()).await;
 }
 
-/// Drives a connection until it ends, or until the shard stops: then `shutdown` starts a
-/// graceful shutdown (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`) and requests in flight
-/// finish.
+/// Drives a connection until it ends, or until the shard stops or the connection cap needs
+/// its room. When the shard stops, `shutdown` starts a graceful shutdown (HTTP/2 GOAWAY,
+/// HTTP/1.1 `Connection: close`; an idle HTTP/1.1 connection closes at once) and requests in
+/// flight finish. A connection closed for room was idle when chosen: if it still is, it is
+/// dropped at once (a graceful shutdown would wait for an HTTP/2 client that never sent its
+/// preface); if a request started meanwhile, it finishes first.
 async fn until_stopped<C: std::future::Future>(
     conn: C,
     shard: &Shard,
+    state: &ConnState,
     shutdown: impl FnOnce(std::pin::Pin<&mut C>),
 ) {
+    enum Ended {
+        Itself,
+        ShardStopping,
+        ForRoom,
+    }
     let mut conn = std::pin::pin!(conn);
-    let stopped = future::or(
+    let ended = future::or(
         async {
             let _ = conn.as_mut().await;
-            false
+            Ended::Itself
         },
-        async {
-            shard.stopping.wait().await;
-            true
-        },
+        future::or(
+            async {
+                shard.stopping.wait().await;
+                Ended::ShardStopping
+            },
+            async {
+                state.close_requested().await;
+                Ended::ForRoom
+            },
+        ),
     )
     .await;
-    if stopped {
-        shutdown(conn.as_mut());
-        let _ = conn.await;
+    match ended {
+        Ended::Itself => {}
+        Ended::ForRoom if state.is_idle() => {}
+        Ended::ShardStopping | Ended::ForRoom => {
+            shutdown(conn.as_mut());
+            let _ = conn.await;
+        }
     }
 }
 

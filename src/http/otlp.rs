@@ -14,10 +14,10 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use http::{header, Method, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
+use super::body::{CountedBody, ReadError};
 use super::reply::{self, Format, SignalKind};
 use super::Body;
 use crate::limits::{REQUEST_DECODED_BYTES_MAX, REQUEST_WIRE_BYTES_MAX};
@@ -40,6 +40,9 @@ enum Encoding {
 enum BodyError {
     #[error("request body is larger than {max} bytes")]
     TooLarge { max: usize },
+    /// The shard holds as many request bytes as it may (429, retryable).
+    #[error("too many request bytes in flight; retry later")]
+    OverBudget,
     #[error("cannot read request body: {0}")]
     Read(String),
     #[error("request body not received within {0:?}")]
@@ -132,9 +135,10 @@ async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Bo
             "too many requests in flight; retry later",
         );
     };
-    // A declared length is held against the shard's byte budget before the body is read, so
-    // hundreds of slow uploads cannot pile up unaccounted memory.
-    // (An oversized declaration is answered 413 by the bounded read below.)
+    // A declared length is held against the shard's byte budget before the body is read, and
+    // every frame is counted as it arrives (bodies without a length included), so hundreds of
+    // slow uploads cannot pile up unaccounted memory. (An oversized declaration is answered
+    // 413 by the bounded read below.)
     let declared = declared_length(&req).min(REQUEST_WIRE_BYTES_MAX);
     let Some(mut held) = HeldBytes::try_hold(shard, declared) else {
         add(&shard.metrics.requests_throttled, 1);
@@ -142,12 +146,17 @@ async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Bo
     };
 
     let wire_bytes = &shard.metrics.bytes_received_wire;
-    let read = futures_lite::future::or(read_body(req.into_body(), encoding, wire_bytes), async {
+    let body = req.into_body();
+    let read = futures_lite::future::or(read_body(body, &mut held, encoding, wire_bytes), async {
         glommio::timer::sleep(shard.config.body_read_timeout).await;
         Err(BodyError::Timeout(shard.config.body_read_timeout))
     });
     let body = match read.await {
         Ok(b) => b,
+        Err(BodyError::OverBudget) => {
+            add(&shard.metrics.requests_throttled, 1);
+            return too_many_bytes(format);
+        }
         Err(e) => {
             add(&shard.metrics.requests_bad, 1);
             let status = match e {
@@ -266,23 +275,24 @@ fn content_encoding(req: &Request<Incoming>) -> Option<Encoding> {
     }
 }
 
-/// Reads the body, at most [`REQUEST_WIRE_BYTES_MAX`] on the wire and
-/// [`REQUEST_DECODED_BYTES_MAX`] once decompressed, and decompresses it. Its size on the wire
-/// is added to `wire_bytes` as soon as it is in, whether it then decompresses or not.
+/// Reads the body, at most [`REQUEST_WIRE_BYTES_MAX`] on the wire, each frame counted in
+/// `held` as it arrives, and decompresses it (at most [`REQUEST_DECODED_BYTES_MAX`]). Its size
+/// on the wire is added to `wire_bytes` as soon as it is in, whether it then decompresses or
+/// not.
 async fn read_body(
     body: Incoming,
+    held: &mut HeldBytes<'_>,
     encoding: Encoding,
     wire_bytes: &Cell<u64>,
 ) -> Result<Bytes, BodyError> {
-    let wire = match Limited::new(body, REQUEST_WIRE_BYTES_MAX).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(BodyError::TooLarge {
-                max: REQUEST_WIRE_BYTES_MAX,
-            })
-        }
-        Err(e) => return Err(BodyError::Read(e.to_string())),
-    };
+    let mut counted = CountedBody::new(body, held, REQUEST_WIRE_BYTES_MAX);
+    match counted.read_to_end().await {
+        Ok(()) => {}
+        Err(ReadError::TooLarge { max }) => return Err(BodyError::TooLarge { max }),
+        Err(ReadError::OverBudget) => return Err(BodyError::OverBudget),
+        Err(ReadError::Read(e)) => return Err(BodyError::Read(e.to_string())),
+    }
+    let wire = counted.into_bytes();
     add(wire_bytes, wire.len() as u64);
     match encoding {
         Encoding::Identity => Ok(wire),

@@ -17,8 +17,10 @@ use crate::domain::{
     ArchivedAnyValue, ArchivedKeyValue, ArchivedLogBatch, ArchivedResource, ArchivedScope,
     ArchivedSpanBatch, TraceId,
 };
+use crate::http::conns::Conns;
 use crate::index::names::NameId;
 use crate::index::{Index, RecordLoc, TraceSummary};
+use crate::metrics::Counter;
 use crate::otlp::json_out;
 use crate::query::{JsonGroup, LogHit, LogSearch, QueryRequest, QueryResponse, TraceSearch};
 use crate::route::{owner_of, ShardId};
@@ -247,7 +249,25 @@ impl Slice {
 /// This shard's metrics, with its gauges read now.
 fn metrics_snapshot(shard: &Shard, index: &Index, store: &Store) -> crate::metrics::Snapshot {
     let stats = index.stats();
-    shard.metrics.snapshot(vec![
+    let conns = shard.conns.borrow();
+    let (otlp, query) = match &*conns {
+        Some((otlp, query)) => (Some(&**otlp), Some(&**query)),
+        None => (None, None),
+    };
+    let open = |c: Option<&Conns>| c.map_or(0, |c| c.len() as u64);
+    let evicted = |c: Option<&Conns>| c.map_or(0, |c| c.evicted.get());
+    let refused = |c: Option<&Conns>| c.map_or(0, |c| c.refused.get());
+    let mut snapshot = shard.metrics.snapshot(vec![
+        (
+            "connections_otlp",
+            "connections open on the OTLP ports (HTTP and gRPC), within --max-connections per shard",
+            open(otlp),
+        ),
+        (
+            "connections_query",
+            "connections open on the query port",
+            open(query),
+        ),
         (
             "requests_in_flight",
             "OTLP requests being worked on, and appends sent by other shards",
@@ -293,7 +313,20 @@ fn metrics_snapshot(shard: &Shard, index: &Index, store: &Store) -> crate::metri
             "approximate heap bytes of the in-memory index",
             stats.approx_bytes as u64,
         ),
-    ])
+    ]);
+    snapshot.counters.extend([
+        Counter::new(
+            "connections_evicted_total",
+            "idle connections closed to make room for new ones at the connection cap",
+            evicted(otlp) + evicted(query),
+        ),
+        Counter::new(
+            "connections_refused_total",
+            "new connections closed at once: at the cap with every open connection busy",
+            refused(otlp) + refused(query),
+        ),
+    ]);
+    snapshot
 }
 
 /// Reads and checks the span record at `loc`. Data from disk: the archive is validated.

@@ -44,7 +44,13 @@ impl<'a> HeldBytes<'a> {
         shard
             .in_flight_bytes
             .set(shard.in_flight_bytes.get() + bytes);
+        note_peak(shard);
         Some(HeldBytes { shard, bytes })
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Changes the hold to `bytes` (the real size, once known); `false`, holding what it held,
@@ -57,6 +63,7 @@ impl<'a> HeldBytes<'a> {
         }
         held.set(held.get() - self.bytes + bytes);
         self.bytes = bytes;
+        note_peak(self.shard);
         true
     }
 }
@@ -66,5 +73,13 @@ impl Drop for HeldBytes<'_> {
         let held = &self.shard.in_flight_bytes;
         debug_assert!(held.get() >= self.bytes);
         held.set(held.get() - self.bytes);
+    }
+}
+
+/// Keeps the high-water mark of held bytes that `shard::trim` reads.
+fn note_peak(shard: &Shard) {
+    let held = shard.in_flight_bytes.get();
+    if held > shard.in_flight_bytes_peak.get() {
+        shard.in_flight_bytes_peak.set(held);
     }
 }

@@ -13,6 +13,8 @@ pub mod group_write;
 pub mod ingest;
 pub mod latch;
 pub mod mesh;
+pub mod ports;
+pub mod trim;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -26,7 +28,9 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::{Config, FsyncPolicy};
 use crate::domain::{ArchivedLogBatch, ArchivedSpanBatch};
+use crate::http::conns::Conns;
 use crate::index::{Index, RecordLoc};
+use crate::limits::QUERY_CONNECTIONS_MAX;
 use crate::metrics::{add, IntervalDumper, ShardMetrics};
 use crate::route::ShardId;
 use crate::storage::{RecordKind, RecoveryReport, Store, StoreConfig, StoreError};
@@ -82,6 +86,8 @@ pub struct Shard {
     pub in_flight: Cell<usize>,
     /// Bytes of ingest request bodies held by requests in flight.
     pub in_flight_bytes: Cell<usize>,
+    /// The most `in_flight_bytes` held since `trim` last looked.
+    pub in_flight_bytes_peak: Cell<usize>,
     /// Set (and replaced) each time a prepared segment is installed.
     pub segment_ready: RefCell<Latch>,
     pub metrics: ShardMetrics,
@@ -90,6 +96,9 @@ pub struct Shard {
     pub query_queue: glommio::TaskQueueHandle,
     /// Searches running on this shard (at most `query::exec::SEARCHES_MAX`).
     pub searches: Cell<usize>,
+    /// Open connections of the OTLP ports and of the query port, for `/metrics`; set once the
+    /// listeners start.
+    pub conns: RefCell<Option<(Rc<Conns>, Rc<Conns>)>>,
 }
 
 /// Addresses a running Glust listens on, resolved (port 0 becomes the real port).
@@ -115,6 +124,8 @@ pub enum StartError {
     },
     #[error("this machine cannot run glust as configured: {detail}\n{hint}")]
     Environment { detail: String, hint: &'static str },
+    #[error("--cores: {0}")]
+    Cores(String),
     #[error("shard {shard}: {source}")]
     Storage { shard: u32, source: StoreError },
     #[error("shard {shard} failed: {detail}")]
@@ -138,10 +149,11 @@ pub fn run(
 ) -> Result<(), StartError> {
     let n = config.shards as usize;
     assert!(n > 0, "at least one shard");
+    let placements = placements(&config)?;
     preflight(n)?;
-    let otlp_http = reserve_port(config.otlp_http)?;
-    let otlp_grpc = reserve_port(config.otlp_grpc)?;
-    let query = reserve_port(config.query)?;
+    let otlp_http = ports::reserve(config.otlp_http)?;
+    let otlp_grpc = ports::reserve(config.otlp_grpc)?;
+    let query = ports::reserve(config.query)?;
     let addrs = BoundAddrs {
         otlp_http: otlp_http.addr,
         otlp_grpc: otlp_grpc.addr,
@@ -160,7 +172,6 @@ pub fn run(
         }
         None => None,
     };
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
     let meshes = mesh::build(n);
     let startup = Rendezvous::new(n);
     let serving = Rendezvous::new(n);
@@ -173,10 +184,7 @@ pub fn run(
 
     let mut handles = Vec::with_capacity(n);
     for (i, ends) in meshes.into_iter().enumerate() {
-        let placement = match cores.is_empty() {
-            false => Placement::Fixed(cores[i % cores.len()].id),
-            true => Placement::Unbound,
-        };
+        let placement = placements[i].clone();
         let ctx = ShardStart {
             id: ShardId(i as u32),
             config: config.clone(),
@@ -333,38 +341,62 @@ fn preflight(shards: usize) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Binds `addr` once on the main thread, without listening, to turn port 0 into a concrete
-/// port that every shard then binds with SO_REUSEPORT. Dropped once the shards have bound.
-struct ReservedPort {
-    addr: SocketAddr,
-    _socket: socket2::Socket,
+/// Where each shard's executor runs: on its `--cores` entry, each checked against the cores
+/// this process may run on; else shard i on the i-th core of the process's CPU affinity
+/// (wrapping around when there are more shards than cores), unbound if that is unknown.
+fn placements(config: &Config) -> Result<Vec<Placement>, StartError> {
+    let allowed: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let n = config.shards as usize;
+    let Some(cores) = &config.cores else {
+        return Ok((0..n)
+            .map(|i| match allowed.is_empty() {
+                false => Placement::Fixed(allowed[i % allowed.len()]),
+                true => Placement::Unbound,
+            })
+            .collect());
+    };
+    debug_assert_eq!(cores.len(), n, "--cores sets the shard count");
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    for &core in cores {
+        if !allowed.contains(&core) {
+            let why =
+                if std::path::Path::new(&format!("/sys/devices/system/cpu/cpu{core}")).exists() {
+                    "is not in this process's CPU affinity"
+                } else {
+                    "does not exist on this machine"
+                };
+            return Err(StartError::Cores(format!(
+                "core {core} {why} (online: {}; this process may run on: {})",
+                online.trim(),
+                compress(&allowed)
+            )));
+        }
+    }
+    Ok(cores.iter().map(|&c| Placement::Fixed(c)).collect())
 }
 
-fn reserve_port(addr: SocketAddr) -> Result<ReservedPort, StartError> {
-    use socket2::{Domain, Socket, Type};
-    let bind_err = |source| StartError::Bind { addr, source };
-    if addr.port() != 0 {
-        // SO_REUSEPORT lets any process of the same user bind a port already listened on, and
-        // the kernel would then split the connections between the two: a second Glust (or
-        // anything else) on this port must be an error instead. A bind without SO_REUSEPORT
-        // fails on a port in use, whatever its listener's options.
-        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(bind_err)?;
-        probe.set_reuse_address(true).map_err(bind_err)?;
-        probe.bind(&addr.into()).map_err(bind_err)?;
+/// `0-3,6` for [0, 1, 2, 3, 6].
+fn compress(cores: &[usize]) -> String {
+    let mut sorted = cores.to_vec();
+    sorted.sort_unstable();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j + 1 < sorted.len() && sorted[j + 1] == sorted[j] + 1 {
+            j += 1;
+        }
+        out.push(match j > i {
+            true => format!("{}-{}", sorted[i], sorted[j]),
+            false => sorted[i].to_string(),
+        });
+        i = j + 1;
     }
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(bind_err)?;
-    socket.set_reuse_port(true).map_err(bind_err)?;
-    socket.set_reuse_address(true).map_err(bind_err)?;
-    socket.bind(&addr.into()).map_err(bind_err)?;
-    let local = socket
-        .local_addr()
-        .map_err(bind_err)?
-        .as_socket()
-        .expect("inet address");
-    Ok(ReservedPort {
-        addr: local,
-        _socket: socket,
-    })
+    out.join(",")
 }
 
 fn executor_error(shard: u32, e: glommio::GlommioError<()>) -> StartError {
@@ -456,6 +488,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
         stopping: Latch::default(),
         in_flight: Cell::new(0),
         in_flight_bytes: Cell::new(0),
+        in_flight_bytes_peak: Cell::new(0),
         segment_ready: RefCell::new(Latch::default()),
         metrics: ShardMetrics::default(),
         query_queue: glommio::executor().create_task_queue(
@@ -464,6 +497,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
             "query",
         ),
         searches: Cell::new(0),
+        conns: RefCell::new(None),
     });
     spawn_receivers(&shard, inbound);
     let committer = shard.clone();
@@ -486,28 +520,32 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
     let http = bind(ctx.addrs.otlp_http)?;
     let grpc = bind(ctx.addrs.otlp_grpc)?;
     let query = bind(ctx.addrs.query)?;
-    let connections = Rc::new(Cell::new(0usize));
+    // The OTLP ports share one connection cap; the query port has its own, so that ingest
+    // clients cannot take the descriptors health checks and queries need.
+    let otlp_conns = Rc::new(Conns::new(ctx.config.max_connections));
+    let query_conns = Rc::new(Conns::new(QUERY_CONNECTIONS_MAX));
     let http_task = glommio::spawn_local(crate::http::serve(
         http,
         shard.clone(),
         crate::http::Endpoint::OtlpHttp,
-        connections.clone(),
+        otlp_conns.clone(),
     ))
     .detach();
     let grpc_task = glommio::spawn_local(crate::http::serve(
         grpc,
         shard.clone(),
         crate::http::Endpoint::OtlpGrpc,
-        connections.clone(),
+        otlp_conns.clone(),
     ))
     .detach();
     let query_task = glommio::spawn_local(crate::http::serve(
         query,
         shard.clone(),
         crate::http::Endpoint::Query,
-        connections.clone(),
+        query_conns.clone(),
     ))
     .detach();
+    *shard.conns.borrow_mut() = Some((otlp_conns.clone(), query_conns.clone()));
     if !ctx.serving.wait().await {
         shard.stopping.set();
     } else if id.0 == 0 {
@@ -522,6 +560,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
             ctx.config.hdr_dump_interval,
         ))
     });
+    glommio::spawn_local(trim::trim_after_bursts(shard.clone())).detach();
     if ctx.config.fsync == FsyncPolicy::Interval {
         glommio::spawn_local(sync_every(shard.clone(), ctx.config.fsync_interval)).detach();
     }
@@ -536,7 +575,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
     let _ = grpc_task.await;
     let _ = query_task.await;
     let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
-    while (connections.get() > 0 || shard.in_flight.get() > 0)
+    while (!otlp_conns.is_empty() || !query_conns.is_empty() || shard.in_flight.get() > 0)
         && std::time::Instant::now() < deadline
     {
         glommio::timer::sleep(Duration::from_millis(5)).await;

@@ -22,6 +22,12 @@ pub struct Server {
     pub extra: Vec<String>,
     /// Environment variables set for the server, on top of the test's own.
     pub env: Vec<(String, String)>,
+    /// Restarts bind the ports of the first start instead of new ephemeral ones.
+    pub same_ports: bool,
+    /// Resource limit on open files (soft, hard) the server starts with.
+    pub nofile: Option<(u64, u64)>,
+    /// CPU affinity the server starts with (as under `taskset -c`).
+    pub affinity: Option<Vec<usize>>,
     child: Option<Child>,
     pub otlp: SocketAddr,
     pub grpc: SocketAddr,
@@ -39,9 +45,16 @@ impl Server {
     }
 
     pub fn start_with_env(shards: u32, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut s = Self::unstarted(shards, extra, env);
+        s.spawn();
+        s
+    }
+
+    /// A server with its data dir, not started yet: set its fields, then [`Server::spawn`].
+    pub fn unstarted(shards: u32, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("shards");
-        let mut s = Server {
+        let s = Server {
             dir,
             shards,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -49,30 +62,50 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            same_ports: false,
+            nofile: None,
+            affinity: None,
             child: None,
-            otlp: "0.0.0.0:0".parse().unwrap(),
-            grpc: "0.0.0.0:0".parse().unwrap(),
-            query: "0.0.0.0:0".parse().unwrap(),
+            otlp: "127.0.0.1:0".parse().unwrap(),
+            grpc: "127.0.0.1:0".parse().unwrap(),
+            query: "127.0.0.1:0".parse().unwrap(),
             _tmp: Some(tmp),
         };
-        s.spawn();
         s
     }
 
     /// Starts the binary on the same data dir (after a kill or stop).
     pub fn spawn(&mut self) {
         assert!(self.child.is_none());
+        let mut cmd = self.command();
+        let mut child = cmd.spawn().expect("start glust");
+        self.wait_ready(&mut child);
+        self.child = Some(child);
+    }
+
+    /// The command [`Server::spawn`] runs, with its limits, stdout piped and stderr logged.
+    pub fn command(&self) -> Command {
+        use std::os::unix::process::CommandExt;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.with_extension("log"))
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_glust"))
-            .arg("serve")
+        let addr = |a: SocketAddr| match self.same_ports {
+            true => a.to_string(),
+            false => "127.0.0.1:0".to_owned(),
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_glust"));
+        cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.dir)
-            .args(["--otlp-http", "127.0.0.1:0", "--query", "127.0.0.1:0"])
-            .args(["--otlp-grpc", "127.0.0.1:0"])
+            .args([
+                "--otlp-http",
+                &addr(self.otlp),
+                "--query",
+                &addr(self.query),
+            ])
+            .args(["--otlp-grpc", &addr(self.grpc)])
             .args(["--shards", &self.shards.to_string()])
             .args(["--segment-bytes", "256k"])
             .args(&self.extra)
@@ -82,9 +115,40 @@ impl Server {
             .env_remove("GLUST_MALLOC_TUNED")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start glust");
+            .stderr(log);
+        let nofile = self.nofile;
+        let affinity = self.affinity.clone();
+        // SAFETY: between fork and exec only async-signal-safe calls: setrlimit and
+        // sched_setaffinity on values prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Some((soft, hard)) = nofile {
+                    let lim = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if let Some(cpus) = &affinity {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    for &c in cpus {
+                        libc::CPU_SET(c, &mut set);
+                    }
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    /// Reads the child's stdout until its ready line, taking the addresses it names.
+    fn wait_ready(&mut self, child: &mut Child) {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -106,7 +170,6 @@ impl Server {
                 break;
             }
         }
-        self.child = Some(child);
     }
 
     pub fn log(&self) -> String {
