@@ -22,21 +22,9 @@ data=/tmp/glust-ab
 [ "$N" -ge 1 ] || { echo "PAIRS must be at least 1" >&2; exit 2; }
 [ -f "$PAYLOAD_DIR/$SIG.pb" ] || { echo "no $PAYLOAD_DIR/$SIG.pb: run python3 scripts/make-payload.py $PAYLOAD_DIR" >&2; exit 2; }
 
-# run() executes in a command substitution (a subshell), so the running server's pid is kept
-# in a file, where the EXIT trap of the main shell finds it too (Ctrl-C included).
 pidfile=$data.pid
-stop_server() {
-  if [ -s "$pidfile" ]; then
-    local pid
-    pid=$(cat "$pidfile")
-    kill "$pid" 2>/dev/null || true
-    # The ports are free and the data dir is idle once it is gone.
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-    rm -f "$pidfile"
-  fi
-}
-trap stop_server EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=server-pidfile.sh
+. "$here/server-pidfile.sh"
 
 run() {
   rm -rf "$data"

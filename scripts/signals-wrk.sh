@@ -27,16 +27,8 @@ for sig in traces logs; do
 done
 data=/tmp/glust-signals
 pidfile=$data.pid
-stop_server() {
-  if [ -s "$pidfile" ]; then
-    local pid; pid=$(cat "$pidfile")
-    kill "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-    rm -f "$pidfile"
-  fi
-}
-trap stop_server EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=server-pidfile.sh
+. "$here/server-pidfile.sh"
 
 # Starts SERVER (glust|rotel) on core 0 and waits until its OTLP/HTTP port answers.
 start() {

@@ -28,21 +28,7 @@ fn frame(message: &[u8], compressed: bool) -> Vec<u8> {
 }
 
 async fn connect(server: &Server) -> h2::client::SendRequest<Bytes> {
-    let tcp = tokio::net::TcpStream::connect(server.grpc).await.unwrap();
-    // h2 (0.4.20 on) sends GOAWAY ENHANCE_YOUR_CALM when more than ~100 small DATA frames
-    // sit unread in its buffers, a limit sized from the connection window. Every gRPC answer is
-    // one small DATA frame before the trailers, and with 200 streams in flight on a loaded
-    // machine the test's tasks do not read them fast enough: give it the window a bulk gRPC
-    // client would use.
-    let (client, conn) = h2::client::Builder::new()
-        .initial_connection_window_size(16 << 20)
-        .handshake(tcp)
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
+    h2_connect(server.grpc).await
 }
 
 async fn call(

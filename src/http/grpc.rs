@@ -6,8 +6,9 @@
 //! 1. method and path → `UNIMPLEMENTED` for anything but the two `Export` methods;
 //! 2. `content-type: application/grpc[+proto]` (HTTP 415 otherwise), `grpc-encoding`
 //!    (`identity` or `gzip`, else `UNIMPLEMENTED` with `grpc-accept-encoding`), `grpc-timeout`;
-//! 3. the body, bounded, then the one length-prefixed message in it (`INTERNAL` for broken
-//!    framing, `RESOURCE_EXHAUSTED` past the size limit);
+//! 3. the body, counted against the shard's byte budget as it arrives, its length prefix held
+//!    as soon as it is in (`UNAVAILABLE` past the budget, `RESOURCE_EXHAUSTED` past the size
+//!    limit), then the one length-prefixed message in it (`INTERNAL` for broken framing);
 //! 4. the deadline: a request whose `grpc-timeout` has passed is abandoned (`DEADLINE_EXCEEDED`)
 //!    before anything is written;
 //! 5. decode + ingest, answered with `Export*ServiceResponse` (with `partial_success`) and

@@ -3,7 +3,8 @@
 //!
 //! 1. route and method, content type and encoding (405 / 404 / 415);
 //! 2. the shard's ingest concurrency (429 past [`SHARD_INGEST_INFLIGHT_MAX`]);
-//! 3. the body, bounded on the wire (413) and again after decompression (413);
+//! 3. the body, counted against the shard's byte budget as it arrives (429, [`super::body`]),
+//!    bounded on the wire (413) and again after decompression (413);
 //! 4. decode + validate (400 for a body that is not OTLP; dropped items go to
 //!    `partial_success`);
 //! 5. [`crate::shard::ingest::ingest`]: split, admit, append (429/503 when refused).

@@ -664,3 +664,23 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// An HTTP/2 (prior knowledge) client connection to `addr`, driven on the current Tokio runtime.
+///
+/// h2 (0.4.20 on) sends GOAWAY ENHANCE_YOUR_CALM when more than ~100 small DATA frames sit
+/// unread in its buffers, a limit sized from the connection window. Every gRPC answer is one
+/// small DATA frame before the trailers, and with 200 streams in flight on a loaded machine a
+/// test's tasks do not read them fast enough: the connection gets the window a bulk gRPC
+/// client would use.
+pub async fn h2_connect(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::Builder::new()
+        .initial_connection_window_size(16 << 20)
+        .handshake(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
