@@ -17,7 +17,6 @@
 //!    failed while the request's parts were being appended, as over HTTP).
 
 use std::convert::Infallible;
-use std::io::Read;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -32,28 +31,19 @@ use hyper::{Request, Response};
 use prost::Message;
 
 use super::body::{CountedBody, ReadError};
-use super::reply::{self, SignalKind};
+use super::export::{self, Compression, Export, ExportError};
+use super::reply::{self, code, Format, SignalKind};
 use crate::limits::{GRPC_MESSAGE_BYTES_MAX, REQUEST_DECODED_BYTES_MAX, RETRY_AFTER_SECS};
-use crate::metrics::{add, Hist};
-use crate::otlp::{self, DecodeError};
+use crate::metrics::add;
+use crate::metrics::Hist;
+use crate::otlp::DecodeError;
 use crate::shard::admission::{HeldBytes, InFlight};
-use crate::shard::ingest::{ingest, IngestError, Ingested};
+use crate::shard::ingest::{IngestError, Ingested};
 use crate::shard::Shard;
 
 /// Not a gRPC status: marks a request that is not gRPC at all (wrong content type), answered
 /// with plain HTTP 415 as the gRPC-over-HTTP/2 spec asks.
 const NOT_GRPC: u32 = u32::MAX;
-
-/// gRPC status codes used here.
-pub mod code {
-    pub const OK: u32 = 0;
-    pub const DEADLINE_EXCEEDED: u32 = 4;
-    pub const INVALID_ARGUMENT: u32 = 3;
-    pub const RESOURCE_EXHAUSTED: u32 = 8;
-    pub const UNIMPLEMENTED: u32 = 12;
-    pub const INTERNAL: u32 = 13;
-    pub const UNAVAILABLE: u32 = 14;
-}
 
 pub const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 pub const LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
@@ -315,23 +305,18 @@ pub fn unframe(body: &Bytes, gzip: bool) -> Result<Bytes, Status> {
             "compressed flag set but the request has no grpc-encoding",
         )),
         (true, true) => {
-            let mut out = Vec::with_capacity((len * 4).min(REQUEST_DECODED_BYTES_MAX));
-            let read = flate2::read::MultiGzDecoder::new(rest)
-                .take(REQUEST_DECODED_BYTES_MAX as u64 + 1)
-                .read_to_end(&mut out);
-            match read {
-                Ok(_) if out.len() > REQUEST_DECODED_BYTES_MAX => Err(Status::new(
+            export::decompress(body.slice(PREFIX_BYTES..), Compression::Gzip).map_err(|e| match e {
+                ExportError::TooLarge { .. } => Status::new(
                     code::RESOURCE_EXHAUSTED,
                     format!(
                         "decompressed message is larger than {REQUEST_DECODED_BYTES_MAX} bytes"
                     ),
-                )),
-                Ok(_) => Ok(Bytes::from(out)),
-                Err(e) => Err(Status::new(
+                ),
+                other => Status::new(
                     code::INTERNAL,
-                    format!("cannot decompress gzip message: {e}"),
-                )),
-            }
+                    format!("cannot decompress gzip message: {other}"),
+                ),
+            })
         }
     }
 }
@@ -444,8 +429,7 @@ async fn serve(
             }
         },
     };
-    let expired = |when: Option<Instant>| when.is_some_and(|d| Instant::now() >= d);
-    if expired(deadline) {
+    if deadline.is_some_and(|d| Instant::now() >= d) {
         return Err(Status::new(
             code::DEADLINE_EXCEEDED,
             "deadline exceeded before the request was read",
@@ -483,43 +467,34 @@ async fn serve(
     add(&shard.metrics.bytes_received_wire, body.len() as u64);
     let message = unframe(&body, gzip)?;
     drop(body);
-    add(&shard.metrics.bytes_received, message.len() as u64);
-    if !held.try_resize(message.len()) {
-        return Err(too_many_bytes());
-    }
 
-    // 4. The deadline, before anything is written.
-    if expired(deadline) {
-        return Err(Status::new(
-            code::DEADLINE_EXCEEDED,
-            "deadline exceeded before the request was written; nothing was stored",
-        ));
-    }
-
-    // 5. Decode and ingest: the OTLP/HTTP protobuf path.
-    let outcome = match signal {
-        SignalKind::Traces => {
-            match super::otlp::timed(shard, || otlp::proto::decode_traces(&message)) {
-                Ok(d) => ingest(shard, d).await,
-                Err(e) => return Err(decode_status(e)),
-            }
-        }
-        SignalKind::Logs => {
-            match super::otlp::timed(shard, || otlp::proto::decode_logs(&message)) {
-                Ok(d) => ingest(shard, d).await,
-                Err(e) => return Err(decode_status(e)),
-            }
-        }
+    // 4. and 5. The deadline, checked before anything is written, then decode and ingest: the
+    // export path every transport takes.
+    let export = Export {
+        signal,
+        format: Format::Protobuf,
+        compression: Compression::Identity,
+        deadline,
     };
-    match outcome {
+    match export::export(shard, export, message, &mut held).await {
         Ok(done) => Ok(exported(signal, done)),
-        Err(IngestError::Overloaded(why)) => Err(Status::retryable(
-            code::UNAVAILABLE,
-            Failure::Throttled,
-            why,
-        )),
-        Err(IngestError::Unavailable(why)) => {
-            Err(Status::retryable(code::UNAVAILABLE, Failure::Failed, why))
+        Err(e) => Err(export_status(e)),
+    }
+}
+
+/// The gRPC status of an export that was not stored.
+fn export_status(e: ExportError) -> Status {
+    match e {
+        ExportError::TooLarge { .. } => Status::new(code::RESOURCE_EXHAUSTED, e.to_string()),
+        ExportError::Corrupt { .. } => Status::new(code::INTERNAL, e.to_string()),
+        ExportError::OverBudget => too_many_bytes(),
+        ExportError::DeadlineExceeded => Status::new(code::DEADLINE_EXCEEDED, e.to_string()),
+        ExportError::Decode(e) => decode_status(e),
+        ExportError::Ingest(IngestError::Overloaded(why)) => {
+            Status::retryable(code::UNAVAILABLE, Failure::Throttled, why)
+        }
+        ExportError::Ingest(IngestError::Unavailable(why)) => {
+            Status::retryable(code::UNAVAILABLE, Failure::Failed, why)
         }
     }
 }

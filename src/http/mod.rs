@@ -4,6 +4,8 @@
 //! - [`io`]: glommio ↔ hyper glue.
 //! - [`body`]: request bodies read against the shard's byte budget, frame by frame.
 //! - [`conns`]: the connections a shard holds open, within a cap.
+//! - [`export`]: the export path both receivers take once a body is read: decompress, hold,
+//!   decode, ingest.
 //! - [`otlp`]: `POST /v1/traces`, `POST /v1/logs`.
 //! - [`grpc`]: OTLP/gRPC `TraceService/Export`, `LogsService/Export` (HTTP/2 only).
 //! - [`api`]: the query API, `/healthz`, `/readyz`.
@@ -12,6 +14,7 @@
 pub mod api;
 pub mod body;
 pub mod conns;
+pub mod export;
 pub mod grpc;
 pub mod io;
 pub mod otlp;

@@ -10,7 +10,6 @@
 //! 5. [`crate::shard::ingest::ingest`]: split, admit, append (429/503 when refused).
 
 use std::cell::Cell;
-use std::io::Read;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -19,22 +18,15 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 use super::body::{CountedBody, ReadError};
+use super::export::{self, Compression, Export, ExportError};
 use super::reply::{self, Format, SignalKind};
 use super::Body;
-use crate::limits::{REQUEST_DECODED_BYTES_MAX, REQUEST_WIRE_BYTES_MAX};
+use crate::limits::REQUEST_WIRE_BYTES_MAX;
 use crate::metrics::{add, Hist};
-use crate::otlp::{self, DecodeError};
+use crate::otlp::DecodeError;
 use crate::shard::admission::{HeldBytes, InFlight};
-use crate::shard::ingest::{ingest, IngestError, Ingested};
+use crate::shard::ingest::{IngestError, Ingested};
 use crate::shard::Shard;
-
-/// Compression of a request body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
-    Identity,
-    Gzip,
-    Zstd,
-}
 
 /// Why a body could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -48,11 +40,6 @@ enum BodyError {
     Read(String),
     #[error("request body not received within {0:?}")]
     Timeout(std::time::Duration),
-    #[error("cannot decompress {encoding} body: {detail}")]
-    Corrupt {
-        encoding: &'static str,
-        detail: String,
-    },
 }
 
 /// Answers one OTLP/HTTP export; `started` is when its first byte arrived (see
@@ -115,7 +102,7 @@ async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Bo
             );
         }
     };
-    let encoding = match content_encoding(&req) {
+    let compression = match content_encoding(&req) {
         Some(e) => e,
         None => {
             add(&shard.metrics.requests_bad, 1);
@@ -148,7 +135,7 @@ async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Bo
 
     let wire_bytes = &shard.metrics.bytes_received_wire;
     let body = req.into_body();
-    let read = futures_lite::future::or(read_body(body, &mut held, encoding, wire_bytes), async {
+    let read = futures_lite::future::or(read_body(body, &mut held, wire_bytes), async {
         glommio::timer::sleep(shard.config.body_read_timeout).await;
         Err(BodyError::Timeout(shard.config.body_read_timeout))
     });
@@ -168,52 +155,14 @@ async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Bo
             return reply::error(status, format, e.to_string());
         }
     };
-    add(&shard.metrics.bytes_received, body.len() as u64);
-    // Now the real (decompressed) size is known.
-    if !held.try_resize(body.len()) {
-        add(&shard.metrics.requests_throttled, 1);
-        return too_many_bytes(format);
-    }
-
-    let outcome = match signal {
-        SignalKind::Traces => match timed(shard, || decode_traces(&body, format)) {
-            Ok(d) => ingest(shard, d).await,
-            Err(e) => return bad_body(shard, format, e),
-        },
-        SignalKind::Logs => match timed(shard, || decode_logs(&body, format)) {
-            Ok(d) => ingest(shard, d).await,
-            Err(e) => return bad_body(shard, format, e),
-        },
+    let export = Export {
+        signal,
+        format,
+        compression,
+        deadline: None,
     };
+    let outcome = export::export(shard, export, body, &mut held).await;
     answer(shard, format, signal, outcome)
-}
-
-fn decode_traces(
-    body: &[u8],
-    format: Format,
-) -> Result<otlp::Decoded<crate::domain::SpanBatch<'_>>, DecodeError> {
-    match format {
-        Format::Protobuf => otlp::proto::decode_traces(body),
-        Format::Json => otlp::json::decode_traces_json(body),
-    }
-}
-
-fn decode_logs(
-    body: &[u8],
-    format: Format,
-) -> Result<otlp::Decoded<crate::domain::LogBatch<'_>>, DecodeError> {
-    match format {
-        Format::Protobuf => otlp::proto::decode_logs(body),
-        Format::Json => otlp::json::decode_logs_json(body),
-    }
-}
-
-/// Runs a decode, recording its time.
-pub(crate) fn timed<T>(shard: &Shard, decode: impl FnOnce() -> T) -> T {
-    let started = std::time::Instant::now();
-    let out = decode();
-    shard.metrics.record(Hist::Decode, started.elapsed());
-    out
 }
 
 fn bad_body(shard: &Shard, format: Format, e: DecodeError) -> Response<Body> {
@@ -225,12 +174,17 @@ fn bad_body(shard: &Shard, format: Format, e: DecodeError) -> Response<Body> {
     reply::error(status, format, e.to_string())
 }
 
+/// The answer to an export: its outcome mapped to HTTP status codes.
 fn answer(
     shard: &Shard,
     format: Format,
     signal: SignalKind,
-    outcome: Result<Ingested, IngestError>,
+    outcome: Result<Ingested, ExportError>,
 ) -> Response<Body> {
+    let bad = |status, message: String| {
+        add(&shard.metrics.requests_bad, 1);
+        reply::error(status, format, message)
+    };
     match outcome {
         Ok(done) => reply::exported(
             format,
@@ -238,11 +192,22 @@ fn answer(
             done.rejected.count(),
             done.rejected.first.as_deref(),
         ),
-        Err(IngestError::Overloaded(why)) => {
+        Err(ExportError::TooLarge { max }) => bad(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::TooLarge { max }.to_string(),
+        ),
+        Err(e @ ExportError::Corrupt { .. }) => bad(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(ExportError::OverBudget) => {
+            add(&shard.metrics.requests_throttled, 1);
+            too_many_bytes(format)
+        }
+        Err(e @ ExportError::DeadlineExceeded) => bad(StatusCode::REQUEST_TIMEOUT, e.to_string()),
+        Err(ExportError::Decode(e)) => bad_body(shard, format, e),
+        Err(ExportError::Ingest(IngestError::Overloaded(why))) => {
             add(&shard.metrics.requests_throttled, 1);
             reply::error(StatusCode::TOO_MANY_REQUESTS, format, why)
         }
-        Err(IngestError::Unavailable(why)) => {
+        Err(ExportError::Ingest(IngestError::Unavailable(why))) => {
             add(&shard.metrics.requests_failed, 1);
             reply::error(StatusCode::SERVICE_UNAVAILABLE, format, why)
         }
@@ -264,26 +229,24 @@ fn content_type(req: &Request<Incoming>) -> Option<Format> {
     }
 }
 
-fn content_encoding(req: &Request<Incoming>) -> Option<Encoding> {
+fn content_encoding(req: &Request<Incoming>) -> Option<Compression> {
     let Some(value) = req.headers().get(header::CONTENT_ENCODING) else {
-        return Some(Encoding::Identity);
+        return Some(Compression::Identity);
     };
     match value.to_str().ok()?.trim().to_ascii_lowercase().as_str() {
-        "" | "identity" => Some(Encoding::Identity),
-        "gzip" | "x-gzip" => Some(Encoding::Gzip),
-        "zstd" => Some(Encoding::Zstd),
+        "" | "identity" => Some(Compression::Identity),
+        "gzip" | "x-gzip" => Some(Compression::Gzip),
+        "zstd" => Some(Compression::Zstd),
         _ => None,
     }
 }
 
 /// Reads the body, at most [`REQUEST_WIRE_BYTES_MAX`] on the wire, each frame counted in
-/// `held` as it arrives, and decompresses it (at most [`REQUEST_DECODED_BYTES_MAX`]). Its size
-/// on the wire is added to `wire_bytes` as soon as it is in, whether it then decompresses or
-/// not.
+/// `held` as it arrives. Its size on the wire is added to `wire_bytes` as soon as it is in,
+/// whether it then decompresses or not.
 async fn read_body(
     body: Incoming,
     held: &mut HeldBytes<'_>,
-    encoding: Encoding,
     wire_bytes: &Cell<u64>,
 ) -> Result<Bytes, BodyError> {
     let mut counted = CountedBody::new(body, held, REQUEST_WIRE_BYTES_MAX);
@@ -295,46 +258,7 @@ async fn read_body(
     }
     let wire = counted.into_bytes();
     add(wire_bytes, wire.len() as u64);
-    match encoding {
-        Encoding::Identity => Ok(wire),
-        Encoding::Gzip => decompress(
-            flate2::read::MultiGzDecoder::new(&wire[..]),
-            "gzip",
-            wire.len(),
-        ),
-        Encoding::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(&wire[..]).map_err(|e| {
-                BodyError::Corrupt {
-                    encoding: "zstd",
-                    detail: e.to_string(),
-                }
-            })?;
-            decompress(decoder, "zstd", wire.len())
-        }
-    }
-}
-
-/// Decompresses, stopping as soon as the output passes [`REQUEST_DECODED_BYTES_MAX`]: a
-/// compression bomb costs at most that much memory and gets 413.
-fn decompress(
-    reader: impl Read,
-    encoding: &'static str,
-    wire_len: usize,
-) -> Result<Bytes, BodyError> {
-    let mut out = Vec::with_capacity((wire_len * 4).min(REQUEST_DECODED_BYTES_MAX));
-    let read = reader
-        .take(REQUEST_DECODED_BYTES_MAX as u64 + 1)
-        .read_to_end(&mut out);
-    match read {
-        Ok(_) if out.len() > REQUEST_DECODED_BYTES_MAX => Err(BodyError::TooLarge {
-            max: REQUEST_DECODED_BYTES_MAX,
-        }),
-        Ok(_) => Ok(Bytes::from(out)),
-        Err(e) => Err(BodyError::Corrupt {
-            encoding,
-            detail: e.to_string(),
-        }),
-    }
+    Ok(wire)
 }
 
 fn too_many_bytes(format: Format) -> Response<Body> {

@@ -38,12 +38,15 @@ pub struct RpcStatus {
     pub message: String,
 }
 
-/// gRPC status codes used in `RpcStatus.code`.
+/// gRPC status codes (`grpc-status`, and `google.rpc.Status.code` in OTLP/HTTP error bodies).
 pub mod code {
-    pub const INVALID_ARGUMENT: i32 = 3;
-    pub const RESOURCE_EXHAUSTED: i32 = 8;
-    pub const UNIMPLEMENTED: i32 = 12;
-    pub const UNAVAILABLE: i32 = 14;
+    pub const OK: u32 = 0;
+    pub const INVALID_ARGUMENT: u32 = 3;
+    pub const DEADLINE_EXCEEDED: u32 = 4;
+    pub const RESOURCE_EXHAUSTED: u32 = 8;
+    pub const UNIMPLEMENTED: u32 = 12;
+    pub const INTERNAL: u32 = 13;
+    pub const UNAVAILABLE: u32 = 14;
 }
 
 /// Which signal a response is for (their messages differ only in the counter's name).
@@ -121,7 +124,7 @@ pub fn error(status: StatusCode, format: Format, message: impl Into<String>) -> 
         StatusCode::SERVICE_UNAVAILABLE => code::UNAVAILABLE,
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => code::UNIMPLEMENTED,
         _ => code::INVALID_ARGUMENT,
-    };
+    } as i32;
     let body = match format {
         Format::Protobuf => RpcStatus { code, message }.encode_to_vec(),
         Format::Json => serde_json::json!({ "code": code, "message": message })
