@@ -312,10 +312,11 @@ pub fn unframe(body: &Bytes, gzip: bool) -> Result<Bytes, Status> {
                         "decompressed message is larger than {REQUEST_DECODED_BYTES_MAX} bytes"
                     ),
                 ),
-                other => Status::new(
+                ExportError::Corrupt { detail, .. } => Status::new(
                     code::INTERNAL,
-                    format!("cannot decompress gzip message: {other}"),
+                    format!("cannot decompress gzip message: {detail}"),
                 ),
+                other => Status::new(code::INTERNAL, other.to_string()),
             })
         }
     }
