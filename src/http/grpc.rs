@@ -492,10 +492,10 @@ fn export_status(e: ExportError) -> Status {
         ExportError::DeadlineExceeded => Status::new(code::DEADLINE_EXCEEDED, e.to_string()),
         ExportError::Decode(e) => decode_status(e),
         ExportError::Ingest(IngestError::Overloaded(why)) => {
-            Status::retryable(code::UNAVAILABLE, Failure::Throttled, why)
+            Status::retryable(code::UNAVAILABLE, Failure::Throttled, why.to_string())
         }
         ExportError::Ingest(IngestError::Unavailable(why)) => {
-            Status::retryable(code::UNAVAILABLE, Failure::Failed, why)
+            Status::retryable(code::UNAVAILABLE, Failure::Failed, why.to_string())
         }
     }
 }

@@ -205,11 +205,11 @@ fn answer(
         Err(ExportError::Decode(e)) => bad_body(shard, format, e),
         Err(ExportError::Ingest(IngestError::Overloaded(why))) => {
             add(&shard.metrics.requests_throttled, 1);
-            reply::error(StatusCode::TOO_MANY_REQUESTS, format, why)
+            reply::error(StatusCode::TOO_MANY_REQUESTS, format, why.to_string())
         }
         Err(ExportError::Ingest(IngestError::Unavailable(why))) => {
             add(&shard.metrics.requests_failed, 1);
-            reply::error(StatusCode::SERVICE_UNAVAILABLE, format, why)
+            reply::error(StatusCode::SERVICE_UNAVAILABLE, format, why.to_string())
         }
     }
 }

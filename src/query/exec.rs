@@ -24,7 +24,6 @@ use crate::metrics::Counter;
 use crate::otlp::json_out;
 use crate::query::{JsonGroup, LogHit, LogSearch, QueryRequest, QueryResponse, TraceSearch};
 use crate::route::{owner_of, ShardId};
-use crate::shard::mesh::{Request, Response};
 use crate::shard::Shard;
 use crate::storage::{RecordKind, Store};
 
@@ -791,21 +790,21 @@ pub async fn coordinate(shard: &Rc<Shard>, q: QueryRequest) -> Result<QueryRespo
     let mut pending = Vec::new();
     for t in &targets {
         if *t != shard.id {
-            let rx = shard
+            let answer = shard
                 .mesh
-                .send(*t, Request::Query(q.clone()))
+                .query(*t, q.clone())
                 .map_err(|e| QueryError::Busy(e.to_string()))?;
-            pending.push((*t, rx));
+            pending.push((*t, answer));
         }
     }
     let mut answers = Vec::with_capacity(targets.len());
     if targets.contains(&shard.id) {
         answers.push(run_local(shard, &q).await);
     }
-    for (t, rx) in pending {
-        match rx.await {
-            Ok(Response::Query(a)) => answers.push(a),
-            _ => return Err(QueryError::Busy(format!("{t} did not answer"))),
+    for (t, answer) in pending {
+        match answer.await {
+            Some(a) => answers.push(a),
+            None => return Err(QueryError::Busy(format!("{t} did not answer"))),
         }
     }
     // One shard's failure fails the query: a merge without its answer would be silently short.

@@ -23,11 +23,12 @@ use std::time::Instant;
 use futures_channel::oneshot;
 
 use crate::metrics::{Hist, ShardMetrics};
+use crate::shard::append::AppendError;
 use crate::shard::latch::Doorbell;
 use crate::storage::{segment, Store};
 
 /// Told the outcome of the sync that covers its append.
-type Waiter = oneshot::Sender<Result<(), String>>;
+type Waiter = oneshot::Sender<Result<(), AppendError>>;
 
 #[derive(Default)]
 pub struct GroupCommit {
@@ -51,23 +52,22 @@ impl GroupCommit {
 
     /// Completes once append `seq` is durable. Cancel-safe: dropping the future only drops
     /// this caller's place in the queue.
-    pub async fn wait_durable(&self, store: &RefCell<Store>, seq: u64) -> Result<(), String> {
+    pub async fn wait_durable(&self, store: &RefCell<Store>, seq: u64) -> Result<(), AppendError> {
         debug_assert!(seq <= self.appended.get());
         if self.synced.get() >= seq {
             return Ok(());
         }
         if let Some(why) = store.borrow().failed() {
-            return Err(why.to_owned());
+            return Err(AppendError::Stopped(why.to_owned()));
         }
         let (tx, rx) = oneshot::channel();
         self.waiters.borrow_mut().push((seq, tx));
         self.work.ring();
-        rx.await
-            .unwrap_or_else(|_| Err("shard stopped before the sync".into()))
+        rx.await.unwrap_or(Err(AppendError::ShardStopped("sync")))
     }
 
     /// Syncs everything appended so far (the interval policy and shutdown).
-    pub async fn sync_all(&self, store: &RefCell<Store>) -> Result<(), String> {
+    pub async fn sync_all(&self, store: &RefCell<Store>) -> Result<(), AppendError> {
         self.wait_durable(store, self.appended.get()).await
     }
 
@@ -101,7 +101,7 @@ impl GroupCommit {
                 let (_, tx) = waiters.swap_remove(i);
                 let _ = tx.send(match (&failed, seq <= synced) {
                     (_, true) => Ok(()),
-                    (Some(why), false) => Err(why.clone()),
+                    (Some(why), false) => Err(AppendError::Stopped(why.clone())),
                     (None, false) => unreachable!(),
                 });
             } else {

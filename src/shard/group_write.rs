@@ -14,19 +14,20 @@
 //!
 //! Like the committer, the writer is its own task: a request whose client went away is
 //! dropped, and the batch it staged into is written for everybody else (the request's
-//! records are still indexed once written: `shard::index_when_written` runs as a task too).
+//! records are still indexed once written: `shard::append::index_when_written` runs as a task too).
 
 use std::cell::RefCell;
 
 use futures_channel::oneshot;
 
 use crate::metrics::{add, ShardMetrics};
+use crate::shard::append::AppendError;
 use crate::shard::durability::GroupCommit;
 use crate::shard::latch::Doorbell;
 use crate::storage::Store;
 
 /// The outcome of the write of a batch: the append number that covers it, or why it failed.
-pub type Outcome = Result<u64, String>;
+pub type Outcome = Result<u64, AppendError>;
 
 #[derive(Default)]
 pub struct GroupWrite {
@@ -71,7 +72,7 @@ impl GroupWrite {
         commit: &GroupCommit,
         metrics: &ShardMetrics,
     ) -> Outcome {
-        store.borrow_mut().flush().map_err(|e| e.to_string())?;
+        store.borrow_mut().flush()?;
         add(&metrics.group_writes, 1);
         Ok(commit.note_append())
     }
@@ -196,7 +197,8 @@ mod tests {
                     .collect();
                 for m in members {
                     let why = m.await.unwrap().unwrap_err();
-                    assert!(why.contains("cannot append"), "{why}");
+                    assert!(matches!(why, AppendError::Write(_)), "{why:?}");
+                    assert!(why.to_string().contains("cannot append"), "{why}");
                 }
                 assert_eq!(metrics.group_writes.get(), 0);
                 assert!(store.borrow().failed().is_some());

@@ -23,8 +23,9 @@ use crate::limits::RECORD_BYTES_MAX;
 use crate::metrics::{add, Dropped, ItemCounters, ShardMetrics};
 use crate::otlp::Decoded;
 use crate::route::{owner_of, ShardId};
-use crate::shard::mesh::{CallError, OwnedRecord, Request, Response};
-use crate::shard::{append_owned, Shard};
+use crate::shard::append::{append_owned, AppendError};
+use crate::shard::mesh::{CallError, OwnedRecord};
+use crate::shard::Shard;
 use crate::storage::segment::SEGMENT_HEADER_BYTES;
 use crate::storage::RecordKind;
 
@@ -37,15 +38,46 @@ pub struct Ingested {
 
 /// Why a request was refused as a whole. Both are retryable; nothing of it was written
 /// (for `Unavailable` after dispatch, see its doc).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// Too much in flight: an owner's queue is out of credits or this shard is saturated.
     #[error("overloaded: {0}")]
-    Overloaded(String),
+    Overloaded(Overload),
     /// Shutting down, or storage stopped after a failed fsync. When the failure happens after
     /// dispatch, parts may have been written on other shards: a retry can duplicate them.
     #[error("unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Unavailable),
+}
+
+/// What is overloaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Overload {
+    /// An owner of some of the request's items has as many of this shard's requests in
+    /// flight as it may (checked before dispatch).
+    #[error("{0} has too many requests in flight")]
+    Owner(ShardId),
+    /// The mesh refused the call (out of credits between the check and the send).
+    #[error(transparent)]
+    Mesh(CallError),
+}
+
+/// Why a request cannot be stored now.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error("shutting down")]
+    ShuttingDown,
+    /// This shard's storage refused or failed the append.
+    #[error("{0}")]
+    Storage(AppendError),
+    /// An owner's storage failed its part.
+    #[error("{owner}: {error}")]
+    Owner { owner: ShardId, error: AppendError },
+    /// An owner stopped before it answered.
+    #[error("{0} went away")]
+    OwnerGone(ShardId),
+    /// The mesh refused the call: the owner is shutting down.
+    #[error(transparent)]
+    Mesh(CallError),
 }
 
 /// A batch type that can be split by owner and stored as a record.
@@ -306,16 +338,15 @@ async fn store<B: Signal>(shard: &Rc<Shard>, decoded: Decoded<B>) -> Result<Inge
 
     // 3: admission, before anything is written.
     if shard.stopping.is_set() {
-        return Err(IngestError::Unavailable("shutting down".into()));
+        return Err(IngestError::Unavailable(Unavailable::ShuttingDown));
     }
     if let Some(why) = shard.store.borrow().failed() {
-        return Err(IngestError::Unavailable(why.to_owned()));
+        let stopped = AppendError::Stopped(why.to_owned());
+        return Err(IngestError::Unavailable(Unavailable::Storage(stopped)));
     }
     for (owner, _) in &parts {
         if *owner != shard.id && !shard.mesh.has_credit(*owner) {
-            return Err(IngestError::Overloaded(format!(
-                "{owner} has too many requests in flight"
-            )));
+            return Err(IngestError::Overloaded(Overload::Owner(*owner)));
         }
     }
 
@@ -332,18 +363,17 @@ async fn store<B: Signal>(shard: &Rc<Shard>, decoded: Decoded<B>) -> Result<Inge
     let mut failure = None;
     if let Some(records) = local {
         if let Err(e) = append_owned(shard, records).await {
-            failure = Some(e);
+            failure = Some(Unavailable::Storage(e));
         }
     }
     for (owner, reply) in remote {
         match reply.await {
-            Ok(Response::Appended(Ok(()))) => {}
-            Ok(Response::Appended(Err(e))) => {
-                failure.get_or_insert(format!("{owner}: {e}"));
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                failure.get_or_insert(Unavailable::Owner { owner, error });
             }
-            Ok(Response::Query(_)) => unreachable!("append answered with a query result"),
-            Err(_) => {
-                failure.get_or_insert(format!("{owner} went away"));
+            None => {
+                failure.get_or_insert(Unavailable::OwnerGone(owner));
             }
         }
     }
@@ -358,14 +388,11 @@ fn forward_to_owner(
     shard: &Shard,
     owner: ShardId,
     records: Vec<OwnedRecord>,
-) -> Result<futures_channel::oneshot::Receiver<Response>, IngestError> {
-    shard
-        .mesh
-        .send(owner, Request::Append(records))
-        .map_err(|e| match e {
-            CallError::NoCredit(_) => IngestError::Overloaded(e.to_string()),
-            CallError::Gone(_) => IngestError::Unavailable(e.to_string()),
-        })
+) -> Result<impl std::future::Future<Output = Option<Result<(), AppendError>>>, IngestError> {
+    shard.mesh.append(owner, records).map_err(|e| match e {
+        CallError::NoCredit(_) => IngestError::Overloaded(Overload::Mesh(e)),
+        CallError::Gone(_) => IngestError::Unavailable(Unavailable::Mesh(e)),
+    })
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use glommio::channels::shared_channel::{
 use crate::limits::CROSS_SHARD_INFLIGHT_MAX;
 use crate::query::{QueryRequest, QueryResponse};
 use crate::route::ShardId;
+use crate::shard::append::AppendError;
 use crate::storage::RecordKind;
 
 /// A record ready to append: encoded once on the receiving shard, moved (not copied) to its
@@ -37,7 +38,7 @@ pub enum Request {
 
 /// The answer to a [`Request`].
 pub enum Response {
-    Appended(Result<(), String>),
+    Appended(Result<(), AppendError>),
     Query(QueryResponse),
 }
 
@@ -198,6 +199,40 @@ impl Mesh {
     /// Sends `req` to `to` now; the returned receiver yields the reply. Fails at once
     /// without credit. The credit comes back when the reply arrives, whether or not anybody
     /// still waits for it, so the queues' bounds hold even for abandoned requests.
+    /// Asks `to` to append `records` it owns: resolves to its answer, `None` if it went away
+    /// before answering. The cross-core hop of the ingest path.
+    pub fn append(
+        &self,
+        to: ShardId,
+        records: Vec<OwnedRecord>,
+    ) -> Result<impl std::future::Future<Output = Option<Result<(), AppendError>>>, CallError> {
+        let reply = self.send(to, Request::Append(records))?;
+        Ok(async move {
+            match reply.await.ok()? {
+                Response::Appended(outcome) => Some(outcome),
+                Response::Query(_) => unreachable!("an append is answered with Appended"),
+            }
+        })
+    }
+
+    /// Asks `to` to run a query: resolves to its answer, `None` if it went away before
+    /// answering.
+    pub fn query(
+        &self,
+        to: ShardId,
+        q: QueryRequest,
+    ) -> Result<impl std::future::Future<Output = Option<QueryResponse>>, CallError> {
+        let reply = self.send(to, Request::Query(q))?;
+        Ok(async move {
+            match reply.await.ok()? {
+                Response::Query(answer) => Some(answer),
+                Response::Appended(_) => unreachable!("a query is answered with Query"),
+            }
+        })
+    }
+
+    /// Sends a request; prefer [`Mesh::append`] and [`Mesh::query`], which pair it with its
+    /// answer's type.
     pub fn send(
         &self,
         to: ShardId,

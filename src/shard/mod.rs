@@ -8,6 +8,7 @@
 //! shard (peers may still be appending for us), fsync, exit.
 
 pub mod admission;
+pub mod append;
 pub mod durability;
 pub mod group_write;
 pub mod ingest;
@@ -27,17 +28,16 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::{Config, FsyncPolicy};
-use crate::domain::{ArchivedLogBatch, ArchivedSpanBatch};
 use crate::http::conns::Conns;
-use crate::index::{Index, RecordLoc};
+use crate::index::Index;
 use crate::limits::QUERY_CONNECTIONS_MAX;
-use crate::metrics::{add, IntervalDumper, ShardMetrics};
+use crate::metrics::{IntervalDumper, ShardMetrics};
 use crate::route::ShardId;
-use crate::storage::{RecordKind, RecoveryReport, Store, StoreConfig, StoreError};
+use crate::storage::{RecoveryReport, Store, StoreConfig, StoreError};
 use durability::GroupCommit;
 use group_write::GroupWrite;
 use latch::Latch;
-use mesh::{Inbound, Mesh, MeshEnds, OwnedRecord, Request, Response};
+use mesh::{Inbound, Mesh, MeshEnds, Request, Response};
 
 /// Memory glommio registers per executor for io_uring buffers. Glust does no DMA file I/O
 /// (segments are written with pwrite and read through maps), so it needs little; keeping it
@@ -55,9 +55,6 @@ pub const BLOCKING_THREADS: usize = 2;
 /// the default queue where ingest runs: while both have work, a search gets about 1/11 of the
 /// thread.
 pub const QUERY_SHARES: usize = 100;
-
-/// Longest an append waits for the next segment's preparation before creating one itself.
-const SEGMENT_WAIT_MAX: Duration = Duration::from_secs(2);
 
 /// How often a shard checks whether the process was asked to stop (not the hot path).
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -646,7 +643,7 @@ async fn recover(
             let opened = Store::open(
                 store_config,
                 |loc, kind, payload| {
-                    if !index_record(&mut index, loc, kind, payload) {
+                    if !append::index_stored(&mut index, loc, kind, payload) {
                         undecodable += 1;
                     }
                 },
@@ -689,31 +686,6 @@ async fn recover(
         "storage recovered"
     );
     Ok((store, index, report))
-}
-
-/// Adds one stored record to the index. `false` if its payload is not a valid archive (it is
-/// then never served). Recovery checks archives fully; this is data read from disk.
-fn index_record(index: &mut Index, loc: RecordLoc, kind: RecordKind, payload: &[u8]) -> bool {
-    match kind {
-        RecordKind::Spans => {
-            match rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(payload) {
-                Ok(batch) => {
-                    index.add_spans(loc, batch);
-                    true
-                }
-                Err(_) => false,
-            }
-        }
-        RecordKind::Logs => {
-            match rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(payload) {
-                Ok(batch) => {
-                    index.add_logs(loc, batch);
-                    true
-                }
-                Err(_) => false,
-            }
-        }
-    }
 }
 
 fn bind(addr: SocketAddr) -> Result<glommio::net::TcpListener, StartError> {
@@ -769,139 +741,8 @@ fn spawn_receivers(shard: &Rc<Shard>, inbound: Inbound) {
 /// Work another shard asked of this one.
 async fn handle_request(shard: &Rc<Shard>, req: Request) -> Response {
     match req {
-        Request::Append(records) => Response::Appended(append_owned(shard, records).await),
+        Request::Append(records) => Response::Appended(append::append_owned(shard, records).await),
         Request::Query(q) => Response::Query(crate::query::exec::run_local(shard, &q).await),
-    }
-}
-
-/// Appends records this shard owns, indexes them, and waits until they are durable under the
-/// fsync policy. The records were encoded by this process (locally or on a peer) from
-/// validated domain types.
-pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Result<(), String> {
-    let started = std::time::Instant::now();
-    // If these records need the next segment and it is still being prepared, wait for it
-    // (the reactor serves other work meanwhile) instead of creating one on the spot.
-    let frames: usize = records
-        .iter()
-        .map(|r| crate::storage::frame::frame_bytes(r.bytes.len()))
-        .sum();
-    // Bounded: should a preparation never report back, the append rolls on the spot.
-    let give_up = std::time::Instant::now() + SEGMENT_WAIT_MAX;
-    loop {
-        let ready = shard.segment_ready.borrow().clone();
-        if !shard.store.borrow().should_wait_for_next(frames)
-            || std::time::Instant::now() >= give_up
-        {
-            break;
-        }
-        futures_lite::future::or(
-            ready.wait(),
-            glommio::timer::sleep(Duration::from_millis(100)),
-        )
-        .await;
-    }
-    // Stage every record, then join the batch the shard's writer writes with one `pwrite`
-    // (group_write). No `.await` between the two: the records belong to that batch. Should
-    // staging fail part-way, what was staged still goes with the batch (and into the index
-    // once written), and the request fails.
-    let (locs, staging_error, written) = {
-        let mut store = shard.store.borrow_mut();
-        if let Some(job) = store.next_to_prepare() {
-            prepare_next_segment(shard.clone(), job);
-        }
-        let mut locs = Vec::with_capacity(records.len());
-        let mut staging_error = None;
-        for rec in &records {
-            match store.stage(rec.kind, &rec.bytes) {
-                Ok(loc) => locs.push(loc),
-                Err(e) => {
-                    staging_error = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        if locs.is_empty() {
-            return staging_error.map_or(Ok(()), Err);
-        }
-        (locs, staging_error, shard.group_write.join())
-    };
-    // A task of its own: should this request be dropped while it waits (its client went
-    // away), what was written for it is indexed all the same.
-    let last = glommio::spawn_local(index_when_written(shard.clone(), records, locs, written))
-        .detach()
-        .await
-        .unwrap_or_else(|| Err("shard stopped before the write".into()))?;
-    if let Some(why) = staging_error {
-        return Err(why);
-    }
-    shard
-        .metrics
-        .record(crate::metrics::Hist::Append, started.elapsed());
-    // Early writeback and page-cache eviction behind the writer, off the reactor.
-    let cache_work = shard.store.borrow_mut().cache_work();
-    if let Some(work) = cache_work {
-        glommio::spawn_local(glommio::executor().spawn_blocking(move || work.run())).detach();
-    }
-    if shard.config.fsync == FsyncPolicy::Always {
-        shard.commit.wait_durable(&shard.store, last).await?;
-    }
-    Ok(())
-}
-
-/// Waits for the group write of the records staged at `locs` (the first `locs.len()` of
-/// `records`), then indexes them: only written records may be found. Returns the append
-/// number of the write, for the fsync policy.
-async fn index_when_written(
-    shard: Rc<Shard>,
-    records: Vec<OwnedRecord>,
-    locs: Vec<RecordLoc>,
-    written: futures_channel::oneshot::Receiver<group_write::Outcome>,
-) -> group_write::Outcome {
-    let last = written
-        .await
-        .unwrap_or_else(|_| Err("shard stopped before the write".into()))?;
-    let mut index = shard.index.borrow_mut();
-    let mut bytes = 0;
-    for (rec, loc) in records.iter().zip(&locs) {
-        bytes += rec.bytes.len() as u64;
-        index_fresh(&mut index, *loc, rec);
-    }
-    add(&shard.metrics.records_appended, locs.len() as u64);
-    add(&shard.metrics.bytes_appended, bytes);
-    Ok(last)
-}
-
-/// Creates the next segment on the blocking pool, off the append path.
-fn prepare_next_segment(shard: Rc<Shard>, job: crate::storage::Preparation) {
-    glommio::spawn_local(async move {
-        let prepared = glommio::executor().spawn_blocking(move || job.run()).await;
-        shard.store.borrow_mut().install_next(prepared);
-        // Wake appends waiting for it, and arm a fresh signal for the next preparation.
-        let done = std::mem::take(&mut *shard.segment_ready.borrow_mut());
-        done.set();
-    })
-    .detach();
-}
-
-/// Indexes a record this process just encoded.
-fn index_fresh(index: &mut Index, loc: RecordLoc, rec: &OwnedRecord) {
-    // SAFETY: `rec.bytes` was produced by `rkyv::to_bytes` for exactly this kind's batch type
-    // in this process (shard::ingest), and has not been modified since. Checked in debug builds.
-    match rec.kind {
-        RecordKind::Spans => {
-            debug_assert!(
-                rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(&rec.bytes).is_ok()
-            );
-            let batch = unsafe { rkyv::access_unchecked::<ArchivedSpanBatch<'static>>(&rec.bytes) };
-            index.add_spans(loc, batch);
-        }
-        RecordKind::Logs => {
-            debug_assert!(
-                rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(&rec.bytes).is_ok()
-            );
-            let batch = unsafe { rkyv::access_unchecked::<ArchivedLogBatch<'static>>(&rec.bytes) };
-            index.add_logs(loc, batch);
-        }
     }
 }
 
