@@ -17,10 +17,20 @@ const TRACES_GRPC: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 
 /// Resident memory of a process, in bytes (`VmRSS`).
 fn rss_bytes(pid: u32) -> u64 {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// The most resident memory a process has had, in bytes (`VmHWM`).
+fn peak_rss_bytes(pid: u32) -> u64 {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// A size field of `/proc/PID/status`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kib: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .unwrap()
         .trim()
         .trim_end_matches("kB")
@@ -366,6 +376,10 @@ fn grpc_length_prefixes_are_held_before_their_bytes_arrive() {
     held.check_given_back(&server, 0);
 }
 
+/// A burst of large exports, decoded and stored, leaves no memory behind but the index's: what
+/// it guards against is memory that grows with what was stored (each full segment kept its
+/// staging buffer: 201-220 MiB resident after this burst). Giving freed memory back (the trim)
+/// is what the held-bodies tests above need, whose bodies peak near the budget.
 #[test]
 fn memory_is_given_back_after_a_burst_of_large_exports() {
     let server = Server::start(1);
@@ -398,11 +412,13 @@ fn memory_is_given_back_after_a_burst_of_large_exports() {
     );
     assert!(stored > 0, "{statuses:?}");
     let index_growth = gauge(&server, "glust_index_memory_bytes") - index_before;
-    let peak = rss_bytes(server.pid());
+    let peak = peak_rss_bytes(server.pid());
     eprintln!(
-        "burst: {stored} of {} exports stored, resident {} MiB at the end, index +{} MiB",
+        "burst: {stored} of {} exports stored, resident {} MiB at most, {} MiB at the end, \
+         index +{} MiB",
         statuses.len(),
         peak / MIB,
+        rss_bytes(server.pid()) / MIB,
         index_growth as u64 / MIB
     );
     held.check_given_back(&server, index_growth as u64);

@@ -310,3 +310,66 @@ fn sighup_is_logged_and_ignored() {
     // SIGTERM still stops it cleanly.
     assert_eq!(server.stop(), 0);
 }
+
+/// Calls a client resets while they wait (a gRPC deadline, a cancelled request) end the
+/// connection's requests all the same: at the connection cap, the connection is idle again
+/// and makes room for a new one.
+#[test]
+fn reset_streams_leave_their_connection_idle_for_the_cap() {
+    let server = Server::start_with(1, &["--max-connections", "1", "--fsync", "always"]);
+    let msg = prost::Message::encode_to_vec(&traces_request("reset", 1, 1, 3));
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&msg);
+    let framed = bytes::Bytes::from(framed);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        let first = h2_connect(server.grpc).await;
+        // Fewer than h2's allowance of streams reset before they are served (20), past which
+        // the server would close the connection itself.
+        for _ in 0..10 {
+            let req = http::Request::builder()
+                .method("POST")
+                .uri("http://glust/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+                .header("content-type", "application/grpc")
+                .body(())
+                .unwrap();
+            let mut c = first.clone().ready().await.unwrap();
+            let (_resp, mut send) = c.send_request(req, false).unwrap();
+            let _ = send.send_data(framed.clone(), true);
+            send.send_reset(h2::Reason::CANCEL);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // A second connection: the cap is one, so the first must make room.
+        let second = h2_connect(server.grpc).await;
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("http://glust/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        let mut c = second.ready().await.unwrap();
+        let (resp, mut send) = c.send_request(req, false).unwrap();
+        let _ = send.send_data(framed.clone(), true);
+        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+            .await
+            .expect("answered")
+            .expect("served, not reset");
+        let mut body = resp.into_body();
+        while let Some(chunk) = body.data().await {
+            let _ = body.flow_control().release_capacity(chunk.unwrap().len());
+        }
+        let trailers = body.trailers().await.unwrap().unwrap_or_default();
+        trailers
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_owned())
+    });
+    assert_eq!(status.as_deref(), Some("0"));
+    let metrics = server.get("/metrics").text();
+    assert!(metric(&metrics, "glust_connections_evicted_total") >= 1.0);
+    assert_eq!(metric(&metrics, "glust_connections_refused_total"), 0.0);
+}

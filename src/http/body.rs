@@ -13,6 +13,10 @@ use hyper::body::Incoming;
 
 use crate::shard::admission::HeldBytes;
 
+/// Spare capacity a joined body may keep, as a fraction of its length (1/16), before
+/// [`CountedBody::into_bytes`] gives it back.
+const JOINED_SLACK_DIVISOR: usize = 16;
+
 /// Why a body could not be read in full.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -146,11 +150,19 @@ impl<'h, 's> CountedBody<'h, 's> {
         Some(bytes[..N].try_into().expect("N bytes"))
     }
 
-    /// The body in one piece.
+    /// The body in one piece. A joined buffer grown ahead of the bytes (a body without a
+    /// length) gives its spare capacity back first: the caller's hold then shrinks to the
+    /// body's length, and what it holds must be what it counts.
     pub fn into_bytes(self) -> Bytes {
         match self.first {
             Some(first) => first,
-            None => Bytes::from(self.joined),
+            None => {
+                let mut joined = self.joined;
+                if joined.capacity() - joined.len() > joined.len() / JOINED_SLACK_DIVISOR {
+                    joined.shrink_to_fit();
+                }
+                Bytes::from(joined)
+            }
         }
     }
 }

@@ -24,23 +24,25 @@ pub struct ConnState {
     active: Cell<u32>,
     /// When it last finished a request, or opened.
     idle_since: Cell<Instant>,
+    /// Requests it has started, ever: one that never started any (an HTTP/2 client that
+    /// never sent its preface, a client that never spoke) may be dropped without ceremony.
+    started: Cell<u64>,
     /// Set to ask the connection to close (gracefully: requests in progress finish).
     close: Latch,
 }
 
 impl ConnState {
-    /// A request starts on this connection.
-    pub fn request_started(&self) {
+    /// A request starts on this connection; it ends when the guard is dropped: with its
+    /// answer, or when hyper drops the request's future (an HTTP/2 stream the client reset).
+    pub fn request_started(self: &Rc<Self>) -> RequestGuard {
         self.active.set(self.active.get() + 1);
+        self.started.set(self.started.get() + 1);
+        RequestGuard(self.clone())
     }
 
-    /// A request's answer is ready.
-    pub fn request_done(&self) {
-        debug_assert!(self.active.get() > 0);
-        self.active.set(self.active.get() - 1);
-        if self.active.get() == 0 {
-            self.idle_since.set(Instant::now());
-        }
+    /// No request was ever started on it.
+    pub fn never_used(&self) -> bool {
+        self.started.get() == 0
     }
 
     /// No request in progress.
@@ -51,6 +53,20 @@ impl ConnState {
     /// Resolves when the registry asks this connection to close.
     pub fn close_requested(&self) -> crate::shard::latch::LatchWait {
         self.close.wait()
+    }
+}
+
+/// A request in progress on a connection (see [`ConnState::request_started`]).
+pub struct RequestGuard(Rc<ConnState>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let state = &self.0;
+        debug_assert!(state.active.get() > 0);
+        state.active.set(state.active.get() - 1);
+        if state.active.get() == 0 {
+            state.idle_since.set(Instant::now());
+        }
     }
 }
 
@@ -101,6 +117,7 @@ impl Conns {
         let state = Rc::new(ConnState {
             active: Cell::new(0),
             idle_since: Cell::new(Instant::now()),
+            started: Cell::new(0),
             close: Latch::default(),
         });
         self.open.borrow_mut().push(state.clone());
@@ -169,19 +186,20 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let b = served(conns.admit());
         // `a` idles longest, but is busy: `b` is asked to close.
-        a.state().request_started();
+        let a_busy = a.state().request_started();
         let c = served(conns.admit());
         assert!(!a.state().close.is_set());
         assert!(b.state().close.is_set());
         assert_eq!(conns.evicted.get(), 1);
         // Every connection busy (or already closing): a new one is refused.
-        c.state().request_started();
+        let _c_busy = c.state().request_started();
         assert!(matches!(conns.admit(), Admit::Refuse));
         assert_eq!(conns.refused.get(), 1);
         // `b` is gone, `a` finished its request: `a` makes room next.
         drop(b);
         assert_eq!(conns.len(), 2);
-        a.state().request_done();
+        drop(a_busy);
+        assert!(a.state().is_idle() && !a.state().never_used());
         let d = served(conns.admit());
         assert!(a.state().close.is_set());
         assert_eq!(

@@ -85,8 +85,13 @@ pub async fn serve(
             Some(Ok(s)) => s,
             Some(Err(e)) => {
                 // Out of file descriptors and the like: close an idle connection if there is
-                // one, and back off instead of spinning.
-                conns.evict_one();
+                // one (of this port's class, else an OTLP one: they are the many), and back
+                // off instead of spinning.
+                if !conns.evict_one() {
+                    if let Some((otlp, _)) = shard.conns.borrow().as_ref() {
+                        otlp.evict_one();
+                    }
+                }
                 let delay = backoff.failed(&shard, endpoint, &e);
                 glommio::timer::sleep(delay).await;
                 continue;
@@ -184,9 +189,8 @@ async fn serve_connection(
         let state = svc_state.clone();
         async move {
             let started = first_byte.take_for(req.version());
-            state.request_started();
+            let _request = state.request_started();
             let resp = route(&shard, endpoint, req, started).await;
-            state.request_done();
             first_byte.rearm();
             Ok::<_, Infallible>(resp)
         }
@@ -220,9 +224,8 @@ async fn serve_grpc_connection(
         // HTTP/2 only: a call starts when hyper hands its stream over (see FirstByte).
         let started = Instant::now();
         async move {
-            state.request_started();
+            let _request = state.request_started();
             let resp = grpc::handle(&shard, req, started).await;
-            state.request_done();
             Ok::<_, Infallible>(resp)
         }
     });
@@ -233,9 +236,10 @@ async fn serve_grpc_connection(
 /// Drives a connection until it ends, or until the shard stops or the connection cap needs
 /// its room. When the shard stops, `shutdown` starts a graceful shutdown (HTTP/2 GOAWAY,
 /// HTTP/1.1 `Connection: close`; an idle HTTP/1.1 connection closes at once) and requests in
-/// flight finish. A connection closed for room was idle when chosen: if it still is, it is
-/// dropped at once (a graceful shutdown would wait for an HTTP/2 client that never sent its
-/// preface); if a request started meanwhile, it finishes first.
+/// flight finish. A connection closed for room was idle when chosen. One that never started a
+/// request is dropped at once (a graceful shutdown would wait for an HTTP/2 client that never
+/// sent its preface); one that did gets the graceful shutdown, so an HTTP/2 client learns from
+/// GOAWAY which streams were not served, bounded by [`EVICTION_GRACE`] once idle again.
 async fn until_stopped<C: std::future::Future>(
     conn: C,
     shard: &Shard,
@@ -267,13 +271,31 @@ async fn until_stopped<C: std::future::Future>(
     .await;
     match ended {
         Ended::Itself => {}
-        Ended::ForRoom if state.is_idle() => {}
-        Ended::ShardStopping | Ended::ForRoom => {
+        Ended::ForRoom if state.is_idle() && state.never_used() => {}
+        Ended::ShardStopping => {
             shutdown(conn.as_mut());
             let _ = conn.await;
         }
+        Ended::ForRoom => {
+            shutdown(conn.as_mut());
+            loop {
+                let grace = async {
+                    glommio::timer::sleep(EVICTION_GRACE).await;
+                    None
+                };
+                let done = future::or(async { Some(conn.as_mut().await) }, grace).await;
+                // Past the grace with no request in progress: drop it.
+                if done.is_some() || state.is_idle() {
+                    return;
+                }
+            }
+        }
     }
 }
+
+/// How long a connection closed for room may take to finish once it has no request in
+/// progress (an HTTP/2 client acknowledging GOAWAY).
+const EVICTION_GRACE: Duration = Duration::from_secs(1);
 
 async fn route(
     shard: &Rc<Shard>,

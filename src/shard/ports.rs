@@ -9,10 +9,11 @@
 //! io_uring rings, and a supervisor restarting Glust at once meets them; and the dead process's
 //! connections linger after it (closing, or still open at their clients), which make the probe
 //! fail without any listener left. So when the probe fails, `/proc/net/tcp` tells which case it
-//! is: a port listened on by a live process (one whose descriptors this process can read) is
-//! refused at once; a port with no listener at all is taken (SO_REUSEPORT binds beside the old
-//! connections); a listener nobody holds is waited for, up to [`PORT_RELEASE_WAIT`], saying so
-//! in the log.
+//! is: a port with a socket a live process holds (one whose descriptors this process can read:
+//! a listener, or a socket bound and not yet listening) is refused at once; a port whose
+//! sockets no process holds and none of which listens is taken (SO_REUSEPORT binds beside the
+//! old connections); a listener nobody visible holds is waited for, up to
+//! [`PORT_RELEASE_WAIT`], saying so in the log.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -68,23 +69,27 @@ fn probe_until_free(addr: SocketAddr) -> std::io::Result<()> {
             Err(e) if e.kind() != std::io::ErrorKind::AddrInUse => return Err(e),
             Err(e) => e,
         };
-        let listeners = listening_inodes(addr.port());
-        if listeners.is_empty() {
+        let sockets = port_sockets(addr.port());
+        if held_by_live_process(&sockets.inodes(false)) {
+            return Err(err);
+        }
+        if sockets.inodes(true).is_empty() {
             tracing::info!(
                 %addr,
                 "port still has connections of a process that is gone, and no listener: taking it"
             );
             return Ok(());
         }
-        if held_by_live_process(&listeners) || started.elapsed() >= PORT_RELEASE_WAIT {
+        if started.elapsed() >= PORT_RELEASE_WAIT {
             return Err(err);
         }
         if !said {
             said = true;
             tracing::warn!(
                 %addr,
-                "port listened on by no live process (a previous Glust being torn down?): \
-                 waiting up to {PORT_RELEASE_WAIT:?} for it to be released"
+                "port listened on by no process this one can see (a killed Glust's sockets \
+                 being released, or another user's listener): waiting up to \
+                 {PORT_RELEASE_WAIT:?} for it to be released"
             );
         }
         std::thread::sleep(PORT_RETRY_PERIOD);
@@ -132,28 +137,43 @@ fn held_by_live_process(inodes: &[u64]) -> bool {
     false
 }
 
-/// Inodes of the sockets listening on `port`, from `/proc/net/tcp` and `/proc/net/tcp6`.
-fn listening_inodes(port: u16) -> Vec<u64> {
+/// The sockets bound to a port: (inode, listening) for each row of `/proc/net/tcp{,6}` whose
+/// local port it is. Orphaned sockets (a dead process's closing connections) have inode 0.
+struct PortSockets(Vec<(u64, bool)>);
+
+impl PortSockets {
+    /// Their inodes (not 0), the listening ones only if `listening`.
+    fn inodes(&self, listening: bool) -> Vec<u64> {
+        self.0
+            .iter()
+            .filter(|(inode, l)| *inode != 0 && (*l || !listening))
+            .map(|(inode, _)| *inode)
+            .collect()
+    }
+}
+
+fn port_sockets(port: u16) -> PortSockets {
     let mut out = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         if let Ok(text) = std::fs::read_to_string(table) {
-            out.extend(parse_listening(&text, port));
+            out.extend(parse_sockets(&text, port));
         }
     }
-    out
+    PortSockets(out)
 }
 
-/// The inodes of `LISTEN` rows on `port` in the text of `/proc/net/tcp{,6}` (columns:
+/// (inode, listening) of the rows on `port` in the text of `/proc/net/tcp{,6}` (columns:
 /// `sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...`, addresses
 /// as hex `IP:PORT`, state `0A` for listening).
-fn parse_listening(table: &str, port: u16) -> impl Iterator<Item = u64> + '_ {
+fn parse_sockets(table: &str, port: u16) -> impl Iterator<Item = (u64, bool)> + '_ {
     const LISTEN: &str = "0A";
     table.lines().skip(1).filter_map(move |line| {
         let cols: Vec<&str> = line.split_whitespace().collect();
         let local_port = cols.get(1)?.rsplit(':').next()?;
-        (u16::from_str_radix(local_port, 16).ok()? == port && *cols.get(3)? == LISTEN)
-            .then(|| cols.get(9)?.parse().ok())
-            .flatten()
+        if u16::from_str_radix(local_port, 16).ok()? != port {
+            return None;
+        }
+        Some((cols.get(9)?.parse().ok()?, *cols.get(3)? == LISTEN))
     })
 }
 
@@ -162,26 +182,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn listening_rows_are_found_by_port() {
+    fn sockets_are_found_by_port() {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:10EE 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0
    1: 0100007F:10EE 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000000000000000 20 4 30 10 -1
    2: 00000000:0CE4 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4444 1 0000000000000000 100 0 0 10 0
 ";
-        assert_eq!(parse_listening(table, 4334).collect::<Vec<_>>(), [4242]);
-        assert_eq!(parse_listening(table, 3300).collect::<Vec<_>>(), [4444]);
-        assert_eq!(parse_listening(table, 80).count(), 0);
+        let on = |port| PortSockets(parse_sockets(table, port).collect());
+        assert_eq!(on(4334).inodes(true), [4242]);
+        assert_eq!(on(4334).inodes(false), [4242, 4343]);
+        assert_eq!(on(3300).inodes(true), [4444]);
+        assert!(on(80).inodes(false).is_empty());
     }
 
     #[test]
     fn this_process_is_seen_listening() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let inodes = listening_inodes(port);
+        let inodes = port_sockets(port).inodes(true);
         assert_eq!(inodes.len(), 1);
         assert!(held_by_live_process(&inodes));
         drop(listener);
-        assert!(listening_inodes(port).is_empty());
+        assert!(port_sockets(port).inodes(true).is_empty());
         assert!(!held_by_live_process(&inodes));
     }
 

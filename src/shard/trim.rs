@@ -10,10 +10,14 @@
 //! its thread.
 //!
 //! The cost: while it runs, the trim holds each heap's lock in turn, so an allocation in that
-//! heap waits (milliseconds for hundreds of MiB). It runs only when a burst has ended, never
-//! under steady heavy load (every period busy), where the freed memory is reused at once.
+//! heap waits (milliseconds for hundreds of MiB). It runs only once a burst has ended: a
+//! period counts as quiet below an eighth of [`TRIM_BURST_BYTES`], so a load that hovers near
+//! the threshold does not trim every other second, and steady heavy load (every period busy)
+//! never trims. One trim runs at a time in the process ([`TRIMMING`]): shards that saw the same
+//! burst do not all lock every heap at once.
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::limits::TRIM_BURST_BYTES;
@@ -21,6 +25,10 @@ use crate::shard::Shard;
 
 /// How often a shard looks at the high-water mark of its request bytes.
 pub const TRIM_PERIOD: Duration = Duration::from_secs(1);
+
+/// Set while a shard's trim runs. Process-wide, and touched once per [`TRIM_PERIOD`] after a
+/// burst at most: nothing on the hot path shares it.
+static TRIMMING: AtomicBool = AtomicBool::new(false);
 
 /// Watches the shard's request bytes until it stops, trimming after each burst.
 pub async fn trim_after_bursts(shard: Rc<Shard>) {
@@ -32,12 +40,13 @@ pub async fn trim_after_bursts(shard: Rc<Shard>) {
         let peak = shard.in_flight_bytes_peak.replace(now);
         let total = shard.metrics.bytes_received.get();
         let period = (total - std::mem::replace(&mut received, total)) as usize;
-        let busy = peak >= TRIM_BURST_BYTES || period >= TRIM_BURST_BYTES;
-        burst |= busy;
-        if burst && !busy {
+        burst |= peak >= TRIM_BURST_BYTES || period >= TRIM_BURST_BYTES;
+        let quiet = peak < TRIM_BURST_BYTES / 8 && period < TRIM_BURST_BYTES / 8;
+        if burst && quiet && !TRIMMING.swap(true, Ordering::AcqRel) {
             burst = false;
             let started = Instant::now();
             let released = glommio::executor().spawn_blocking(trim).await;
+            TRIMMING.store(false, Ordering::Release);
             tracing::debug!(
                 shard = %shard.id,
                 peak_bytes = peak,
