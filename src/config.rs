@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::limits::CORES_MAX;
 use crate::limits::{
     CONNECTIONS_DEFAULT_MAX, PAGE_CACHE_KEEP_DEFAULT, QUERY_CONNECTIONS_MAX, SEGMENT_BYTES_DEFAULT,
 };
@@ -148,9 +149,6 @@ pub fn parse_core_list(s: &str) -> Result<Vec<usize>, String> {
     }
     Ok(cores)
 }
-
-/// Highest core number + 1 that `--cores` takes (the kernel's default `CONFIG_NR_CPUS` bound).
-pub const CORES_MAX: usize = 8192;
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,8 @@
 //! Units come last in names (`*_bytes_max`, `*_count_max`). Relationships between limits are
 //! checked at compile time at the bottom of this file.
 
+use std::time::Duration;
+
 /// Largest request body accepted on the wire (after transfer decoding, before decompression).
 /// OTLP exporters batch to a few MiB at most; anything bigger is a misconfiguration or abuse.
 pub const REQUEST_WIRE_BYTES_MAX: usize = 16 << 20;
@@ -15,7 +17,7 @@ pub const REQUEST_DECODED_BYTES_MAX: usize = 64 << 20;
 /// on the wire is a 56-byte value in memory); without this bound a hostile body of
 /// `REQUEST_DECODED_BYTES_MAX` could decode into gigabytes. Typical OTLP expands about 2x, so
 /// this leaves room for the largest legitimate bodies. Past it: 413.
-pub const DECODED_REQUEST_BYTES_MAX: usize = 256 << 20;
+pub const REQUEST_VALUES_BYTES_MAX: usize = 256 << 20;
 
 /// Largest OTLP/gRPC message accepted (the gRPC "max receive message size"), compressed or
 /// not: the same bound as an OTLP/HTTP body on the wire. Past it: `RESOURCE_EXHAUSTED`.
@@ -115,6 +117,153 @@ pub const INTERNED_NAMES_MAX: usize = 1 << 20;
 /// Longest service or span name the index interns. Longer names are still stored and found,
 /// by reading records; this bounds the index's name table by bytes, not only by count.
 pub const INTERNED_NAME_BYTES_MAX: usize = 256;
+
+// ---- HTTP and connections
+
+/// HTTP/2 streams one connection may have open at once.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// HTTP/2 flow-control windows: big enough for a 4 MiB export in flight per stream without
+/// waiting for window updates on loopback or a LAN.
+pub const H2_STREAM_WINDOW_BYTES: u32 = 4 << 20;
+/// The connection's window: four streams' worth.
+pub const H2_CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
+
+/// Largest HTTP/2 frame the client may send (SETTINGS_MAX_FRAME_SIZE; the protocol's default
+/// is 16 KiB). A client that uses it (Rust's h2 does) sends an export of up to this size as
+/// one DATA frame: one frame to parse and a body in one piece, which collecting then does not
+/// copy (BENCHMARKS.md). The cost is that a connection's reader may buffer one frame this
+/// large.
+pub const H2_FRAME_BYTES_MAX: u32 = 256 << 10;
+
+/// HTTP/2 pings on idle connections, and how long to wait for the answer, to drop dead peers.
+pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is dropped.
+pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Longest request head accepted (HTTP/1.1 headers).
+pub const H1_HEADER_BYTES_MAX: usize = 64 << 10;
+
+/// After a failed `accept` (out of descriptors), an accept loop waits this long, doubling
+/// on each failure in a row up to [`ACCEPT_BACKOFF_MAX`]: it neither spins nor stalls.
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// The longest wait between two failed accepts.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Accept failures are logged at most once per this period (with the count of the others).
+pub const ACCEPT_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// How long a connection closed for room may take to finish once it has no request in
+/// progress (an HTTP/2 client acknowledging GOAWAY).
+pub const EVICTION_GRACE: Duration = Duration::from_secs(1);
+
+/// Most bytes one read asks the socket for (and zeroes beforehand).
+pub const READ_CHUNK_BYTES: usize = 16 << 10;
+
+/// Spare capacity a joined body may keep, as a fraction of its length (1/16), before
+/// `http::body::CountedBody::into_bytes` gives it back.
+pub const JOINED_SLACK_DIVISOR: usize = 16;
+
+// ---- Queries
+
+/// How long a search scans before it lets the shard's other work run: the most a search
+/// adds to each step of an export arriving meanwhile.
+pub const QUERY_SLICE: Duration = Duration::from_micros(500);
+
+/// Index entries a search visits between two looks at the clock: a few µs of work.
+pub const SCAN_CLOCK_EVERY: usize = 64;
+
+/// The sleep between two slices of a search: any sleep, so that the search's task waits on
+/// the reactor's timers (see `query::exec::Slice::next`). On a shard with nothing else to do the executor
+/// parks for it: searches there take ~10% longer than one unbroken scan (BENCHMARKS.md,
+/// session 8).
+pub const SLICE_GAP: Duration = Duration::from_micros(1);
+
+/// A search that reads records reads them ahead in blocks of this many index entries
+/// ([`ReadAhead`]): at most ~40 records of 100 spans, ~1.3 MB, a few ms of one of the shard's
+/// two blocking threads (which also run its fsyncs and segment preparations).
+pub const READ_AHEAD_ENTRIES: usize = 4 << 10;
+
+/// Searches one shard runs at once; more are refused (503, retry) rather than queued: each
+/// holds the shard's thread for slices and its disk for reading ahead.
+pub const SEARCHES_MAX: usize = 4;
+
+// ---- Storage
+
+/// A batch of staged records is written once it reaches this size, even before its flush:
+/// on the VM of BENCHMARKS.md, writes of 0.4-1 MB ran as fast as any, and 4 MB ones slower
+/// (the batch no longer fits in the caches it was just copied through).
+pub const GROUP_WRITE_BYTES_MAX: usize = 1 << 20;
+
+/// Writeback starts in steps of this many bytes of the active segment.
+pub const WRITEBACK_STEP_BYTES: usize = 4 << 20;
+
+/// ... and stays this far behind the append position.
+pub const WRITEBACK_TRAIL_BYTES: usize = 1 << 20;
+
+/// How far past the last record of a prefetch its range goes: that record's frame (records
+/// are far smaller than this in practice; a longer one faults its tail in on reading).
+pub const PREFETCH_TAIL_BYTES: usize = 256 << 10;
+
+/// Records further apart than this are read ahead as separate ranges, not with what lies
+/// between them.
+pub const PREFETCH_GAP_BYTES: usize = 1 << 20;
+
+/// The buffer [`prefetch`] reads through.
+pub const PREFETCH_CHUNK_BYTES: usize = 256 << 10;
+
+/// Capacity of the staging buffer kept after a flush: one large batch (a rollover's worth of
+/// records, a burst) does not pin its memory for the life of the segment.
+pub const STAGED_KEEP_BYTES: usize = 4 << 20;
+
+/// Free disk space that must remain after a new segment is fully written, on top of one more
+/// segment: the margin that keeps a mapped write from ever meeting a full disk.
+pub const DISK_FREE_RESERVE_BYTES: u64 = 64 << 20;
+
+/// Items one record holds at most: the index addresses an item in its record with a `u16`.
+pub const RECORD_ITEMS_MAX: usize = u16::MAX as usize;
+
+// ---- Shards: executors, start-up and shutdown
+
+/// Memory glommio registers per executor for io_uring buffers. Glust does no DMA file I/O
+/// (segments are written with pwrite and read through maps), so it needs little; keeping it
+/// small keeps `ulimit -l` needs low.
+pub const EXECUTOR_IO_MEMORY_BYTES: usize = 512 << 10;
+
+/// Threads of each shard's blocking pool. Two, so an fsync (group commit, interval sync) and a
+/// segment preparation (file creation and two fsyncs) never wait for each other: with
+/// glommio's default of one, appends waiting for the next segment sat behind a 150 ms fsync
+/// and vice versa (client p99 ~170 ms at half load). Unbound: the kernel may run them on a
+/// core with spare time rather than on the shard's own.
+pub const BLOCKING_THREADS: usize = 2;
+
+/// The shares of the task queue searches run in (`shard::Shard::query_queue`), against 1000 for
+/// the default queue where ingest runs: while both have work, a search gets about 1/11 of the
+/// thread.
+pub const QUERY_SHARES: usize = 100;
+
+/// How often a shard checks whether the process was asked to stop (not the hot path).
+pub const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// How long shutdown waits for in-flight requests before giving up on them.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long shard 0 may take for the last `--hdr-dump-dir` interval at shutdown.
+pub const FINAL_DUMP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest an append waits for the next segment's preparation before creating one itself.
+pub const SEGMENT_WAIT_MAX: Duration = Duration::from_secs(2);
+
+/// How long start-up waits for a port held by no live process to be released.
+pub const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// How often the probe is retried meanwhile.
+pub const PORT_RETRY_PERIOD: Duration = Duration::from_millis(20);
+
+/// How often a shard looks at the high-water mark of its request bytes.
+pub const TRIM_PERIOD: Duration = Duration::from_secs(1);
+
+/// Highest core number + 1 that `--cores` takes (the kernel's default `CONFIG_NR_CPUS` bound).
+pub const CORES_MAX: usize = 8192;
 
 const _: () = assert!(REQUEST_WIRE_BYTES_MAX <= REQUEST_DECODED_BYTES_MAX);
 const _: () = assert!(RECORD_BYTES_MAX as u64 * 2 <= SEGMENT_BYTES_DEFAULT || cfg!(test));

@@ -470,10 +470,10 @@ fn tune_malloc() {
 
 /// See [`tune_malloc`].
 const MALLOC_TRIM_THRESHOLD_BYTES: libc::c_int = 64 << 20;
-/// Larger than a group write ([`glust::storage::GROUP_WRITE_MAX_BYTES`]) and than the records
+/// Larger than a group write ([`glust::limits::GROUP_WRITE_BYTES_MAX`]) and than the records
 /// and bodies of a usual request, so those come from the heap; see [`tune_malloc`].
 const MALLOC_MMAP_THRESHOLD_BYTES: libc::c_int = 4 << 20;
-const _: () = assert!(MALLOC_MMAP_THRESHOLD_BYTES as usize > glust::storage::GROUP_WRITE_MAX_BYTES);
+const _: () = assert!(MALLOC_MMAP_THRESHOLD_BYTES as usize > glust::limits::GROUP_WRITE_BYTES_MAX);
 
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {

@@ -11,11 +11,8 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::limits::JOINED_SLACK_DIVISOR;
 use crate::shard::admission::HeldBytes;
-
-/// Spare capacity a joined body may keep, as a fraction of its length (1/16), before
-/// [`CountedBody::into_bytes`] gives it back.
-const JOINED_SLACK_DIVISOR: usize = 16;
 
 /// Why a body could not be read in full.
 #[derive(Debug, thiserror::Error)]

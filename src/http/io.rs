@@ -10,11 +10,9 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use crate::limits::READ_CHUNK_BYTES;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
-
-/// Most bytes one read asks the socket for (and zeroes beforehand).
-const READ_CHUNK_BYTES: usize = 16 << 10;
 
 /// When the first byte of the request being received arrived, for request latency "first
 /// byte to answer". The connection's reads set it when it is empty; the service takes it when

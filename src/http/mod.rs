@@ -32,6 +32,11 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::server::conn::auto;
 
+use crate::limits::{
+    ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, ACCEPT_LOG_PERIOD, EVICTION_GRACE, H1_HEADER_BYTES_MAX,
+    H2_CONNECTION_WINDOW_BYTES, H2_FRAME_BYTES_MAX, H2_KEEP_ALIVE_INTERVAL, H2_KEEP_ALIVE_TIMEOUT,
+    H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW_BYTES,
+};
 use crate::shard::Shard;
 use conns::{Admit, ConnState, Conns};
 use io::{FirstByte, GlommioIo, LocalExec, LocalTimer};
@@ -45,24 +50,6 @@ pub enum Endpoint {
     OtlpGrpc,
     Query,
 }
-
-/// HTTP/2 streams one connection may have open at once.
-pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
-/// HTTP/2 flow-control windows: big enough for a 4 MiB export in flight per stream without
-/// waiting for window updates on loopback or a LAN.
-pub const H2_STREAM_WINDOW_BYTES: u32 = 4 << 20;
-pub const H2_CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
-/// Largest HTTP/2 frame the client may send (SETTINGS_MAX_FRAME_SIZE; the protocol's default
-/// is 16 KiB). A client that uses it (Rust's h2 does) sends an export of up to this size as
-/// one DATA frame: one frame to parse and a body in one piece, which collecting then does not
-/// copy (BENCHMARKS.md). The cost is that a connection's reader may buffer one frame this
-/// large.
-pub const H2_MAX_FRAME_BYTES: u32 = 256 << 10;
-/// HTTP/2 pings on idle connections, and how long to wait for the answer, to drop dead peers.
-pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
-pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
-/// Longest request head accepted (HTTP/1.1 headers).
-pub const H1_MAX_HEADER_BYTES: usize = 64 << 10;
 
 /// Accepts connections until the shard stops; each connection is served by its own task and
 /// shut down gracefully (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`) when the shard stops or
@@ -125,10 +112,6 @@ struct AcceptBackoff {
     unsaid: u64,
 }
 
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-const ACCEPT_LOG_PERIOD: Duration = Duration::from_secs(10);
-
 impl AcceptBackoff {
     fn failed(&mut self, shard: &Shard, endpoint: Endpoint, e: &dyn std::fmt::Display) -> Duration {
         self.delay = (self.delay * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
@@ -169,7 +152,7 @@ async fn serve_connection(
         .timer(LocalTimer)
         .header_read_timeout(shard.config.header_read_timeout)
         .keep_alive(true)
-        .max_buf_size(H1_MAX_HEADER_BYTES.max(8192));
+        .max_buf_size(H1_HEADER_BYTES_MAX.max(8192));
     builder
         .http2()
         .timer(LocalTimer)
@@ -178,7 +161,7 @@ async fn serve_connection(
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
         .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
-        .max_frame_size(H2_MAX_FRAME_BYTES);
+        .max_frame_size(H2_FRAME_BYTES_MAX);
     let svc_shard = shard.clone();
     let first_byte = FirstByte::default();
     let svc_first_byte = first_byte.clone();
@@ -214,8 +197,8 @@ async fn serve_grpc_connection(
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
         .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
-        .max_frame_size(H2_MAX_FRAME_BYTES)
-        .max_header_list_size(H1_MAX_HEADER_BYTES as u32);
+        .max_frame_size(H2_FRAME_BYTES_MAX)
+        .max_header_list_size(H1_HEADER_BYTES_MAX as u32);
     let svc_shard = shard.clone();
     let svc_state = state.clone();
     let service = service_fn(move |req: Request<Incoming>| {
@@ -292,10 +275,6 @@ async fn until_stopped<C: std::future::Future>(
         }
     }
 }
-
-/// How long a connection closed for room may take to finish once it has no request in
-/// progress (an HTTP/2 client acknowledging GOAWAY).
-const EVICTION_GRACE: Duration = Duration::from_secs(1);
 
 async fn route(
     shard: &Rc<Shard>,

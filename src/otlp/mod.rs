@@ -17,7 +17,7 @@ use std::cell::Cell;
 
 use crate::domain::validate::{Rejections, Sanitised};
 use crate::domain::{AnyValue, KeyValue, Resource};
-use crate::limits::DECODED_REQUEST_BYTES_MAX;
+use crate::limits::REQUEST_VALUES_BYTES_MAX;
 
 /// The outcome of decoding one export request.
 #[derive(Debug, Default)]
@@ -43,7 +43,7 @@ pub enum DecodeError {
     #[error("protobuf string at byte {offset} is not valid UTF-8")]
     Utf8 { offset: usize },
     /// The decoded request would take more memory than
-    /// [`crate::limits::DECODED_REQUEST_BYTES_MAX`].
+    /// [`crate::limits::REQUEST_VALUES_BYTES_MAX`].
     #[error("request decodes to more than {max} bytes of values; send smaller batches")]
     TooLarge { max: usize },
     /// Protobuf nesting deeper than [`crate::limits::PROTO_DEPTH_MAX`].
@@ -55,7 +55,7 @@ pub enum DecodeError {
     Json(String),
 }
 
-/// The memory one request's decoded values may take, [`DECODED_REQUEST_BYTES_MAX`], shared by
+/// The memory one request's decoded values may take, [`REQUEST_VALUES_BYTES_MAX`], shared by
 /// the protobuf and JSON decoders.
 ///
 /// Decoding expands: a two-byte attribute on the wire is a 56-byte `KeyValue`, an empty span a
@@ -75,7 +75,7 @@ thread_local! {
 impl Budget {
     /// Starts a request: the whole budget is left.
     pub(crate) fn reset() {
-        BUDGET_LEFT.with(|b| b.set(DECODED_REQUEST_BYTES_MAX));
+        BUDGET_LEFT.with(|b| b.set(REQUEST_VALUES_BYTES_MAX));
         BUDGET_EXCEEDED.with(|e| e.set(false));
     }
 
@@ -97,7 +97,7 @@ impl Budget {
     fn exceed() -> DecodeError {
         BUDGET_EXCEEDED.with(|e| e.set(true));
         DecodeError::TooLarge {
-            max: DECODED_REQUEST_BYTES_MAX,
+            max: REQUEST_VALUES_BYTES_MAX,
         }
     }
 

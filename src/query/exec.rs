@@ -11,7 +11,7 @@
 use std::collections::{BinaryHeap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::domain::{
     ArchivedAnyValue, ArchivedKeyValue, ArchivedLogBatch, ArchivedResource, ArchivedScope,
@@ -20,34 +20,13 @@ use crate::domain::{
 use crate::http::conns::Conns;
 use crate::index::names::NameId;
 use crate::index::{Index, RecordLoc, TraceSummary};
+use crate::limits::{QUERY_SLICE, READ_AHEAD_ENTRIES, SCAN_CLOCK_EVERY, SEARCHES_MAX, SLICE_GAP};
 use crate::metrics::Counter;
 use crate::otlp::json_out;
 use crate::query::{JsonGroup, LogHit, LogSearch, QueryRequest, QueryResponse, TraceSearch};
 use crate::route::{owner_of, ShardId};
 use crate::shard::Shard;
 use crate::storage::{RecordKind, Store};
-
-/// How long a search scans before it lets the shard's other work run: the most a search
-/// adds to each step of an export arriving meanwhile.
-pub const QUERY_SLICE: Duration = Duration::from_micros(500);
-
-/// Index entries a search visits between two looks at the clock: a few µs of work.
-const SCAN_CLOCK_EVERY: usize = 64;
-
-/// The sleep between two slices of a search: any sleep, so that the search's task waits on
-/// the reactor's timers (see [`Slice::next`]). On a shard with nothing else to do the executor
-/// parks for it: searches there take ~10% longer than one unbroken scan (BENCHMARKS.md,
-/// session 8).
-const SLICE_GAP: Duration = Duration::from_micros(1);
-
-/// A search that reads records reads them ahead in blocks of this many index entries
-/// ([`ReadAhead`]): at most ~40 records of 100 spans, ~1.3 MB, a few ms of one of the shard's
-/// two blocking threads (which also run its fsyncs and segment preparations).
-const READ_AHEAD_ENTRIES: usize = 4 << 10;
-
-/// Searches one shard runs at once; more are refused (503, retry) rather than queued: each
-/// holds the shard's thread for slices and its disk for reading ahead.
-pub const SEARCHES_MAX: usize = 4;
 
 /// Reads a search's records into the page cache ahead of its scan, on the blocking pool, so
 /// that slices do not wait for the disk on the shard's thread (records older than
@@ -476,9 +455,9 @@ impl SpanFilter<'_> {
     fn verdict(&self, e: &crate::index::SpanEntry, found: &HashSet<u32>) -> Verdict {
         let q = self.q;
         if found.contains(&e.trace)
-            || !in_range(e.start_unix_nanos, q.start, q.end)
-            || q.min_duration.is_some_and(|d| e.duration_nanos < d)
-            || q.max_duration.is_some_and(|d| e.duration_nanos > d)
+            || !in_range(e.start_unix_nanos, q.start_unix_nanos, q.end_unix_nanos)
+            || q.min_duration_nanos.is_some_and(|d| e.duration_nanos < d)
+            || q.max_duration_nanos.is_some_and(|d| e.duration_nanos > d)
         {
             return Verdict::Skip;
         }
@@ -611,7 +590,7 @@ fn log_verdict(
     service: &NameFilter<'_>,
     floor: Option<u64>,
 ) -> Verdict {
-    if !in_range(e.time_unix_nanos, q.start, q.end)
+    if !in_range(e.time_unix_nanos, q.start_unix_nanos, q.end_unix_nanos)
         || q.min_severity.is_some_and(|m| (e.severity as i32) < m)
         || floor.is_some_and(|f| f >= e.time_unix_nanos)
     {

@@ -18,10 +18,10 @@ use crate::index::TraceSummary;
 pub struct TraceSearch {
     pub service: Option<String>,
     pub name: Option<String>,
-    pub min_duration: Option<u64>,
-    pub max_duration: Option<u64>,
-    pub start: Option<u64>,
-    pub end: Option<u64>,
+    pub min_duration_nanos: Option<u64>,
+    pub max_duration_nanos: Option<u64>,
+    pub start_unix_nanos: Option<u64>,
+    pub end_unix_nanos: Option<u64>,
     /// `key=value` pairs a matching span (or its resource) must all carry.
     pub attrs: Vec<(String, String)>,
     pub limit: usize,
@@ -34,8 +34,8 @@ pub struct LogSearch {
     pub min_severity: Option<i32>,
     pub contains: Option<String>,
     pub trace_id: Option<TraceId>,
-    pub start: Option<u64>,
-    pub end: Option<u64>,
+    pub start_unix_nanos: Option<u64>,
+    pub end_unix_nanos: Option<u64>,
     pub limit: usize,
 }
 

@@ -184,10 +184,10 @@ pub fn trace_search(query: Option<&str>) -> Result<TraceSearch, ParamError> {
         match k.as_str() {
             "service" => s.service = Some(v),
             "name" => s.name = Some(v),
-            "minDuration" => s.min_duration = Some(duration(&k, &v)?),
-            "maxDuration" => s.max_duration = Some(duration(&k, &v)?),
-            "start" => s.start = Some(time(&k, &v)?),
-            "end" => s.end = Some(time(&k, &v)?),
+            "minDuration" => s.min_duration_nanos = Some(duration(&k, &v)?),
+            "maxDuration" => s.max_duration_nanos = Some(duration(&k, &v)?),
+            "start" => s.start_unix_nanos = Some(time(&k, &v)?),
+            "end" => s.end_unix_nanos = Some(time(&k, &v)?),
             "limit" => s.limit = limit(&k, &v)?,
             "attr" => {
                 let (key, value) = v
@@ -213,8 +213,8 @@ pub fn log_search(query: Option<&str>) -> Result<LogSearch, ParamError> {
             "minSeverity" => s.min_severity = Some(severity(&k, &v)?),
             "contains" => s.contains = Some(v),
             "traceId" => s.trace_id = Some(trace_id(&k, &v)?),
-            "start" => s.start = Some(time(&k, &v)?),
-            "end" => s.end = Some(time(&k, &v)?),
+            "start" => s.start_unix_nanos = Some(time(&k, &v)?),
+            "end" => s.end_unix_nanos = Some(time(&k, &v)?),
             "limit" => s.limit = limit(&k, &v)?,
             _ => return Err(err(&k, "unknown parameter")),
         }
@@ -284,7 +284,7 @@ mod tests {
                 ("a".into(), "b".into())
             ]
         );
-        assert_eq!(s.min_duration, Some(5_000_000));
+        assert_eq!(s.min_duration_nanos, Some(5_000_000));
         assert_eq!(s.limit, 7);
         assert!(trace_search(Some("servce=x")).is_err());
         assert!(trace_search(Some("limit=0")).is_err());

@@ -8,14 +8,12 @@ use std::time::Duration;
 use crate::config::FsyncPolicy;
 use crate::domain::{ArchivedLogBatch, ArchivedSpanBatch};
 use crate::index::{Index, RecordLoc};
+use crate::limits::SEGMENT_WAIT_MAX;
 use crate::metrics::add;
 use crate::shard::group_write;
 use crate::shard::mesh::OwnedRecord;
 use crate::shard::Shard;
 use crate::storage::{RecordKind, StoreError};
-
-/// Longest an append waits for the next segment's preparation before creating one itself.
-const SEGMENT_WAIT_MAX: Duration = Duration::from_secs(2);
 
 /// Why an append failed. Told to every member of a failed group write (`Clone`) and sent back
 /// over the mesh to the shard that asked (`Send`); its text is what the client is told.

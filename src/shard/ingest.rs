@@ -20,6 +20,7 @@ use rkyv::util::AlignedVec;
 use crate::domain::validate::{Invalid, RejectReason, Rejections};
 use crate::domain::{LogBatch, SpanBatch, TraceId};
 use crate::limits::RECORD_BYTES_MAX;
+use crate::limits::RECORD_ITEMS_MAX;
 use crate::metrics::{add, Dropped, ItemCounters, ShardMetrics};
 use crate::otlp::Decoded;
 use crate::route::{owner_of, ShardId};
@@ -280,9 +281,6 @@ fn empty_size<B: Signal>(batch: &B) -> usize {
         .encode_in(AlignedVec::new())
         .map_or(usize::MAX, |b| b.len())
 }
-
-/// Items one record holds at most: the index addresses an item in its record with a `u16`.
-pub const RECORD_ITEMS_MAX: usize = u16::MAX as usize;
 
 /// Runs steps 1–4 for one decoded request on the shard that received it.
 pub async fn ingest<B: Signal>(

@@ -31,6 +31,10 @@ use crate::config::{Config, FsyncPolicy};
 use crate::http::conns::Conns;
 use crate::index::Index;
 use crate::limits::QUERY_CONNECTIONS_MAX;
+use crate::limits::{
+    BLOCKING_THREADS, DRAIN_TIMEOUT, EXECUTOR_IO_MEMORY_BYTES, FINAL_DUMP_TIMEOUT, QUERY_SHARES,
+    STOP_POLL,
+};
 use crate::metrics::{IntervalDumper, ShardMetrics};
 use crate::route::ShardId;
 use crate::storage::{RecoveryReport, Store, StoreConfig, StoreError};
@@ -38,31 +42,6 @@ use durability::GroupCommit;
 use group_write::GroupWrite;
 use latch::Latch;
 use mesh::{Inbound, Mesh, MeshEnds, Request, Response};
-
-/// Memory glommio registers per executor for io_uring buffers. Glust does no DMA file I/O
-/// (segments are written with pwrite and read through maps), so it needs little; keeping it
-/// small keeps `ulimit -l` needs low.
-pub const EXECUTOR_IO_MEMORY_BYTES: usize = 512 << 10;
-
-/// Threads of each shard's blocking pool. Two, so an fsync (group commit, interval sync) and a
-/// segment preparation (file creation and two fsyncs) never wait for each other: with
-/// glommio's default of one, appends waiting for the next segment sat behind a 150 ms fsync
-/// and vice versa (client p99 ~170 ms at half load). Unbound: the kernel may run them on a
-/// core with spare time rather than on the shard's own.
-pub const BLOCKING_THREADS: usize = 2;
-
-/// The shares of the task queue searches run in ([`Shard::query_queue`]), against 1000 for
-/// the default queue where ingest runs: while both have work, a search gets about 1/11 of the
-/// thread.
-pub const QUERY_SHARES: usize = 100;
-
-/// How often a shard checks whether the process was asked to stop (not the hot path).
-const STOP_POLL: Duration = Duration::from_millis(50);
-
-/// How long shutdown waits for in-flight requests before giving up on them.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long shard 0 may take for the last `--hdr-dump-dir` interval at shutdown.
-const FINAL_DUMP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One shard's state, shared by its tasks through `Rc`.
 pub struct Shard {

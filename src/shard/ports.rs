@@ -16,17 +16,12 @@
 //! [`PORT_RELEASE_WAIT`], saying so in the log.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use socket2::{Domain, Socket, Type};
 
 use super::StartError;
-
-/// How long start-up waits for a port held by no live process to be released.
-pub const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
-
-/// How often the probe is retried meanwhile.
-const PORT_RETRY_PERIOD: Duration = Duration::from_millis(20);
+use crate::limits::{PORT_RELEASE_WAIT, PORT_RETRY_PERIOD};
 
 /// A port bound once on the main thread, without listening, so that port 0 becomes a
 /// concrete port that every shard then binds with SO_REUSEPORT. Dropped once the shards have

@@ -18,13 +18,11 @@
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::limits::TRIM_BURST_BYTES;
+use crate::limits::TRIM_PERIOD;
 use crate::shard::Shard;
-
-/// How often a shard looks at the high-water mark of its request bytes.
-pub const TRIM_PERIOD: Duration = Duration::from_secs(1);
 
 /// Set while a shard's trim runs. Process-wide, and touched once per [`TRIM_PERIOD`] after a
 /// burst at most: nothing on the hot path shares it.

@@ -22,6 +22,10 @@ pub use frame::RecordKind;
 use segment::{ScanReport, Segment, SegmentError, SegmentMeta, PAGE_BYTES, SEGMENT_HEADER_BYTES};
 
 use crate::index::RecordLoc;
+use crate::limits::{
+    GROUP_WRITE_BYTES_MAX, PREFETCH_CHUNK_BYTES, PREFETCH_GAP_BYTES, PREFETCH_TAIL_BYTES,
+    WRITEBACK_STEP_BYTES, WRITEBACK_TRAIL_BYTES,
+};
 use crate::route::ShardId;
 
 /// How a shard's storage is laid out and sized.
@@ -183,16 +187,6 @@ impl CacheWork {
     }
 }
 
-/// A batch of staged records is written once it reaches this size, even before its flush:
-/// on the VM of BENCHMARKS.md, writes of 0.4-1 MB ran as fast as any, and 4 MB ones slower
-/// (the batch no longer fits in the caches it was just copied through).
-pub const GROUP_WRITE_MAX_BYTES: usize = 1 << 20;
-
-/// Writeback starts in steps of this many bytes of the active segment.
-pub const WRITEBACK_STEP_BYTES: usize = 4 << 20;
-/// ... and stays this far behind the append position.
-pub const WRITEBACK_TRAIL_BYTES: usize = 1 << 20;
-
 /// `sync_file_range` on a file range. A hint for the page cache: durability still comes from
 /// the fsync of the policy, which reports any write error (so this one ignores them).
 fn sync_range(file: &File, offset: u64, len: u64, flags: libc::c_uint) {
@@ -207,14 +201,6 @@ fn sync_range(file: &File, offset: u64, len: u64, flags: libc::c_uint) {
         );
     }
 }
-
-/// How far past the last record of a prefetch its range goes: that record's frame (records
-/// are far smaller than this in practice; a longer one faults its tail in on reading).
-pub const PREFETCH_TAIL_BYTES: usize = 256 << 10;
-
-/// Records further apart than this are read ahead as separate ranges, not with what lies
-/// between them.
-pub const PREFETCH_GAP_BYTES: usize = 1 << 20;
 
 /// A range of a segment file that is not all in the page cache.
 pub struct ColdRange {
@@ -241,9 +227,6 @@ pub fn prefetch(ranges: &[ColdRange]) {
         }
     }
 }
-
-/// The buffer [`prefetch`] reads through.
-const PREFETCH_CHUNK_BYTES: usize = 256 << 10;
 
 /// Asks the kernel to drop the clean, unmapped page-cache pages of a file range.
 fn evict(file: &File, offset: u64, len: u64) {
@@ -440,7 +423,7 @@ impl Store {
         }
         if !self.segments[self.active].fits(payload.len()) {
             self.roll()?;
-        } else if self.segments[self.active].staged_bytes() >= GROUP_WRITE_MAX_BYTES {
+        } else if self.segments[self.active].staged_bytes() >= GROUP_WRITE_BYTES_MAX {
             self.flush_early();
         }
         // Either write may have failed the store: stage nothing more.
@@ -498,7 +481,7 @@ impl Store {
         }
     }
 
-    /// Writes what is staged before the batch grows past [`GROUP_WRITE_MAX_BYTES`]; a failure
+    /// Writes what is staged before the batch grows past [`GROUP_WRITE_BYTES_MAX`]; a failure
     /// is kept for the next [`Store::flush`].
     fn flush_early(&mut self) {
         if let Err(e) = self.flush_active() {
@@ -826,7 +809,7 @@ mod tests {
             .map(|_| store.stage(RecordKind::Spans, &record).unwrap())
             .collect();
         let early = locs.iter().filter(|l| store.read(**l).is_some()).count();
-        let per_write = GROUP_WRITE_MAX_BYTES.div_ceil(frame::frame_bytes(record.len()));
+        let per_write = GROUP_WRITE_BYTES_MAX.div_ceil(frame::frame_bytes(record.len()));
         assert_eq!(early, per_write, "written before the flush");
         store.flush().unwrap();
         assert!(locs

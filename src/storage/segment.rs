@@ -49,6 +49,7 @@ use std::sync::Arc;
 use memmap2::{Mmap, MmapOptions};
 
 use super::frame::{self, Header, RecordKind, FRAME_ALIGN, HEADER_BYTES};
+use crate::limits::{DISK_FREE_RESERVE_BYTES, STAGED_KEEP_BYTES};
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"GLUSTSEG";
 pub const SEGMENT_VERSION: u32 = 1;
@@ -530,10 +531,6 @@ pub enum ReadError {
     Checksum(#[from] frame::ChecksumMismatch),
 }
 
-/// Capacity of the staging buffer kept after a flush: one large batch (a rollover's worth of
-/// records, a burst) does not pin its memory for the life of the segment.
-const STAGED_KEEP_BYTES: usize = 4 << 20;
-
 /// Zeros for frame padding and for cutting torn tails.
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 const _: () = assert!(FRAME_ALIGN <= ZEROS.len());
@@ -565,10 +562,6 @@ fn write_zeros_at(file: &File, offset: usize, len: usize) -> io::Result<()> {
     }
     Ok(())
 }
-
-/// Free disk space that must remain after a new segment is fully written, on top of one more
-/// segment: the margin that keeps a mapped write from ever meeting a full disk.
-pub const DISK_FREE_RESERVE_BYTES: u64 = 64 << 20;
 
 /// Sizes a new segment file, sparse: blocks are allocated as pages are first written.
 ///

@@ -21,7 +21,7 @@
 //! `AnyValue`); unknown fields are skipped without recursion by serde_json.
 //!
 //! Memory is bounded by the request's decoded-size budget,
-//! [`crate::limits::DECODED_REQUEST_BYTES_MAX`], shared with the protobuf decoder. JSON expands
+//! [`crate::limits::REQUEST_VALUES_BYTES_MAX`], shared with the protobuf decoder. JSON expands
 //! even more than protobuf (a 3-byte `{}` span is a mirror struct of a few hundred bytes, then a
 //! domain span), so every array of the body is read by `Seq`, which charges each element,
 //! mirror and domain value, as the list grows. Past the budget, parsing stops at once and the
@@ -44,7 +44,7 @@ use crate::domain::validate::{self, Invalid, RejectReason, Rejections, Sanitised
 use crate::domain::{
     AnyValue, Event, KeyValue, Link, LogBatch, LogRecord, Resource, Scope, Span, SpanBatch, Status,
 };
-use crate::limits::DECODED_REQUEST_BYTES_MAX;
+use crate::limits::REQUEST_VALUES_BYTES_MAX;
 
 /// Decodes an OTLP/JSON `ExportTraceServiceRequest`.
 pub fn decode_traces_json(body: &[u8]) -> Result<Decoded<SpanBatch<'_>>, DecodeError> {
@@ -158,7 +158,7 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<M<T>, DecodeError> {
         // A refused charge reaches here as a serde custom error; the budget tells it apart.
         if Budget::exceeded() {
             DecodeError::TooLarge {
-                max: DECODED_REQUEST_BYTES_MAX,
+                max: REQUEST_VALUES_BYTES_MAX,
             }
         } else {
             DecodeError::Json(e.to_string())

@@ -1,6 +1,6 @@
 use super::*;
 use crate::domain::{SpanId, TraceId};
-use crate::limits::{DECODED_REQUEST_BYTES_MAX, VALUE_DEPTH_MAX};
+use crate::limits::{REQUEST_VALUES_BYTES_MAX, VALUE_DEPTH_MAX};
 
 fn traces(json: &str) -> Decoded<SpanBatch<'_>> {
     decode_traces_json(json.as_bytes()).expect("valid OTLP JSON")
@@ -1004,7 +1004,7 @@ fn repeated(item: &str, n: usize) -> String {
 
 fn too_large<T: std::fmt::Debug>(result: Result<Decoded<T>, DecodeError>) {
     match result {
-        Err(DecodeError::TooLarge { max }) => assert_eq!(max, DECODED_REQUEST_BYTES_MAX),
+        Err(DecodeError::TooLarge { max }) => assert_eq!(max, REQUEST_VALUES_BYTES_MAX),
         other => panic!("expected DecodeError::TooLarge, got {other:?}"),
     }
 }

@@ -1173,7 +1173,7 @@ fn too_large<T: Debug>(result: Result<Decoded<T>, DecodeError>) {
     assert_eq!(
         result.map(|_| ()),
         Err(DecodeError::TooLarge {
-            max: crate::limits::DECODED_REQUEST_BYTES_MAX
+            max: crate::limits::REQUEST_VALUES_BYTES_MAX
         })
     );
 }
