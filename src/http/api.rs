@@ -20,7 +20,7 @@ use hyper::{Request, Response};
 use super::reply;
 use super::Body;
 use crate::metrics::{hgrm, Hist};
-use crate::query::exec::{coordinate, render};
+use crate::query::exec::{coordinate, metrics, render};
 use crate::query::{params, QueryRequest, QueryResponse};
 use crate::shard::Shard;
 
@@ -40,11 +40,8 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
         ),
         "/readyz" => reply::with_body(StatusCode::OK, "text/plain", "ready\n"),
         "/api/v1/services" => run(shard, QueryRequest::Services).await,
-        "/metrics" => match coordinate(shard, QueryRequest::Metrics).await {
-            Ok(QueryResponse::Metrics(s)) => {
-                reply::with_body(StatusCode::OK, "text/plain; version=0.0.4", s.prometheus())
-            }
-            Ok(_) => reply::json_error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer"),
+        "/metrics" => match metrics(shard).await {
+            Ok(s) => reply::with_body(StatusCode::OK, "text/plain; version=0.0.4", s.prometheus()),
             Err(e) => reply::json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         },
         "/debug/hdr" => hdr(shard, query).await,
@@ -102,12 +99,11 @@ async fn hdr(shard: &Rc<Shard>, query: Option<&str>) -> Response<Body> {
             format!("metric must be one of: {}", names.join(", ")),
         );
     };
-    match coordinate(shard, QueryRequest::Metrics).await {
-        Ok(QueryResponse::Metrics(s)) => {
+    match metrics(shard).await {
+        Ok(s) => {
             let text = hgrm(s.hist(h).expect("every histogram is in a snapshot"), unit.1);
             reply::with_body(StatusCode::OK, "text/plain", text)
         }
-        Ok(_) => reply::json_error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer"),
         Err(e) => reply::json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
@@ -141,8 +137,6 @@ async fn run(shard: &Rc<Shard>, q: QueryRequest) -> Response<Body> {
             serde_json::json!({ "services": s }).to_string(),
         ),
         QueryResponse::Failed(why) => reply::json_error(StatusCode::SERVICE_UNAVAILABLE, why),
-        QueryResponse::Metrics(_) => {
-            reply::json_error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer")
-        }
+        QueryResponse::Metrics(_) => unreachable!("metrics are asked through query::exec::metrics"),
     }
 }

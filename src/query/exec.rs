@@ -747,6 +747,16 @@ pub enum QueryError {
 }
 
 /// Runs `q` on every shard concerned and merges the answers.
+/// Every shard's counters, gauges and histograms, merged: `coordinate` for
+/// [`QueryRequest::Metrics`], with the answer's type.
+pub async fn metrics(shard: &Rc<Shard>) -> Result<crate::metrics::Snapshot, QueryError> {
+    match coordinate(shard, QueryRequest::Metrics).await? {
+        QueryResponse::Metrics(snapshot) => Ok(*snapshot),
+        QueryResponse::Failed(why) => Err(QueryError::Busy(why)),
+        _ => unreachable!("a metrics query answers with metrics"),
+    }
+}
+
 pub async fn coordinate(shard: &Rc<Shard>, q: QueryRequest) -> Result<QueryResponse, QueryError> {
     let targets: Vec<ShardId> = match &q {
         QueryRequest::Trace(id) => {

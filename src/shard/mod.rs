@@ -754,15 +754,13 @@ async fn dump_hdr_every(
 
 /// Appends one interval of every shard's histograms to the dumps.
 async fn dump_hdr_once(shard: &Rc<Shard>, dumper: IntervalDumper) -> IntervalDumper {
-    let snapshot =
-        match crate::query::exec::coordinate(shard, crate::query::QueryRequest::Metrics).await {
-            Ok(crate::query::QueryResponse::Metrics(s)) => *s,
-            Ok(_) => unreachable!("a metrics query answers with metrics"),
-            Err(e) => {
-                tracing::warn!("HDR dump skipped: {e}");
-                return dumper;
-            }
-        };
+    let snapshot = match crate::query::exec::metrics(shard).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("HDR dump skipped: {e}");
+            return dumper;
+        }
+    };
     let (dumper, written) = glommio::executor()
         .spawn_blocking(move || {
             let mut dumper = dumper;
