@@ -238,14 +238,6 @@ fn chunked_bodies_that_never_end_are_held_within_the_budget() {
     );
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 type Stream = (h2::client::ResponseFuture, h2::SendStream<Bytes>);
 
 /// Opens a POST stream to `path` and sends `data` on it, without ending it.

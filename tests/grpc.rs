@@ -75,14 +75,6 @@ async fn call(
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn export_round_trips_field_for_field_with_partial_success() {
     let server = Server::start(2);

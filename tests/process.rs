@@ -311,6 +311,16 @@ fn sighup_is_logged_and_ignored() {
     assert_eq!(server.stop(), 0);
 }
 
+/// The head of a gRPC `TraceService/Export` call.
+fn export_call() -> http::Request<()> {
+    http::Request::builder()
+        .method("POST")
+        .uri("http://glust/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap()
+}
+
 /// Calls a client resets while they wait (a gRPC deadline, a cancelled request) end the
 /// connection's requests all the same: at the connection cap, the connection is idle again
 /// and makes room for a new one.
@@ -322,22 +332,12 @@ fn reset_streams_leave_their_connection_idle_for_the_cap() {
     framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
     framed.extend_from_slice(&msg);
     let framed = bytes::Bytes::from(framed);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let status = rt.block_on(async {
+    let status = runtime().block_on(async {
         let first = h2_connect(server.grpc).await;
         // Fewer than h2's allowance of streams reset before they are served (20), past which
         // the server would close the connection itself.
         for _ in 0..10 {
-            let req = http::Request::builder()
-                .method("POST")
-                .uri("http://glust/opentelemetry.proto.collector.trace.v1.TraceService/Export")
-                .header("content-type", "application/grpc")
-                .body(())
-                .unwrap();
+            let req = export_call();
             let mut c = first.clone().ready().await.unwrap();
             let (_resp, mut send) = c.send_request(req, false).unwrap();
             let _ = send.send_data(framed.clone(), true);
@@ -346,12 +346,7 @@ fn reset_streams_leave_their_connection_idle_for_the_cap() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         // A second connection: the cap is one, so the first must make room.
         let second = h2_connect(server.grpc).await;
-        let req = http::Request::builder()
-            .method("POST")
-            .uri("http://glust/opentelemetry.proto.collector.trace.v1.TraceService/Export")
-            .header("content-type", "application/grpc")
-            .body(())
-            .unwrap();
+        let req = export_call();
         let mut c = second.ready().await.unwrap();
         let (resp, mut send) = c.send_request(req, false).unwrap();
         let _ = send.send_data(framed.clone(), true);

@@ -684,3 +684,13 @@ pub async fn h2_connect(addr: SocketAddr) -> h2::client::SendRequest<bytes::Byte
     });
     client
 }
+
+/// A Tokio runtime for a test's async clients (h2, the SDK's tonic exporter): two workers, so a
+/// connection's driver task runs beside the test's own.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
