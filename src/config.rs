@@ -69,7 +69,7 @@ pub struct Config {
     /// Time a client has to send an OTLP request's body once its headers are in: 408 past it.
     pub body_read_timeout: Duration,
     /// OTLP connections (HTTP and gRPC ports together) each shard keeps open; at the cap the
-    /// longest-idle one is closed for a new one (`http::conns`).
+    /// longest-idle one is closed for a new one (`shard::conns`).
     pub max_connections: usize,
     /// Where to write HdrHistogram interval logs of every latency histogram, if anywhere.
     pub hdr_dump_dir: Option<std::path::PathBuf>,

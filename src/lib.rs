@@ -1,9 +1,28 @@
 //! Glust: a thread-per-core OpenTelemetry ingestor for traces and logs.
 //!
-//! The modules follow the pipeline, one per stage:
+//! A span's way through the crate: [`server`] starts one pinned executor per shard; a shard's
+//! [`http`] listener reads an export ([`http::otlp`] or [`http::grpc`], then [`http::export`]);
+//! [`otlp`] decodes it into [`domain`] types, validated; [`shard::ingest`] splits it by owner
+//! ([`route::owner_of`]), encodes records and appends them on their owners ([`shard::append`],
+//! over [`shard::mesh`] for the others) into [`storage`] segments, indexed by [`index`];
+//! [`query`] answers searches from the index and the segments.
 //!
 //! - [`limits`]: every limit, with its reason.
+//! - [`config`]: what `glust serve` was told, with its defaults.
 //! - [`domain`]: spans and log records as Glust keeps them, and their validation.
+//! - [`otlp`]: wire formats: borrowing protobuf decoder, OTLP JSON decoder, OTLP JSON writer.
+//! - [`route`]: `ShardId` and `owner_of(trace_id)`.
+//! - [`storage`]: record framing, segment files, recovery; knows nothing of OTLP or HTTP.
+//! - [`index`]: a shard's in-memory index.
+//! - [`shard`]: a shard's state and its parts: admission, ingest, the append path, group write
+//!   and commit, the mesh (the only types that cross cores), connections, memory trim.
+//! - [`http`]: hyper on glommio: the OTLP/HTTP and OTLP/gRPC receivers, the shared export
+//!   path, the query API, the one place outcomes become status codes.
+//! - [`query`]: query types, parameter parsing, execution and merging over the mesh.
+//! - [`metrics`]: per-shard counters and HDR histograms, merged when scraped.
+//! - [`server`]: process start-up (preflight, ports, executors, rendezvous) and each shard's
+//!   lifecycle; the only module above `http` and `query`.
+
 pub mod config;
 pub mod domain;
 pub mod http;
@@ -13,5 +32,6 @@ pub mod metrics;
 pub mod otlp;
 pub mod query;
 pub mod route;
+pub mod server;
 pub mod shard;
 pub mod storage;

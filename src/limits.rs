@@ -179,7 +179,7 @@ pub const SCAN_CLOCK_EVERY: usize = 64;
 pub const SLICE_GAP: Duration = Duration::from_micros(1);
 
 /// A search that reads records reads them ahead in blocks of this many index entries
-/// ([`ReadAhead`]): at most ~40 records of 100 spans, ~1.3 MB, a few ms of one of the shard's
+/// (`query::exec::ReadAhead`): at most ~40 records of 100 spans, ~1.3 MB, a few ms of one of the shard's
 /// two blocking threads (which also run its fsyncs and segment preparations).
 pub const READ_AHEAD_ENTRIES: usize = 4 << 10;
 
@@ -208,7 +208,7 @@ pub const PREFETCH_TAIL_BYTES: usize = 256 << 10;
 /// between them.
 pub const PREFETCH_GAP_BYTES: usize = 1 << 20;
 
-/// The buffer [`prefetch`] reads through.
+/// The buffer `storage::prefetch` reads through.
 pub const PREFETCH_CHUNK_BYTES: usize = 256 << 10;
 
 /// Capacity of the staging buffer kept after a flush: one large batch (a rollover's worth of

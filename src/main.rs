@@ -220,7 +220,7 @@ fn main() -> ExitCode {
         config.data_dir.display(),
         config.fsync
     );
-    let outcome = glust::shard::run(config, stop.clone(), move |addrs| {
+    let outcome = glust::server::run(config, stop.clone(), move |addrs| {
         // One machine-readable line on stdout: tests and scripts wait for it.
         println!(
             "glust ready: otlp-http={} otlp-grpc={} query={} {summary}",

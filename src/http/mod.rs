@@ -3,7 +3,6 @@
 //!
 //! - [`io`]: glommio ↔ hyper glue.
 //! - [`body`]: request bodies read against the shard's byte budget, frame by frame.
-//! - [`conns`]: the connections a shard holds open, within a cap.
 //! - [`export`]: the export path both receivers take once a body is read: decompress, hold,
 //!   decode, ingest.
 //! - [`otlp`]: `POST /v1/traces`, `POST /v1/logs`.
@@ -13,7 +12,6 @@
 
 pub mod api;
 pub mod body;
-pub mod conns;
 pub mod export;
 pub mod grpc;
 pub mod io;
@@ -37,8 +35,8 @@ use crate::limits::{
     H2_CONNECTION_WINDOW_BYTES, H2_FRAME_BYTES_MAX, H2_KEEP_ALIVE_INTERVAL, H2_KEEP_ALIVE_TIMEOUT,
     H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW_BYTES,
 };
+use crate::shard::conns::{Admit, ConnState, Conns};
 use crate::shard::Shard;
-use conns::{Admit, ConnState, Conns};
 use io::{FirstByte, GlommioIo, LocalExec, LocalTimer};
 
 pub type Body = Full<Bytes>;

@@ -2,7 +2,7 @@
 //! zstd. The steps, each a cheap check before the costly one:
 //!
 //! 1. route and method, content type and encoding (405 / 404 / 415);
-//! 2. the shard's ingest concurrency (429 past [`SHARD_INGEST_INFLIGHT_MAX`]);
+//! 2. the shard's ingest concurrency (429 past [`crate::limits::SHARD_INGEST_INFLIGHT_MAX`]);
 //! 3. the body, counted against the shard's byte budget as it arrives (429, [`super::body`]),
 //!    bounded on the wire (413) and again after decompression (413);
 //! 4. decode + validate (400 for a body that is not OTLP; dropped items go to

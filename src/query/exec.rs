@@ -17,7 +17,6 @@ use crate::domain::{
     ArchivedAnyValue, ArchivedKeyValue, ArchivedLogBatch, ArchivedResource, ArchivedScope,
     ArchivedSpanBatch, TraceId,
 };
-use crate::http::conns::Conns;
 use crate::index::names::NameId;
 use crate::index::{Index, RecordLoc, TraceSummary};
 use crate::limits::{QUERY_SLICE, READ_AHEAD_ENTRIES, SCAN_CLOCK_EVERY, SEARCHES_MAX, SLICE_GAP};
@@ -25,6 +24,7 @@ use crate::metrics::Counter;
 use crate::otlp::json_out;
 use crate::query::{JsonGroup, LogHit, LogSearch, QueryRequest, QueryResponse, TraceSearch};
 use crate::route::{owner_of, ShardId};
+use crate::shard::conns::Conns;
 use crate::shard::Shard;
 use crate::storage::{RecordKind, Store};
 
