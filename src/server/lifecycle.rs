@@ -2,7 +2,6 @@
 //! shards, serve (listeners, the mesh's receivers, group write and commit, the interval sync,
 //! the trim, the HDR dumps), then drain and sync at shutdown.
 
-use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -11,16 +10,14 @@ use std::time::Duration;
 
 use super::{ShardStart, StartError};
 use crate::config::{Config, FsyncPolicy};
+use crate::http::Endpoint;
 use crate::index::Index;
 use crate::limits::{
     DRAIN_TIMEOUT, FINAL_DUMP_TIMEOUT, QUERY_CONNECTIONS_MAX, QUERY_SHARES, STOP_POLL,
 };
-use crate::metrics::{IntervalDumper, ShardMetrics};
+use crate::metrics::IntervalDumper;
 use crate::route::ShardId;
 use crate::shard::conns::Conns;
-use crate::shard::durability::GroupCommit;
-use crate::shard::group_write::GroupWrite;
-use crate::shard::latch::Latch;
 use crate::shard::mesh::{Inbound, Request, Response};
 use crate::shard::{admission, append, trim, Shard};
 use crate::storage::{RecoveryReport, Store, StoreConfig};
@@ -78,77 +75,23 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
             .map(|f| f.load(Ordering::SeqCst))
             .collect(),
     );
-    let shard = Rc::new(Shard {
+    let query_queue = glommio::executor().create_task_queue(
+        glommio::Shares::Static(QUERY_SHARES),
+        glommio::Latency::NotImportant,
+        "query",
+    );
+    let shard = Rc::new(Shard::new(
         id,
-        count: ctx.config.shards,
-        config: ctx.config.clone(),
-        store: RefCell::new(store),
-        index: RefCell::new(index),
-        commit: GroupCommit::default(),
-        group_write: GroupWrite::default(),
+        ctx.config.clone(),
+        store,
+        index,
         mesh,
         foreign,
-        stopping: Latch::default(),
-        in_flight: Cell::new(0),
-        in_flight_bytes: Cell::new(0),
-        in_flight_bytes_peak: Cell::new(0),
-        segment_ready: RefCell::new(Latch::default()),
-        metrics: ShardMetrics::default(),
-        query_queue: glommio::executor().create_task_queue(
-            glommio::Shares::Static(QUERY_SHARES),
-            glommio::Latency::NotImportant,
-            "query",
-        ),
-        searches: Cell::new(0),
-        conns: RefCell::new(None),
-    });
+        query_queue,
+    ));
     spawn_receivers(&shard, inbound);
-    let committer = shard.clone();
-    glommio::spawn_local(async move {
-        committer
-            .commit
-            .run(&committer.store, &committer.metrics)
-            .await
-    })
-    .detach();
-    let writer = shard.clone();
-    glommio::spawn_local(async move {
-        writer
-            .group_write
-            .run(&writer.store, &writer.commit, &writer.metrics)
-            .await
-    })
-    .detach();
-
-    let http = bind(ctx.addrs.otlp_http)?;
-    let grpc = bind(ctx.addrs.otlp_grpc)?;
-    let query = bind(ctx.addrs.query)?;
-    // The OTLP ports share one connection cap; the query port has its own, so that ingest
-    // clients cannot take the descriptors health checks and queries need.
-    let otlp_conns = Rc::new(Conns::new(ctx.config.max_connections));
-    let query_conns = Rc::new(Conns::new(QUERY_CONNECTIONS_MAX));
-    let http_task = glommio::spawn_local(crate::http::serve(
-        http,
-        shard.clone(),
-        crate::http::Endpoint::OtlpHttp,
-        otlp_conns.clone(),
-    ))
-    .detach();
-    let grpc_task = glommio::spawn_local(crate::http::serve(
-        grpc,
-        shard.clone(),
-        crate::http::Endpoint::OtlpGrpc,
-        otlp_conns.clone(),
-    ))
-    .detach();
-    let query_task = glommio::spawn_local(crate::http::serve(
-        query,
-        shard.clone(),
-        crate::http::Endpoint::Query,
-        query_conns.clone(),
-    ))
-    .detach();
-    *shard.conns.borrow_mut() = Some((otlp_conns.clone(), query_conns.clone()));
+    spawn_writer_and_committer(&shard);
+    let listeners = Listeners::start(ctx, &shard)?;
     if !ctx.serving.wait().await {
         shard.stopping.set();
     } else if id.0 == 0 {
@@ -174,15 +117,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
     }
     shard.stopping.set();
     tracing::info!(shard = %id, "shutting down: no new connections, finishing in-flight requests");
-    let _ = http_task.await;
-    let _ = grpc_task.await;
-    let _ = query_task.await;
-    let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
-    while (!otlp_conns.is_empty() || !query_conns.is_empty() || shard.in_flight.get() > 0)
-        && std::time::Instant::now() < deadline
-    {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
-    }
+    listeners.stop_and_drain(&shard).await;
     // Peers may still be appending records we own for requests they are finishing.
     let all_drained = ctx.shutdown.wait().await;
     let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
@@ -194,37 +129,113 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
         tracing::error!(shard = %id, "final sync failed: {e}");
     }
     if ctx.config.hdr_dump_dir.is_some() {
-        // The last interval, once every shard drained and synced (so its final appends and
-        // sync are in it): shard 0 asks every shard, so all of them keep answering the mesh
-        // until it is written. Skipped if a shard failed, and bounded: a peer that does not
-        // answer must not keep the process from exiting.
-        let all_synced = ctx.synced.wait().await;
-        if let Some(dumps) = hdr_dumps {
-            let written = futures_lite::future::or(
-                async {
-                    let dumper = dumps.await;
-                    if all_drained && all_synced {
-                        dump_hdr_once(&shard, dumper).await;
-                    } else {
-                        tracing::warn!("a shard failed: the last HDR interval is not written");
-                    }
-                    true
-                },
-                async {
-                    glommio::timer::sleep(FINAL_DUMP_TIMEOUT).await;
-                    false
-                },
-            )
-            .await;
-            if !written {
-                tracing::warn!(
-                    "the last HDR interval was not written within {FINAL_DUMP_TIMEOUT:?}"
-                );
-            }
-        }
-        ctx.dumped.wait().await;
+        last_hdr_interval(ctx, &shard, hdr_dumps, all_drained).await;
     }
     Ok(())
+}
+
+/// The shard's group writer and committer tasks, for the life of the shard.
+fn spawn_writer_and_committer(shard: &Rc<Shard>) {
+    let committer = shard.clone();
+    glommio::spawn_local(async move {
+        committer
+            .commit
+            .run(&committer.store, &committer.metrics)
+            .await
+    })
+    .detach();
+    let writer = shard.clone();
+    glommio::spawn_local(async move {
+        writer
+            .group_write
+            .run(&writer.store, &writer.commit, &writer.metrics)
+            .await
+    })
+    .detach();
+}
+
+/// A shard's three accept loops and their connections.
+struct Listeners {
+    tasks: Vec<glommio::task::JoinHandle<()>>,
+    otlp_conns: Rc<Conns>,
+    query_conns: Rc<Conns>,
+}
+
+impl Listeners {
+    /// Binds the shard's listeners (SO_REUSEPORT) and starts accepting. The OTLP ports share
+    /// one connection cap; the query port has its own, so that ingest clients cannot take the
+    /// descriptors health checks and queries need.
+    fn start(ctx: &ShardStart, shard: &Rc<Shard>) -> Result<Listeners, StartError> {
+        let otlp_conns = Rc::new(Conns::new(ctx.config.max_connections));
+        let query_conns = Rc::new(Conns::new(QUERY_CONNECTIONS_MAX));
+        let mut tasks = Vec::with_capacity(3);
+        for (addr, endpoint, conns) in [
+            (ctx.addrs.otlp_http, Endpoint::OtlpHttp, &otlp_conns),
+            (ctx.addrs.otlp_grpc, Endpoint::OtlpGrpc, &otlp_conns),
+            (ctx.addrs.query, Endpoint::Query, &query_conns),
+        ] {
+            let listener = bind(addr)?;
+            let serve = crate::http::serve(listener, shard.clone(), endpoint, conns.clone());
+            tasks.push(glommio::spawn_local(serve).detach());
+        }
+        *shard.conns.borrow_mut() = Some((otlp_conns.clone(), query_conns.clone()));
+        Ok(Listeners {
+            tasks,
+            otlp_conns,
+            query_conns,
+        })
+    }
+
+    /// Once the shard is stopping: waits for the accept loops to end, then (at most
+    /// `DRAIN_TIMEOUT`) for the connections to close and the requests in flight to finish.
+    async fn stop_and_drain(self, shard: &Shard) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+        while (!self.otlp_conns.is_empty()
+            || !self.query_conns.is_empty()
+            || shard.in_flight.get() > 0)
+            && std::time::Instant::now() < deadline
+        {
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// `--hdr-dump-dir`: the last interval, once every shard drained and synced (so its final
+/// appends and sync are in it). Shard 0 asks every shard, so all of them keep answering the
+/// mesh until it is written. Skipped if a shard failed, and bounded: a peer that does not
+/// answer must not keep the process from exiting.
+async fn last_hdr_interval(
+    ctx: &ShardStart,
+    shard: &Rc<Shard>,
+    hdr_dumps: Option<glommio::Task<IntervalDumper>>,
+    all_drained: bool,
+) {
+    let all_synced = ctx.synced.wait().await;
+    if let Some(dumps) = hdr_dumps {
+        let written = futures_lite::future::or(
+            async {
+                let dumper = dumps.await;
+                if all_drained && all_synced {
+                    dump_hdr_once(shard, dumper).await;
+                } else {
+                    tracing::warn!("a shard failed: the last HDR interval is not written");
+                }
+                true
+            },
+            async {
+                glommio::timer::sleep(FINAL_DUMP_TIMEOUT).await;
+                false
+            },
+        )
+        .await;
+        if !written {
+            tracing::warn!("the last HDR interval was not written within {FINAL_DUMP_TIMEOUT:?}");
+        }
+    }
+    ctx.dumped.wait().await;
 }
 
 /// Opens the shard's storage and rebuilds its index from every intact record. Runs on the

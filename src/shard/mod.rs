@@ -61,3 +61,38 @@ pub struct Shard {
     /// listeners start.
     pub conns: RefCell<Option<(Rc<Conns>, Rc<Conns>)>>,
 }
+
+impl Shard {
+    /// A shard's state at start-up: its recovered storage and index, its end of the mesh, and
+    /// the shards holding foreign segments; nothing in flight yet.
+    pub fn new(
+        id: ShardId,
+        config: Config,
+        store: Store,
+        index: Index,
+        mesh: Mesh,
+        foreign: Arc<Vec<bool>>,
+        query_queue: glommio::TaskQueueHandle,
+    ) -> Shard {
+        Shard {
+            id,
+            count: config.shards,
+            config,
+            store: RefCell::new(store),
+            index: RefCell::new(index),
+            commit: GroupCommit::default(),
+            group_write: GroupWrite::default(),
+            mesh,
+            foreign,
+            stopping: Latch::default(),
+            in_flight: Cell::new(0),
+            in_flight_bytes: Cell::new(0),
+            in_flight_bytes_peak: Cell::new(0),
+            segment_ready: RefCell::new(Latch::default()),
+            metrics: ShardMetrics::default(),
+            query_queue,
+            searches: Cell::new(0),
+            conns: RefCell::new(None),
+        }
+    }
+}
