@@ -1,5 +1,5 @@
 //! `glust`: the command line. `glust` alone serves with the defaults; `glust serve` takes
-//! flags. See README.md for every flag and endpoint.
+//! flags. See docs/operations.md for every flag and docs/api.md for every endpoint.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -129,15 +129,6 @@ impl<'h, 's> CountedBody<'h, 's> {
         }
     }
 
-    /// Bytes read so far.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The first `N` bytes of the body, once they have arrived.
     pub fn prefix<const N: usize>(&self) -> Option<[u8; N]> {
         if self.len < N {
