@@ -10,7 +10,8 @@
 //! - [`limits`]: every limit, with its reason.
 //! - [`config`]: what `glust serve` was told, with its defaults.
 //! - [`domain`]: spans and log records as Glust keeps them, and their validation.
-//! - [`otlp`]: wire formats: borrowing protobuf decoder, OTLP JSON decoder, OTLP JSON writer.
+//! - [`otlp`]: wire formats: borrowing protobuf decoder, OTLP JSON decoder, OTLP JSON writer,
+//!   the `google.rpc` types generated from `proto/` by `build.rs`.
 //! - [`route`]: `ShardId` and `owner_of(trace_id)`.
 //! - [`storage`]: record framing, segment files, recovery; knows nothing of OTLP or HTTP.
 //! - [`index`]: a shard's in-memory index.

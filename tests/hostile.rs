@@ -174,7 +174,7 @@ fn overload_gets_429_with_retry_after_and_writes_nothing() {
     let r = server.post_traces(&refused);
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.headers.get("retry-after").unwrap(), "1");
-    let status = glust::http::reply::RpcStatus::decode(&r.body[..]).unwrap();
+    let status = glust::otlp::rpc::Status::decode(&r.body[..]).unwrap();
     assert!(status.message.contains("retry"), "{}", status.message);
     drop(held);
     std::thread::sleep(Duration::from_millis(300));

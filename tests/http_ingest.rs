@@ -154,7 +154,7 @@ fn undecodable_bodies_get_400_with_a_status_message() {
     );
     assert_eq!(r.status, 400);
     assert_eq!(r.content_type(), "application/x-protobuf");
-    let status = glust::http::reply::RpcStatus::decode(&r.body[..]).unwrap();
+    let status = glust::otlp::rpc::Status::decode(&r.body[..]).unwrap();
     assert!(
         status.message.contains("malformed protobuf"),
         "{}",

@@ -20,7 +20,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use loadgen::payload::{Compression, Signal};
 use loadgen::run::{Mode, RetryPolicy};
-use loadgen::transport::{Outcome, ProtoAny, ProtoDuration, RetryInfo, RpcStatus, Transport};
+use loadgen::transport::{rpc, Outcome, Transport};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -124,16 +124,16 @@ async fn handle(req: Request<Incoming>, seen: Arc<Seen>) -> Result<Response<Grpc
     };
     Ok(match seq {
         0 => {
-            let info = RetryInfo {
-                retry_delay: Some(ProtoDuration {
+            let info = rpc::RetryInfo {
+                retry_delay: Some(prost_types::Duration {
                     seconds: 0,
                     nanos: 50_000_000,
                 }),
             };
-            let st = RpcStatus {
+            let st = rpc::Status {
                 code: 14,
                 message: "try later".into(),
-                details: vec![ProtoAny {
+                details: vec![prost_types::Any {
                     type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
                     value: info.encode_to_vec(),
                 }],

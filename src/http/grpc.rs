@@ -36,7 +36,7 @@ use super::reply::{self, code, Format, SignalKind};
 use crate::limits::{GRPC_MESSAGE_BYTES_MAX, REQUEST_DECODED_BYTES_MAX, RETRY_AFTER_SECS};
 use crate::metrics::add;
 use crate::metrics::Hist;
-use crate::otlp::DecodeError;
+use crate::otlp::{rpc, DecodeError};
 use crate::shard::admission::{HeldBytes, InFlight};
 use crate::shard::ingest::{IngestError, Ingested};
 use crate::shard::Shard;
@@ -119,41 +119,6 @@ impl Status {
     }
 }
 
-/// `google.rpc.Status` with `Any` details, for `grpc-status-details-bin`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatusDetails {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<ProtoAny>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ProtoAny {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
-/// `google.rpc.RetryInfo`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    pub retry_delay: Option<ProtoDuration>,
-}
-
-/// `google.protobuf.Duration`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    pub seconds: i64,
-    #[prost(int32, tag = "2")]
-    pub nanos: i32,
-}
-
 /// A trailers-only answer (no message): HTTP 200 with the status in the headers.
 pub fn status_response(status: &Status) -> Response<GrpcBody> {
     let mut resp = Response::new(GrpcBody {
@@ -179,20 +144,8 @@ fn put_status(h: &mut HeaderMap, status: &Status) {
         h.insert("grpc-message", percent_encode(&status.message));
     }
     if status.retry() {
-        let details = RpcStatusDetails {
-            code: status.code as i32,
-            message: status.message.clone(),
-            details: vec![ProtoAny {
-                type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-                value: RetryInfo {
-                    retry_delay: Some(ProtoDuration {
-                        seconds: RETRY_AFTER_SECS as i64,
-                        nanos: 0,
-                    }),
-                }
-                .encode_to_vec(),
-            }],
-        };
+        let details = rpc::Status::new(status.code as i32, status.message.clone())
+            .with_retry_delay(Duration::from_secs(u64::from(RETRY_AFTER_SECS)));
         let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(details.encode_to_vec());
         if let Ok(v) = HeaderValue::from_str(&b64) {
             h.insert("grpc-status-details-bin", v);

@@ -12,6 +12,7 @@ use prost::Message;
 
 use super::Body;
 use crate::limits::RETRY_AFTER_SECS;
+use crate::otlp::rpc;
 
 /// The encoding of an OTLP request, and so of its response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,15 +28,6 @@ impl Format {
             Format::Json => "application/json",
         }
     }
-}
-
-/// `google.rpc.Status`, the error body of OTLP/HTTP.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    #[prost(string, tag = "2")]
-    pub message: String,
 }
 
 /// gRPC status codes (`grpc-status`, and `google.rpc.Status.code` in OTLP/HTTP error bodies).
@@ -126,7 +118,7 @@ pub fn error(status: StatusCode, format: Format, message: impl Into<String>) -> 
         _ => code::INVALID_ARGUMENT,
     } as i32;
     let body = match format {
-        Format::Protobuf => RpcStatus { code, message }.encode_to_vec(),
+        Format::Protobuf => rpc::Status::new(code, message).encode_to_vec(),
         Format::Json => serde_json::json!({ "code": code, "message": message })
             .to_string()
             .into_bytes(),

@@ -1239,6 +1239,7 @@ fn copies_of_the_resource_for_each_scope_are_charged() {
     too_large(decode_traces(&body(200)));
 }
 
+mod fields;
 mod props;
 
 // ---- The fast path for attributes.
