@@ -3,13 +3,13 @@
 # core 0), runs loadgen on core 1 at RATE spans/s (100-span requests) for 8 s, and reads the
 # shard thread's CPU time over 5 s from 2 s in.
 #
-#   scripts/experiments/cpu-per-request.sh GLUST [RATE=500000]
+#   scripts/cpu-per-request.sh GLUST [RATE=500000]
 #
 # Needs target/release/loadgen and python3 scripts/make-payload.py /tmp/glust-payload.
 # Uses ports 34318/34317/33200 and /tmp/glust-cpr.
 set -euo pipefail
 bin=${1:?usage: cpu-per-request.sh GLUST [RATE]}; rate=${2:-500000}
-here=$(cd "$(dirname "$0")/../.." && pwd)
+here=$(cd "$(dirname "$0")/.." && pwd)
 data=/tmp/glust-cpr
 rm -rf "$data"
 "$bin" serve --data-dir "$data" --shards 1 --otlp-http 127.0.0.1:34318 \
