@@ -132,7 +132,7 @@ pub const H2_CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
 /// Largest HTTP/2 frame the client may send (SETTINGS_MAX_FRAME_SIZE; the protocol's default
 /// is 16 KiB). A client that uses it (Rust's h2 does) sends an export of up to this size as
 /// one DATA frame: one frame to parse and a body in one piece, which collecting then does not
-/// copy (BENCHMARKS.md). The cost is that a connection's reader may buffer one frame this
+/// copy. The cost is that a connection's reader may buffer one frame this
 /// large.
 pub const H2_FRAME_BYTES_MAX: u32 = 256 << 10;
 
@@ -174,8 +174,7 @@ pub const SCAN_CLOCK_EVERY: usize = 64;
 
 /// The sleep between two slices of a search: any sleep, so that the search's task waits on
 /// the reactor's timers (see `query::exec::Slice::next`). On a shard with nothing else to do the executor
-/// parks for it: searches there take ~10% longer than one unbroken scan (BENCHMARKS.md,
-/// session 8).
+/// parks for it: searches there take ~10% longer than one unbroken scan.
 pub const SLICE_GAP: Duration = Duration::from_micros(1);
 
 /// A search that reads records reads them ahead in blocks of this many index entries

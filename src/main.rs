@@ -348,7 +348,7 @@ const RESTARTED_ENV: &str = "GLUST_MALLOC_TUNED";
 /// glibc's per-thread cache holds 7 freed blocks of a size; the rest of a request's blocks went
 /// through the arena's bins (`malloc`, `_int_malloc`, `_int_free`, `unlink_chunk`: ~9% of a
 /// profile of the server). With room for 1024 they stay in the per-thread cache: +10%
-/// requests/s (median of 8 alternating pairs, see BENCHMARKS.md). The cost is freed memory
+/// requests/s (median of 8 alternating pairs, `scripts/ab-wrk.sh`). The cost is freed memory
 /// held per thread: at most 1024 blocks of each of glibc's 64 cached sizes (16 to 1,032 bytes),
 /// about 34 MiB in the worst case, in practice the small blocks of the last few requests.
 ///

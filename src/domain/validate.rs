@@ -356,8 +356,8 @@ pub fn attributes(attrs: &mut Vec<KeyValue<'_>>, dropped: &mut u32, stats: &mut 
 /// Applies the value limits to `v`, at nesting depth `depth`.
 ///
 /// Hot path: strings and scalars, nearly every value, are checked inline; a call per value
-/// cost ~28 instructions per attribute for no work on them (callgrind, BENCHMARKS.md
-/// session 7). Bytes and nested values go to [`value_bytes_or_nested`].
+/// cost ~28 instructions per attribute for no work on them (callgrind, decode
+/// bench). Bytes and nested values go to [`value_bytes_or_nested`].
 #[inline(always)]
 fn value(v: &mut AnyValue<'_>, depth: usize, stats: &mut Sanitised) {
     match v {

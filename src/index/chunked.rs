@@ -92,7 +92,7 @@ pub const LIST_CHUNK_LEN: usize = 32;
 /// that repeats trace ids) doubles its `Vec` by copying it, and lists that grew in step (the
 /// traces of a payload sent again and again) double together: measured as 4-6 ms of `realloc`
 /// and page faults on the shard's thread in one go under the fixed-payload benchmark
-/// (BENCHMARKS.md). Here a push copies at most `LIST_CHUNK_LEN / 2` elements (the small part
+/// (`scripts/bench.sh`). Here a push copies at most `LIST_CHUNK_LEN / 2` elements (the small part
 /// doubling) and the chunk list's `Vec` of chunk headers; elements in chunks never move.
 #[derive(Debug, Clone)]
 pub struct AppendList<T> {

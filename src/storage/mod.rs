@@ -154,7 +154,7 @@ struct Eviction {
 /// of guest memory runs at ~0.4 GB/s against ~20 GB/s for memory touched before, and the
 /// hypervisor takes back freed memory within seconds). Evicting written pages hands them back
 /// to the allocator while they are still warm, so the next appends reuse them: wrk's
-/// closed-loop peak went from 0.42-0.52 M to 0.77-0.91 M spans/s (BENCHMARKS.md). It also bounds
+/// closed-loop peak went from 0.42-0.52 M to 0.77-0.91 M spans/s. It also bounds
 /// Glust's page-cache footprint instead of leaving reclaim to kswapd. The price: a query
 /// reading records older than the window reads them from disk.
 pub struct CacheWork {

@@ -65,7 +65,8 @@ const SGROUP: u8 = 3;
 const EGROUP: u8 = 4;
 const I32: u8 = 5;
 
-// Field numbers, from opentelemetry-proto v1. `ExportTraceServiceRequest` and
+// Field numbers, as `proto/` declares them (the `fields` test checks each one against its
+// descriptor, with its wire type). `ExportTraceServiceRequest` and
 // `ExportLogsServiceRequest` share their layout, and so do `ResourceSpans` / `ResourceLogs` and
 // `ScopeSpans` / `ScopeLogs`.
 const REQUEST_RESOURCE_ITEMS: u32 = 1;
@@ -434,7 +435,7 @@ fn utf8(bytes: &[u8]) -> Option<&str> {
 ///
 /// Hot path: `<[u8]>::is_ascii` is not inlined here, and its call, with alignment handling
 /// meant for long slices, took 11% of the span decoder's instructions for strings that are
-/// mostly 3-30 bytes (callgrind, BENCHMARKS.md session 7). `utf8` trusts this check for
+/// mostly 3-30 bytes (callgrind, decode bench). `utf8` trusts this check for
 /// `from_utf8_unchecked`: it is tested against std at every short length.
 #[inline(always)]
 fn is_ascii(bytes: &[u8]) -> bool {
@@ -988,7 +989,7 @@ fn log_ids(log: &mut LogRecord<'_>, trace: &[u8], span: &[u8]) -> Item<()> {
 ///
 /// Hot path, inlined into every message that has attributes: as a call, its prologue and
 /// the reader kept in memory across it were 8% of the span decoder's instructions
-/// (callgrind, BENCHMARKS.md session 7).
+/// (callgrind, decode bench).
 #[inline(always)]
 fn attribute<'a>(
     r: &mut Reader<'a>,
@@ -1031,7 +1032,7 @@ const TAG_ANY_DOUBLE: u8 = (ANY_DOUBLE as u8) << 3 | I64;
 ///
 /// Hot path: attributes are most of a span. The general decoder loops over the fields of two
 /// nested messages, checking each key and wire type; this reads the few bytes it expects
-/// (`scripts/ir-per-call.py` on the decode bench, BENCHMARKS.md session 7).
+/// (`scripts/ir-per-call.py` on the decode bench).
 #[inline(always)]
 fn key_value_fast(buf: &[u8]) -> Option<KeyValue<'_>> {
     let [TAG_KEY_VALUE_KEY, key_len, rest @ ..] = buf else {
@@ -1140,8 +1141,8 @@ fn any_value<'a>(mut r: Reader<'a>, value: &mut AnyValue<'a>, depth: usize) -> R
         };
         // Hot path: the value replaced is nearly always the empty one the caller pushed, which
         // owns nothing. Dropping it is an out-of-line call that does nothing, 3.4% of the
-        // decoder's instructions (callgrind, decode bench; BENCHMARKS.md, session 7), so it
-        // is forgotten; only a value set twice in one message is dropped.
+        // decoder's instructions (callgrind, decode bench), so it is forgotten; only a value
+        // set twice in one message is dropped.
         if matches!(value, AnyValue::Empty) {
             std::mem::forget(std::mem::replace(value, new));
         } else {
