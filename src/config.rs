@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::limits::CORES_MAX;
 use crate::limits::{
-    CONNECTIONS_DEFAULT_MAX, PAGE_CACHE_KEEP_DEFAULT, QUERY_CONNECTIONS_MAX, SEGMENT_BYTES_DEFAULT,
+    CONNECTIONS_DEFAULT_MAX, CONNECTIONS_DEFAULT_MIN, PAGE_CACHE_KEEP_DEFAULT,
+    QUERY_CONNECTIONS_MAX, SEGMENT_BYTES_DEFAULT,
 };
 
 /// When appended records are made durable (fsync'd), and what an acknowledgement promises.
@@ -109,12 +110,12 @@ pub fn default_shards() -> u32 {
 /// The default `--max-connections`: half of the open-file limit goes to connections, shared
 /// by the shards, less each shard's query connections ([`QUERY_CONNECTIONS_MAX`]); the other
 /// half is left for segment files, io_uring rings and the rest. At most
-/// [`CONNECTIONS_DEFAULT_MAX`], at least 16.
+/// [`CONNECTIONS_DEFAULT_MAX`], at least [`CONNECTIONS_DEFAULT_MIN`].
 pub fn default_max_connections(open_files_max: u64, shards: u32) -> usize {
     let per_shard = (open_files_max / 2 / shards.max(1) as u64) as usize;
     per_shard
         .saturating_sub(QUERY_CONNECTIONS_MAX)
-        .clamp(16, CONNECTIONS_DEFAULT_MAX)
+        .clamp(CONNECTIONS_DEFAULT_MIN, CONNECTIONS_DEFAULT_MAX)
 }
 
 /// Parses a core list as `taskset -c` and the kernel's cpu lists write it: `0-7`, `2,4,6`,

@@ -23,6 +23,10 @@ pub const REQUEST_VALUES_BYTES_MAX: usize = 256 << 20;
 /// not: the same bound as an OTLP/HTTP body on the wire. Past it: `RESOURCE_EXHAUSTED`.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = REQUEST_WIRE_BYTES_MAX;
 
+/// Longest `grpc-message` Glust sends, cut with `...` past it: clients cap metadata (grpc-java
+/// at 8 KiB), and a long message must not turn a clear status into a protocol error.
+pub const GRPC_STATUS_MESSAGE_BYTES_MAX: usize = 1024;
+
 /// Attributes kept per span, event, link, log record, resource or scope. Extra attributes are
 /// dropped and added to `dropped_attributes_count`, as the OTLP data model prescribes.
 pub const ATTRIBUTES_COUNT_MAX: usize = 128;
@@ -91,6 +95,23 @@ pub const SHARD_INGEST_BYTES_MAX: usize = 256 << 20;
 /// within the 64 MiB per heap it is allowed to keep anyway.
 pub const TRIM_BURST_BYTES: usize = SHARD_INGEST_BYTES_MAX / 4;
 
+/// A second is quiet, and a trim may follow a burst, when a shard received and held less than
+/// this: an eighth of a burst.
+pub const TRIM_QUIET_BYTES: usize = TRIM_BURST_BYTES / 8;
+
+/// Freed memory glibc keeps at the top of each heap instead of giving it back (mallopt
+/// `M_TRIM_THRESHOLD`, set at start by `main::tune_malloc`, which says why).
+pub const MALLOC_TRIM_THRESHOLD_BYTES: usize = 64 << 20;
+
+/// Blocks larger than this get an `mmap` of their own from glibc (`M_MMAP_THRESHOLD`). Larger
+/// than a group write ([`GROUP_WRITE_BYTES_MAX`]) and than the records and bodies of a usual
+/// request, so those come from the heap.
+pub const MALLOC_MMAP_THRESHOLD_BYTES: usize = 4 << 20;
+
+/// Blocks of up to 1 KiB that glibc keeps per thread and per size, ready for reuse (glibc's
+/// default is 7; `main::reexec_with_tcache_tunable` says why more).
+pub const MALLOC_TCACHE_COUNT: u32 = 1024;
+
 /// Connections one shard keeps open on the query port, apart from the OTLP ports' cap
 /// (`--max-connections`), so that health checks and queries always find a descriptor. At this
 /// cap the longest-idle query connection is closed for a new one.
@@ -100,6 +121,9 @@ pub const QUERY_CONNECTIONS_MAX: usize = 64;
 /// an idle connection costs its buffers (tens of KiB), so a million of them would cost more
 /// memory than descriptors.
 pub const CONNECTIONS_DEFAULT_MAX: usize = 8192;
+
+/// Floor of the default `--max-connections` per shard, however low the open-file limit.
+pub const CONNECTIONS_DEFAULT_MIN: usize = 16;
 
 /// Seconds a client is told to wait (`Retry-After`) when Glust is overloaded.
 pub const RETRY_AFTER_SECS: u32 = 1;
@@ -269,3 +293,5 @@ const _: () = assert!(RECORD_BYTES_MAX as u64 * 2 <= SEGMENT_BYTES_DEFAULT || cf
 const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT);
 const _: () = assert!(VALUE_DEPTH_MAX * 3 < PROTO_DEPTH_MAX);
 const _: () = assert!(QUERY_LIMIT_DEFAULT <= QUERY_LIMIT_MAX);
+const _: () = assert!(MALLOC_MMAP_THRESHOLD_BYTES > GROUP_WRITE_BYTES_MAX);
+const _: () = assert!(CONNECTIONS_DEFAULT_MIN <= CONNECTIONS_DEFAULT_MAX);

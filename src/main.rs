@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use glust::config::{Config, FsyncPolicy};
-use glust::limits::SEGMENT_BYTES_MIN;
+use glust::limits::{
+    MALLOC_MMAP_THRESHOLD_BYTES, MALLOC_TCACHE_COUNT, MALLOC_TRIM_THRESHOLD_BYTES,
+    SEGMENT_BYTES_MIN,
+};
 
 #[derive(Parser)]
 #[command(
@@ -324,10 +327,6 @@ fn raise_memlock_limit() {
     }
 }
 
-/// Blocks of up to 1 KiB that glibc keeps per thread and per size, ready for reuse; glibc's
-/// default is 7. See [`reexec_with_tcache_tunable`].
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const GLIBC_TCACHE_COUNT: u32 = 1024;
 /// The glibc tunable that sets it. glibc reads tunables from `GLIBC_TUNABLES` at start only.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const GLIBC_TCACHE_TUNABLE: &str = "glibc.malloc.tcache_count";
@@ -395,7 +394,7 @@ fn reexec_with_tcache_tunable() {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     tracing::warn!(
-        "cannot restart {} with {GLIBC_TCACHE_TUNABLE}={GLIBC_TCACHE_COUNT} ({err}); \
+        "cannot restart {} with {GLIBC_TCACHE_TUNABLE}={MALLOC_TCACHE_COUNT} ({err}); \
          running with glibc's default",
         exe.display()
     );
@@ -433,7 +432,7 @@ fn parse_glibc_version(v: &str) -> Option<(u32, u32)> {
 /// `GLIBC_TUNABLES` with Glust's tcache count added, or `None` if it sets one already.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tunables_with_tcache(current: Option<&str>) -> Option<String> {
-    let ours = format!("{GLIBC_TCACHE_TUNABLE}={GLIBC_TCACHE_COUNT}");
+    let ours = format!("{GLIBC_TCACHE_TUNABLE}={MALLOC_TCACHE_COUNT}");
     match current {
         None | Some("") => Some(ours),
         Some(t)
@@ -460,20 +459,19 @@ fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before the shards start.
     unsafe {
-        if libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES) != 1
-            || libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES) != 1
+        if libc::mallopt(
+            libc::M_TRIM_THRESHOLD,
+            MALLOC_TRIM_THRESHOLD_BYTES as libc::c_int,
+        ) != 1
+            || libc::mallopt(
+                libc::M_MMAP_THRESHOLD,
+                MALLOC_MMAP_THRESHOLD_BYTES as libc::c_int,
+            ) != 1
         {
             tracing::warn!("mallopt refused Glust's allocator thresholds; running with glibc's");
         }
     }
 }
-
-/// See [`tune_malloc`].
-const MALLOC_TRIM_THRESHOLD_BYTES: libc::c_int = 64 << 20;
-/// Larger than a group write ([`glust::limits::GROUP_WRITE_BYTES_MAX`]) and than the records
-/// and bodies of a usual request, so those come from the heap; see [`tune_malloc`].
-const MALLOC_MMAP_THRESHOLD_BYTES: libc::c_int = 4 << 20;
-const _: () = assert!(MALLOC_MMAP_THRESHOLD_BYTES as usize > glust::limits::GROUP_WRITE_BYTES_MAX);
 
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {

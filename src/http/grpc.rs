@@ -33,7 +33,10 @@ use prost::Message;
 use super::body::{CountedBody, ReadError};
 use super::export::{self, Compression, Export, ExportError};
 use super::reply::{self, code, Format, SignalKind};
-use crate::limits::{GRPC_MESSAGE_BYTES_MAX, REQUEST_DECODED_BYTES_MAX, RETRY_AFTER_SECS};
+use crate::limits::{
+    GRPC_MESSAGE_BYTES_MAX, GRPC_STATUS_MESSAGE_BYTES_MAX, REQUEST_DECODED_BYTES_MAX,
+    RETRY_AFTER_SECS,
+};
 use crate::metrics::add;
 use crate::metrics::Hist;
 use crate::otlp::{rpc, DecodeError};
@@ -155,12 +158,9 @@ fn put_status(h: &mut HeaderMap, status: &Status) {
 
 /// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec): printable ASCII except `%`.
 fn percent_encode(message: &str) -> HeaderValue {
-    // Clients cap metadata (grpc-java: 8 KiB); a long message must not turn a clear status
-    // into a protocol error.
-    const MESSAGE_BYTES_MAX: usize = 1024;
-    let mut out = String::with_capacity(message.len().min(MESSAGE_BYTES_MAX));
+    let mut out = String::with_capacity(message.len().min(GRPC_STATUS_MESSAGE_BYTES_MAX));
     for b in message.bytes() {
-        if out.len() >= MESSAGE_BYTES_MAX {
+        if out.len() >= GRPC_STATUS_MESSAGE_BYTES_MAX {
             out.push_str("...");
             break;
         }

@@ -20,8 +20,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::limits::TRIM_BURST_BYTES;
-use crate::limits::TRIM_PERIOD;
+use crate::limits::{TRIM_BURST_BYTES, TRIM_PERIOD, TRIM_QUIET_BYTES};
 use crate::shard::Shard;
 
 /// Set while a shard's trim runs. Process-wide, and touched once per [`TRIM_PERIOD`] after a
@@ -39,7 +38,7 @@ pub async fn trim_after_bursts(shard: Rc<Shard>) {
         let total = shard.metrics.bytes_received.get();
         let period = (total - std::mem::replace(&mut received, total)) as usize;
         burst |= peak >= TRIM_BURST_BYTES || period >= TRIM_BURST_BYTES;
-        let quiet = peak < TRIM_BURST_BYTES / 8 && period < TRIM_BURST_BYTES / 8;
+        let quiet = peak < TRIM_QUIET_BYTES && period < TRIM_QUIET_BYTES;
         if burst && quiet && !TRIMMING.swap(true, Ordering::AcqRel) {
             burst = false;
             let started = Instant::now();
