@@ -1,0 +1,199 @@
+//! Log search on one shard: the log index (or one trace's log positions) scanned newest first,
+//! keeping the newest `limit` matches.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use super::records::{log_batch, resource_fields, scope_fields};
+use super::scan::{in_range, name_filter, LastRecord, NameFilter, ReadAhead, Slice, Verdict};
+use crate::domain::ArchivedAnyValue;
+use crate::index::RecordLoc;
+use crate::otlp::json_out;
+use crate::query::{JsonGroup, LogHit, LogSearch};
+use crate::shard::Shard;
+
+/// What the index alone says of a log entry; `floor`: the time of the oldest of `limit`
+/// matches kept, when that many are.
+pub(super) fn log_verdict(
+    e: &crate::index::LogEntry,
+    q: &LogSearch,
+    service: &NameFilter<'_>,
+    floor: Option<u64>,
+) -> Verdict {
+    if !in_range(e.time_unix_nanos, q.start_unix_nanos, q.end_unix_nanos)
+        || q.min_severity.is_some_and(|m| (e.severity as i32) < m)
+        || floor.is_some_and(|f| f >= e.time_unix_nanos)
+    {
+        return Verdict::Skip;
+    }
+    match service.by_id(e.service) {
+        Some(false) => Verdict::Skip,
+        Some(true) if q.contains.is_none() => Verdict::Match,
+        service_ok => Verdict::Read {
+            service_ok,
+            name_ok: Some(true), // logs have no name
+        },
+    }
+}
+
+pub(super) async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHit> {
+    let (service, by_trace, end) = {
+        let index = shard.index.borrow();
+        let service = name_filter(&index, q.service.as_deref());
+        // A trace's log positions are few (its records'); without a trace, every position.
+        let by_trace: Option<Vec<u32>> = q
+            .trace_id
+            .as_ref()
+            .map(|t| index.logs_of_trace(t).collect());
+        let end = by_trace.as_ref().map_or(index.logs().len(), Vec::len);
+        (service, by_trace, end)
+    };
+    if matches!(service, NameFilter::Nothing) || q.limit == 0 {
+        return Vec::new();
+    }
+    let mut top = Newest::new(q.limit);
+    let position = |p: usize| by_trace.as_ref().map_or(p as u32, |v| v[p]);
+    let reads_records = q.contains.is_some() || matches!(service, NameFilter::Overflowed(_));
+    let mut read_ahead = ReadAhead::new(end);
+    let mut pos = end;
+    while pos > 0 {
+        if reads_records {
+            let floor = top.floor();
+            read_ahead
+                .before_slice(shard, pos, |index, r| {
+                    let logs = index.logs();
+                    r.rev()
+                        .map(|p| &logs[position(p) as usize])
+                        .filter(|e| {
+                            matches!(log_verdict(e, q, &service, floor), Verdict::Read { .. })
+                        })
+                        .map(|e| e.loc)
+                        .collect()
+                })
+                .await;
+        }
+        {
+            let index = shard.index.borrow();
+            let store = shard.store.borrow();
+            let logs = index.logs();
+            let mut last = LastRecord::new();
+            let slice = Slice::start(pos);
+            while pos > 0 && !slice.over(pos) {
+                pos -= 1;
+                let i = position(pos);
+                let e = &logs[i as usize];
+                match log_verdict(e, q, &service, top.floor()) {
+                    Verdict::Skip => continue,
+                    Verdict::Match => {}
+                    Verdict::Read { service_ok, .. } => {
+                        let Some(batch) = last.get(e.loc, |l| log_batch(&store, l)) else {
+                            continue;
+                        };
+                        let Some(log) = batch.logs.get(e.index_in_record as usize) else {
+                            continue;
+                        };
+                        if service_ok.is_none()
+                            && crate::domain::archived_service_name(&batch.resource.attributes)
+                                != service.text()
+                        {
+                            continue;
+                        }
+                        if let Some(needle) = &q.contains {
+                            if !value_contains(&log.body, needle) {
+                                continue;
+                            }
+                        }
+                    }
+                }
+                top.push(e.time_unix_nanos, i);
+            }
+        }
+        Slice::next(pos).await;
+    }
+    render_hits(shard, top.newest_first())
+}
+
+/// The newest `limit` matches of a search: a min-heap of (time, log entry).
+struct Newest {
+    limit: usize,
+    heap: BinaryHeap<Reverse<(u64, u32)>>,
+}
+
+impl Newest {
+    fn new(limit: usize) -> Self {
+        Newest {
+            limit,
+            heap: BinaryHeap::with_capacity(limit + 1),
+        }
+    }
+
+    /// Once `limit` matches are kept, the time of the oldest: entries no newer are skipped
+    /// without reading their record.
+    fn floor(&self) -> Option<u64> {
+        (self.heap.len() >= self.limit)
+            .then(|| self.heap.peek().map(|m| m.0 .0))
+            .flatten()
+    }
+
+    fn push(&mut self, time_unix_nanos: u64, entry: u32) {
+        self.heap.push(Reverse((time_unix_nanos, entry)));
+        if self.heap.len() > self.limit {
+            self.heap.pop();
+        }
+    }
+
+    fn newest_first(self) -> Vec<(u64, u32)> {
+        let mut hits: Vec<(u64, u32)> = self.heap.into_iter().map(|r| r.0).collect();
+        hits.sort_unstable_by(|a, b| b.cmp(a));
+        hits
+    }
+}
+
+/// Reads and renders the hits (at most `limit` records: in one go, not in slices).
+fn render_hits(shard: &Shard, hits: Vec<(u64, u32)>) -> Vec<LogHit> {
+    let index = shard.index.borrow();
+    let store = shard.store.borrow();
+    let logs = index.logs();
+    // Each record is read, checked and its resource and scope rendered once, however many
+    // hits it holds.
+    let mut rendered: std::collections::HashMap<RecordLoc, (Arc<str>, Arc<str>)> =
+        Default::default();
+    let mut last = LastRecord::new();
+    let mut out = Vec::with_capacity(hits.len());
+    for (time, i) in hits {
+        let e = &logs[i as usize];
+        let Some(batch) = last.get(e.loc, |l| log_batch(&store, l)) else {
+            continue;
+        };
+        let Some(log) = batch.logs.get(e.index_in_record as usize) else {
+            continue;
+        };
+        let mut item = String::new();
+        json_out::write_log(&mut item, log);
+        let (resource, scope) = rendered
+            .entry(e.loc)
+            .or_insert_with(|| (resource_fields(&batch.resource), scope_fields(&batch.scope)))
+            .clone();
+        out.push(LogHit {
+            time_unix_nanos: time,
+            group: JsonGroup {
+                resource,
+                scope,
+                items: vec![item],
+            },
+        });
+    }
+    out
+}
+
+/// Whether a log body contains `needle`: string bodies directly, structured bodies in any
+/// of their string values.
+pub(super) fn value_contains(v: &ArchivedAnyValue<'_>, needle: &str) -> bool {
+    match v {
+        ArchivedAnyValue::String(s) => s.as_str().contains(needle),
+        ArchivedAnyValue::Array(items) => items.iter().any(|i| value_contains(i, needle)),
+        ArchivedAnyValue::KvList(kvs) => kvs.iter().any(|kv| value_contains(&kv.value, needle)),
+        _ => false,
+    }
+}

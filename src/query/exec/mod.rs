@@ -1,0 +1,221 @@
+//! Running queries: [`run_local`] answers from one shard's index and segments (reads mmapped
+//! records zero-copy); [`coordinate`] runs on the shard that received the HTTP request, asks
+//! the shards concerned over the mesh (a trace lookup asks its owner only, plus shards holding
+//! data from another shard count) and merges their answers.
+//!
+//! Searches scan the whole index, newest first, and may read a record per entry: millions of
+//! entries take seconds. They run on the shard's thread, between its ingest work, so they scan
+//! in slices of [`QUERY_SLICE`] ([`Slice`]) and let the reactor run in between: a search
+//! never stalls ingest for much longer than one slice.
+
+mod logs;
+mod records;
+mod scan;
+mod snapshot;
+mod traces;
+
+use std::rc::Rc;
+
+pub use records::{render, trace_json};
+
+use logs::search_logs_local;
+use snapshot::metrics_snapshot;
+use traces::{newest_first, search_traces_local};
+
+use crate::limits::SEARCHES_MAX;
+use crate::query::{QueryRequest, QueryResponse, TraceSummary};
+use crate::route::{owner_of, ShardId};
+use crate::shard::Shard;
+
+/// Answers `q` from this shard's data only. Searches run in the shard's query task queue
+/// (low shares) and yield to its other work between slices of their scan; the other queries
+/// are bounded (one trace, the services, the metrics) and answer at once.
+pub async fn run_local(shard: &Rc<Shard>, q: &QueryRequest) -> QueryResponse {
+    match q {
+        QueryRequest::SearchTraces(s) => {
+            let (sh, s) = (shard.clone(), s.clone());
+            let search = async move { QueryResponse::Traces(search_traces_local(&sh, &s).await) };
+            in_query_queue(shard, search).await
+        }
+        QueryRequest::SearchLogs(s) => {
+            let (sh, s) = (shard.clone(), s.clone());
+            let search = async move { QueryResponse::Logs(search_logs_local(&sh, &s).await) };
+            in_query_queue(shard, search).await
+        }
+        QueryRequest::Trace(id) => {
+            let (index, store) = (shard.index.borrow(), shard.store.borrow());
+            QueryResponse::Trace(trace_json(&index, &store, id))
+        }
+        QueryRequest::Services => {
+            let index = shard.index.borrow();
+            QueryResponse::Services(index.services().map(str::to_owned).collect())
+        }
+        QueryRequest::Metrics => {
+            let (index, store) = (shard.index.borrow(), shard.store.borrow());
+            QueryResponse::Metrics(Box::new(metrics_snapshot(shard, &index, &store)))
+        }
+    }
+}
+
+/// Runs `search` in the shard's query task queue and waits for its answer; refused when
+/// [`SEARCHES_MAX`] run already.
+async fn in_query_queue(
+    shard: &Shard,
+    search: impl std::future::Future<Output = QueryResponse> + 'static,
+) -> QueryResponse {
+    if shard.searches.get() >= SEARCHES_MAX {
+        return QueryResponse::Failed(format!(
+            "{} is running {SEARCHES_MAX} searches; retry later",
+            shard.id
+        ));
+    }
+    /// Counts a search while it runs, however it ends (a cancelled one included).
+    struct Running<'a>(&'a std::cell::Cell<usize>);
+    impl Drop for Running<'_> {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() - 1);
+        }
+    }
+    shard.searches.set(shard.searches.get() + 1);
+    let _running = Running(&shard.searches);
+    match glommio::spawn_local_into(search, shard.query_queue) {
+        Ok(task) => task.await,
+        Err(e) => QueryResponse::Failed(format!("cannot start the search: {e}")),
+    }
+}
+
+/// Why a coordinated query failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueryError {
+    #[error("busy: {0}")]
+    Busy(String),
+}
+
+/// Every shard's counters, gauges and histograms, merged: `coordinate` for
+/// [`QueryRequest::Metrics`], with the answer's type.
+pub async fn metrics(shard: &Rc<Shard>) -> Result<crate::metrics::Snapshot, QueryError> {
+    match coordinate(shard, QueryRequest::Metrics).await? {
+        QueryResponse::Metrics(snapshot) => Ok(*snapshot),
+        QueryResponse::Failed(why) => Err(QueryError::Busy(why)),
+        _ => unreachable!("a metrics query answers with metrics"),
+    }
+}
+
+/// Runs `q` on every shard concerned and merges the answers.
+pub async fn coordinate(shard: &Rc<Shard>, q: QueryRequest) -> Result<QueryResponse, QueryError> {
+    let targets: Vec<ShardId> = match &q {
+        QueryRequest::Trace(id) => {
+            let owner = owner_of(id, shard.count);
+            (0..shard.count)
+                .map(ShardId)
+                .filter(|s| *s == owner || shard.foreign[s.index()])
+                .collect()
+        }
+        _ => (0..shard.count).map(ShardId).collect(),
+    };
+    // Ask everybody first (admission: credits for all, or nobody is asked), then answer locally.
+    for t in &targets {
+        if *t != shard.id && !shard.mesh.has_credit(*t) {
+            return Err(QueryError::Busy(format!(
+                "{t} has too many requests in flight"
+            )));
+        }
+    }
+    let mut pending = Vec::new();
+    for t in &targets {
+        if *t != shard.id {
+            let answer = shard
+                .mesh
+                .query(*t, q.clone())
+                .map_err(|e| QueryError::Busy(e.to_string()))?;
+            pending.push((*t, answer));
+        }
+    }
+    let mut answers = Vec::with_capacity(targets.len());
+    if targets.contains(&shard.id) {
+        answers.push(run_local(shard, &q).await);
+    }
+    for (t, answer) in pending {
+        match answer.await {
+            Some(a) => answers.push(a),
+            None => return Err(QueryError::Busy(format!("{t} did not answer"))),
+        }
+    }
+    // One shard's failure fails the query: a merge without its answer would be silently short.
+    if let Some(QueryResponse::Failed(why)) = answers
+        .iter()
+        .find(|a| matches!(a, QueryResponse::Failed(_)))
+    {
+        return Err(QueryError::Busy(why.clone()));
+    }
+    Ok(merge(&q, answers))
+}
+
+fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
+    match q {
+        QueryRequest::Trace(_) => {
+            let mut groups = Vec::new();
+            for a in answers {
+                if let QueryResponse::Trace(g) = a {
+                    groups.extend(g);
+                }
+            }
+            QueryResponse::Trace(groups)
+        }
+        QueryRequest::SearchTraces(s) => {
+            let mut by_id: std::collections::HashMap<String, TraceSummary> = Default::default();
+            for a in answers {
+                if let QueryResponse::Traces(list) = a {
+                    for t in list {
+                        match by_id.get_mut(&t.trace_id) {
+                            Some(existing) => existing.merge(&t),
+                            None => {
+                                by_id.insert(t.trace_id.clone(), t);
+                            }
+                        }
+                    }
+                }
+            }
+            let mut out: Vec<TraceSummary> = by_id.into_values().collect();
+            newest_first(&mut out, s.limit);
+            QueryResponse::Traces(out)
+        }
+        QueryRequest::SearchLogs(s) => {
+            let mut hits = Vec::new();
+            for a in answers {
+                if let QueryResponse::Logs(h) = a {
+                    hits.extend(h);
+                }
+            }
+            hits.sort_by_key(|h| std::cmp::Reverse(h.time_unix_nanos));
+            hits.truncate(s.limit);
+            QueryResponse::Logs(hits)
+        }
+        QueryRequest::Metrics => {
+            let mut merged: Option<crate::metrics::Snapshot> = None;
+            for a in answers {
+                if let QueryResponse::Metrics(s) = a {
+                    match &mut merged {
+                        Some(m) => m.merge(&s),
+                        None => merged = Some(*s),
+                    }
+                }
+            }
+            match merged {
+                Some(m) => QueryResponse::Metrics(Box::new(m)),
+                None => QueryResponse::Failed("no shard answered".into()),
+            }
+        }
+        QueryRequest::Services => {
+            let mut all: Vec<String> = Vec::new();
+            for a in answers {
+                if let QueryResponse::Services(s) = a {
+                    all.extend(s);
+                }
+            }
+            all.sort();
+            all.dedup();
+            QueryResponse::Services(all)
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Stored records read back (checked, zero-copy from the segments) and written as OTLP JSON:
+//! a trace's spans, and the documents the query API answers.
+
+use std::sync::Arc;
+
+use crate::domain::{
+    ArchivedLogBatch, ArchivedResource, ArchivedScope, ArchivedSpanBatch, TraceId,
+};
+use crate::index::{Index, RecordLoc};
+use crate::otlp::json_out;
+use crate::query::JsonGroup;
+use crate::storage::{RecordKind, Store};
+
+/// Reads and checks the span record at `loc`. Data from disk: the archive is validated.
+pub(super) fn span_batch(store: &Store, loc: RecordLoc) -> Option<&ArchivedSpanBatch<'static>> {
+    match store.read(loc)? {
+        (RecordKind::Spans, payload) => {
+            rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(payload).ok()
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn log_batch(store: &Store, loc: RecordLoc) -> Option<&ArchivedLogBatch<'static>> {
+    match store.read(loc)? {
+        (RecordKind::Logs, payload) => {
+            rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(payload).ok()
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn resource_fields(r: &ArchivedResource<'_>) -> Arc<str> {
+    let mut out = String::from("\"resource\":");
+    json_out::write_resource(&mut out, r);
+    if !r.schema_url.is_empty() {
+        out.push_str(",\"schemaUrl\":");
+        json_out::write_json_str(&mut out, r.schema_url.as_str());
+    }
+    out.into()
+}
+
+pub(super) fn scope_fields(s: &ArchivedScope<'_>) -> Arc<str> {
+    let mut out = String::from("\"scope\":");
+    json_out::write_scope(&mut out, s);
+    if !s.schema_url.is_empty() {
+        out.push_str(",\"schemaUrl\":");
+        json_out::write_json_str(&mut out, s.schema_url.as_str());
+    }
+    out.into()
+}
+
+/// Every stored span of trace `id` on this shard, as OTLP JSON grouped by resource and scope.
+pub fn trace_json(index: &Index, store: &Store, id: &TraceId) -> Vec<JsonGroup> {
+    let Some(entry) = index.trace(id) else {
+        return Vec::new();
+    };
+    let mut groups = Vec::new();
+    for &loc in entry.records.iter() {
+        let Some(batch) = span_batch(store, loc) else {
+            continue;
+        };
+        let items: Vec<String> = batch
+            .spans
+            .iter()
+            .filter(|s| s.trace_id.get() == *id)
+            .map(|s| {
+                let mut out = String::new();
+                json_out::write_span(&mut out, s);
+                out
+            })
+            .collect();
+        if !items.is_empty() {
+            groups.push(JsonGroup {
+                resource: resource_fields(&batch.resource),
+                scope: scope_fields(&batch.scope),
+                items,
+            });
+        }
+    }
+    groups
+}
+
+/// Renders groups as an OTLP JSON document: `{"<resources>":[{resource,"<scopes>":[{scope,
+/// "<items>":[...]}]}]}`, merging groups that share a resource and scope, in first-seen order.
+pub fn render(groups: &[JsonGroup], resources: &str, scopes: &str, items: &str) -> String {
+    // resource → scopes of it → items of each, in first-seen order.
+    type Scopes<'g> = Vec<(&'g str, Vec<&'g str>)>;
+    let mut order: Vec<(&str, Scopes)> = Vec::new();
+    for g in groups {
+        let r = match order.iter().position(|(r, _)| *r == &*g.resource) {
+            Some(i) => i,
+            None => {
+                order.push((&g.resource, Vec::new()));
+                order.len() - 1
+            }
+        };
+        let scopes_of = &mut order[r].1;
+        let s = match scopes_of.iter().position(|(s, _)| *s == &*g.scope) {
+            Some(i) => i,
+            None => {
+                scopes_of.push((&g.scope, Vec::new()));
+                scopes_of.len() - 1
+            }
+        };
+        scopes_of[s].1.extend(g.items.iter().map(String::as_str));
+    }
+    let mut out = format!("{{\"{resources}\":[");
+    for (ri, (resource, scope_list)) in order.iter().enumerate() {
+        if ri > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        out.push_str(resource);
+        out.push_str(&format!(",\"{scopes}\":["));
+        for (si, (scope, list)) in scope_list.iter().enumerate() {
+            if si > 0 {
+                out.push(',');
+            }
+            out.push('{');
+            out.push_str(scope);
+            out.push_str(&format!(",\"{items}\":["));
+            out.push_str(&list.join(","));
+            out.push_str("]}");
+        }
+        out.push_str("]}");
+    }
+    out.push_str("]}");
+    out
+}

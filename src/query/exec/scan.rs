@@ -1,0 +1,208 @@
+//! The machinery every search's scan shares: slices of [`QUERY_SLICE`] between which the shard
+//! runs its other work, read-ahead of the records a scan will need, the record read last, and
+//! filters resolved against the shard's interned names.
+
+use std::time::Instant;
+
+use crate::index::names::NameId;
+use crate::index::{Index, RecordLoc};
+use crate::limits::{QUERY_SLICE, READ_AHEAD_ENTRIES, SCAN_CLOCK_EVERY, SLICE_GAP};
+use crate::shard::Shard;
+
+/// One slice of a search's scan: the scan visits index positions newest first (from `end - 1`
+/// down to `0`) under fresh borrows of the index and the store, for [`QUERY_SLICE`] at most;
+/// records read in a slice are not kept past it. Between slices ([`Slice::next`]) the borrows
+/// are released. Ingest may append to the index meanwhile: positions below the scan's `end`
+/// keep their entries (the index only grows), and entries appended after the search started
+/// are not part of it.
+pub(super) struct Slice {
+    deadline: Instant,
+    first: usize,
+}
+
+impl Slice {
+    pub(super) fn start(pos: usize) -> Self {
+        Slice {
+            deadline: Instant::now() + QUERY_SLICE,
+            first: pos,
+        }
+    }
+
+    /// Whether the scan, about to visit below `pos`, should stop this slice: the clock is read
+    /// every [`SCAN_CLOCK_EVERY`] positions, and a slice visits one position at least.
+    pub(super) fn over(&self, pos: usize) -> bool {
+        pos != self.first && pos % SCAN_CLOCK_EVERY == 0 && Instant::now() >= self.deadline
+    }
+
+    /// After a slice, if positions are left: a timer, not a yield. glommio polls its rings
+    /// only when no task is ready (or every 100 ms, its preemption timer), so a task that
+    /// yields and is ready again at once would keep the sockets unread; one waiting on a timer
+    /// is ready again only after the executor's next poll, which also wakes the ingest work
+    /// whose I/O completed.
+    pub(super) async fn next(pos: usize) {
+        if pos > 0 {
+            glommio::timer::sleep(SLICE_GAP).await;
+        }
+    }
+}
+
+/// Reads a search's records into the page cache ahead of its scan, on the blocking pool, so
+/// that slices do not wait for the disk on the shard's thread (records older than
+/// `--page-cache-keep` are no longer cached). Positions are taken in blocks of
+/// [`READ_AHEAD_ENTRIES`] from the scan's `end` down: when the scan enters a block, it waits
+/// for that block's read, started in the background when it entered the block before (or
+/// reads it now: the first block, or one the scan reached by going past the one before in a
+/// single slice), and starts the next block's read.
+pub(super) struct ReadAhead {
+    end: usize,
+    /// The block the scan is in.
+    block: Option<usize>,
+    /// The background read of a block, and which.
+    next: Option<(usize, glommio::Task<()>)>,
+}
+
+impl ReadAhead {
+    pub(super) fn new(end: usize) -> Self {
+        ReadAhead {
+            end,
+            block: None,
+            next: None,
+        }
+    }
+
+    /// Before a slice that starts at `pos` (visiting below it): `locs` gives the records the
+    /// scan would read for a range of positions (those the index alone does not decide).
+    pub(super) async fn before_slice(
+        &mut self,
+        shard: &Shard,
+        pos: usize,
+        locs: impl Fn(&Index, std::ops::Range<usize>) -> Vec<RecordLoc>,
+    ) {
+        let block = (self.end - pos) / READ_AHEAD_ENTRIES;
+        if self.block == Some(block) {
+            return;
+        }
+        self.block = Some(block);
+        let range_of = |b: usize| {
+            let hi = self.end.saturating_sub(b * READ_AHEAD_ENTRIES);
+            hi.saturating_sub(READ_AHEAD_ENTRIES)..hi
+        };
+        match self.next.take() {
+            Some((b, read)) if b == block => read.await,
+            _ => {
+                let cold = cold_ranges(shard, |index| locs(index, range_of(block).start..pos));
+                if !cold.is_empty() {
+                    glommio::executor()
+                        .spawn_blocking(move || crate::storage::prefetch(&cold))
+                        .await;
+                }
+            }
+        }
+        let after = range_of(block + 1);
+        if !after.is_empty() {
+            let cold = cold_ranges(shard, |index| locs(index, after));
+            if !cold.is_empty() {
+                let read =
+                    glommio::executor().spawn_blocking(move || crate::storage::prefetch(&cold));
+                self.next = Some((block + 1, glommio::spawn_local(read)));
+            }
+        }
+    }
+}
+
+pub(super) fn cold_ranges(
+    shard: &Shard,
+    locs: impl FnOnce(&Index) -> Vec<RecordLoc>,
+) -> Vec<crate::storage::ColdRange> {
+    let index = shard.index.borrow();
+    let store = shard.store.borrow();
+    store.cold_ranges(locs(&index).into_iter())
+}
+
+/// The record read last, kept for the entries after it: a record's items are consecutive
+/// entries of the index.
+pub(super) struct LastRecord<'s, T> {
+    loc: Option<RecordLoc>,
+    batch: Option<&'s T>,
+}
+
+impl<'s, T> LastRecord<'s, T> {
+    pub(super) fn new() -> Self {
+        LastRecord {
+            loc: None,
+            batch: None,
+        }
+    }
+
+    /// The record at `loc`: the one kept, or `read(loc)`.
+    pub(super) fn get(
+        &mut self,
+        loc: RecordLoc,
+        read: impl FnOnce(RecordLoc) -> Option<&'s T>,
+    ) -> Option<&'s T> {
+        if self.loc != Some(loc) {
+            self.loc = Some(loc);
+            self.batch = read(loc);
+        }
+        self.batch
+    }
+}
+
+/// A name filter resolved against the shard's interned names.
+pub(super) enum NameFilter<'q> {
+    Any,
+    Id(NameId),
+    /// Not interned because the table overflowed: compare the record's text for entries
+    /// interned as [`NameId::OVERFLOW`].
+    Overflowed(&'q str),
+    /// No span or log here carries it.
+    Nothing,
+}
+
+pub(super) fn name_filter<'q>(index: &Index, wanted: Option<&'q str>) -> NameFilter<'q> {
+    match wanted {
+        None => NameFilter::Any,
+        Some(w) => match index.names.lookup(w) {
+            Some(id) => NameFilter::Id(id),
+            None if index.names.overflowed() => NameFilter::Overflowed(w),
+            None => NameFilter::Nothing,
+        },
+    }
+}
+
+impl NameFilter<'_> {
+    /// `Some(verdict)` when the id decides; `None` when the record's text must be read.
+    pub(super) fn by_id(&self, id: NameId) -> Option<bool> {
+        match self {
+            NameFilter::Any => Some(true),
+            NameFilter::Id(w) => Some(*w == id),
+            NameFilter::Overflowed(_) if id == NameId::OVERFLOW => None,
+            NameFilter::Overflowed(_) | NameFilter::Nothing => Some(false),
+        }
+    }
+
+    pub(super) fn text(&self) -> &str {
+        match self {
+            NameFilter::Overflowed(t) => t,
+            _ => "",
+        }
+    }
+}
+
+pub(super) fn in_range(t: u64, start: Option<u64>, end: Option<u64>) -> bool {
+    start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e)
+}
+
+/// What the index alone says of an entry, for a search.
+pub(super) enum Verdict {
+    /// It does not match.
+    Skip,
+    /// It matches.
+    Match,
+    /// Its record must tell; whether the service (and name) matched by id, `None` where
+    /// only the record's text can say.
+    Read {
+        service_ok: Option<bool>,
+        name_ok: Option<bool>,
+    },
+}
