@@ -329,7 +329,41 @@ async fn serve(
     req: Request<Incoming>,
     started: Instant,
 ) -> Result<Response<GrpcBody>, Status> {
-    // 1. Method and path.
+    let signal = method(&req)?;
+    let head = Head::read(&req, started)?;
+
+    // The body, bounded on the wire, then its one message.
+    let Some(_guard) = InFlight::try_enter(shard) else {
+        return Err(Status::retryable(
+            code::UNAVAILABLE,
+            Failure::Throttled,
+            "too many requests in flight; retry later",
+        ));
+    };
+    let Some(mut held) = HeldBytes::try_hold(shard, 0) else {
+        return Err(too_many_bytes());
+    };
+    let body = read_in_time(shard, req.into_body(), &mut held).await?;
+    add(&shard.metrics.bytes_received_wire, body.len() as u64);
+    let message = unframe(&body, head.gzip)?;
+    drop(body);
+
+    // The deadline, checked before anything is written, then decode and ingest: the export
+    // path every transport takes.
+    let export = Export {
+        signal,
+        format: Format::Protobuf,
+        compression: Compression::Identity,
+        deadline: head.deadline,
+    };
+    match export::export(shard, export, message, &mut held).await {
+        Ok(done) => Ok(exported(signal, done)),
+        Err(e) => Err(export_status(e)),
+    }
+}
+
+/// The signal of the method called (`POST` to one of the two OTLP export paths).
+fn method(req: &Request<Incoming>) -> Result<SignalKind, Status> {
     let signal = match req.uri().path() {
         TRACES_PATH => SignalKind::Traces,
         LOGS_PATH => SignalKind::Logs,
@@ -345,94 +379,87 @@ async fn serve(
     if req.method() != Method::POST {
         return Err(Status::new(code::UNIMPLEMENTED, "gRPC uses POST"));
     }
-    // 2. Headers.
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !(content_type == "application/grpc" || content_type.starts_with("application/grpc+proto")) {
-        return Err(Status::new(
-            NOT_GRPC,
-            content_type.chars().take(100).collect::<String>(),
-        ));
-    }
-    let gzip = match req
-        .headers()
-        .get("grpc-encoding")
-        .map(|v| v.to_str().unwrap_or("?"))
-    {
-        None | Some("identity") => false,
-        Some("gzip") => true,
-        Some(other) => {
+    Ok(signal)
+}
+
+/// What a call's headers say of its body and its time.
+struct Head {
+    /// `grpc-encoding: gzip` (else identity).
+    gzip: bool,
+    /// From `grpc-timeout`, counted from the call's first byte.
+    deadline: Option<Instant>,
+}
+
+impl Head {
+    /// Checks the content type, encoding and timeout of a call that started at `started`;
+    /// one whose deadline is already past is refused here.
+    fn read(req: &Request<Incoming>, started: Instant) -> Result<Head, Status> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !(content_type == "application/grpc"
+            || content_type.starts_with("application/grpc+proto"))
+        {
             return Err(Status::new(
-                code::UNIMPLEMENTED,
-                format!("grpc-encoding {other:?} is not supported; use gzip or identity"),
-            ))
+                NOT_GRPC,
+                content_type.chars().take(100).collect::<String>(),
+            ));
         }
-    };
-    let deadline = match req.headers().get("grpc-timeout") {
-        None => None,
-        Some(v) => match v.to_str().ok().and_then(parse_timeout) {
-            Some(d) => Some(started + d),
-            None => {
+        let gzip = match req
+            .headers()
+            .get("grpc-encoding")
+            .map(|v| v.to_str().unwrap_or("?"))
+        {
+            None | Some("identity") => false,
+            Some("gzip") => true,
+            Some(other) => {
                 return Err(Status::new(
-                    code::INTERNAL,
-                    format!("malformed grpc-timeout {v:?}"),
+                    code::UNIMPLEMENTED,
+                    format!("grpc-encoding {other:?} is not supported; use gzip or identity"),
                 ))
             }
-        },
-    };
-    if deadline.is_some_and(|d| Instant::now() >= d) {
-        return Err(Status::new(
-            code::DEADLINE_EXCEEDED,
-            "deadline exceeded before the request was read",
-        ));
-    }
-
-    // 3. The body, bounded on the wire, then its one message.
-    let Some(_guard) = InFlight::try_enter(shard) else {
-        return Err(Status::retryable(
-            code::UNAVAILABLE,
-            Failure::Throttled,
-            "too many requests in flight; retry later",
-        ));
-    };
-    let Some(mut held) = HeldBytes::try_hold(shard, 0) else {
-        return Err(too_many_bytes());
-    };
-    let body = match futures_lite::future::or(
-        async { Some(read_message(req.into_body(), &mut held).await) },
-        async {
-            glommio::timer::sleep(shard.config.body_read_timeout).await;
-            None
-        },
-    )
-    .await
-    {
-        None => {
+        };
+        let deadline = match req.headers().get("grpc-timeout") {
+            None => None,
+            Some(v) => match v.to_str().ok().and_then(parse_timeout) {
+                Some(d) => Some(started + d),
+                None => {
+                    return Err(Status::new(
+                        code::INTERNAL,
+                        format!("malformed grpc-timeout {v:?}"),
+                    ))
+                }
+            },
+        };
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Status::new(
                 code::DEADLINE_EXCEEDED,
-                "request body not received in time",
-            ))
+                "deadline exceeded before the request was read",
+            ));
         }
-        Some(read) => read?,
-    };
-    add(&shard.metrics.bytes_received_wire, body.len() as u64);
-    let message = unframe(&body, gzip)?;
-    drop(body);
+        Ok(Head { gzip, deadline })
+    }
+}
 
-    // 4. and 5. The deadline, checked before anything is written, then decode and ingest: the
-    // export path every transport takes.
-    let export = Export {
-        signal,
-        format: Format::Protobuf,
-        compression: Compression::Identity,
-        deadline,
-    };
-    match export::export(shard, export, message, &mut held).await {
-        Ok(done) => Ok(exported(signal, done)),
-        Err(e) => Err(export_status(e)),
+/// The call's one framed message, read within `--body-read-timeout`.
+async fn read_in_time(
+    shard: &Shard,
+    body: Incoming,
+    held: &mut HeldBytes<'_>,
+) -> Result<Bytes, Status> {
+    let read = futures_lite::future::or(async { Some(read_message(body, held).await) }, async {
+        glommio::timer::sleep(shard.config.body_read_timeout).await;
+        None
+    })
+    .await;
+    match read {
+        None => Err(Status::new(
+            code::DEADLINE_EXCEEDED,
+            "request body not received in time",
+        )),
+        Some(read) => read,
     }
 }
 
