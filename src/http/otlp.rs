@@ -63,55 +63,13 @@ pub async fn handle(
 
 async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
     add(&shard.metrics.requests, 1);
-    let signal = match req.uri().path() {
-        "/v1/traces" => SignalKind::Traces,
-        "/v1/logs" => SignalKind::Logs,
-        "/v1/metrics" => {
-            return reply::error(
-                StatusCode::NOT_FOUND,
-                Format::Protobuf,
-                "Glust stores traces and logs; metrics export is not supported",
-            )
-        }
-        other => {
-            return reply::error(
-                StatusCode::NOT_FOUND,
-                Format::Protobuf,
-                format!("no OTLP endpoint at {other}; use /v1/traces or /v1/logs"),
-            )
-        }
+    let signal = match route(&req) {
+        Ok(signal) => signal,
+        Err(resp) => return *resp,
     };
-    if req.method() != Method::POST {
-        let mut resp = reply::error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            Format::Protobuf,
-            "OTLP export uses POST",
-        );
-        resp.headers_mut()
-            .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
-        return resp;
-    }
-    let format = match content_type(&req) {
-        Some(f) => f,
-        None => {
-            add(&shard.metrics.requests_bad, 1);
-            return reply::error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Format::Protobuf,
-                "Content-Type must be application/x-protobuf or application/json",
-            );
-        }
-    };
-    let compression = match content_encoding(&req) {
-        Some(e) => e,
-        None => {
-            add(&shard.metrics.requests_bad, 1);
-            return reply::error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format,
-                "Content-Encoding must be gzip, zstd or absent",
-            );
-        }
+    let (format, compression) = match encodings(shard, &req) {
+        Ok(encodings) => encodings,
+        Err(resp) => return *resp,
     };
 
     // Counted from here: the body and its decoded form are the memory this bounds.
@@ -132,28 +90,9 @@ async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Bo
         add(&shard.metrics.requests_throttled, 1);
         return too_many_bytes(format);
     };
-
-    let wire_bytes = &shard.metrics.bytes_received_wire;
-    let body = req.into_body();
-    let read = futures_lite::future::or(read_body(body, &mut held, wire_bytes), async {
-        glommio::timer::sleep(shard.config.body_read_timeout).await;
-        Err(BodyError::Timeout(shard.config.body_read_timeout))
-    });
-    let body = match read.await {
-        Ok(b) => b,
-        Err(BodyError::OverBudget) => {
-            add(&shard.metrics.requests_throttled, 1);
-            return too_many_bytes(format);
-        }
-        Err(e) => {
-            add(&shard.metrics.requests_bad, 1);
-            let status = match e {
-                BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                BodyError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            return reply::error(status, format, e.to_string());
-        }
+    let body = match read_in_time(shard, req.into_body(), &mut held, format).await {
+        Ok(body) => body,
+        Err(resp) => return *resp,
     };
     let export = Export {
         signal,
@@ -163,6 +102,93 @@ async fn handle_export(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Bo
     };
     let outcome = export::export(shard, export, body, &mut held).await;
     answer(shard, format, signal, outcome)
+}
+
+/// The signal of an OTLP path, or the answer to a request that is not an export.
+fn route(req: &Request<Incoming>) -> Result<SignalKind, Box<Response<Body>>> {
+    let signal = match req.uri().path() {
+        "/v1/traces" => SignalKind::Traces,
+        "/v1/logs" => SignalKind::Logs,
+        "/v1/metrics" => {
+            return Err(Box::new(reply::error(
+                StatusCode::NOT_FOUND,
+                Format::Protobuf,
+                "Glust stores traces and logs; metrics export is not supported",
+            )))
+        }
+        other => {
+            return Err(Box::new(reply::error(
+                StatusCode::NOT_FOUND,
+                Format::Protobuf,
+                format!("no OTLP endpoint at {other}; use /v1/traces or /v1/logs"),
+            )))
+        }
+    };
+    if req.method() != Method::POST {
+        let mut resp = reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Format::Protobuf,
+            "OTLP export uses POST",
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
+        return Err(Box::new(resp));
+    }
+    Ok(signal)
+}
+
+/// The body's format and compression from its headers; **415** for any other.
+fn encodings(
+    shard: &Shard,
+    req: &Request<Incoming>,
+) -> Result<(Format, Compression), Box<Response<Body>>> {
+    let Some(format) = content_type(req) else {
+        add(&shard.metrics.requests_bad, 1);
+        return Err(Box::new(reply::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Format::Protobuf,
+            "Content-Type must be application/x-protobuf or application/json",
+        )));
+    };
+    let Some(compression) = content_encoding(req) else {
+        add(&shard.metrics.requests_bad, 1);
+        return Err(Box::new(reply::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format,
+            "Content-Encoding must be gzip, zstd or absent",
+        )));
+    };
+    Ok((format, compression))
+}
+
+/// The body, read against `held` within `--body-read-timeout`; the answer when it cannot be.
+async fn read_in_time(
+    shard: &Shard,
+    body: Incoming,
+    held: &mut HeldBytes<'_>,
+    format: Format,
+) -> Result<Bytes, Box<Response<Body>>> {
+    let wire_bytes = &shard.metrics.bytes_received_wire;
+    let read = futures_lite::future::or(read_body(body, held, wire_bytes), async {
+        glommio::timer::sleep(shard.config.body_read_timeout).await;
+        Err(BodyError::Timeout(shard.config.body_read_timeout))
+    });
+    match read.await {
+        Ok(b) => Ok(b),
+        Err(BodyError::OverBudget) => {
+            add(&shard.metrics.requests_throttled, 1);
+            Err(Box::new(too_many_bytes(format)))
+        }
+        Err(e) => {
+            add(&shard.metrics.requests_bad, 1);
+            let status = match e {
+                BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            Err(Box::new(reply::error(status, format, e.to_string())))
+        }
+    }
 }
 
 fn bad_body(shard: &Shard, format: Format, e: DecodeError) -> Response<Body> {
