@@ -157,66 +157,20 @@ fn main() -> ExitCode {
         Some(Command::Serve(a)) => a,
         None => ServeArgs::default(),
     };
-    let cores = args.cores.map(|c| c.0);
-    let shards = match (&cores, args.shards) {
-        (Some(cores), Some(n)) if n as usize != cores.len() => {
-            eprintln!(
-                "glust: --shards {n} and --cores with {} cores disagree; --cores alone sets the shard count",
-                cores.len()
-            );
+    let config = match config_of(args) {
+        Ok(config) => config,
+        Err(why) => {
+            eprintln!("glust: {why}");
             return ExitCode::from(2);
         }
-        (Some(cores), _) => cores.len() as u32,
-        (None, n) => n.unwrap_or_else(glust::config::default_shards),
     };
-    let mut config = Config {
-        data_dir: args.data_dir,
-        shards,
-        cores,
-        otlp_http: args.otlp_http,
-        otlp_grpc: args.otlp_grpc,
-        query: args.query,
-        fsync: args.fsync,
-        fsync_interval: args.fsync_interval,
-        segment_bytes: args.segment_bytes,
-        page_cache_keep: args.page_cache_keep.0,
-        header_read_timeout: args.header_read_timeout,
-        body_read_timeout: args.body_read_timeout,
-        hdr_dump_dir: args.hdr_dump_dir,
-        hdr_dump_interval: args.hdr_dump_interval,
-        max_connections: 0, // set below, from the open-file limit
-    };
-    if config.shards == 0 {
-        eprintln!("glust: --shards must be at least 1");
-        return ExitCode::from(2);
-    }
-    raise_memlock_limit();
-    let open_files_max = raise_open_files_limit();
-    config.max_connections = match args.max_connections {
-        Some(0) => {
-            eprintln!("glust: --max-connections must be at least 1");
-            return ExitCode::from(2);
-        }
-        Some(n) => n,
-        None => glust::config::default_max_connections(open_files_max, config.shards),
-    };
-    tracing::info!(
-        open_files_max,
-        max_connections = config.max_connections,
-        "connections per shard capped"
-    );
-
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+    let stop = match stop_on_signals() {
+        Ok(stop) => stop,
+        Err(e) => {
             eprintln!("glust: cannot install signal handler: {e}");
             return ExitCode::FAILURE;
         }
-    }
-    if let Err(e) = ignore_sighup() {
-        eprintln!("glust: cannot install signal handler: {e}");
-        return ExitCode::FAILURE;
-    }
+    };
     let summary = format!(
         "shards={} data-dir={} fsync={}",
         config.shards,
@@ -244,6 +198,64 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The configuration `args` give, with the limits raised and the connection cap derived from
+/// them; what is wrong with the arguments otherwise (exit 2).
+fn config_of(args: ServeArgs) -> Result<Config, String> {
+    let cores = args.cores.map(|c| c.0);
+    let shards = match (&cores, args.shards) {
+        (Some(cores), Some(n)) if n as usize != cores.len() => {
+            return Err(format!(
+                "--shards {n} and --cores with {} cores disagree; --cores alone sets the shard count",
+                cores.len()
+            ));
+        }
+        (Some(cores), _) => cores.len() as u32,
+        (None, n) => n.unwrap_or_else(glust::config::default_shards),
+    };
+    if shards == 0 {
+        return Err("--shards must be at least 1".into());
+    }
+    raise_memlock_limit();
+    let open_files_max = raise_open_files_limit();
+    let max_connections = match args.max_connections {
+        Some(0) => return Err("--max-connections must be at least 1".into()),
+        Some(n) => n,
+        None => glust::config::default_max_connections(open_files_max, shards),
+    };
+    tracing::info!(
+        open_files_max,
+        max_connections,
+        "connections per shard capped"
+    );
+    Ok(Config {
+        data_dir: args.data_dir,
+        shards,
+        cores,
+        otlp_http: args.otlp_http,
+        otlp_grpc: args.otlp_grpc,
+        query: args.query,
+        fsync: args.fsync,
+        fsync_interval: args.fsync_interval,
+        segment_bytes: args.segment_bytes,
+        page_cache_keep: args.page_cache_keep.0,
+        header_read_timeout: args.header_read_timeout,
+        body_read_timeout: args.body_read_timeout,
+        hdr_dump_dir: args.hdr_dump_dir,
+        hdr_dump_interval: args.hdr_dump_interval,
+        max_connections,
+    })
+}
+
+/// The flag SIGINT and SIGTERM set (a clean stop); SIGHUP logged and ignored.
+fn stop_on_signals() -> std::io::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    ignore_sighup()?;
+    Ok(stop)
 }
 
 /// Every connection and segment file takes a descriptor, and the common soft limit (1024) is

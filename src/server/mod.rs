@@ -85,19 +85,7 @@ pub fn run(
         otlp_grpc: otlp_grpc.addr,
         query: query.addr,
     };
-    // Before any shard starts: a dump directory that cannot be written is a start-up error,
-    // not a silent absence of dumps.
-    let mut hdr_dumper = match &config.hdr_dump_dir {
-        Some(dir) => {
-            Some(
-                IntervalDumper::new(dir.clone()).map_err(|source| StartError::HdrDumpDir {
-                    dir: dir.clone(),
-                    source,
-                })?,
-            )
-        }
-        None => None,
-    };
+    let mut hdr_dumper = hdr_dumper(&config)?;
     let meshes = mesh::build(n);
     let startup = Rendezvous::new(n);
     let serving = Rendezvous::new(n);
@@ -140,6 +128,29 @@ pub fn run(
     }
     drop((otlp_http, otlp_grpc, query)); // every shard bound its own listener by now or failed
 
+    join(handles, &stop)
+}
+
+/// `--hdr-dump-dir`'s writer, made before any shard starts: a dump directory that cannot be
+/// written is a start-up error, not a silent absence of dumps.
+fn hdr_dumper(config: &Config) -> Result<Option<IntervalDumper>, StartError> {
+    let Some(dir) = &config.hdr_dump_dir else {
+        return Ok(None);
+    };
+    IntervalDumper::new(dir.clone())
+        .map(Some)
+        .map_err(|source| StartError::HdrDumpDir {
+            dir: dir.clone(),
+            source,
+        })
+}
+
+/// Waits for every shard's executor to end; the first shard's error, if any. A failed shard
+/// sets `stop`, so that the others do not wait at a barrier forever.
+fn join(
+    handles: Vec<glommio::ExecutorJoinHandle<Result<(), StartError>>>,
+    stop: &StopFlag,
+) -> Result<(), StartError> {
     let mut first_error = None;
     for (i, h) in handles.into_iter().enumerate() {
         let outcome = match h.join() {
@@ -148,7 +159,6 @@ pub fn run(
         };
         if let Err(e) = outcome {
             tracing::error!(shard = i, "{e}");
-            // A failed shard must not leave the others waiting at a barrier forever.
             stop.store(true, Ordering::SeqCst);
             first_error.get_or_insert(e);
         }
