@@ -136,7 +136,7 @@ fn lookup(c: &mut Criterion) {
     g.bench_function("trace by id to OTLP JSON (10 spans)", |b| {
         b.iter(|| {
             i = (i + 1) % ids.len();
-            let groups = glust::query::exec::trace_json(&index, &store, &ids[i]);
+            let groups = glust::shard::query::trace_json(&index, &store, &ids[i]);
             assert_eq!(groups[0].items.len(), 10);
             black_box(groups)
         })

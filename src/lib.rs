@@ -4,25 +4,29 @@
 //! [`http`] listener reads an export ([`http::otlp`] or [`http::grpc`], then [`http::export`]);
 //! [`otlp`] decodes it into [`domain`] types, validated; [`shard::ingest`] splits it by owner
 //! ([`route::owner_of`]), encodes records and appends them on their owners ([`shard::append`],
-//! over [`shard::mesh`] for the others) into [`storage`] segments, indexed by [`index`];
-//! [`query`] answers searches from the index and the segments.
+//! over [`shard::mesh`] for the others) into [`storage`] segments, indexed by [`index`]. A
+//! query's way: [`http::api`] parses it ([`query::params`]) and [`shard::query`] runs it on the
+//! shards concerned, from their indexes and segments, and merges the answers.
+//!
+//! The modules, in layers: each uses only modules listed before it (`tests/layers.rs` checks).
 //!
 //! - [`limits`]: every limit, with its reason.
 //! - [`config`]: what `glust serve` was told, with its defaults.
 //! - [`domain`]: spans and log records as Glust keeps them, and their validation.
+//! - [`route`]: `ShardId` and `owner_of(trace_id)`.
 //! - [`otlp`]: wire formats: borrowing protobuf decoder, OTLP JSON decoder, OTLP JSON writer,
 //!   the `google.rpc` types generated from `proto/` by `build.rs`.
-//! - [`route`]: `ShardId` and `owner_of(trace_id)`.
-//! - [`storage`]: record framing, segment files, recovery; knows nothing of OTLP or HTTP.
 //! - [`index`]: a shard's in-memory index.
+//! - [`storage`]: record framing, segment files, recovery; knows nothing of OTLP or HTTP.
+//! - [`metrics`]: per-shard counters and HDR histograms, merged when scraped.
+//! - [`query`]: what a query asks and answers, and the query API's parameters.
 //! - [`shard`]: a shard's state and its parts: admission, ingest, the append path, group write
-//!   and commit, the mesh (the only types that cross cores), connections, memory trim.
+//!   and commit, queries run and merged, the mesh (the only types that cross cores),
+//!   connections, memory trim.
 //! - [`http`]: hyper on glommio: the OTLP/HTTP and OTLP/gRPC receivers, the shared export
 //!   path, the query API, the one place outcomes become status codes.
-//! - [`query`]: query types, parameter parsing, execution and merging over the mesh.
-//! - [`metrics`]: per-shard counters and HDR histograms, merged when scraped.
 //! - [`server`]: process start-up (preflight, ports, executors, rendezvous) and each shard's
-//!   lifecycle; the only module above `http` and `query`.
+//!   lifecycle.
 
 pub mod config;
 pub mod domain;

@@ -197,12 +197,12 @@ pub const QUERY_SLICE: Duration = Duration::from_micros(500);
 pub const SCAN_CLOCK_EVERY: usize = 64;
 
 /// The sleep between two slices of a search: any sleep, so that the search's task waits on
-/// the reactor's timers (see `query::exec::scan::Slice::next`). On a shard with nothing else to do the executor
+/// the reactor's timers (see `shard::query::scan::Slice::next`). On a shard with nothing else to do the executor
 /// parks for it: searches there take ~10% longer than one unbroken scan.
 pub const SLICE_GAP: Duration = Duration::from_micros(1);
 
 /// A search that reads records reads them ahead in blocks of this many index entries
-/// (`query::exec::scan::ReadAhead`): at most ~40 records of 100 spans, ~1.3 MB, a few ms of one of the shard's
+/// (`shard::query::scan::ReadAhead`): at most ~40 records of 100 spans, ~1.3 MB, a few ms of one of the shard's
 /// two blocking threads (which also run its fsyncs and segment preparations).
 pub const READ_AHEAD_ENTRIES: usize = 4 << 10;
 

@@ -20,8 +20,8 @@ use hyper::{Request, Response};
 use super::reply;
 use super::Body;
 use crate::metrics::{hgrm, Hist};
-use crate::query::exec::{coordinate, metrics, render};
 use crate::query::{params, QueryRequest, QueryResponse};
+use crate::shard::query::{coordinate, metrics, render};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
@@ -137,6 +137,8 @@ async fn run(shard: &Rc<Shard>, q: QueryRequest) -> Response<Body> {
             serde_json::json!({ "services": s }).to_string(),
         ),
         QueryResponse::Failed(why) => reply::json_error(StatusCode::SERVICE_UNAVAILABLE, why),
-        QueryResponse::Metrics(_) => unreachable!("metrics are asked through query::exec::metrics"),
+        QueryResponse::Metrics(_) => {
+            unreachable!("metrics are asked through shard::query::metrics")
+        }
     }
 }

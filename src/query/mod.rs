@@ -1,11 +1,11 @@
-//! Queries: what can be asked ([`QueryRequest`]), how one shard answers from its index and
-//! segments ([`exec::run_local`]), and how the shard that received the HTTP request fans out
-//! and merges ([`exec::coordinate`]). Parameter parsing is in [`params`].
+//! Queries: what can be asked ([`QueryRequest`]) and answered ([`QueryResponse`]), and the
+//! query API's parameters parsed into them ([`params`]). They run in
+//! [`crate::shard::query`]: how one shard answers from its index and segments, and how the
+//! shard that received the HTTP request fans out over the mesh and merges.
 //!
 //! Answers travel between shards as JSON fragments already in OTLP JSON form, grouped by
 //! resource and scope, so the coordinating shard only concatenates.
 
-pub mod exec;
 pub mod params;
 
 use std::sync::Arc;

@@ -359,7 +359,7 @@ fn spawn_receivers(shard: &Rc<Shard>, inbound: Inbound) {
 async fn handle_request(shard: &Rc<Shard>, req: Request) -> Response {
     match req {
         Request::Append(records) => Response::Appended(append::append_owned(shard, records).await),
-        Request::Query(q) => Response::Query(crate::query::exec::run_local(shard, &q).await),
+        Request::Query(q) => Response::Query(crate::shard::query::run_local(shard, &q).await),
     }
 }
 
@@ -392,7 +392,7 @@ async fn dump_hdr_every(
 
 /// Appends one interval of every shard's histograms to the dumps.
 async fn dump_hdr_once(shard: &Rc<Shard>, dumper: IntervalDumper) -> IntervalDumper {
-    let snapshot = match crate::query::exec::metrics(shard).await {
+    let snapshot = match crate::shard::query::metrics(shard).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!("HDR dump skipped: {e}");

@@ -11,6 +11,7 @@ pub mod group_write;
 pub mod ingest;
 pub mod latch;
 pub mod mesh;
+pub mod query;
 pub mod trim;
 
 use std::cell::{Cell, RefCell};
@@ -55,7 +56,7 @@ pub struct Shard {
     /// The task queue searches scan in: [`crate::limits::QUERY_SHARES`] against the default queue's 1000,
     /// so ingest keeps the thread when both have work.
     pub query_queue: glommio::TaskQueueHandle,
-    /// Searches running on this shard (at most `query::exec::SEARCHES_MAX`).
+    /// Searches running on this shard (at most `shard::query::SEARCHES_MAX`).
     pub searches: Cell<usize>,
     /// Open connections of the OTLP ports and of the query port, for `/metrics`; set once the
     /// listeners start.

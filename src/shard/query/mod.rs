@@ -22,8 +22,9 @@ use logs::search_logs_local;
 use snapshot::metrics_snapshot;
 use traces::{newest_first, search_traces_local};
 
+use crate::index::TraceSummary;
 use crate::limits::SEARCHES_MAX;
-use crate::query::{QueryRequest, QueryResponse, TraceSummary};
+use crate::query::{QueryRequest, QueryResponse};
 use crate::route::{owner_of, ShardId};
 use crate::shard::Shard;
 
