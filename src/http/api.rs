@@ -40,10 +40,7 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
         ),
         "/readyz" => reply::with_body(StatusCode::OK, "text/plain", "ready\n"),
         "/api/v1/services" => run(shard, QueryRequest::Services).await,
-        "/metrics" => match metrics(shard).await {
-            Ok(s) => reply::with_body(StatusCode::OK, "text/plain; version=0.0.4", s.prometheus()),
-            Err(e) => reply::json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        },
+        "/metrics" => run(shard, QueryRequest::Metrics).await,
         "/debug/hdr" => hdr(shard, query).await,
         "/api/v1/traces" => match params::trace_search(query) {
             Ok(s) => run(shard, QueryRequest::SearchTraces(s)).await,
@@ -108,6 +105,10 @@ async fn hdr(shard: &Rc<Shard>, query: Option<&str>) -> Response<Body> {
     }
 }
 
+/// Prometheus' text exposition format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// Runs `q` over the shards and answers with its result, rendered for the query API.
 async fn run(shard: &Rc<Shard>, q: QueryRequest) -> Response<Body> {
     let answer = match coordinate(shard, q).await {
         Ok(a) => a,
@@ -137,8 +138,8 @@ async fn run(shard: &Rc<Shard>, q: QueryRequest) -> Response<Body> {
             serde_json::json!({ "services": s }).to_string(),
         ),
         QueryResponse::Failed(why) => reply::json_error(StatusCode::SERVICE_UNAVAILABLE, why),
-        QueryResponse::Metrics(_) => {
-            unreachable!("metrics are asked through shard::query::metrics")
+        QueryResponse::Metrics(s) => {
+            reply::with_body(StatusCode::OK, METRICS_CONTENT_TYPE, s.prometheus())
         }
     }
 }

@@ -118,12 +118,19 @@ pub struct Mesh {
     replies_to: Vec<Option<ConnectedSender<Envelope<Response>>>>,
     /// Requests this shard may still send to each peer.
     credits: Vec<Cell<usize>>,
-    /// Calls awaiting their reply, each with whether it is an append.
-    pending: RefCell<HashMap<u64, (oneshot::Sender<Response>, bool)>>,
+    /// Calls awaiting their reply, each with who waits for it.
+    pending: RefCell<HashMap<u64, Waiter>>,
     /// Of the calls pending, the appends: the queue depth of cross-shard ingest. Queries,
     /// `/metrics` among them, are left out.
     appends_pending: Cell<usize>,
     next_call: Cell<u64>,
+}
+
+/// Who waits for a call's reply, with the reply's type: so [`Mesh::append`] and
+/// [`Mesh::query`] hand their callers the answer they asked for, and nothing else.
+enum Waiter {
+    Append(oneshot::Sender<Result<(), AppendError>>),
+    Query(oneshot::Sender<QueryResponse>),
 }
 
 /// The receiving ends, consumed by the shard's receiver tasks.
@@ -196,9 +203,6 @@ impl Mesh {
         self.credits[to.index()].get() > 0
     }
 
-    /// Sends `req` to `to` now; the returned receiver yields the reply. Fails at once
-    /// without credit. The credit comes back when the reply arrives, whether or not anybody
-    /// still waits for it, so the queues' bounds hold even for abandoned requests.
     /// Asks `to` to append `records` it owns: resolves to its answer, `None` if it went away
     /// before answering. The cross-core hop of the ingest path.
     pub fn append(
@@ -206,13 +210,9 @@ impl Mesh {
         to: ShardId,
         records: Vec<OwnedRecord>,
     ) -> Result<impl std::future::Future<Output = Option<Result<(), AppendError>>>, CallError> {
-        let reply = self.send(to, Request::Append(records))?;
-        Ok(async move {
-            match reply.await.ok()? {
-                Response::Appended(outcome) => Some(outcome),
-                Response::Query(_) => unreachable!("an append is answered with Appended"),
-            }
-        })
+        let (tx, rx) = oneshot::channel();
+        self.send(to, Request::Append(records), Waiter::Append(tx))?;
+        Ok(async move { rx.await.ok() })
     }
 
     /// Asks `to` to run a query: resolves to its answer, `None` if it went away before
@@ -222,23 +222,20 @@ impl Mesh {
         to: ShardId,
         q: QueryRequest,
     ) -> Result<impl std::future::Future<Output = Option<QueryResponse>>, CallError> {
-        let reply = self.send(to, Request::Query(q))?;
-        Ok(async move {
-            match reply.await.ok()? {
-                Response::Query(answer) => Some(answer),
-                Response::Appended(_) => unreachable!("a query is answered with Query"),
-            }
-        })
+        let (tx, rx) = oneshot::channel();
+        self.send(to, Request::Query(q), Waiter::Query(tx))?;
+        Ok(async move { rx.await.ok() })
     }
 
-    /// Sends a request; prefer [`Mesh::append`] and [`Mesh::query`], which pair it with its
-    /// answer's type.
-    pub fn send(
-        &self,
-        to: ShardId,
-        req: Request,
-    ) -> Result<oneshot::Receiver<Response>, CallError> {
+    /// Sends `req` to `to` now, `waiter` to get the reply. Fails at once without credit. The
+    /// credit comes back when the reply arrives, whether or not anybody still waits for it, so
+    /// the queues' bounds hold even for abandoned requests.
+    fn send(&self, to: ShardId, req: Request, waiter: Waiter) -> Result<(), CallError> {
         debug_assert_ne!(to, self.me, "the local case is not a mesh call");
+        debug_assert_eq!(
+            matches!(req, Request::Append(_)),
+            matches!(waiter, Waiter::Append(_))
+        );
         let credits = &self.credits[to.index()];
         if credits.get() == 0 {
             return Err(CallError::NoCredit(to));
@@ -246,7 +243,6 @@ impl Mesh {
         let call = self.next_call.get();
         self.next_call.set(call + 1);
         let sender = self.requests_to[to.index()].as_ref().expect("peer sender");
-        let is_append = matches!(req, Request::Append(_));
         let env = Envelope {
             from: self.me,
             call,
@@ -258,12 +254,11 @@ impl Mesh {
             return Err(CallError::Gone(to));
         }
         credits.set(credits.get() - 1);
-        if is_append {
+        if matches!(waiter, Waiter::Append(_)) {
             self.appends_pending.set(self.appends_pending.get() + 1);
         }
-        let (tx, rx) = oneshot::channel();
-        self.pending.borrow_mut().insert(call, (tx, is_append));
-        Ok(rx)
+        self.pending.borrow_mut().insert(call, waiter);
+        Ok(())
     }
 
     /// Answers call `call` of shard `to`. Never waits: the reply queue has room for every
@@ -287,12 +282,26 @@ impl Mesh {
         let credits = &self.credits[env.from.index()];
         credits.set(credits.get() + 1);
         debug_assert!(credits.get() <= CROSS_SHARD_INFLIGHT_MAX);
-        let entry = self.pending.borrow_mut().remove(&env.call);
-        if let Some((tx, is_append)) = entry {
-            if is_append {
-                self.appends_pending.set(self.appends_pending.get() - 1);
+        let Some(waiter) = self.pending.borrow_mut().remove(&env.call) else {
+            return;
+        };
+        if matches!(waiter, Waiter::Append(_)) {
+            self.appends_pending.set(self.appends_pending.get() - 1);
+        }
+        match (waiter, env.body) {
+            (Waiter::Append(tx), Response::Appended(outcome)) => drop(tx.send(outcome)),
+            (Waiter::Query(tx), Response::Query(answer)) => drop(tx.send(answer)),
+            // The peer answered with the other kind of reply: a bug in its dispatch. The
+            // waiter is dropped, so the caller sees an unanswered call (retryable), never a
+            // wrong answer.
+            _ => {
+                debug_assert!(
+                    false,
+                    "{} answered call {} with the wrong reply",
+                    env.from, env.call
+                );
+                tracing::error!(shard = %self.me, peer = %env.from, "reply of the wrong kind dropped");
             }
-            let _ = tx.send(env.body);
         }
     }
 
@@ -359,17 +368,17 @@ mod tests {
                 let mut pending = Vec::new();
                 for _ in 0..CROSS_SHARD_INFLIGHT_MAX {
                     assert!(mesh.has_credit(ShardId(1)));
-                    pending.push(mesh.send(ShardId(1), Request::Append(Vec::new())).unwrap());
+                    pending.push(mesh.append(ShardId(1), Vec::new()).unwrap());
                 }
                 assert!(!mesh.has_credit(ShardId(1)));
                 assert_eq!(mesh.appends_in_flight(), CROSS_SHARD_INFLIGHT_MAX);
                 assert!(matches!(
-                    mesh.send(ShardId(1), Request::Append(Vec::new())),
+                    mesh.append(ShardId(1), Vec::new()),
                     Err(CallError::NoCredit(ShardId(1)))
                 ));
                 release_tx.send(()).unwrap();
-                for rx in pending {
-                    assert!(matches!(rx.await, Ok(Response::Appended(Ok(())))));
+                for reply in pending {
+                    assert_eq!(reply.await, Some(Ok(())));
                 }
                 assert!(mesh.has_credit(ShardId(1)));
                 assert_eq!(mesh.appends_in_flight(), 0);

@@ -95,16 +95,20 @@ pub enum QueryError {
 /// Every shard's counters, gauges and histograms, merged: `coordinate` for
 /// [`QueryRequest::Metrics`], with the answer's type.
 pub async fn metrics(shard: &Rc<Shard>) -> Result<crate::metrics::Snapshot, QueryError> {
-    match coordinate(shard, QueryRequest::Metrics).await? {
-        QueryResponse::Metrics(snapshot) => Ok(*snapshot),
-        QueryResponse::Failed(why) => Err(QueryError::Busy(why)),
-        _ => unreachable!("a metrics query answers with metrics"),
-    }
+    let answers = gather(shard, &QueryRequest::Metrics).await?;
+    merge_metrics(answers).ok_or_else(|| QueryError::Busy("no shard answered".into()))
 }
 
 /// Runs `q` on every shard concerned and merges the answers.
 pub async fn coordinate(shard: &Rc<Shard>, q: QueryRequest) -> Result<QueryResponse, QueryError> {
-    let targets: Vec<ShardId> = match &q {
+    let answers = gather(shard, &q).await?;
+    Ok(merge(&q, answers))
+}
+
+/// Every answer to `q` of the shards concerned, this one's included; an error if any shard
+/// could not answer.
+async fn gather(shard: &Rc<Shard>, q: &QueryRequest) -> Result<Vec<QueryResponse>, QueryError> {
+    let targets: Vec<ShardId> = match q {
         QueryRequest::Trace(id) => {
             let owner = owner_of(id, shard.count);
             (0..shard.count)
@@ -134,7 +138,7 @@ pub async fn coordinate(shard: &Rc<Shard>, q: QueryRequest) -> Result<QueryRespo
     }
     let mut answers = Vec::with_capacity(targets.len());
     if targets.contains(&shard.id) {
-        answers.push(run_local(shard, &q).await);
+        answers.push(run_local(shard, q).await);
     }
     for (t, answer) in pending {
         match answer.await {
@@ -149,7 +153,7 @@ pub async fn coordinate(shard: &Rc<Shard>, q: QueryRequest) -> Result<QueryRespo
     {
         return Err(QueryError::Busy(why.clone()));
     }
-    Ok(merge(&q, answers))
+    Ok(answers)
 }
 
 fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
@@ -192,21 +196,10 @@ fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
             hits.truncate(s.limit);
             QueryResponse::Logs(hits)
         }
-        QueryRequest::Metrics => {
-            let mut merged: Option<crate::metrics::Snapshot> = None;
-            for a in answers {
-                if let QueryResponse::Metrics(s) = a {
-                    match &mut merged {
-                        Some(m) => m.merge(&s),
-                        None => merged = Some(*s),
-                    }
-                }
-            }
-            match merged {
-                Some(m) => QueryResponse::Metrics(Box::new(m)),
-                None => QueryResponse::Failed("no shard answered".into()),
-            }
-        }
+        QueryRequest::Metrics => match merge_metrics(answers) {
+            Some(m) => QueryResponse::Metrics(Box::new(m)),
+            None => QueryResponse::Failed("no shard answered".into()),
+        },
         QueryRequest::Services => {
             let mut all: Vec<String> = Vec::new();
             for a in answers {
@@ -219,4 +212,18 @@ fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
             QueryResponse::Services(all)
         }
     }
+}
+
+/// The shards' metrics merged into one snapshot; `None` without any.
+fn merge_metrics(answers: Vec<QueryResponse>) -> Option<crate::metrics::Snapshot> {
+    let mut merged: Option<crate::metrics::Snapshot> = None;
+    for a in answers {
+        if let QueryResponse::Metrics(s) = a {
+            match &mut merged {
+                Some(m) => m.merge(&s),
+                None => merged = Some(*s),
+            }
+        }
+    }
+    merged
 }
