@@ -73,9 +73,7 @@ pub async fn serve(
                 // one (of this port's class, else an OTLP one: they are the many), and back
                 // off instead of spinning.
                 if !conns.evict_one() {
-                    if let Some((otlp, _)) = shard.conns.borrow().as_ref() {
-                        otlp.evict_one();
-                    }
+                    shard.evict_idle_otlp();
                 }
                 let delay = backoff.failed(&shard, endpoint, &e);
                 glommio::timer::sleep(delay).await;

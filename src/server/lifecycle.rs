@@ -90,7 +90,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
         query_queue,
     ));
     spawn_receivers(&shard, inbound);
-    spawn_writer_and_committer(&shard);
+    shard.start_writers();
     let listeners = Listeners::start(ctx, &shard)?;
     if !ctx.serving.wait().await {
         shard.stopping.set();
@@ -121,37 +121,17 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
     // Peers may still be appending records we own for requests they are finishing.
     let all_drained = ctx.shutdown.wait().await;
     let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
-    while shard.in_flight.get() > 0 && std::time::Instant::now() < deadline {
+    while shard.in_flight() > 0 && std::time::Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     // Every policy syncs on a clean shutdown.
-    if let Err(e) = shard.commit.sync_all(&shard.store).await {
+    if let Err(e) = shard.sync_all().await {
         tracing::error!(shard = %id, "final sync failed: {e}");
     }
     if ctx.config.hdr_dump_dir.is_some() {
         last_hdr_interval(ctx, &shard, hdr_dumps, all_drained).await;
     }
     Ok(())
-}
-
-/// The shard's group writer and committer tasks, for the life of the shard.
-fn spawn_writer_and_committer(shard: &Rc<Shard>) {
-    let committer = shard.clone();
-    glommio::spawn_local(async move {
-        committer
-            .commit
-            .run(&committer.store, &committer.metrics)
-            .await
-    })
-    .detach();
-    let writer = shard.clone();
-    glommio::spawn_local(async move {
-        writer
-            .group_write
-            .run(&writer.store, &writer.commit, &writer.metrics)
-            .await
-    })
-    .detach();
 }
 
 /// A shard's three accept loops and their connections.
@@ -178,7 +158,7 @@ impl Listeners {
             let serve = crate::http::serve(listener, shard.clone(), endpoint, conns.clone());
             tasks.push(glommio::spawn_local(serve).detach());
         }
-        *shard.conns.borrow_mut() = Some((otlp_conns.clone(), query_conns.clone()));
+        shard.set_conns(otlp_conns.clone(), query_conns.clone());
         Ok(Listeners {
             tasks,
             otlp_conns,
@@ -193,9 +173,7 @@ impl Listeners {
             let _ = task.await;
         }
         let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
-        while (!self.otlp_conns.is_empty()
-            || !self.query_conns.is_empty()
-            || shard.in_flight.get() > 0)
+        while (!self.otlp_conns.is_empty() || !self.query_conns.is_empty() || shard.in_flight() > 0)
             && std::time::Instant::now() < deadline
         {
             glommio::timer::sleep(Duration::from_millis(5)).await;
@@ -416,7 +394,7 @@ async fn dump_hdr_once(shard: &Rc<Shard>, dumper: IntervalDumper) -> IntervalDum
 async fn sync_every(shard: Rc<Shard>, period: Duration) {
     while !shard.stopping.is_set() {
         glommio::timer::sleep(period).await;
-        if let Err(e) = shard.commit.sync_all(&shard.store).await {
+        if let Err(e) = shard.sync_all().await {
             tracing::error!(shard = %shard.id, "interval sync failed: {e}");
             return;
         }

@@ -23,44 +23,47 @@ use crate::index::Index;
 use crate::metrics::ShardMetrics;
 use crate::route::ShardId;
 use crate::storage::Store;
+use append::AppendError;
 use conns::Conns;
 use durability::GroupCommit;
 use group_write::GroupWrite;
 use latch::Latch;
 use mesh::Mesh;
 
-/// One shard's state, shared by its tasks through `Rc`.
+/// One shard's state, shared by its tasks through `Rc`. What the modules above `shard` read
+/// is `pub` (its id, configuration, counters, mesh and stop latch); the rest is the shard's
+/// own, reached from outside through its methods.
 pub struct Shard {
     pub id: ShardId,
-    pub count: u32,
+    pub(in crate::shard) count: u32,
     pub config: Config,
-    pub store: RefCell<Store>,
-    pub index: RefCell<Index>,
-    pub commit: GroupCommit,
-    pub group_write: GroupWrite,
+    pub(in crate::shard) store: RefCell<Store>,
+    pub(in crate::shard) index: RefCell<Index>,
+    pub(in crate::shard) commit: GroupCommit,
+    pub(in crate::shard) group_write: GroupWrite,
     pub mesh: Mesh,
     /// Shards (by index) holding segments written under another shard count: trace lookups
     /// ask them too. Fixed at start-up; read only afterwards.
-    pub foreign: Arc<Vec<bool>>,
+    pub(in crate::shard) foreign: Arc<Vec<bool>>,
     /// Set when shutdown starts: listeners close, `/readyz` answers 503.
     pub stopping: Latch,
     /// Requests being worked on: OTLP requests, and appends other shards sent.
-    pub in_flight: Cell<usize>,
+    pub(in crate::shard) in_flight: Cell<usize>,
     /// Bytes of ingest request bodies held by requests in flight.
-    pub in_flight_bytes: Cell<usize>,
+    pub(in crate::shard) in_flight_bytes: Cell<usize>,
     /// The most `in_flight_bytes` held since `trim` last looked.
-    pub in_flight_bytes_peak: Cell<usize>,
+    pub(in crate::shard) in_flight_bytes_peak: Cell<usize>,
     /// Set (and replaced) each time a prepared segment is installed.
-    pub segment_ready: RefCell<Latch>,
+    pub(in crate::shard) segment_ready: RefCell<Latch>,
     pub metrics: ShardMetrics,
     /// The task queue searches scan in: [`crate::limits::QUERY_SHARES`] against the default queue's 1000,
     /// so ingest keeps the thread when both have work.
-    pub query_queue: glommio::TaskQueueHandle,
+    pub(in crate::shard) query_queue: glommio::TaskQueueHandle,
     /// Searches running on this shard (at most `shard::query::SEARCHES_MAX`).
-    pub searches: Cell<usize>,
+    pub(in crate::shard) searches: Cell<usize>,
     /// Open connections of the OTLP ports and of the query port, for `/metrics`; set once the
     /// listeners start.
-    pub conns: RefCell<Option<(Rc<Conns>, Rc<Conns>)>>,
+    pub(in crate::shard) conns: RefCell<Option<(Rc<Conns>, Rc<Conns>)>>,
 }
 
 impl Shard {
@@ -95,5 +98,51 @@ impl Shard {
             searches: Cell::new(0),
             conns: RefCell::new(None),
         }
+    }
+
+    /// Starts the shard's group writer and committer, for the life of the shard.
+    pub fn start_writers(self: &Rc<Self>) {
+        let committer = self.clone();
+        glommio::spawn_local(async move {
+            committer
+                .commit
+                .run(&committer.store, &committer.metrics)
+                .await
+        })
+        .detach();
+        let writer = self.clone();
+        glommio::spawn_local(async move {
+            writer
+                .group_write
+                .run(&writer.store, &writer.commit, &writer.metrics)
+                .await
+        })
+        .detach();
+    }
+
+    /// Requests being worked on: OTLP requests, and appends other shards sent.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.get()
+    }
+
+    /// Syncs everything appended so far, whatever the fsync policy (a clean shutdown, the
+    /// interval sync).
+    pub async fn sync_all(&self) -> Result<(), AppendError> {
+        self.commit.sync_all(&self.store).await
+    }
+
+    /// The connection registries of the OTLP ports and of the query port, once the listeners
+    /// start.
+    pub fn set_conns(&self, otlp: Rc<Conns>, query: Rc<Conns>) {
+        *self.conns.borrow_mut() = Some((otlp, query));
+    }
+
+    /// Closes the longest-idle OTLP connection, if there is one (out of descriptors, any
+    /// port's accept loop frees one where the connections are many).
+    pub fn evict_idle_otlp(&self) -> bool {
+        self.conns
+            .borrow()
+            .as_ref()
+            .is_some_and(|(otlp, _)| otlp.evict_one())
     }
 }
