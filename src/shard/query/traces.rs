@@ -116,19 +116,24 @@ pub(super) async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<T
         }
         Slice::next(pos).await;
     }
+    summaries(shard, found, q.limit)
+}
+
+/// The summaries of the newest `limit` traces found (their strings are made for those only,
+/// not for every match), newest first.
+fn summaries(shard: &Shard, found: HashSet<u32>, limit: usize) -> Vec<TraceSummary> {
     let index = shard.index.borrow();
-    // Summaries (with their strings) only for the newest `limit`, not for every match.
     let mut slots: Vec<u32> = found.into_iter().collect();
     let start_of = |s: &u32| index.trace_by_slot(*s).start_unix_nanos;
-    if slots.len() > q.limit {
-        slots.select_nth_unstable_by_key(q.limit, |s| std::cmp::Reverse(start_of(s)));
-        slots.truncate(q.limit);
+    if slots.len() > limit {
+        slots.select_nth_unstable_by_key(limit, |s| std::cmp::Reverse(start_of(s)));
+        slots.truncate(limit);
     }
     let mut out: Vec<TraceSummary> = slots
         .into_iter()
         .map(|slot| index.summary(index.trace_by_slot(slot)))
         .collect();
-    newest_first(&mut out, q.limit);
+    newest_first(&mut out, limit);
     out
 }
 
