@@ -71,37 +71,18 @@ impl Store {
                     next_seq = next_seq.max(seq + 1);
                 }
                 let writable = is_own && i == last;
-                let mut seg = match Segment::open(&path, writable) {
-                    Ok(seg) => seg,
-                    Err(e) => {
-                        report.unreadable_segments.push((path, e.to_string()));
-                        continue;
-                    }
-                };
-                if seg.meta.shard_count != config.shard_count || !is_own {
-                    report.foreign_generation = true;
-                }
                 let slot = segments.len() as u32;
-                let scan = seg.recover(|offset, kind, payload| {
-                    visit(
-                        RecordLoc {
-                            segment: slot,
-                            offset,
-                        },
-                        kind,
-                        payload,
-                    )
-                });
-                report.add(&scan);
-                if let Some(why) = &scan.sealed_after_error {
-                    tracing::warn!("{why}; the segment is sealed and appends go to a new one");
-                }
-                if config.page_cache_keep.is_some() && !seg.is_writable() {
-                    // The scan read all of it through the map: let it go, or recovering a
-                    // large store would fill the page cache with old records.
-                    seg.unmap_range(0, seg.len());
-                    evict(&seg.file(), 0, seg.len() as u64);
-                }
+                let Some(seg) = recover_segment(
+                    &config,
+                    &path,
+                    writable,
+                    is_own,
+                    slot,
+                    &mut visit,
+                    &mut report,
+                ) else {
+                    continue;
+                };
                 segments.push(seg);
                 progress(&report, total);
             }
@@ -137,6 +118,52 @@ impl Store {
         }
         Ok((store, report))
     }
+}
+
+/// Opens and recovers one segment file as store slot `slot`, its intact records passed to
+/// `visit`; `None`, noted in `report`, when the file cannot be opened.
+fn recover_segment(
+    config: &StoreConfig,
+    path: &Path,
+    writable: bool,
+    is_own: bool,
+    slot: u32,
+    visit: &mut impl FnMut(RecordLoc, RecordKind, &[u8]),
+    report: &mut RecoveryReport,
+) -> Option<Segment> {
+    let mut seg = match Segment::open(path, writable) {
+        Ok(seg) => seg,
+        Err(e) => {
+            report
+                .unreadable_segments
+                .push((path.to_path_buf(), e.to_string()));
+            return None;
+        }
+    };
+    if seg.meta.shard_count != config.shard_count || !is_own {
+        report.foreign_generation = true;
+    }
+    let scan = seg.recover(|offset, kind, payload| {
+        visit(
+            RecordLoc {
+                segment: slot,
+                offset,
+            },
+            kind,
+            payload,
+        )
+    });
+    report.add(&scan);
+    if let Some(why) = &scan.sealed_after_error {
+        tracing::warn!("{why}; the segment is sealed and appends go to a new one");
+    }
+    if config.page_cache_keep.is_some() && !seg.is_writable() {
+        // The scan read all of it through the map: let it go, or recovering a large store
+        // would fill the page cache with old records.
+        seg.unmap_range(0, seg.len());
+        evict(&seg.file(), 0, seg.len() as u64);
+    }
+    Some(seg)
 }
 
 /// Directories `k >= shard_count` with `k % shard_count == shard`: shards that no longer exist.
