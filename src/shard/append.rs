@@ -13,30 +13,45 @@ use crate::metrics::add;
 use crate::shard::group_write;
 use crate::shard::mesh::OwnedRecord;
 use crate::shard::Shard;
-use crate::storage::{RecordKind, StoreError};
+use crate::storage::{RecordKind, StoreError, StoreFailure};
 
 /// Why an append failed. Told to every member of a failed group write (`Clone`) and sent back
 /// over the mesh to the shard that asked (`Send`); its text is what the client is told.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
-    /// A record could not be staged or written (no room for a new segment on a full disk, a
-    /// failed write): the appends of that batch failed, later ones may succeed.
+    /// A record could not be staged or written while storage still takes writes (a full disk,
+    /// no room for a new segment): the appends of that batch failed, later ones may succeed.
     #[error("{0}")]
-    Write(String),
-    /// Storage stopped taking writes after a failed write or fsync: the page cache can no
-    /// longer be trusted, and only a restart (which re-verifies the segments) resumes them.
-    #[error("{0}")]
-    Stopped(String),
-    /// The shard stopped before the records were written (`"write"`) or synced (`"sync"`).
-    #[error("shard stopped before the {0}")]
-    ShardStopped(&'static str),
+    Write(StoreError),
+    /// Storage stopped taking writes after a failed write or fsync.
+    #[error("storage stopped after a failed sync or write; restart to recover: {0}")]
+    Stopped(StoreFailure),
+    /// The shard stopped before the records were written or synced.
+    #[error("shard stopped before the records were {0}")]
+    ShardStopped(Stage),
+}
+
+/// How far an append got when its shard stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Written,
+    Synced,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Written => "written",
+            Stage::Synced => "synced",
+        })
+    }
 }
 
 impl From<StoreError> for AppendError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Failed(_) => AppendError::Stopped(e.to_string()),
-            _ => AppendError::Write(e.to_string()),
+            StoreError::Failed(why) => AppendError::Stopped(why),
+            other => AppendError::Write(other),
         }
     }
 }
@@ -97,7 +112,7 @@ pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Resul
     let last = glommio::spawn_local(index_when_written(shard.clone(), records, locs, written))
         .detach()
         .await
-        .unwrap_or(Err(AppendError::ShardStopped("write")))?;
+        .unwrap_or(Err(AppendError::ShardStopped(Stage::Written)))?;
     if let Some(why) = staging_error {
         return Err(why);
     }
@@ -126,7 +141,7 @@ async fn index_when_written(
 ) -> group_write::Outcome {
     let last = written
         .await
-        .unwrap_or(Err(AppendError::ShardStopped("write")))?;
+        .unwrap_or(Err(AppendError::ShardStopped(Stage::Written)))?;
     let mut index = shard.index.borrow_mut();
     let mut bytes = 0;
     for (rec, loc) in records.iter().zip(&locs) {

@@ -23,9 +23,9 @@ use std::time::Instant;
 use futures_channel::oneshot;
 
 use crate::metrics::{Hist, ShardMetrics};
-use crate::shard::append::AppendError;
+use crate::shard::append::{AppendError, Stage};
 use crate::shard::latch::Doorbell;
-use crate::storage::{segment, Store};
+use crate::storage::{segment, IoFailure, Store, StoreFailure};
 
 /// Told the outcome of the sync that covers its append.
 type Waiter = oneshot::Sender<Result<(), AppendError>>;
@@ -58,12 +58,13 @@ impl GroupCommit {
             return Ok(());
         }
         if let Some(why) = store.borrow().failed() {
-            return Err(AppendError::Stopped(why.to_owned()));
+            return Err(AppendError::Stopped(why.clone()));
         }
         let (tx, rx) = oneshot::channel();
         self.waiters.borrow_mut().push((seq, tx));
         self.work.ring();
-        rx.await.unwrap_or(Err(AppendError::ShardStopped("sync")))
+        rx.await
+            .unwrap_or(Err(AppendError::ShardStopped(Stage::Synced)))
     }
 
     /// Syncs everything appended so far (the interval policy and shutdown).
@@ -89,37 +90,37 @@ impl GroupCommit {
         metrics.record(Hist::Sync, started.elapsed());
         match outcome {
             Ok(()) => self.synced.set(self.synced.get().max(target)),
-            Err(e) => store.borrow_mut().sync_failed(e),
+            Err(e) => store.borrow_mut().sync_failed(StoreFailure::Sync(e)),
         }
-        let failed = store.borrow().failed().map(str::to_owned);
+        let failed = store.borrow().failed().cloned();
         let synced = self.synced.get();
         let mut waiters = self.waiters.borrow_mut();
         let mut i = 0;
         while i < waiters.len() {
-            let seq = waiters[i].0;
-            if seq <= synced || failed.is_some() {
-                let (_, tx) = waiters.swap_remove(i);
-                let _ = tx.send(match (&failed, seq <= synced) {
-                    (_, true) => Ok(()),
-                    (Some(why), false) => Err(AppendError::Stopped(why.clone())),
-                    (None, false) => unreachable!(),
-                });
-            } else {
-                i += 1;
-            }
+            // Durable, or never to be: a waiter past the synced mark is told why storage stopped.
+            let answer = match (waiters[i].0 <= synced, &failed) {
+                (true, _) => Ok(()),
+                (false, Some(why)) => Err(AppendError::Stopped(why.clone())),
+                (false, None) => {
+                    i += 1;
+                    continue;
+                }
+            };
+            let (_, tx) = waiters.swap_remove(i);
+            let _ = tx.send(answer);
         }
     }
 }
 
 /// fsyncs `files` on glommio's blocking thread pool.
-async fn sync_files(files: Vec<Arc<File>>) -> Result<(), String> {
+async fn sync_files(files: Vec<Arc<File>>) -> Result<(), IoFailure> {
     if files.is_empty() {
         return Ok(());
     }
     glommio::executor()
         .spawn_blocking(move || {
             for f in &files {
-                segment::sync_file(f).map_err(|e| format!("fsync failed: {e}"))?;
+                segment::sync_file(f)?;
             }
             Ok(())
         })

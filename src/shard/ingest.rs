@@ -339,7 +339,7 @@ async fn store<B: Signal>(shard: &Rc<Shard>, decoded: Decoded<B>) -> Result<Inge
         return Err(IngestError::Unavailable(Unavailable::ShuttingDown));
     }
     if let Some(why) = shard.store.borrow().failed() {
-        let stopped = AppendError::Stopped(why.to_owned());
+        let stopped = AppendError::Stopped(why.clone());
         return Err(IngestError::Unavailable(Unavailable::Storage(stopped)));
     }
     for (owner, _) in &parts {

@@ -45,7 +45,7 @@ impl Store {
         let own = config.own_dir();
         std::fs::create_dir_all(&own).map_err(|source| StoreError::Dir {
             path: own.clone(),
-            source,
+            source: source.into(),
         })?;
         remove_leftover_tmp_files(&own);
         let mut report = RecoveryReport::default();
@@ -63,7 +63,7 @@ impl Store {
             let is_own = *dir == own;
             let files = list_segments(dir).map_err(|source| StoreError::Dir {
                 path: dir.clone(),
-                source,
+                source: source.into(),
             })?;
             let last = files.len().saturating_sub(1);
             for (i, (seq, path)) in files.into_iter().enumerate() {
@@ -170,7 +170,7 @@ fn recover_segment(
 fn adopted_dirs(config: &StoreConfig) -> Result<Vec<PathBuf>, StoreError> {
     let entries = std::fs::read_dir(&config.data_dir).map_err(|source| StoreError::Dir {
         path: config.data_dir.clone(),
-        source,
+        source: source.into(),
     })?;
     let mut ids: Vec<u32> = entries
         .filter_map(|e| e.ok())

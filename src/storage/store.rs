@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::cache::Eviction;
 use super::frame::{self, RecordKind};
-use super::segment::{self, Segment, SegmentError, PAGE_BYTES, SEGMENT_HEADER_BYTES};
+use super::segment::{self, Segment, PAGE_BYTES, SEGMENT_HEADER_BYTES};
 use crate::index::RecordLoc;
 use crate::limits::GROUP_WRITE_BYTES_MAX;
 use crate::route::ShardId;
@@ -56,19 +56,68 @@ pub fn shard_dir(data_dir: &Path, shard: u32) -> PathBuf {
     data_dir.join(shard.to_string())
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Why a store operation failed. `Clone` and `Send`: a failed group write tells each of its
+/// requests, some of them waiting on other shards.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot use data directory {path}: {source}")]
-    Dir { path: PathBuf, source: io::Error },
+    Dir { path: PathBuf, source: IoFailure },
     #[error("cannot create segment {path}: {source}")]
-    Create { path: PathBuf, source: io::Error },
+    Create { path: PathBuf, source: IoFailure },
     #[error("record of {bytes} bytes does not fit in a {segment_bytes}-byte segment")]
     RecordTooLarge { bytes: usize, segment_bytes: u64 },
+    /// A write that left the store taking writes: a full disk (the write position did not
+    /// move, the next write overwrites what this one left).
     #[error("cannot append to segment {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    Write { path: PathBuf, source: IoFailure },
     #[error("storage stopped after a failed sync or write; restart to recover: {0}")]
-    Failed(String),
+    Failed(StoreFailure),
 }
+
+/// Why a store stopped taking writes: after any of these the page cache can no longer be
+/// vouched for, and only a restart (which re-verifies the segments) resumes writes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreFailure {
+    #[error("cannot write to {path}: {source}")]
+    Write { path: PathBuf, source: IoFailure },
+    #[error("fsync failed: {0}")]
+    Sync(IoFailure),
+    #[error("cannot sync directory {path}: {source}")]
+    SyncDir { path: PathBuf, source: IoFailure },
+    #[error("segment {path}: {reason}")]
+    Segment { path: PathBuf, reason: Arc<str> },
+}
+
+/// An I/O error as storage reports it: its kind, to match on, and its text, shared, so that
+/// it can be told to many waiters and sent to other shards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoFailure {
+    kind: io::ErrorKind,
+    text: Arc<str>,
+}
+
+impl IoFailure {
+    pub fn kind(&self) -> io::ErrorKind {
+        self.kind
+    }
+}
+
+impl From<io::Error> for IoFailure {
+    fn from(e: io::Error) -> Self {
+        IoFailure {
+            kind: e.kind(),
+            text: e.to_string().into(),
+        }
+    }
+}
+
+impl std::fmt::Display for IoFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for IoFailure {}
 
 /// One shard's segments.
 pub struct Store {
@@ -84,7 +133,7 @@ pub struct Store {
     pub(super) dirty: Vec<usize>,
     /// Set after a failed sync: the page cache can no longer be trusted, nothing more is
     /// accepted until a restart re-verifies the segments.
-    pub(super) failed: Option<String>,
+    pub(super) failed: Option<StoreFailure>,
     /// The next segment, created on the blocking pool while the active one fills, so a
     /// rollover on the append path costs no file creation.
     pub(super) next: Option<Segment>,
@@ -176,8 +225,12 @@ impl Store {
                 // A full disk may pass (the write position did not move; the next write
                 // overwrites what this one left). Any other write error leaves the page cache
                 // in a state nothing here can vouch for: stop, as after a failed sync.
+                let source = IoFailure::from(source);
                 if source.kind() != io::ErrorKind::StorageFull {
-                    self.sync_failed(format!("cannot write to {}: {source}", path.display()));
+                    self.sync_failed(StoreFailure::Write {
+                        path: path.clone(),
+                        source: source.clone(),
+                    });
                 }
                 Err(StoreError::Write { path, source })
             }
@@ -203,12 +256,15 @@ impl Store {
                 let dir = self.config.own_dir();
                 let seg = Segment::create(&dir, meta).map_err(|source| StoreError::Create {
                     path: dir.join(segment::file_name(meta.seq)),
-                    source,
+                    source: source.into(),
                 })?;
                 // The new file's directory entry must survive a crash too; failing that is
                 // a failed sync like any other.
                 if let Err(e) = segment::sync_dir(&dir) {
-                    let why = format!("cannot sync directory {}: {e}", dir.display());
+                    let why = StoreFailure::SyncDir {
+                        path: dir.clone(),
+                        source: e.into(),
+                    };
                     self.sync_failed(why.clone());
                     return Err(StoreError::Failed(why));
                 }
@@ -256,13 +312,13 @@ impl Store {
     }
 
     /// Records that a sync (or a write) failed: from now on every append fails.
-    pub fn sync_failed(&mut self, why: String) {
+    pub fn sync_failed(&mut self, why: StoreFailure) {
         tracing::error!(shard = %self.config.shard, "storage stops accepting writes: {why}");
         self.failed = Some(why);
     }
 
-    pub fn failed(&self) -> Option<&str> {
-        self.failed.as_deref()
+    pub fn failed(&self) -> Option<&StoreFailure> {
+        self.failed.as_ref()
     }
 
     pub fn segment_count(&self) -> usize {
@@ -276,12 +332,6 @@ impl Store {
     /// Bytes written to segments (headers and padding included).
     pub fn bytes_written(&self) -> u64 {
         self.segments.iter().map(|s| s.write_pos() as u64).sum()
-    }
-}
-
-impl From<SegmentError> for StoreError {
-    fn from(e: SegmentError) -> Self {
-        StoreError::Failed(e.to_string())
     }
 }
 
