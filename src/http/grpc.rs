@@ -33,10 +33,7 @@ use prost::Message;
 use super::body::{CountedBody, ReadError};
 use super::export::{self, Compression, Export, ExportError};
 use super::reply::{self, code, Format, SignalKind};
-use crate::limits::{
-    GRPC_MESSAGE_BYTES_MAX, GRPC_STATUS_MESSAGE_BYTES_MAX, REQUEST_DECODED_BYTES_MAX,
-    RETRY_AFTER_SECS,
-};
+use crate::limits::{GRPC_MESSAGE_BYTES_MAX, GRPC_STATUS_MESSAGE_BYTES_MAX, RETRY_AFTER_SECS};
 use crate::metrics::add;
 use crate::metrics::Hist;
 use crate::otlp::{rpc, DecodeError};
@@ -215,9 +212,9 @@ pub fn parse_timeout(v: &str) -> Option<Duration> {
     })
 }
 
-/// Extracts the one message of a unary request body: a slice of the body (no copy) unless
-/// it was compressed.
-pub fn unframe(body: &Bytes, gzip: bool) -> Result<Bytes, Status> {
+/// Extracts the one message of a unary request body (a slice of the body, no copy) and how it
+/// is compressed, for the export path to decompress like any body.
+pub fn unframe(body: &Bytes, gzip: bool) -> Result<(Bytes, Compression), Status> {
     if body.len() < PREFIX_BYTES {
         return Err(Status::new(
             code::INTERNAL,
@@ -251,27 +248,14 @@ pub fn unframe(body: &Bytes, gzip: bool) -> Result<Bytes, Status> {
             "more than one message in a unary request",
         ));
     }
+    let message = body.slice(PREFIX_BYTES..);
     match (compressed, gzip) {
-        (false, _) => Ok(body.slice(PREFIX_BYTES..)),
+        (false, _) => Ok((message, Compression::Identity)),
         (true, false) => Err(Status::new(
             code::INTERNAL,
             "compressed flag set but the request has no grpc-encoding",
         )),
-        (true, true) => {
-            export::decompress(body.slice(PREFIX_BYTES..), Compression::Gzip).map_err(|e| match e {
-                ExportError::TooLarge { .. } => Status::new(
-                    code::RESOURCE_EXHAUSTED,
-                    format!(
-                        "decompressed message is larger than {REQUEST_DECODED_BYTES_MAX} bytes"
-                    ),
-                ),
-                ExportError::Corrupt { detail, .. } => Status::new(
-                    code::INTERNAL,
-                    format!("cannot decompress gzip message: {detail}"),
-                ),
-                other => Status::new(code::INTERNAL, other.to_string()),
-            })
-        }
+        (true, true) => Ok((message, Compression::Gzip)),
     }
 }
 
@@ -345,7 +329,7 @@ async fn serve(
     };
     let body = read_in_time(shard, req.into_body(), &mut held).await?;
     add(&shard.metrics.bytes_received_wire, body.len() as u64);
-    let message = unframe(&body, head.gzip)?;
+    let (message, compression) = unframe(&body, head.gzip)?;
     drop(body);
 
     // The deadline, checked before anything is written, then decode and ingest: the export
@@ -353,7 +337,7 @@ async fn serve(
     let export = Export {
         signal,
         format: Format::Protobuf,
-        compression: Compression::Identity,
+        compression,
         deadline: head.deadline,
     };
     match export::export(shard, export, message, &mut held).await {
@@ -568,7 +552,10 @@ mod tests {
         let mut body = vec![0, 0, 0, 0, 5];
         body.extend_from_slice(msg);
         let body = Bytes::from(body);
-        assert_eq!(unframe(&body, false).unwrap(), &msg[..]);
+        assert_eq!(
+            unframe(&body, false).unwrap(),
+            (body.slice(5..), Compression::Identity)
+        );
         assert_eq!(
             unframe(&body.slice(..3), false).unwrap_err().code,
             code::INTERNAL
@@ -603,7 +590,9 @@ mod tests {
         let mut body = vec![1];
         body.extend_from_slice(&(gz.len() as u32).to_be_bytes());
         body.extend_from_slice(&gz);
-        assert_eq!(unframe(&Bytes::from(body), true).unwrap(), &msg[..]);
+        let (message, compression) = unframe(&Bytes::from(body), true).unwrap();
+        assert_eq!(compression, Compression::Gzip);
+        assert_eq!(export::decompress(message, compression).unwrap(), &msg[..]);
     }
 
     #[test]
