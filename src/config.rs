@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use crate::limits::CORES_MAX;
 use crate::limits::{
-    CONNECTIONS_DEFAULT_MAX, CONNECTIONS_DEFAULT_MIN, PAGE_CACHE_KEEP_DEFAULT,
-    QUERY_CONNECTIONS_MAX, SEGMENT_BYTES_DEFAULT,
+    BODY_READ_TIMEOUT_DEFAULT, CONNECTIONS_DEFAULT_MAX, CONNECTIONS_DEFAULT_MIN,
+    FSYNC_INTERVAL_DEFAULT, HDR_DUMP_INTERVAL_DEFAULT, HEADER_READ_TIMEOUT_DEFAULT,
+    PAGE_CACHE_KEEP_DEFAULT, QUERY_CONNECTIONS_MAX, SEGMENT_BYTES_DEFAULT,
 };
 
 /// When appended records are made durable (fsync'd), and what an acknowledgement promises.
@@ -88,13 +89,13 @@ impl Default for Config {
             otlp_grpc: "0.0.0.0:4317".parse().unwrap(),
             query: "0.0.0.0:3200".parse().unwrap(),
             fsync: FsyncPolicy::Interval,
-            fsync_interval: Duration::from_secs(1),
+            fsync_interval: FSYNC_INTERVAL_DEFAULT,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             page_cache_keep: Some(PAGE_CACHE_KEEP_DEFAULT),
-            header_read_timeout: Duration::from_secs(30),
-            body_read_timeout: Duration::from_secs(60),
+            header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
+            body_read_timeout: BODY_READ_TIMEOUT_DEFAULT,
             hdr_dump_dir: None,
-            hdr_dump_interval: Duration::from_secs(10),
+            hdr_dump_interval: HDR_DUMP_INTERVAL_DEFAULT,
             max_connections: CONNECTIONS_DEFAULT_MAX,
         }
     }
@@ -111,7 +112,7 @@ pub fn default_shards() -> u32 {
 /// by the shards, less each shard's query connections ([`QUERY_CONNECTIONS_MAX`]); the other
 /// half is left for segment files, io_uring rings and the rest. At most
 /// [`CONNECTIONS_DEFAULT_MAX`], at least [`CONNECTIONS_DEFAULT_MIN`].
-pub fn default_max_connections(open_files_max: u64, shards: u32) -> usize {
+pub fn max_connections_default(open_files_max: u64, shards: u32) -> usize {
     let per_shard = (open_files_max / 2 / shards.max(1) as u64) as usize;
     per_shard
         .saturating_sub(QUERY_CONNECTIONS_MAX)
@@ -158,15 +159,15 @@ mod tests {
     #[test]
     fn the_connection_cap_follows_the_open_file_limit() {
         assert_eq!(
-            default_max_connections(1024, 1),
+            max_connections_default(1024, 1),
             512 - QUERY_CONNECTIONS_MAX
         );
         assert_eq!(
-            default_max_connections(1024, 2),
+            max_connections_default(1024, 2),
             256 - QUERY_CONNECTIONS_MAX
         );
-        assert_eq!(default_max_connections(1 << 20, 2), CONNECTIONS_DEFAULT_MAX);
-        assert_eq!(default_max_connections(64, 4), 16, "never below 16");
+        assert_eq!(max_connections_default(1 << 20, 2), CONNECTIONS_DEFAULT_MAX);
+        assert_eq!(max_connections_default(64, 4), 16, "never below 16");
     }
 
     #[test]

@@ -24,9 +24,9 @@
 //!   and commit, queries run and merged, the mesh (the only types that cross cores),
 //!   connections, memory trim.
 //! - [`http`]: hyper on glommio: the OTLP/HTTP and OTLP/gRPC receivers, the shared export
-//!   path, the query API, the one place outcomes become status codes.
-//! - [`server`]: process start-up (preflight, ports, executors, rendezvous) and each shard's
-//!   lifecycle.
+//!   path, the query API, answers and status codes.
+//! - [`server`]: process start-up (resource limits, allocator, signals, preflight, ports,
+//!   executors, rendezvous) and each shard's lifecycle.
 
 pub mod config;
 pub mod domain;

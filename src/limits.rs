@@ -72,6 +72,22 @@ pub const PAGE_CACHE_KEEP_DEFAULT: u64 = 64 << 20;
 /// Smallest segment size an operator may configure.
 pub const SEGMENT_BYTES_MIN: u64 = 64 << 10;
 
+/// Largest segment size an operator may configure: a record's place in its segment is a
+/// `u32` offset (`index::RecordLoc`), so 4 GiB less one byte.
+pub const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
+
+/// `--fsync-interval`'s default: a machine crash loses at most the last second acknowledged.
+pub const FSYNC_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
+
+/// `--header-read-timeout`'s default: time a client has to send a request's headers.
+pub const HEADER_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// `--body-read-timeout`'s default: time a client has to send an OTLP body.
+pub const BODY_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
+
+/// `--hdr-dump-interval`'s default.
+pub const HDR_DUMP_INTERVAL_DEFAULT: Duration = Duration::from_secs(10);
+
 /// Largest record payload. A request part bigger than this is split into several records.
 pub const RECORD_BYTES_MAX: usize = 8 << 20;
 
@@ -145,7 +161,7 @@ pub const INTERNED_NAME_BYTES_MAX: usize = 256;
 // ---- HTTP and connections
 
 /// HTTP/2 streams one connection may have open at once.
-pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+pub const H2_CONCURRENT_STREAMS_MAX: u32 = 256;
 
 /// HTTP/2 flow-control windows: big enough for a 4 MiB export in flight per stream without
 /// waiting for window updates on loopback or a LAN.
@@ -270,6 +286,24 @@ pub const STOP_POLL: Duration = Duration::from_millis(50);
 /// How long shutdown waits for in-flight requests before giving up on them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often a draining shard looks at its connections and requests in flight.
+pub const DRAIN_POLL: Duration = Duration::from_millis(5);
+
+/// How often a shard waiting at a start-up or shutdown rendezvous looks whether the others
+/// arrived.
+pub const RENDEZVOUS_POLL: Duration = Duration::from_millis(2);
+
+/// Locked memory allowed for each executor's io_uring rings on top of its registered buffers
+/// ([`EXECUTOR_IO_MEMORY_BYTES`]), in the start-up check of `ulimit -l`: a generous bound.
+pub const EXECUTOR_RING_MEMORY_BYTES: usize = 1 << 20;
+
+/// Period of the "recovering: N/M segments" line while a shard reads its segments at start.
+pub const RECOVERY_PROGRESS_PERIOD: Duration = Duration::from_secs(2);
+
+/// How often an append waiting for the next segment ([`SEGMENT_WAIT_MAX`] at most) looks
+/// again, should the preparation's signal be missed.
+pub const SEGMENT_WAIT_POLL: Duration = Duration::from_millis(100);
+
 /// How long shard 0 may take for the last `--hdr-dump-dir` interval at shutdown.
 pub const FINAL_DUMP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -291,6 +325,7 @@ pub const CORES_MAX: usize = 8192;
 const _: () = assert!(REQUEST_WIRE_BYTES_MAX <= REQUEST_DECODED_BYTES_MAX);
 const _: () = assert!(RECORD_BYTES_MAX as u64 * 2 <= SEGMENT_BYTES_DEFAULT || cfg!(test));
 const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT);
+const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!(VALUE_DEPTH_MAX * 3 < PROTO_DEPTH_MAX);
 const _: () = assert!(QUERY_LIMIT_DEFAULT <= QUERY_LIMIT_MAX);
 const _: () = assert!(MALLOC_MMAP_THRESHOLD_BYTES > GROUP_WRITE_BYTES_MAX);

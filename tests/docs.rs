@@ -111,8 +111,8 @@ fn quoted_limits() -> BTreeMap<&'static str, Quantity> {
         ("INTERNED_NAMES_MAX", c(l::INTERNED_NAMES_MAX)),
         ("INTERNED_NAME_BYTES_MAX", b(l::INTERNED_NAME_BYTES_MAX)),
         (
-            "H2_MAX_CONCURRENT_STREAMS",
-            Count(u64::from(l::H2_MAX_CONCURRENT_STREAMS)),
+            "H2_CONCURRENT_STREAMS_MAX",
+            Count(u64::from(l::H2_CONCURRENT_STREAMS_MAX)),
         ),
         (
             "H2_STREAM_WINDOW_BYTES",

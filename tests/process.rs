@@ -184,7 +184,7 @@ fn two_thousand_idle_connections_starve_nothing_under_a_1024_file_limit() {
     server.nofile = Some((1024, 1024));
     server.spawn();
     assert_eq!(open_files_limit(server.pid()), (1024, 1024));
-    let cap = glust::config::default_max_connections(1024, 1);
+    let cap = glust::config::max_connections_default(1024, 1);
 
     // Idle connections to each port: they never send a byte.
     let mut idle = Vec::new();

@@ -8,7 +8,7 @@
 //! - [`otlp`]: `POST /v1/traces`, `POST /v1/logs`.
 //! - [`grpc`]: OTLP/gRPC `TraceService/Export`, `LogsService/Export` (HTTP/2 only).
 //! - [`api`]: the query API, `/healthz`, `/readyz`.
-//! - [`reply`]: the one place that maps outcomes to status codes and bodies.
+//! - [`reply`]: answers, status codes and `google.rpc.Status` bodies, for every receiver.
 
 pub mod api;
 pub mod body;
@@ -32,8 +32,8 @@ use hyper_util::server::conn::auto;
 
 use crate::limits::{
     ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, ACCEPT_LOG_PERIOD, EVICTION_GRACE, H1_HEADER_BYTES_MAX,
-    H2_CONNECTION_WINDOW_BYTES, H2_FRAME_BYTES_MAX, H2_KEEP_ALIVE_INTERVAL, H2_KEEP_ALIVE_TIMEOUT,
-    H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW_BYTES,
+    H2_CONCURRENT_STREAMS_MAX, H2_CONNECTION_WINDOW_BYTES, H2_FRAME_BYTES_MAX,
+    H2_KEEP_ALIVE_INTERVAL, H2_KEEP_ALIVE_TIMEOUT, H2_STREAM_WINDOW_BYTES,
 };
 use crate::shard::conns::{Admit, ConnState, Conns};
 use crate::shard::Shard;
@@ -148,13 +148,14 @@ async fn serve_connection(
         .timer(LocalTimer)
         .header_read_timeout(shard.config.header_read_timeout)
         .keep_alive(true)
+        // hyper panics on a buffer below 8 KiB, its own floor.
         .max_buf_size(H1_HEADER_BYTES_MAX.max(8192));
     builder
         .http2()
         .timer(LocalTimer)
         .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
-        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_concurrent_streams(H2_CONCURRENT_STREAMS_MAX)
         .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
         .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
         .max_frame_size(H2_FRAME_BYTES_MAX);
@@ -190,7 +191,7 @@ async fn serve_grpc_connection(
         .timer(LocalTimer)
         .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
-        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_concurrent_streams(H2_CONCURRENT_STREAMS_MAX)
         .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
         .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
         .max_frame_size(H2_FRAME_BYTES_MAX)

@@ -1,4 +1,6 @@
-//! The one place that maps outcomes to HTTP status codes and bodies.
+//! OTLP/HTTP and query API answers: status codes, `google.rpc.Status` bodies, `Retry-After`,
+//! and the gRPC status codes both transports put in them ([`code`]). Each transport maps its
+//! outcomes onto these (`http::otlp::answer`, `http::grpc::export_status`).
 //!
 //! OTLP/HTTP (specification, "OTLP/HTTP Response"): success is 200 with an
 //! `Export*ServiceResponse` in the request's encoding, `partial_success` set when items were

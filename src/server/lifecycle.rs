@@ -13,7 +13,8 @@ use crate::config::{Config, FsyncPolicy};
 use crate::http::Endpoint;
 use crate::index::Index;
 use crate::limits::{
-    DRAIN_TIMEOUT, FINAL_DUMP_TIMEOUT, QUERY_CONNECTIONS_MAX, QUERY_SHARES, STOP_POLL,
+    DRAIN_POLL, DRAIN_TIMEOUT, FINAL_DUMP_TIMEOUT, QUERY_CONNECTIONS_MAX, QUERY_SHARES,
+    RECOVERY_PROGRESS_PERIOD, STOP_POLL,
 };
 use crate::metrics::IntervalDumper;
 use crate::route::ShardId;
@@ -117,12 +118,13 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
     }
     shard.stopping.set();
     tracing::info!(shard = %id, "shutting down: no new connections, finishing in-flight requests");
-    listeners.stop_and_drain(&shard).await;
+    // One deadline for the whole drain, this shard's connections and its peers' appends.
+    let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+    listeners.stop_and_drain(&shard, deadline).await;
     // Peers may still be appending records we own for requests they are finishing.
     let all_drained = ctx.shutdown.wait().await;
-    let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
     while shard.in_flight() > 0 && std::time::Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
+        glommio::timer::sleep(DRAIN_POLL).await;
     }
     // Every policy syncs on a clean shutdown.
     if let Err(e) = shard.sync_all().await {
@@ -166,17 +168,16 @@ impl Listeners {
         })
     }
 
-    /// Once the shard is stopping: waits for the accept loops to end, then (at most
-    /// `DRAIN_TIMEOUT`) for the connections to close and the requests in flight to finish.
-    async fn stop_and_drain(self, shard: &Shard) {
+    /// Once the shard is stopping: waits for the accept loops to end, then (until `deadline`)
+    /// for the connections to close and the requests in flight to finish.
+    async fn stop_and_drain(self, shard: &Shard, deadline: std::time::Instant) {
         for task in self.tasks {
             let _ = task.await;
         }
-        let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
         while (!self.otlp_conns.is_empty() || !self.query_conns.is_empty() || shard.in_flight() > 0)
             && std::time::Instant::now() < deadline
         {
-            glommio::timer::sleep(Duration::from_millis(5)).await;
+            glommio::timer::sleep(DRAIN_POLL).await;
         }
     }
 }
@@ -243,7 +244,7 @@ async fn recover(
                     }
                 },
                 |report, total| {
-                    if last_progress.elapsed() >= Duration::from_secs(2) {
+                    if last_progress.elapsed() >= RECOVERY_PROGRESS_PERIOD {
                         last_progress = std::time::Instant::now();
                         tracing::info!(shard = %id, "recovering: {}/{} segments, {} records", report.segments, total, report.records);
                     }

@@ -1,5 +1,6 @@
-//! Process start-up and shutdown, above every other module: preflight checks, port
-//! reservation ([`ports`]), one pinned executor per shard, and the rendezvous that start and
+//! Process start-up and shutdown, above every other module: the process's limits, allocator
+//! and signals ([`process`]), preflight checks, port reservation ([`ports`]), one pinned
+//! executor per shard, and the rendezvous that start and
 //! stop the shards together; each shard's lifecycle is in [`lifecycle`].
 //!
 //! Start-up, per shard: recover storage and rebuild the index (in parallel across shards),
@@ -9,18 +10,20 @@
 
 pub mod lifecycle;
 pub mod ports;
+pub mod process;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::Config;
-use crate::limits::{BLOCKING_THREADS, EXECUTOR_IO_MEMORY_BYTES};
+use crate::limits::{
+    BLOCKING_THREADS, EXECUTOR_IO_MEMORY_BYTES, EXECUTOR_RING_MEMORY_BYTES, RENDEZVOUS_POLL,
+};
 use crate::metrics::IntervalDumper;
 use crate::route::ShardId;
 use crate::shard::mesh::{self, MeshEnds};
@@ -220,7 +223,7 @@ impl Rendezvous {
             if self.arrived.load(Ordering::SeqCst) >= self.n {
                 return true;
             }
-            glommio::timer::sleep(Duration::from_millis(2)).await;
+            glommio::timer::sleep(RENDEZVOUS_POLL).await;
         }
     }
 }
@@ -259,8 +262,8 @@ fn preflight(shards: usize) -> Result<(), StartError> {
     if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0
         && lim.rlim_cur != libc::RLIM_INFINITY
     {
-        // Registered buffers plus the rings of each executor (a generous allowance for the rings).
-        let needed = shards as u64 * (EXECUTOR_IO_MEMORY_BYTES as u64 + (1 << 20));
+        // Registered buffers plus the rings of each executor.
+        let needed = shards as u64 * (EXECUTOR_IO_MEMORY_BYTES + EXECUTOR_RING_MEMORY_BYTES) as u64;
         if lim.rlim_cur < needed {
             return Err(fail(
                 format!(

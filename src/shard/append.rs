@@ -3,12 +3,11 @@
 //! the one place a record's payload becomes index entries, for recovery and appends alike.
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use crate::config::FsyncPolicy;
 use crate::domain::{ArchivedLogBatch, ArchivedSpanBatch};
 use crate::index::{Index, RecordLoc};
-use crate::limits::SEGMENT_WAIT_MAX;
+use crate::limits::{SEGMENT_WAIT_MAX, SEGMENT_WAIT_POLL};
 use crate::metrics::add;
 use crate::shard::group_write;
 use crate::shard::mesh::OwnedRecord;
@@ -76,11 +75,7 @@ pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Resul
         {
             break;
         }
-        futures_lite::future::or(
-            ready.wait(),
-            glommio::timer::sleep(Duration::from_millis(100)),
-        )
-        .await;
+        futures_lite::future::or(ready.wait(), glommio::timer::sleep(SEGMENT_WAIT_POLL)).await;
     }
     // Stage every record, then join the batch the shard's writer writes with one `pwrite`
     // (group_write). No `.await` between the two: the records belong to that batch. Should

@@ -22,7 +22,7 @@ use futures_channel::oneshot;
 
 use crate::metrics::{add, ShardMetrics};
 use crate::shard::append::AppendError;
-use crate::shard::durability::GroupCommit;
+use crate::shard::group_commit::GroupCommit;
 use crate::shard::latch::Doorbell;
 use crate::storage::Store;
 

@@ -6,7 +6,7 @@
 pub mod admission;
 pub mod append;
 pub mod conns;
-pub mod durability;
+pub mod group_commit;
 pub mod group_write;
 pub mod ingest;
 pub mod latch;
@@ -25,7 +25,7 @@ use crate::route::ShardId;
 use crate::storage::Store;
 use append::AppendError;
 use conns::Conns;
-use durability::GroupCommit;
+use group_commit::GroupCommit;
 use group_write::GroupWrite;
 use latch::Latch;
 use mesh::Mesh;
@@ -59,7 +59,7 @@ pub struct Shard {
     /// The task queue searches scan in: [`crate::limits::QUERY_SHARES`] against the default queue's 1000,
     /// so ingest keeps the thread when both have work.
     pub(in crate::shard) query_queue: glommio::TaskQueueHandle,
-    /// Searches running on this shard (at most `shard::query::SEARCHES_MAX`).
+    /// Searches running on this shard (at most [`crate::limits::SEARCHES_MAX`]).
     pub(in crate::shard) searches: Cell<usize>,
     /// Open connections of the OTLP ports and of the query port, for `/metrics`; set once the
     /// listeners start.
