@@ -623,7 +623,7 @@ impl Tally {
 
 impl Tally {
     /// Counts one expected item against the items found under its key, describing any
-    /// problem as "<item> missing" or "<item> differs in <fields>".
+    /// problem as "`<item>` missing" or "`<item>` differs in `<fields>`".
     fn count<T: PartialEq>(
         &mut self,
         req: Required,

@@ -92,7 +92,7 @@ pub trait Signal: Sized {
     fn with_items(&self, items: Vec<Self::Item>) -> Self;
     /// Serialises the batch (rkyv) into `out`.
     fn encode_in(&self, out: AlignedVec) -> Result<AlignedVec, rancor::Error>;
-    /// This thread's size of the last record of this kind kept (see [`encode_record`]).
+    /// This thread's size of the last record of this kind kept (see `encode_record`).
     fn size_hint() -> &'static std::thread::LocalKey<Cell<usize>>;
     /// The shard's counters of this kind of item.
     fn counters(metrics: &ShardMetrics) -> &ItemCounters;

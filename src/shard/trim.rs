@@ -11,9 +11,9 @@
 //!
 //! The cost: while it runs, the trim holds each heap's lock in turn, so an allocation in that
 //! heap waits (milliseconds for hundreds of MiB). It runs only once a burst has ended: a
-//! period counts as quiet below an eighth of [`TRIM_BURST_BYTES`], so a load that hovers near
+//! period counts as quiet below [`crate::limits::TRIM_QUIET_BYTES`], an eighth of [`TRIM_BURST_BYTES`], so a load that hovers near
 //! the threshold does not trim every other second, and steady heavy load (every period busy)
-//! never trims. One trim runs at a time in the process ([`TRIMMING`]): shards that saw the same
+//! never trims. One trim runs at a time in the process (`TRIMMING`): shards that saw the same
 //! burst do not all lock every heap at once.
 
 use std::rc::Rc;

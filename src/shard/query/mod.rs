@@ -5,7 +5,7 @@
 //!
 //! Searches scan the whole index, newest first, and may read a record per entry: millions of
 //! entries take seconds. They run on the shard's thread, between its ingest work, so they scan
-//! in slices of [`QUERY_SLICE`] ([`Slice`]) and let the reactor run in between: a search
+//! in slices of [`crate::limits::QUERY_SLICE`] (`scan::Slice`) and let the reactor run in between: a search
 //! never stalls ingest for much longer than one slice.
 
 mod logs;

@@ -14,7 +14,7 @@ use crate::storage::frame::HEADER_BYTES;
 
 impl Segment {
     /// Creates segment `meta.seq` in `dir`, sized to `meta.file_bytes` (sparse; see
-    /// [`preallocate`]). Blocking: the shard prepares its next segment on the blocking pool
+    /// `preallocate`). Blocking: the shard prepares its next segment on the blocking pool
     /// while the active one fills.
     pub fn create(dir: &Path, meta: SegmentMeta) -> io::Result<Segment> {
         debug_assert!(meta.file_bytes as usize > SEGMENT_HEADER_BYTES + HEADER_BYTES);
