@@ -137,7 +137,9 @@ async fn run(shard: &Rc<Shard>, q: QueryRequest) -> Response<Body> {
             StatusCode::OK,
             serde_json::json!({ "services": s }).to_string(),
         ),
-        QueryResponse::Failed(why) => reply::json_error(StatusCode::SERVICE_UNAVAILABLE, why),
+        QueryResponse::Failed(why) => {
+            reply::json_error(StatusCode::SERVICE_UNAVAILABLE, why.to_string())
+        }
         QueryResponse::Metrics(s) => {
             reply::with_body(StatusCode::OK, METRICS_CONTENT_TYPE, s.prometheus())
         }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::domain::TraceId;
 use crate::index::TraceSummary;
+use crate::route::ShardId;
 
 /// Filters of a trace search. Times are unix nanoseconds; durations nanoseconds.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -78,6 +79,20 @@ pub enum QueryResponse {
     Logs(Vec<LogHit>),
     Services(Vec<String>),
     Metrics(Box<crate::metrics::Snapshot>),
-    /// The shard could not answer (for example it ran out of credits to ask another).
-    Failed(String),
+    /// The shard could not answer.
+    Failed(Refusal),
+}
+
+/// Why a shard did not answer its part of a query; sent back over the mesh.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// It runs as many searches as it may ([`crate::limits::SEARCHES_MAX`]).
+    #[error("{shard} is running {running} searches; retry later")]
+    SearchesFull { shard: ShardId, running: usize },
+    /// Its query task queue refused the search (the executor is shutting down).
+    #[error("{shard} cannot start the search: {reason}")]
+    NotStarted { shard: ShardId, reason: String },
+    /// No shard's answer held what the query asked for.
+    #[error("no shard answered")]
+    NoAnswer,
 }

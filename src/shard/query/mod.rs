@@ -24,8 +24,9 @@ use traces::{newest_first, search_traces_local};
 
 use crate::index::TraceSummary;
 use crate::limits::SEARCHES_MAX;
-use crate::query::{QueryRequest, QueryResponse};
+use crate::query::{QueryRequest, QueryResponse, Refusal};
 use crate::route::{owner_of, ShardId};
+use crate::shard::mesh::CallError;
 use crate::shard::Shard;
 
 /// Answers `q` from this shard's data only. Searches run in the shard's query task queue
@@ -65,10 +66,10 @@ async fn in_query_queue(
     search: impl std::future::Future<Output = QueryResponse> + 'static,
 ) -> QueryResponse {
     if shard.searches.get() >= SEARCHES_MAX {
-        return QueryResponse::Failed(format!(
-            "{} is running {SEARCHES_MAX} searches; retry later",
-            shard.id
-        ));
+        return QueryResponse::Failed(Refusal::SearchesFull {
+            shard: shard.id,
+            running: SEARCHES_MAX,
+        });
     }
     /// Counts a search while it runs, however it ends (a cancelled one included).
     struct Running<'a>(&'a std::cell::Cell<usize>);
@@ -81,22 +82,32 @@ async fn in_query_queue(
     let _running = Running(&shard.searches);
     match glommio::spawn_local_into(search, shard.query_queue) {
         Ok(task) => task.await,
-        Err(e) => QueryResponse::Failed(format!("cannot start the search: {e}")),
+        Err(e) => QueryResponse::Failed(Refusal::NotStarted {
+            shard: shard.id,
+            reason: e.to_string(),
+        }),
     }
 }
 
-/// Why a coordinated query failed.
+/// Why a coordinated query failed: every kind is retryable (503).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QueryError {
+    /// A shard concerned could not be asked (no credit left, or gone).
     #[error("busy: {0}")]
-    Busy(String),
+    Call(#[from] CallError),
+    /// A shard asked went away before it answered.
+    #[error("busy: {0} did not answer")]
+    NoAnswer(ShardId),
+    /// A shard asked could not answer.
+    #[error("busy: {0}")]
+    Refused(Refusal),
 }
 
 /// Every shard's counters, gauges and histograms, merged: `coordinate` for
 /// [`QueryRequest::Metrics`], with the answer's type.
 pub async fn metrics(shard: &Rc<Shard>) -> Result<crate::metrics::Snapshot, QueryError> {
     let answers = gather(shard, &QueryRequest::Metrics).await?;
-    merge_metrics(answers).ok_or_else(|| QueryError::Busy("no shard answered".into()))
+    merge_metrics(answers).ok_or(QueryError::Refused(Refusal::NoAnswer))
 }
 
 /// Runs `q` on every shard concerned and merges the answers.
@@ -121,18 +132,13 @@ async fn gather(shard: &Rc<Shard>, q: &QueryRequest) -> Result<Vec<QueryResponse
     // Ask everybody first (admission: credits for all, or nobody is asked), then answer locally.
     for t in &targets {
         if *t != shard.id && !shard.mesh.has_credit(*t) {
-            return Err(QueryError::Busy(format!(
-                "{t} has too many requests in flight"
-            )));
+            return Err(QueryError::Call(CallError::NoCredit(*t)));
         }
     }
     let mut pending = Vec::new();
     for t in &targets {
         if *t != shard.id {
-            let answer = shard
-                .mesh
-                .query(*t, q.clone())
-                .map_err(|e| QueryError::Busy(e.to_string()))?;
+            let answer = shard.mesh.query(*t, q.clone())?;
             pending.push((*t, answer));
         }
     }
@@ -143,7 +149,7 @@ async fn gather(shard: &Rc<Shard>, q: &QueryRequest) -> Result<Vec<QueryResponse
     for (t, answer) in pending {
         match answer.await {
             Some(a) => answers.push(a),
-            None => return Err(QueryError::Busy(format!("{t} did not answer"))),
+            None => return Err(QueryError::NoAnswer(t)),
         }
     }
     // One shard's failure fails the query: a merge without its answer would be silently short.
@@ -151,7 +157,7 @@ async fn gather(shard: &Rc<Shard>, q: &QueryRequest) -> Result<Vec<QueryResponse
         .iter()
         .find(|a| matches!(a, QueryResponse::Failed(_)))
     {
-        return Err(QueryError::Busy(why.clone()));
+        return Err(QueryError::Refused(why.clone()));
     }
     Ok(answers)
 }
@@ -198,7 +204,7 @@ fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
         }
         QueryRequest::Metrics => match merge_metrics(answers) {
             Some(m) => QueryResponse::Metrics(Box::new(m)),
-            None => QueryResponse::Failed("no shard answered".into()),
+            None => QueryResponse::Failed(Refusal::NoAnswer),
         },
         QueryRequest::Services => {
             let mut all: Vec<String> = Vec::new();
