@@ -41,9 +41,18 @@ use crate::shard::admission::{HeldBytes, InFlight};
 use crate::shard::ingest::{IngestError, Ingested};
 use crate::shard::Shard;
 
-/// Not a gRPC status: marks a request that is not gRPC at all (wrong content type), answered
-/// with plain HTTP 415 as the gRPC-over-HTTP/2 spec asks.
-const NOT_GRPC: u32 = u32::MAX;
+/// Why a call was not served: a gRPC status, or a request that is not gRPC at all (its
+/// content type), answered with plain HTTP 415 as the gRPC-over-HTTP/2 spec asks.
+enum Refused {
+    Grpc(Status),
+    NotGrpc { content_type: String },
+}
+
+impl From<Status> for Refused {
+    fn from(status: Status) -> Self {
+        Refused::Grpc(status)
+    }
+}
 
 pub const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 pub const LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
@@ -282,7 +291,7 @@ pub async fn handle(
 async fn answer(shard: &Rc<Shard>, req: Request<Incoming>, started: Instant) -> Response<GrpcBody> {
     match serve(shard, req, started).await {
         Ok(resp) => resp,
-        Err(status) if status.code != NOT_GRPC => {
+        Err(Refused::Grpc(status)) => {
             let counter = match status.failure {
                 Failure::Bad => &shard.metrics.requests_bad,
                 Failure::Throttled => &shard.metrics.requests_throttled,
@@ -291,12 +300,11 @@ async fn answer(shard: &Rc<Shard>, req: Request<Incoming>, started: Instant) -> 
             add(counter, 1);
             status_response(&status)
         }
-        Err(not_grpc) => {
+        Err(Refused::NotGrpc { content_type }) => {
             add(&shard.metrics.requests_bad, 1);
             let mut resp = Response::new(GrpcBody {
                 data: Some(Bytes::from(format!(
-                    "not a gRPC request: content-type {:?}, expected application/grpc\n",
-                    not_grpc.message
+                    "not a gRPC request: content-type {content_type:?}, expected application/grpc\n"
                 ))),
                 trailers: None,
             });
@@ -312,7 +320,7 @@ async fn serve(
     shard: &Rc<Shard>,
     req: Request<Incoming>,
     started: Instant,
-) -> Result<Response<GrpcBody>, Status> {
+) -> Result<Response<GrpcBody>, Refused> {
     let signal = method(&req)?;
     let head = Head::read(&req, started)?;
 
@@ -322,10 +330,11 @@ async fn serve(
             code::UNAVAILABLE,
             Failure::Throttled,
             "too many requests in flight; retry later",
-        ));
+        )
+        .into());
     };
     let Some(mut held) = HeldBytes::try_hold(shard, 0) else {
-        return Err(too_many_bytes());
+        return Err(too_many_bytes().into());
     };
     let body = read_in_time(shard, req.into_body(), &mut held).await?;
     add(&shard.metrics.bytes_received_wire, body.len() as u64);
@@ -342,7 +351,7 @@ async fn serve(
     };
     match export::export(shard, export, message, &mut held).await {
         Ok(done) => Ok(exported(signal, done)),
-        Err(e) => Err(export_status(e)),
+        Err(e) => Err(export_status(e).into()),
     }
 }
 
@@ -377,7 +386,7 @@ struct Head {
 impl Head {
     /// Checks the content type, encoding and timeout of a call that started at `started`;
     /// one whose deadline is already past is refused here.
-    fn read(req: &Request<Incoming>, started: Instant) -> Result<Head, Status> {
+    fn read(req: &Request<Incoming>, started: Instant) -> Result<Head, Refused> {
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -386,10 +395,9 @@ impl Head {
         if !(content_type == "application/grpc"
             || content_type.starts_with("application/grpc+proto"))
         {
-            return Err(Status::new(
-                NOT_GRPC,
-                content_type.chars().take(100).collect::<String>(),
-            ));
+            return Err(Refused::NotGrpc {
+                content_type: content_type.chars().take(100).collect(),
+            });
         }
         let gzip = match req
             .headers()
@@ -402,7 +410,8 @@ impl Head {
                 return Err(Status::new(
                     code::UNIMPLEMENTED,
                     format!("grpc-encoding {other:?} is not supported; use gzip or identity"),
-                ))
+                )
+                .into())
             }
         };
         let deadline = match req.headers().get("grpc-timeout") {
@@ -413,7 +422,8 @@ impl Head {
                     return Err(Status::new(
                         code::INTERNAL,
                         format!("malformed grpc-timeout {v:?}"),
-                    ))
+                    )
+                    .into())
                 }
             },
         };
@@ -421,7 +431,8 @@ impl Head {
             return Err(Status::new(
                 code::DEADLINE_EXCEEDED,
                 "deadline exceeded before the request was read",
-            ));
+            )
+            .into());
         }
         Ok(Head { gzip, deadline })
     }
