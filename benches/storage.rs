@@ -105,14 +105,14 @@ fn index(c: &mut Criterion) {
 fn lookup(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open_store(dir.path(), None);
-    let mut index = Index::default();
+    let mut index = glust::index::Indexes::default();
     // 100,000 traces of 10 spans, 100 spans per record.
     for req in 0..10_000u64 {
         for r in records(req * 10) {
             let loc = store.append(RecordKind::Spans, &r.bytes).unwrap();
             let batch =
                 rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(&r.bytes).unwrap();
-            index.add_spans(loc, batch);
+            index.for_segment(loc.segment).add_spans(loc, batch);
         }
     }
     let stats = index.stats();

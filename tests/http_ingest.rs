@@ -393,3 +393,66 @@ fn requests_that_arrive_in_pieces_are_read_whole() {
         }
     }
 }
+
+/// Each segment has its own part of the index: a trace (and its logs) whose records land in
+/// several segments is still found whole, by id and by search, and after a restart too.
+#[test]
+fn a_trace_spread_over_segments_is_found_whole() {
+    let mut server = Server::start(1);
+    const SPREAD: u64 = 1_000_000;
+    let rounds = 6u64;
+    for round in 0..rounds {
+        // One span of the spread trace, then enough others (~120 KB) that the 256 KiB test
+        // segments roll every couple of rounds.
+        let mut req = traces_request("spread", 10_000 * (round + 1), 100, 3);
+        let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+        spans.insert(0, rich_span(SPREAD, round));
+        assert_eq!(server.post_traces(&req).status, 200);
+        let log = log_record(round, Some(SPREAD), 9, &format!("spread log {round}"));
+        assert_eq!(
+            server.post_logs(&logs_request("spread", vec![log])).status,
+            200
+        );
+    }
+    let check = |server: &Server| {
+        let metrics = server.get("/metrics").text();
+        let segments = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("glust_segments "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("glust_segments");
+        assert!(
+            segments >= 3.0,
+            "the test needs several segments, got {segments}"
+        );
+        let id = hex(&trace_id(SPREAD));
+        let answer = server.get(&format!("/api/v1/traces/{id}"));
+        assert_eq!(answer.status, 200);
+        let spans: usize = spans_of_answer(&answer.body)
+            .iter()
+            .map(|b| b.spans.len())
+            .sum();
+        assert_eq!(spans, rounds as usize);
+        let found = server.get_json("/api/v1/traces?service=spread&limit=1000");
+        let summary = found["traces"]
+            .as_array()
+            .expect("traces")
+            .iter()
+            .find(|t| t["traceId"] == id.as_str())
+            .expect("the spread trace is found")
+            .clone();
+        assert_eq!(summary["spanCount"], rounds);
+        let logs = server.get_json(&format!("/api/v1/logs?traceId={id}&limit=100"));
+        let records: usize = logs["resourceLogs"]
+            .as_array()
+            .expect("resourceLogs")
+            .iter()
+            .flat_map(|r| r["scopeLogs"].as_array().cloned().unwrap_or_default())
+            .map(|s| s["logRecords"].as_array().map_or(0, Vec::len))
+            .sum();
+        assert_eq!(records, rounds as usize);
+    };
+    check(&server);
+    server.restart();
+    check(&server);
+}

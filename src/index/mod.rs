@@ -1,4 +1,6 @@
-//! The in-memory index of one shard: what queries need to find records without scanning them.
+//! The in-memory index: what queries need to find records without scanning them. An
+//! [`Index`] covers one segment; a shard keeps one per segment holding records ([`Indexes`]),
+//! so that what a segment puts in memory can go with it.
 //!
 //! Spans: trace id → trace slot (summary + record locations), plus one compact [`SpanEntry`]
 //! per span for search. Logs: one [`LogEntry`] per record, plus trace id → logs.
@@ -14,8 +16,10 @@
 
 pub mod chunked;
 pub mod names;
+pub mod parts;
 
 use chunked::{AppendList, ChunkedVec, ShardedMap};
+pub use parts::Indexes;
 
 use crate::domain::{self, ArchivedLogBatch, ArchivedSpanBatch, TraceId, STATUS_CODE_ERROR};
 use names::{NameId, Names};

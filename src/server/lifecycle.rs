@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::{ShardStart, StartError};
 use crate::config::{Config, FsyncPolicy};
 use crate::http::Endpoint;
-use crate::index::Index;
+use crate::index::Indexes;
 use crate::limits::{
     DRAIN_POLL, DRAIN_TIMEOUT, FINAL_DUMP_TIMEOUT, QUERY_CONNECTIONS_MAX, QUERY_SHARES,
     RECOVERY_PROGRESS_PERIOD, STOP_POLL,
@@ -222,7 +222,7 @@ async fn last_hdr_interval(
 async fn recover(
     id: ShardId,
     config: &Config,
-) -> Result<(Store, Index, RecoveryReport), StartError> {
+) -> Result<(Store, Indexes, RecoveryReport), StartError> {
     let store_config = StoreConfig {
         data_dir: config.data_dir.clone(),
         shard: id,
@@ -233,7 +233,7 @@ async fn recover(
     let started = std::time::Instant::now();
     let outcome = glommio::executor()
         .spawn_blocking(move || {
-            let mut index = Index::default();
+            let mut index = Indexes::default();
             let mut undecodable = 0u64;
             let mut last_progress = std::time::Instant::now();
             let opened = Store::open(

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use crate::config::FsyncPolicy;
 use crate::domain::{ArchivedLogBatch, ArchivedSpanBatch};
-use crate::index::{Index, RecordLoc};
+use crate::index::{Indexes, RecordLoc};
 use crate::limits::{SEGMENT_WAIT_MAX, SEGMENT_WAIT_POLL};
 use crate::metrics::add;
 use crate::shard::group_write;
@@ -170,15 +170,17 @@ pub enum Origin {
     ThisProcess,
 }
 
-/// Adds one stored record to the index: the one place a payload becomes index entries.
-/// `false` if a record read from disk is not a valid archive (it is then never served).
+/// Adds one stored record to its segment's part of the index: the one place a payload becomes
+/// index entries. `false` if a record read from disk is not a valid archive (it is then never
+/// served).
 pub fn index_payload(
-    index: &mut Index,
+    indexes: &mut Indexes,
     loc: RecordLoc,
     kind: RecordKind,
     payload: &[u8],
     origin: Origin,
 ) -> bool {
+    let index = indexes.for_segment(loc.segment);
     match kind {
         RecordKind::Spans => match archive::<ArchivedSpanBatch<'static>>(payload, origin) {
             Some(batch) => index.add_spans(loc, batch),
@@ -193,8 +195,13 @@ pub fn index_payload(
 }
 
 /// Recovery's entry: a record read from disk.
-pub fn index_stored(index: &mut Index, loc: RecordLoc, kind: RecordKind, payload: &[u8]) -> bool {
-    index_payload(index, loc, kind, payload, Origin::Disk)
+pub fn index_stored(
+    indexes: &mut Indexes,
+    loc: RecordLoc,
+    kind: RecordKind,
+    payload: &[u8],
+) -> bool {
+    index_payload(indexes, loc, kind, payload, Origin::Disk)
 }
 
 /// The archive in `payload`, checked unless this process wrote it.

@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::index::Index;
+use crate::index::Indexes;
 use crate::metrics::ShardMetrics;
 use crate::route::ShardId;
 use crate::storage::Store;
@@ -38,7 +38,8 @@ pub struct Shard {
     pub(in crate::shard) count: u32,
     pub config: Config,
     pub(in crate::shard) store: RefCell<Store>,
-    pub(in crate::shard) index: RefCell<Index>,
+    /// One part per segment holding records.
+    pub(in crate::shard) index: RefCell<Indexes>,
     pub(in crate::shard) commit: GroupCommit,
     pub(in crate::shard) group_write: GroupWrite,
     pub mesh: Mesh,
@@ -73,7 +74,7 @@ impl Shard {
         id: ShardId,
         config: Config,
         store: Store,
-        index: Index,
+        index: Indexes,
         mesh: Mesh,
         foreign: Arc<Vec<bool>>,
         query_queue: glommio::TaskQueueHandle,

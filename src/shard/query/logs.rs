@@ -1,5 +1,5 @@
 //! Log search on one shard: the log index (or one trace's log positions) scanned newest first,
-//! keeping the newest `limit` matches.
+//! part by part, keeping the newest `limit` matches.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::records::{log_batch, resource_fields, scope_fields};
 use super::scan::{in_range, name_filter, LastRecord, NameFilter, ReadAhead, Slice, Verdict};
-use crate::domain::ArchivedAnyValue;
-use crate::index::RecordLoc;
+use crate::domain::{ArchivedAnyValue, ArchivedLogBatch};
+use crate::index::{LogEntry, RecordLoc};
 use crate::otlp::json_out;
 use crate::query::{JsonGroup, LogHit, LogSearch};
 use crate::shard::Shard;
@@ -16,7 +16,7 @@ use crate::shard::Shard;
 /// What the index alone says of a log entry; `floor`: the time of the oldest of `limit`
 /// matches kept, when that many are.
 pub(super) fn log_verdict(
-    e: &crate::index::LogEntry,
+    e: &LogEntry,
     q: &LogSearch,
     service: &NameFilter<'_>,
     floor: Option<u64>,
@@ -38,9 +38,30 @@ pub(super) fn log_verdict(
 }
 
 pub(super) async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHit> {
+    if q.limit == 0 {
+        return Vec::new();
+    }
+    // The parts as the search starts, newest first: appends after it are not part of it.
+    let parts: Vec<u32> = {
+        let indexes = shard.index.borrow();
+        indexes.parts().rev().map(|(segment, _)| segment).collect()
+    };
+    let mut top = Newest::new(q.limit);
+    for segment in parts {
+        search_part(shard, q, segment, &mut top).await;
+    }
+    render_hits(shard, top.newest_first())
+}
+
+/// Scans the log entries of `segment`'s index part (or of one trace in it), newest first, in
+/// slices, keeping the newest matches in `top`.
+async fn search_part(shard: &Shard, q: &LogSearch, segment: u32, top: &mut Newest) {
     let (service, by_trace, end) = {
-        let index = shard.index.borrow();
-        let service = name_filter(&index, q.service.as_deref());
+        let indexes = shard.index.borrow();
+        let Some(index) = indexes.part(segment) else {
+            return;
+        };
+        let service = name_filter(index, q.service.as_deref());
         // A trace's log positions are few (its records'); without a trace, every position.
         let by_trace: Option<Vec<u32>> = q
             .trace_id
@@ -49,13 +70,12 @@ pub(super) async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHi
         let end = by_trace.as_ref().map_or(index.logs().len(), Vec::len);
         (service, by_trace, end)
     };
-    if matches!(service, NameFilter::Nothing) || q.limit == 0 {
-        return Vec::new();
+    if matches!(service, NameFilter::Nothing) {
+        return;
     }
-    let mut top = Newest::new(q.limit);
     let position = |p: usize| by_trace.as_ref().map_or(p as u32, |v| v[p]);
     let reads_records = q.contains.is_some() || matches!(service, NameFilter::Overflowed(_));
-    let mut read_ahead = ReadAhead::new(end);
+    let mut read_ahead = ReadAhead::new(segment, end);
     let mut pos = end;
     while pos > 0 {
         if reads_records {
@@ -74,7 +94,10 @@ pub(super) async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHi
                 .await;
         }
         {
-            let index = shard.index.borrow();
+            let indexes = shard.index.borrow();
+            let Some(index) = indexes.part(segment) else {
+                return;
+            };
             let store = shard.store.borrow();
             let logs = index.logs();
             let mut last = LastRecord::new();
@@ -83,41 +106,48 @@ pub(super) async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHi
                 pos -= 1;
                 let i = position(pos);
                 let e = &logs[i as usize];
-                match log_verdict(e, q, &service, top.floor()) {
-                    Verdict::Skip => continue,
-                    Verdict::Match => {}
-                    Verdict::Read { service_ok, .. } => {
-                        let Some(batch) = last.get(e.loc, |l| log_batch(&store, l)) else {
-                            continue;
-                        };
-                        let Some(log) = batch.logs.get(e.index_in_record as usize) else {
-                            continue;
-                        };
-                        if service_ok.is_none()
-                            && crate::domain::archived_service_name(&batch.resource.attributes)
-                                != service.text()
-                        {
-                            continue;
-                        }
-                        if let Some(needle) = &q.contains {
-                            if !value_contains(&log.body, needle) {
-                                continue;
-                            }
-                        }
-                    }
+                let matched = match log_verdict(e, q, &service, top.floor()) {
+                    Verdict::Skip => false,
+                    Verdict::Match => true,
+                    Verdict::Read { service_ok, .. } => last
+                        .get(e.loc, |l| log_batch(&store, l))
+                        .is_some_and(|batch| record_matches(batch, e, q, &service, service_ok)),
+                };
+                if matched {
+                    top.push(e.time_unix_nanos, segment, i);
                 }
-                top.push(e.time_unix_nanos, i);
             }
         }
         Slice::next(pos).await;
     }
-    render_hits(shard, top.newest_first())
 }
 
-/// The newest `limit` matches of a search: a min-heap of (time, log entry).
+/// Whether the log record of entry `e` in `batch` matches what the index could not decide:
+/// the service where it is `None`, and the text.
+fn record_matches(
+    batch: &ArchivedLogBatch<'_>,
+    e: &LogEntry,
+    q: &LogSearch,
+    service: &NameFilter<'_>,
+    service_ok: Option<bool>,
+) -> bool {
+    let Some(log) = batch.logs.get(e.index_in_record as usize) else {
+        return false;
+    };
+    (service_ok.is_some()
+        || crate::domain::archived_service_name(&batch.resource.attributes) == service.text())
+        && q.contains
+            .as_ref()
+            .is_none_or(|needle| value_contains(&log.body, needle))
+}
+
+/// A match: its time, the segment of its index part, its position in that part.
+type Hit = (u64, u32, u32);
+
+/// The newest `limit` matches of a search: a min-heap of hits.
 struct Newest {
     limit: usize,
-    heap: BinaryHeap<Reverse<(u64, u32)>>,
+    heap: BinaryHeap<Reverse<Hit>>,
 }
 
 impl Newest {
@@ -136,33 +166,34 @@ impl Newest {
             .flatten()
     }
 
-    fn push(&mut self, time_unix_nanos: u64, entry: u32) {
-        self.heap.push(Reverse((time_unix_nanos, entry)));
+    fn push(&mut self, time_unix_nanos: u64, segment: u32, entry: u32) {
+        self.heap.push(Reverse((time_unix_nanos, segment, entry)));
         if self.heap.len() > self.limit {
             self.heap.pop();
         }
     }
 
-    fn newest_first(self) -> Vec<(u64, u32)> {
-        let mut hits: Vec<(u64, u32)> = self.heap.into_iter().map(|r| r.0).collect();
+    fn newest_first(self) -> Vec<Hit> {
+        let mut hits: Vec<Hit> = self.heap.into_iter().map(|r| r.0).collect();
         hits.sort_unstable_by(|a, b| b.cmp(a));
         hits
     }
 }
 
 /// Reads and renders the hits (at most `limit` records: in one go, not in slices).
-fn render_hits(shard: &Shard, hits: Vec<(u64, u32)>) -> Vec<LogHit> {
-    let index = shard.index.borrow();
+fn render_hits(shard: &Shard, hits: Vec<Hit>) -> Vec<LogHit> {
+    let indexes = shard.index.borrow();
     let store = shard.store.borrow();
-    let logs = index.logs();
     // Each record is read, checked and its resource and scope rendered once, however many
     // hits it holds.
     let mut rendered: std::collections::HashMap<RecordLoc, (Arc<str>, Arc<str>)> =
         Default::default();
     let mut last = LastRecord::new();
     let mut out = Vec::with_capacity(hits.len());
-    for (time, i) in hits {
-        let e = &logs[i as usize];
+    for (time, segment, i) in hits {
+        let Some(e) = indexes.part(segment).map(|index| &index.logs()[i as usize]) else {
+            continue;
+        };
         let Some(batch) = last.get(e.loc, |l| log_batch(&store, l)) else {
             continue;
         };

@@ -50,7 +50,7 @@ pub async fn run_local(shard: &Rc<Shard>, q: &QueryRequest) -> QueryResponse {
         }
         QueryRequest::Services => {
             let index = shard.index.borrow();
-            QueryResponse::Services(index.services().map(str::to_owned).collect())
+            QueryResponse::Services(index.services())
         }
         QueryRequest::Metrics => {
             let (index, store) = (shard.index.borrow(), shard.store.borrow());

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::domain::{
     ArchivedLogBatch, ArchivedResource, ArchivedScope, ArchivedSpanBatch, TraceId,
 };
-use crate::index::{Index, RecordLoc};
+use crate::index::{Indexes, RecordLoc};
 use crate::otlp::json_out;
 use crate::query::JsonGroup;
 use crate::storage::{RecordKind, Store};
@@ -50,13 +50,11 @@ pub(super) fn scope_fields(s: &ArchivedScope<'_>) -> Arc<str> {
     out.into()
 }
 
-/// Every stored span of trace `id` on this shard, as OTLP JSON grouped by resource and scope.
-pub fn trace_json(index: &Index, store: &Store, id: &TraceId) -> Vec<JsonGroup> {
-    let Some(entry) = index.trace(id) else {
-        return Vec::new();
-    };
+/// Every stored span of trace `id` on this shard, as OTLP JSON grouped by resource and scope,
+/// in the order the records were stored.
+pub fn trace_json(index: &Indexes, store: &Store, id: &TraceId) -> Vec<JsonGroup> {
     let mut groups = Vec::new();
-    for &loc in entry.records.iter() {
+    for loc in index.trace_records(id) {
         let Some(batch) = span_batch(store, loc) else {
             continue;
         };

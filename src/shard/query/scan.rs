@@ -52,8 +52,10 @@ impl Slice {
 /// [`READ_AHEAD_ENTRIES`] from the scan's `end` down: when the scan enters a block, it waits
 /// for that block's read, started in the background when it entered the block before (or
 /// reads it now: the first block, or one the scan reached by going past the one before in a
-/// single slice), and starts the next block's read.
+/// single slice), and starts the next block's read. One per index part a search scans.
 pub(super) struct ReadAhead {
+    /// The segment whose index part is scanned.
+    segment: u32,
     end: usize,
     /// The block the scan is in.
     block: Option<usize>,
@@ -62,8 +64,9 @@ pub(super) struct ReadAhead {
 }
 
 impl ReadAhead {
-    pub(super) fn new(end: usize) -> Self {
+    pub(super) fn new(segment: u32, end: usize) -> Self {
         ReadAhead {
+            segment,
             end,
             block: None,
             next: None,
@@ -90,7 +93,9 @@ impl ReadAhead {
         match self.next.take() {
             Some((b, read)) if b == block => read.await,
             _ => {
-                let cold = cold_ranges(shard, |index| locs(index, range_of(block).start..pos));
+                let cold = cold_ranges(shard, self.segment, |index| {
+                    locs(index, range_of(block).start..pos)
+                });
                 if !cold.is_empty() {
                     glommio::executor()
                         .spawn_blocking(move || crate::storage::prefetch(&cold))
@@ -100,7 +105,7 @@ impl ReadAhead {
         }
         let after = range_of(block + 1);
         if !after.is_empty() {
-            let cold = cold_ranges(shard, |index| locs(index, after));
+            let cold = cold_ranges(shard, self.segment, |index| locs(index, after));
             if !cold.is_empty() {
                 let read =
                     glommio::executor().spawn_blocking(move || crate::storage::prefetch(&cold));
@@ -110,13 +115,19 @@ impl ReadAhead {
     }
 }
 
+/// The ranges of the records `locs` names in the index part of `segment` that are not in the
+/// page cache; none if the part is gone.
 pub(super) fn cold_ranges(
     shard: &Shard,
+    segment: u32,
     locs: impl FnOnce(&Index) -> Vec<RecordLoc>,
 ) -> Vec<crate::storage::ColdRange> {
-    let index = shard.index.borrow();
+    let indexes = shard.index.borrow();
+    let Some(index) = indexes.part(segment) else {
+        return Vec::new();
+    };
     let store = shard.store.borrow();
-    store.cold_ranges(locs(&index).into_iter())
+    store.cold_ranges(locs(index).into_iter())
 }
 
 /// The record read last, kept for the entries after it: a record's items are consecutive

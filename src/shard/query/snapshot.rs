@@ -1,6 +1,6 @@
 //! One shard's metrics, its gauges read at the moment of the scrape.
 
-use crate::index::Index;
+use crate::index::Indexes;
 use crate::metrics::Counter;
 use crate::shard::conns::Conns;
 use crate::shard::Shard;
@@ -9,7 +9,7 @@ use crate::storage::Store;
 /// This shard's metrics, with its gauges read now.
 pub(super) fn metrics_snapshot(
     shard: &Shard,
-    index: &Index,
+    index: &Indexes,
     store: &Store,
 ) -> crate::metrics::Snapshot {
     let stats = index.stats();

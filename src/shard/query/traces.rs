@@ -1,12 +1,12 @@
-//! Trace search on one shard: the span index scanned newest first, a record read only where
-//! the index cannot decide (attributes, names past the interning table).
+//! Trace search on one shard: the span index scanned newest first, part by part, a record
+//! read only where the index cannot decide (attributes, names past the interning table).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::records::span_batch;
 use super::scan::{in_range, name_filter, LastRecord, NameFilter, ReadAhead, Slice, Verdict};
-use crate::domain::{ArchivedAnyValue, ArchivedKeyValue};
-use crate::index::TraceSummary;
+use crate::domain::{ArchivedAnyValue, ArchivedKeyValue, ArchivedSpanBatch, TraceId};
+use crate::index::{SpanEntry, TraceSummary};
 use crate::query::TraceSearch;
 use crate::shard::Shard;
 
@@ -26,7 +26,7 @@ impl SpanFilter<'_> {
     }
 
     /// The verdict on `e` from the index; traces in `found` matched already.
-    fn verdict(&self, e: &crate::index::SpanEntry, found: &HashSet<u32>) -> Verdict {
+    fn verdict(&self, e: &SpanEntry, found: &HashSet<u32>) -> Verdict {
         let q = self.q;
         if found.contains(&e.trace)
             || !in_range(e.start_unix_nanos, q.start_unix_nanos, q.end_unix_nanos)
@@ -46,92 +46,134 @@ impl SpanFilter<'_> {
             },
         }
     }
+
+    /// Whether the span of entry `e` in `batch` matches what the index could not decide:
+    /// the service and name where they are `None`, and the attributes.
+    fn record_matches(
+        &self,
+        batch: &ArchivedSpanBatch<'_>,
+        e: &SpanEntry,
+        service_ok: Option<bool>,
+        name_ok: Option<bool>,
+    ) -> bool {
+        let Some(span) = batch.spans.get(e.index_in_record as usize) else {
+            return false;
+        };
+        let resource = &batch.resource.attributes;
+        (service_ok.is_some()
+            || crate::domain::archived_service_name(resource) == self.service.text())
+            && (name_ok.is_some() || span.name.as_str() == self.name.text())
+            && self
+                .q
+                .attrs
+                .iter()
+                .all(|(k, v)| attr_matches(&span.attributes, k, v) || attr_matches(resource, k, v))
+    }
 }
 
 pub(super) async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<TraceSummary> {
-    let (filter, end) = {
-        let index = shard.index.borrow();
-        let filter = SpanFilter {
-            q,
-            service: name_filter(&index, q.service.as_deref()),
-            name: name_filter(&index, q.name.as_deref()),
+    // The parts as the search starts, newest first: appends after it are not part of it.
+    let parts: Vec<(u32, usize)> = {
+        let indexes = shard.index.borrow();
+        indexes
+            .parts()
+            .rev()
+            .map(|(segment, index)| (segment, index.spans().len()))
+            .collect()
+    };
+    // Each trace found, with its start in the part it matched in.
+    let mut found: HashMap<TraceId, u64> = HashMap::new();
+    for (segment, end) in parts {
+        search_part(shard, q, segment, end, &mut found).await;
+    }
+    summaries(shard, found, q.limit)
+}
+
+/// Scans the span entries below `end` of `segment`'s index part, newest first, in slices,
+/// adding the traces that match to `found`.
+async fn search_part(
+    shard: &Shard,
+    q: &TraceSearch,
+    segment: u32,
+    end: usize,
+    found: &mut HashMap<TraceId, u64>,
+) {
+    let filter = {
+        let indexes = shard.index.borrow();
+        let Some(index) = indexes.part(segment) else {
+            return;
         };
-        (filter, index.spans().len())
+        SpanFilter {
+            q,
+            service: name_filter(index, q.service.as_deref()),
+            name: name_filter(index, q.name.as_deref()),
+        }
     };
     if matches!(filter.service, NameFilter::Nothing) || matches!(filter.name, NameFilter::Nothing) {
-        return Vec::new();
+        return;
     }
-    let mut found: HashSet<u32> = HashSet::new();
-    let mut read_ahead = ReadAhead::new(end);
+    // Trace slots of this part found so far: their other spans are skipped.
+    let mut slots: HashSet<u32> = HashSet::new();
+    let mut read_ahead = ReadAhead::new(segment, end);
     let mut pos = end;
     while pos > 0 {
         if filter.reads_records() {
-            let found = &found;
+            let slots = &slots;
             read_ahead
                 .before_slice(shard, pos, |index, r| {
                     r.rev()
                         .map(|p| &index.spans()[p])
-                        .filter(|e| matches!(filter.verdict(e, found), Verdict::Read { .. }))
+                        .filter(|e| matches!(filter.verdict(e, slots), Verdict::Read { .. }))
                         .map(|e| index.span_record(e))
                         .collect()
                 })
                 .await;
         }
         {
-            let index = shard.index.borrow();
+            let indexes = shard.index.borrow();
+            let Some(index) = indexes.part(segment) else {
+                return;
+            };
             let store = shard.store.borrow();
             let mut last = LastRecord::new();
             let slice = Slice::start(pos);
             while pos > 0 && !slice.over(pos) {
                 pos -= 1;
                 let e = &index.spans()[pos];
-                let (service_ok, name_ok) = match filter.verdict(e, &found) {
-                    Verdict::Skip => continue,
-                    Verdict::Match => {
-                        found.insert(e.trace);
-                        continue;
-                    }
+                let matched = match filter.verdict(e, &slots) {
+                    Verdict::Skip => false,
+                    Verdict::Match => true,
                     Verdict::Read {
                         service_ok,
                         name_ok,
-                    } => (service_ok, name_ok),
+                    } => last
+                        .get(index.span_record(e), |l| span_batch(&store, l))
+                        .is_some_and(|batch| filter.record_matches(batch, e, service_ok, name_ok)),
                 };
-                let Some(batch) = last.get(index.span_record(e), |l| span_batch(&store, l)) else {
-                    continue;
-                };
-                let Some(span) = batch.spans.get(e.index_in_record as usize) else {
-                    continue;
-                };
-                let resource = &batch.resource.attributes;
-                let ok = (service_ok.is_some()
-                    || crate::domain::archived_service_name(resource) == filter.service.text())
-                    && (name_ok.is_some() || span.name.as_str() == filter.name.text())
-                    && q.attrs.iter().all(|(k, v)| {
-                        attr_matches(&span.attributes, k, v) || attr_matches(resource, k, v)
-                    });
-                if ok {
-                    found.insert(e.trace);
+                if matched {
+                    slots.insert(e.trace);
+                    let t = index.trace_by_slot(e.trace);
+                    let start = found.entry(t.id).or_insert(t.start_unix_nanos);
+                    *start = (*start).min(t.start_unix_nanos);
                 }
             }
         }
         Slice::next(pos).await;
     }
-    summaries(shard, found, q.limit)
 }
 
 /// The summaries of the newest `limit` traces found (their strings are made for those only,
-/// not for every match), newest first.
-fn summaries(shard: &Shard, found: HashSet<u32>, limit: usize) -> Vec<TraceSummary> {
-    let index = shard.index.borrow();
-    let mut slots: Vec<u32> = found.into_iter().collect();
-    let start_of = |s: &u32| index.trace_by_slot(*s).start_unix_nanos;
-    if slots.len() > limit {
-        slots.select_nth_unstable_by_key(limit, |s| std::cmp::Reverse(start_of(s)));
-        slots.truncate(limit);
+/// not for every match), each over every part holding the trace, newest first.
+fn summaries(shard: &Shard, found: HashMap<TraceId, u64>, limit: usize) -> Vec<TraceSummary> {
+    let indexes = shard.index.borrow();
+    let mut ids: Vec<(TraceId, u64)> = found.into_iter().collect();
+    if ids.len() > limit {
+        ids.select_nth_unstable_by_key(limit, |(_, start)| std::cmp::Reverse(*start));
+        ids.truncate(limit);
     }
-    let mut out: Vec<TraceSummary> = slots
+    let mut out: Vec<TraceSummary> = ids
         .into_iter()
-        .map(|slot| index.summary(index.trace_by_slot(slot)))
+        .filter_map(|(id, _)| indexes.summary(&id))
         .collect();
     newest_first(&mut out, limit);
     out
