@@ -51,12 +51,11 @@ impl Indexes {
     }
 
     /// The records holding spans of trace `id`, oldest first.
-    pub fn trace_records(&self, id: &TraceId) -> Vec<RecordLoc> {
+    pub fn trace_records<'a>(&'a self, id: &'a TraceId) -> impl Iterator<Item = RecordLoc> + 'a {
         self.parts
             .iter()
             .filter_map(|(_, index)| index.trace(id))
             .flat_map(|t| t.records.iter().copied())
-            .collect()
     }
 
     /// Trace `id`'s summary over every part holding some of it.
