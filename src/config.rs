@@ -77,6 +77,11 @@ pub struct Config {
     pub hdr_dump_dir: Option<std::path::PathBuf>,
     /// How often those logs get an interval.
     pub hdr_dump_interval: Duration,
+    /// Bytes of segments the whole data directory may hold, split evenly over the shards;
+    /// past it each shard deletes its oldest segments (`None`: no bound).
+    pub retention_bytes: Option<u64>,
+    /// Segments last written longer ago than this are deleted (`None`: no bound).
+    pub retention_age: Option<Duration>,
 }
 
 impl Default for Config {
@@ -97,6 +102,8 @@ impl Default for Config {
             hdr_dump_dir: None,
             hdr_dump_interval: HDR_DUMP_INTERVAL_DEFAULT,
             max_connections: CONNECTIONS_DEFAULT_MAX,
+            retention_bytes: None,
+            retention_age: None,
         }
     }
 }

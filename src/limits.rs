@@ -76,6 +76,14 @@ pub const SEGMENT_BYTES_MIN: u64 = 64 << 10;
 /// `u32` offset (`index::RecordLoc`), so 4 GiB less one byte.
 pub const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
 
+/// `--retention-bytes auto`: this share, in percent, of what the file system has free at start
+/// plus what the data directory holds, so that Glust never fills the disk by default and
+/// leaves room for the rest of the machine.
+pub const RETENTION_AUTO_PERCENT: u64 = 80;
+
+/// How often each shard looks whether retention has segments to delete.
+pub const RETENTION_PERIOD: Duration = Duration::from_secs(1);
+
 /// `--fsync-interval`'s default: a machine crash loses at most the last second acknowledged.
 pub const FSYNC_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
 

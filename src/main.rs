@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 use glust::config::{Config, FsyncPolicy};
 use glust::limits::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 use glust::server::process::{
-    raise_memlock_limit, raise_open_files_limit, reexec_with_tcache_tunable, stop_on_signals,
-    tune_malloc,
+    auto_retention_bytes, raise_memlock_limit, raise_open_files_limit, reexec_with_tcache_tunable,
+    stop_on_signals, tune_malloc,
 };
 
 #[derive(Parser)]
@@ -91,6 +91,44 @@ struct ServeArgs {
     /// leaves caching to the kernel.
     #[arg(long, default_value = "64M", value_parser = parse_cache_keep)]
     page_cache_keep: CacheKeep,
+    /// Bytes of segments the data directory may hold, all shards together (k/M/G suffixes);
+    /// past it each shard deletes its oldest segments. `auto`: 80% of what the file system has
+    /// free at start plus what the data directory holds already. `off`: no bound.
+    #[arg(long, default_value = "auto", value_parser = parse_retention_bytes)]
+    retention_bytes: RetentionBytes,
+    /// Segments last written longer ago than this are deleted, oldest first (e.g. 12h, 7d).
+    /// `off`: no bound.
+    #[arg(long, default_value = "off", value_parser = parse_retention_age)]
+    retention_age: RetentionAge,
+}
+
+/// `--retention-bytes`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum RetentionBytes {
+    Auto,
+    Off,
+    Bytes(u64),
+}
+
+fn parse_retention_bytes(s: &str) -> Result<RetentionBytes, String> {
+    match s {
+        "auto" => Ok(RetentionBytes::Auto),
+        "off" => Ok(RetentionBytes::Off),
+        _ => parse_bytes(s).map(RetentionBytes::Bytes),
+    }
+}
+
+/// `--retention-age`: `None` for `off`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RetentionAge(Option<Duration>);
+
+fn parse_retention_age(s: &str) -> Result<RetentionAge, String> {
+    match s {
+        "off" => Ok(RetentionAge(None)),
+        _ => humantime::parse_duration(s)
+            .map(|d| RetentionAge(Some(d)))
+            .map_err(|e| e.to_string()),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -230,6 +268,31 @@ fn config_of(args: ServeArgs) -> Result<Config, String> {
         max_connections,
         "connections per shard capped"
     );
+    let retention_bytes = match args.retention_bytes {
+        RetentionBytes::Off => None,
+        RetentionBytes::Bytes(b) => Some(b),
+        RetentionBytes::Auto => Some(auto_retention_bytes(&args.data_dir).map_err(|e| {
+            format!(
+                "cannot size --retention-bytes auto from {}: {e}; give a size or off",
+                args.data_dir.display()
+            )
+        })?),
+    };
+    if let Some(bytes) = retention_bytes {
+        let per_shard = bytes / u64::from(shards);
+        if per_shard < 2 * args.segment_bytes {
+            return Err(format!(
+                "--retention-bytes {bytes} leaves each of {shards} shards {per_shard} bytes, \
+                 less than two segments of --segment-bytes {}",
+                args.segment_bytes
+            ));
+        }
+        tracing::info!(
+            retention_bytes = bytes,
+            per_shard,
+            "the data directory is bounded: past it the oldest segments are deleted"
+        );
+    }
     Ok(Config {
         data_dir: args.data_dir,
         shards,
@@ -246,6 +309,8 @@ fn config_of(args: ServeArgs) -> Result<Config, String> {
         hdr_dump_dir: args.hdr_dump_dir,
         hdr_dump_interval: args.hdr_dump_interval,
         max_connections,
+        retention_bytes,
+        retention_age: args.retention_age.0,
     })
 }
 

@@ -242,6 +242,9 @@ pub struct ShardMetrics {
     /// Batches written by the shard's group write (one `pwrite` each, or more past its size
     /// limit or across a rollover).
     pub group_writes: Cell<u64>,
+    /// Segments deleted by retention, and the bytes they held.
+    pub segments_deleted: Cell<u64>,
+    pub bytes_deleted: Cell<u64>,
     hists: [RefCell<Histogram<u64>>; 8],
 }
 
@@ -261,6 +264,8 @@ impl Default for ShardMetrics {
             records_appended: Cell::new(0),
             bytes_appended: Cell::new(0),
             group_writes: Cell::new(0),
+            segments_deleted: Cell::new(0),
+            bytes_deleted: Cell::new(0),
             hists: std::array::from_fn(|_| RefCell::new(new_histogram())),
         }
     }
@@ -331,6 +336,16 @@ impl ShardMetrics {
                 "group_writes_total",
                 "batches of records written together by the group write (records_appended_total / this: records per batch)",
                 &self.group_writes,
+            ),
+            c(
+                "segments_deleted_total",
+                "segments deleted by retention (--retention-bytes, --retention-age)",
+                &self.segments_deleted,
+            ),
+            c(
+                "bytes_deleted_total",
+                "bytes the segments deleted by retention held",
+                &self.bytes_deleted,
             ),
         ]);
         Snapshot {

@@ -37,6 +37,15 @@ impl Indexes {
         self.parts.len() - 1
     }
 
+    /// Drops the part of `segment` (its segment was deleted): what it held leaves memory.
+    pub fn remove(&mut self, segment: u32) -> Option<Index> {
+        let at = self
+            .parts
+            .binary_search_by_key(&segment, |(s, _)| *s)
+            .ok()?;
+        Some(self.parts.remove(at).1)
+    }
+
     /// The part of `segment`, if it has one.
     pub fn part(&self, segment: u32) -> Option<&Index> {
         self.parts

@@ -20,7 +20,7 @@ use crate::metrics::IntervalDumper;
 use crate::route::ShardId;
 use crate::shard::conns::Conns;
 use crate::shard::mesh::{Inbound, Request, Response};
-use crate::shard::{admission, append, trim, Shard};
+use crate::shard::{admission, append, retention, trim, Shard};
 use crate::storage::{RecoveryReport, Store, StoreConfig};
 
 pub(super) async fn shard_main(ctx: ShardStart) -> Result<(), StartError> {
@@ -108,6 +108,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
         ))
     });
     glommio::spawn_local(trim::trim_after_bursts(shard.clone())).detach();
+    glommio::spawn_local(retention::retain(shard.clone())).detach();
     if ctx.config.fsync == FsyncPolicy::Interval {
         glommio::spawn_local(sync_every(shard.clone(), ctx.config.fsync_interval)).detach();
     }

@@ -8,7 +8,48 @@ use std::sync::Arc;
 
 use crate::limits::{
     MALLOC_MMAP_THRESHOLD_BYTES, MALLOC_TCACHE_COUNT, MALLOC_TRIM_THRESHOLD_BYTES,
+    RETENTION_AUTO_PERCENT,
 };
+
+/// `--retention-bytes auto`: [`RETENTION_AUTO_PERCENT`] of what the file system holding
+/// `data_dir` has free plus what `data_dir` already holds (its files' allocated blocks).
+pub fn auto_retention_bytes(data_dir: &std::path::Path) -> std::io::Result<u64> {
+    // The directory may not exist yet: its nearest existing ancestor is on the same file
+    // system.
+    let mut probe = data_dir;
+    while !probe.exists() {
+        probe = match probe.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        };
+    }
+    let path = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs fills the zeroed struct; `path` is a valid C string.
+    let mut fs: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut fs) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let free = fs.f_bavail as u64 * fs.f_frsize as u64;
+    let held = allocated_bytes(data_dir);
+    Ok((free + held) / 100 * RETENTION_AUTO_PERCENT)
+}
+
+/// Bytes allocated on disk to the files below `dir` (0 where it cannot be read).
+fn allocated_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => allocated_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
 
 /// The flag SIGINT and SIGTERM set (a clean stop); SIGHUP logged and ignored.
 pub fn stop_on_signals() -> std::io::Result<Arc<AtomicBool>> {

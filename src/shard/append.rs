@@ -85,6 +85,8 @@ pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Resul
         let mut store = shard.store.borrow_mut();
         if let Some(job) = store.next_to_prepare() {
             prepare_next_segment(shard.clone(), job);
+            // A segment is about to roll: retention looks now, not at its next period.
+            shard.retention_due.ring();
         }
         let mut locs = Vec::with_capacity(records.len());
         let mut staging_error = None;

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod latch;
 pub mod mesh;
 pub mod query;
+pub mod retention;
 pub mod trim;
 
 use std::cell::{Cell, RefCell};
@@ -27,7 +28,7 @@ use append::AppendError;
 use conns::Conns;
 use group_commit::GroupCommit;
 use group_write::GroupWrite;
-use latch::Latch;
+use latch::{Doorbell, Latch};
 use mesh::Mesh;
 
 /// One shard's state, shared by its tasks through `Rc`. What the modules above `shard` read
@@ -62,6 +63,8 @@ pub struct Shard {
     pub(in crate::shard) query_queue: glommio::TaskQueueHandle,
     /// Searches running on this shard (at most [`crate::limits::SEARCHES_MAX`]).
     pub(in crate::shard) searches: Cell<usize>,
+    /// Rung when the active segment nears its end: retention runs then (`retention`).
+    pub(in crate::shard) retention_due: Doorbell,
     /// Open connections of the OTLP ports and of the query port, for `/metrics`; set once the
     /// listeners start.
     pub(in crate::shard) conns: RefCell<Option<(Rc<Conns>, Rc<Conns>)>>,
@@ -98,6 +101,7 @@ impl Shard {
             query_queue,
             searches: Cell::new(0),
             conns: RefCell::new(None),
+            retention_due: Doorbell::default(),
         }
     }
 

@@ -98,7 +98,7 @@ impl Store {
     /// and behind the writer keeps each sync small). Eviction: written ranges further behind
     /// than [`StoreConfig::page_cache_keep`] (see [`CacheWork`]).
     pub fn cache_work(&mut self) -> Option<CacheWork> {
-        let write_pos = self.segments[self.active].write_pos();
+        let write_pos = self.active_segment().write_pos();
         let end = write_pos.saturating_sub(WRITEBACK_TRAIL_BYTES) & !(PAGE_BYTES - 1);
         if end >= self.written_back + WRITEBACK_STEP_BYTES {
             // `end` was reached (write_pos - end) bytes ago.
@@ -109,12 +109,14 @@ impl Store {
             evict: Vec::new(),
         };
         while let Some(due) = self.evictions.front().filter(|e| e.due <= self.appended) {
-            let seg = &self.segments[due.slot];
-            // Pages a query read through the map are mapped, and the kernel keeps mapped
-            // pages: unmap first (a page-table walk on this thread, no I/O).
-            seg.unmap_range(due.start, due.end);
-            work.evict
-                .push((seg.file(), due.start as u64, (due.end - due.start) as u64));
+            // A segment deleted by retention has nothing left to evict.
+            if let Some(seg) = &self.segments[due.slot] {
+                // Pages a query read through the map are mapped, and the kernel keeps mapped
+                // pages: unmap first (a page-table walk on this thread, no I/O).
+                seg.unmap_range(due.start, due.end);
+                work.evict
+                    .push((seg.file(), due.start as u64, (due.end - due.start) as u64));
+            }
             self.evictions.pop_front();
         }
         (!work.is_empty()).then_some(work)
@@ -127,7 +129,7 @@ impl Store {
         let start = self.written_back;
         debug_assert!(start % PAGE_BYTES == 0 && start < end);
         self.written_back = end;
-        let file = self.segments[self.active].file();
+        let file = self.active_segment().file();
         self.writebacks
             .push((file, start as u64, (end - start) as u64));
         if let Some(keep) = self.config.page_cache_keep {

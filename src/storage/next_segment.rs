@@ -95,7 +95,7 @@ impl Store {
     /// next segment is still being prepared: the caller should wait for it rather than have
     /// [`Store::stage`] create one on the spot (file creation and fsyncs, on the reactor).
     pub fn should_wait_for_next(&self, frame_bytes_total: usize) -> bool {
-        let active = &self.segments[self.active];
+        let active = self.active_segment();
         self.preparing && self.next.is_none() && active.end() + frame_bytes_total > active.len()
     }
 
@@ -105,7 +105,7 @@ impl Store {
     pub fn install_next(&mut self, prepared: io::Result<Segment>) {
         self.preparing = false;
         match prepared {
-            Ok(seg) if seg.meta.seq > self.segments[self.active].meta.seq => {
+            Ok(seg) if seg.meta.seq > self.active_segment().meta.seq => {
                 self.next = Some(seg);
             }
             Ok(seg) => {

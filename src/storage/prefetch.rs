@@ -56,7 +56,7 @@ impl Store {
                 high = sorted[i].offset as usize;
                 i += 1;
             }
-            let Some(seg) = self.segments.get(segment as usize) else {
+            let Some(seg) = self.segments.get(segment as usize).and_then(Option::as_ref) else {
                 continue;
             };
             let end = (high + PREFETCH_TAIL_BYTES).min(seg.write_pos());

@@ -83,7 +83,7 @@ impl Store {
                 ) else {
                     continue;
                 };
-                segments.push(seg);
+                segments.push(Some(seg));
                 progress(&report, total);
             }
         }
@@ -106,7 +106,7 @@ impl Store {
         // Appends continue in the newest own segment only if it was written under the same
         // shard count: records of one generation must not go into a segment whose header
         // names another, or lookups after the next change of count would not find them.
-        match store.segments.last() {
+        match store.segments.last().and_then(Option::as_ref) {
             Some(seg)
                 if seg.is_writable()
                     && seg.meta.shard_count == store.config.shard_count

@@ -119,11 +119,22 @@ impl std::fmt::Display for IoFailure {
 
 impl std::error::Error for IoFailure {}
 
+/// A segment retention may delete ([`Store::deletable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deletable {
+    pub slot: u32,
+    /// Bytes written to it.
+    pub bytes: u64,
+    /// The file's modification time: the last time records were written to it.
+    pub last_write: std::time::SystemTime,
+}
+
 /// One shard's segments.
 pub struct Store {
     pub(super) config: StoreConfig,
-    /// Every open segment; a [`RecordLoc`] names its slot. Slots are never reused.
-    pub(super) segments: Vec<Segment>,
+    /// Every segment opened; a [`RecordLoc`] names its slot. Slots are never reused: a
+    /// segment retention deleted leaves `None`.
+    pub(super) segments: Vec<Option<Segment>>,
     /// Slot of the segment appended to; always writable.
     pub(super) active: usize,
     pub(super) next_seq: u64,
@@ -173,14 +184,14 @@ impl Store {
                 segment_bytes: self.config.segment_bytes,
             });
         }
-        if !self.segments[self.active].fits(payload.len()) {
+        if !self.active_segment().fits(payload.len()) {
             self.roll()?;
-        } else if self.segments[self.active].staged_bytes() >= GROUP_WRITE_BYTES_MAX {
+        } else if self.active_segment().staged_bytes() >= GROUP_WRITE_BYTES_MAX {
             self.flush_early();
         }
         // Either write may have failed the store: stage nothing more.
         self.healthy()?;
-        let offset = self.segments[self.active].stage(kind, payload);
+        let offset = self.active_segment_mut().stage(kind, payload);
         Ok(RecordLoc {
             segment: self.active as u32,
             offset,
@@ -208,7 +219,7 @@ impl Store {
 
     /// Writes what the active segment has staged.
     fn flush_active(&mut self) -> Result<(), StoreError> {
-        let Some(seg) = self.segments.get_mut(self.active) else {
+        let Some(seg) = self.segments.get_mut(self.active).and_then(Option::as_mut) else {
             return Ok(());
         };
         match seg.flush() {
@@ -274,14 +285,14 @@ impl Store {
         // The old active segment is full: no more appends go there. What it has staged is
         // written now; its tail is written back (and evicted) like the rest of it.
         self.flush_early();
-        if let Some(old) = self.segments.get_mut(self.active) {
+        if let Some(old) = self.segments.get_mut(self.active).and_then(Option::as_mut) {
             old.release_staging();
             let end = old.write_pos().next_multiple_of(PAGE_BYTES).min(old.len());
             if end > self.written_back {
                 self.write_back(end, 0);
             }
         }
-        self.segments.push(seg);
+        self.segments.push(Some(seg));
         self.active = self.segments.len() - 1;
         self.written_back = 0;
         Ok(())
@@ -289,7 +300,7 @@ impl Store {
 
     /// The payload of the record at `loc`, its frame and CRC checked again.
     pub fn read(&self, loc: RecordLoc) -> Option<(RecordKind, &[u8])> {
-        let seg = self.segments.get(loc.segment as usize)?;
+        let seg = self.segments.get(loc.segment as usize)?.as_ref()?;
         match seg.read(loc.offset) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -305,7 +316,7 @@ impl Store {
         let files = self
             .dirty
             .iter()
-            .map(|&s| self.segments[s].file())
+            .filter_map(|&s| self.segments[s].as_ref().map(Segment::file))
             .collect();
         self.dirty.clear();
         files
@@ -321,8 +332,60 @@ impl Store {
         self.failed.as_ref()
     }
 
+    /// This shard's own segments that retention may delete, oldest first: every one but the
+    /// active one. Segments of adopted directories (shards that no longer exist) are not
+    /// listed: they are only read. Reads each file's modification time (a `stat` each).
+    pub fn deletable(&self) -> Vec<Deletable> {
+        let own = self.config.own_dir();
+        self.segments
+            .iter()
+            .enumerate()
+            .filter(|&(slot, _)| slot != self.active)
+            .filter_map(|(slot, seg)| Some((slot, seg.as_ref()?)))
+            .filter(|(_, seg)| seg.path.parent() == Some(own.as_path()))
+            .map(|(slot, seg)| Deletable {
+                slot: slot as u32,
+                bytes: seg.write_pos() as u64,
+                last_write: std::fs::metadata(&seg.path)
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH),
+            })
+            .collect()
+    }
+
+    /// Takes the segment in `slot` (never the active one) out of the store: its records are
+    /// no longer served. The caller deletes its file ([`Segment::delete`]), off the reactor.
+    pub fn take_segment(&mut self, slot: u32) -> Option<Segment> {
+        let slot = slot as usize;
+        assert_ne!(slot, self.active, "the active segment is never deleted");
+        self.segments.get_mut(slot)?.take()
+    }
+
+    /// When the oldest segment held was created, unix nanoseconds.
+    pub fn oldest_created_unix_nanos(&self) -> Option<u64> {
+        self.segments
+            .iter()
+            .flatten()
+            .map(|s| s.meta.created_unix_nanos)
+            .min()
+    }
+
+    /// Segments held (deleted ones not counted).
     pub fn segment_count(&self) -> usize {
-        self.segments.len()
+        self.segments.iter().flatten().count()
+    }
+
+    /// The segment appended to.
+    pub(super) fn active_segment(&self) -> &Segment {
+        self.segments[self.active]
+            .as_ref()
+            .expect("the active segment is never deleted")
+    }
+
+    pub(super) fn active_segment_mut(&mut self) -> &mut Segment {
+        self.segments[self.active]
+            .as_mut()
+            .expect("the active segment is never deleted")
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -331,7 +394,11 @@ impl Store {
 
     /// Bytes written to segments (headers and padding included).
     pub fn bytes_written(&self) -> u64 {
-        self.segments.iter().map(|s| s.write_pos() as u64).sum()
+        self.segments
+            .iter()
+            .flatten()
+            .map(|s| s.write_pos() as u64)
+            .sum()
     }
 }
 
@@ -339,7 +406,7 @@ impl Store {
 impl Store {
     /// Test hook: every later write to the active segment fails ([`Segment::fail_writes`]).
     pub(crate) fn fail_writes(&mut self) {
-        self.segments[self.active].fail_writes();
+        self.active_segment_mut().fail_writes();
     }
 }
 

@@ -13,6 +13,14 @@ use crate::limits::DISK_FREE_RESERVE_BYTES;
 use crate::storage::frame::HEADER_BYTES;
 
 impl Segment {
+    /// Unlinks the file and drops the map: the bytes it held go back to the file system once
+    /// no sync or read-ahead still holds the file open. Blocking (`unlink`, `munmap`).
+    pub fn delete(self) -> io::Result<u64> {
+        let bytes = self.write_pos() as u64;
+        std::fs::remove_file(&self.path)?;
+        Ok(bytes)
+    }
+
     /// Creates segment `meta.seq` in `dir`, sized to `meta.file_bytes` (sparse; see
     /// `preallocate`). Blocking: the shard prepares its next segment on the blocking pool
     /// while the active one fills.
