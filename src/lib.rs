@@ -18,6 +18,7 @@
 //!   the `google.rpc` types generated from `proto/` by `build.rs`.
 //! - [`index`]: a shard's in-memory index.
 //! - [`storage`]: record framing, segment files, recovery; knows nothing of OTLP or HTTP.
+//! - [`seal`]: the sealed block codec (sealing segments with it is not built yet).
 //! - [`metrics`]: per-shard counters and HDR histograms, merged when scraped.
 //! - [`query`]: what a query asks and answers, and the query API's parameters.
 //! - [`shard`]: a shard's state and its parts: admission, ingest, the append path, group write
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod query;
 pub mod route;
+pub mod seal;
 pub mod server;
 pub mod shard;
 pub mod storage;

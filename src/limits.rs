@@ -81,6 +81,10 @@ pub const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
 /// leaves room for the rest of the machine.
 pub const RETENTION_AUTO_PERCENT: u64 = 80;
 
+/// Longest column of a sealed block, decompressed: blocks hold a few thousand spans, a few MiB
+/// at most; a length past this is damage.
+pub const SEALED_COLUMN_BYTES_MAX: usize = 64 << 20;
+
 /// How often each shard looks whether retention has segments to delete.
 pub const RETENTION_PERIOD: Duration = Duration::from_secs(1);
 

@@ -9,12 +9,17 @@ use std::path::{Path, PathBuf};
 
 /// The layers, lowest first, as the crate map lists them.
 const LAYERS: &[&str] = &[
-    "limits", "config", "domain", "route", "otlp", "index", "storage", "metrics", "query", "shard",
-    "http", "server",
+    "limits", "config", "domain", "route", "otlp", "index", "storage", "seal", "metrics", "query",
+    "shard", "http", "server",
 ];
 
 /// Earlier layers a module may not use anyway: (module, forbidden).
-const FORBIDDEN: &[(&str, &str)] = &[("storage", "otlp"), ("index", "otlp"), ("domain", "otlp")];
+const FORBIDDEN: &[(&str, &str)] = &[
+    ("storage", "otlp"),
+    ("index", "otlp"),
+    ("domain", "otlp"),
+    ("seal", "otlp"),
+];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("src/ is readable") {

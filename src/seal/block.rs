@@ -1,0 +1,498 @@
+//! A sealed block of spans: the spans of some records, sorted by (trace id, start), stored as
+//! columns that each compress well on their own (`docs/design/sealed-segments.md`, modelled by
+//! `scripts/seal-model.py`), each column compressed with zstd.
+//!
+//! Layout: `u32` column count, then per column its `u32` raw length, `u32` stored length and
+//! stored bytes (zstd, or raw when zstd does not make it smaller), in the order of [`Col`].
+//!
+//! - **groups**: the distinct (resource, scope) pairs; **span groups**: each span's group.
+//! - **traces**: per trace, its 16-byte id, the start of its first span and its span count.
+//! - **span ids** (8 bytes each), **parents** (0: none; 1: the raw id in **parent ids**;
+//!   `n ≥ 2`: the span `n - 1` places before in the block), **starts** (zigzag from the
+//!   trace's first start), **durations** (zigzag, wrapping: any pair of times round-trips).
+//! - **names**: per span an id into the block's name dictionary (**name dictionary**).
+//! - **kinds**, **status codes**.
+//! - **attribute keys**: per span its attribute count and key ids (**key dictionary**); the
+//!   values go to one column per key (**values**, keyed in key order), each a dictionary
+//!   stream: 0 and an id for a value seen before under that key, 1 and the value.
+//! - **rest**: what is seldom set, per span: trace state, flags, dropped counts, status
+//!   message, events and links.
+//!
+//! Decoding gives back every span with its resource and scope, field for field; only the order
+//! of the spans (and so their grouping into batches) differs from the records sealed.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use super::column::{BlockError, ColumnReader, ColumnWriter};
+use crate::domain::{
+    Event, KeyValue, Link, Resource, Scope, Span, SpanBatch, SpanId, Status, TraceId,
+};
+use crate::limits::SEALED_COLUMN_BYTES_MAX;
+
+/// zstd level of every column: the modelled sizes are at level 3, and it compresses at
+/// hundreds of MB/s, off the shard's thread.
+const ZSTD_LEVEL: i32 = 3;
+
+/// The columns, in their order in a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Col {
+    Groups,
+    SpanGroups,
+    Traces,
+    SpanIds,
+    Parents,
+    ParentIds,
+    Starts,
+    Durations,
+    NameDict,
+    Names,
+    Kinds,
+    StatusCodes,
+    KeyDict,
+    AttrKeys,
+    Values,
+    Rest,
+}
+
+const COLUMNS: [Col; 16] = [
+    Col::Groups,
+    Col::SpanGroups,
+    Col::Traces,
+    Col::SpanIds,
+    Col::Parents,
+    Col::ParentIds,
+    Col::Starts,
+    Col::Durations,
+    Col::NameDict,
+    Col::Names,
+    Col::Kinds,
+    Col::StatusCodes,
+    Col::KeyDict,
+    Col::AttrKeys,
+    Col::Values,
+    Col::Rest,
+];
+
+impl Col {
+    fn name(self) -> &'static str {
+        match self {
+            Col::Groups => "groups",
+            Col::SpanGroups => "span groups",
+            Col::Traces => "traces",
+            Col::SpanIds => "span ids",
+            Col::Parents => "parents",
+            Col::ParentIds => "parent ids",
+            Col::Starts => "starts",
+            Col::Durations => "durations",
+            Col::NameDict => "name dictionary",
+            Col::Names => "names",
+            Col::Kinds => "kinds",
+            Col::StatusCodes => "status codes",
+            Col::KeyDict => "key dictionary",
+            Col::AttrKeys => "attribute keys",
+            Col::Values => "values",
+            Col::Rest => "rest",
+        }
+    }
+}
+
+/// Encodes the spans of `batches` into one block.
+pub fn encode(batches: &[SpanBatch<'_>]) -> Vec<u8> {
+    let mut cols: Vec<ColumnWriter> = COLUMNS.iter().map(|_| ColumnWriter::default()).collect();
+    let col = |c: Col| c as usize;
+
+    // Groups: distinct (resource, scope), by their encoding.
+    let mut group_of_batch = Vec::with_capacity(batches.len());
+    let mut groups: HashMap<Vec<u8>, u64> = HashMap::new();
+    for b in batches {
+        let mut w = ColumnWriter::default();
+        write_resource(&mut w, &b.resource);
+        write_scope(&mut w, &b.scope);
+        let next = groups.len() as u64;
+        let id = *groups.entry(w.bytes.clone()).or_insert_with(|| {
+            cols[col(Col::Groups)].bytes(&w.bytes);
+            next
+        });
+        group_of_batch.push(id);
+    }
+
+    let mut spans: Vec<(u64, &Span<'_>)> = batches
+        .iter()
+        .zip(&group_of_batch)
+        .flat_map(|(b, &g)| b.spans.iter().map(move |s| (g, s)))
+        .collect();
+    spans.sort_by_key(|(_, s)| (s.trace_id, s.start_time_unix_nano));
+
+    let mut names: HashMap<&str, u64> = HashMap::new();
+    let mut keys: HashMap<&str, usize> = HashMap::new();
+    // Per key id: its value column and the dictionary of values seen under it.
+    let mut values: Vec<(ColumnWriter, HashMap<Vec<u8>, u64>)> = Vec::new();
+    let mut position_of: HashMap<SpanId, usize> = HashMap::new();
+    let mut i = 0;
+    while i < spans.len() {
+        let trace = spans[i].1.trace_id;
+        let first_start = spans[i].1.start_time_unix_nano;
+        let run = spans[i..]
+            .iter()
+            .take_while(|(_, s)| s.trace_id == trace)
+            .count();
+        let w = &mut cols[col(Col::Traces)];
+        w.fixed(&trace.0);
+        w.fixed(&first_start.to_le_bytes());
+        w.varint(run as u64);
+        for (at, &(group, s)) in spans.iter().enumerate().skip(i).take(run) {
+            cols[col(Col::SpanIds)].fixed(&s.span_id.0);
+            match s.parent_span_id {
+                None => cols[col(Col::Parents)].varint(0),
+                Some(p) => match position_of.get(&p) {
+                    Some(&before) => cols[col(Col::Parents)].varint((at - before + 1) as u64),
+                    None => {
+                        cols[col(Col::Parents)].varint(1);
+                        cols[col(Col::ParentIds)].fixed(&p.0);
+                    }
+                },
+            }
+            position_of.insert(s.span_id, at);
+            cols[col(Col::Starts)].signed(s.start_time_unix_nano.wrapping_sub(first_start) as i64);
+            cols[col(Col::Durations)]
+                .signed(s.end_time_unix_nano.wrapping_sub(s.start_time_unix_nano) as i64);
+            let next = names.len() as u64;
+            let name = *names.entry(&s.name).or_insert_with(|| {
+                cols[col(Col::NameDict)].str(&s.name);
+                next
+            });
+            cols[col(Col::Names)].varint(name);
+            cols[col(Col::Kinds)].signed(i64::from(s.kind));
+            cols[col(Col::StatusCodes)].signed(i64::from(s.status.code));
+            cols[col(Col::SpanGroups)].varint(group);
+            cols[col(Col::AttrKeys)].varint(s.attributes.len() as u64);
+            for kv in &s.attributes {
+                let next = keys.len();
+                let key = *keys.entry(&kv.key).or_insert_with(|| {
+                    cols[col(Col::KeyDict)].str(&kv.key);
+                    values.push(Default::default());
+                    next
+                });
+                cols[col(Col::AttrKeys)].varint(key as u64);
+                let mut v = ColumnWriter::default();
+                v.value(&kv.value);
+                let (column, seen) = &mut values[key];
+                match seen.get(&v.bytes) {
+                    Some(&id) => {
+                        column.varint(0);
+                        column.varint(id);
+                    }
+                    None => {
+                        column.varint(1);
+                        column.fixed(&v.bytes);
+                        seen.insert(v.bytes, seen.len() as u64);
+                    }
+                }
+            }
+            write_rest(&mut cols[col(Col::Rest)], s);
+        }
+        i += run;
+    }
+    // The value columns, one after the other in key order, each length-prefixed.
+    for (column, _) in &values {
+        cols[col(Col::Values)].bytes(&column.bytes);
+    }
+
+    let mut out = Vec::new();
+    out.extend_from_slice(&(COLUMNS.len() as u32).to_le_bytes());
+    for w in &cols {
+        let stored = zstd::bulk::compress(&w.bytes, ZSTD_LEVEL).expect("zstd compresses in memory");
+        let stored = if stored.len() < w.bytes.len() {
+            stored
+        } else {
+            w.bytes.clone()
+        };
+        out.extend_from_slice(&(w.bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(stored.len() as u32).to_le_bytes());
+        out.extend_from_slice(&stored);
+    }
+    out
+}
+
+/// Decodes a block back into batches of spans, one batch per run of spans of one group.
+pub fn decode(block: &[u8]) -> Result<Vec<SpanBatch<'static>>, BlockError> {
+    let raw = columns(block)?;
+    let reader = |c: Col| ColumnReader::new(c.name(), &raw[c as usize]);
+
+    let mut groups_col = reader(Col::Groups);
+    let mut groups = Vec::new();
+    while !groups_col.is_empty() {
+        let bytes = groups_col.bytes()?;
+        let mut g = ColumnReader::new(Col::Groups.name(), bytes);
+        let resource = read_resource(&mut g)?;
+        let scope = read_scope(&mut g)?;
+        groups.push((resource, scope));
+    }
+    let mut name_dict = reader(Col::NameDict);
+    let mut names = Vec::new();
+    while !name_dict.is_empty() {
+        names.push(name_dict.str()?);
+    }
+    let mut key_dict = reader(Col::KeyDict);
+    let mut keys = Vec::new();
+    while !key_dict.is_empty() {
+        keys.push(key_dict.str()?);
+    }
+    let mut values_col = reader(Col::Values);
+    let mut values: Vec<(ColumnReader<'_>, Vec<crate::domain::AnyValue<'static>>)> = Vec::new();
+    while !values_col.is_empty() {
+        values.push((
+            ColumnReader::new(Col::Values.name(), values_col.bytes()?),
+            Vec::new(),
+        ));
+    }
+    if values.len() != keys.len() {
+        return Err(values_col.invalid("a value column count unlike the key count"));
+    }
+
+    let mut traces = reader(Col::Traces);
+    let mut span_ids = reader(Col::SpanIds);
+    let mut parents = reader(Col::Parents);
+    let mut parent_ids = reader(Col::ParentIds);
+    let mut starts = reader(Col::Starts);
+    let mut durations = reader(Col::Durations);
+    let mut name_ids = reader(Col::Names);
+    let mut kinds = reader(Col::Kinds);
+    let mut status_codes = reader(Col::StatusCodes);
+    let mut span_groups = reader(Col::SpanGroups);
+    let mut attr_keys = reader(Col::AttrKeys);
+    let mut rest = reader(Col::Rest);
+
+    let mut out: Vec<SpanBatch<'static>> = Vec::new();
+    let mut last_group = None;
+    let mut ids: Vec<SpanId> = Vec::new();
+    while !traces.is_empty() {
+        let trace_id = TraceId(traces.fixed()?);
+        let first_start = u64::from_le_bytes(traces.fixed()?);
+        let run = traces.varint()?;
+        for _ in 0..run {
+            let span_id = SpanId(span_ids.fixed()?);
+            let parent_span_id = match parents.varint()? {
+                0 => None,
+                1 => Some(SpanId(parent_ids.fixed()?)),
+                back => {
+                    let back = back as usize - 1;
+                    let at = ids
+                        .len()
+                        .checked_sub(back)
+                        .ok_or_else(|| parents.invalid("a parent before the block"))?;
+                    Some(ids[at])
+                }
+            };
+            ids.push(span_id);
+            let start = first_start.wrapping_add(starts.signed()? as u64);
+            let end = start.wrapping_add(durations.signed()? as u64);
+            let name = names
+                .get(name_ids.varint()? as usize)
+                .ok_or_else(|| name_ids.invalid("a name id past the dictionary"))?
+                .clone();
+            let kind = i32::try_from(kinds.signed()?).map_err(|_| kinds.invalid("a kind"))?;
+            let code = i32::try_from(status_codes.signed()?)
+                .map_err(|_| status_codes.invalid("a status code"))?;
+            let group = span_groups.varint()? as usize;
+            if group >= groups.len() {
+                return Err(span_groups.invalid("a group past the groups"));
+            }
+            let n = attr_keys.count()?;
+            let mut attributes = Vec::with_capacity(n);
+            for _ in 0..n {
+                let key = attr_keys.varint()? as usize;
+                let (column, seen) = values
+                    .get_mut(key)
+                    .ok_or_else(|| attr_keys.invalid("a key id past the dictionary"))?;
+                let value = match column.varint()? {
+                    0 => {
+                        let id = column.varint()? as usize;
+                        seen.get(id)
+                            .ok_or_else(|| column.invalid("a value id not seen before"))?
+                            .clone()
+                    }
+                    1 => {
+                        let v = column.value()?;
+                        seen.push(v.clone());
+                        v
+                    }
+                    _ => return Err(column.invalid("an unknown value flag")),
+                };
+                attributes.push(KeyValue {
+                    key: Cow::Owned(keys[key].clone()),
+                    value,
+                });
+            }
+            let mut span = read_rest(&mut rest)?;
+            span.trace_id = trace_id;
+            span.span_id = span_id;
+            span.parent_span_id = parent_span_id;
+            span.name = Cow::Owned(name);
+            span.kind = kind;
+            span.start_time_unix_nano = start;
+            span.end_time_unix_nano = end;
+            for e in &mut span.events {
+                e.time_unix_nano = start.wrapping_add(e.time_unix_nano);
+            }
+            span.attributes = attributes;
+            span.status.code = code;
+            if last_group != Some(group) {
+                let (resource, scope) = groups[group].clone();
+                out.push(SpanBatch {
+                    resource,
+                    scope,
+                    spans: Vec::new(),
+                });
+                last_group = Some(group);
+            }
+            out.last_mut().expect("a batch was pushed").spans.push(span);
+        }
+    }
+    Ok(out)
+}
+
+/// The raw bytes of each column of `block`.
+fn columns(block: &[u8]) -> Result<Vec<Vec<u8>>, BlockError> {
+    let mut r = ColumnReader::new("header", block);
+    let count = u32::from_le_bytes(r.fixed()?) as usize;
+    if count != COLUMNS.len() {
+        return Err(r.invalid("a column count this build does not read"));
+    }
+    let mut raw = Vec::with_capacity(count);
+    for c in COLUMNS {
+        let raw_len = u32::from_le_bytes(r.fixed()?) as usize;
+        let stored_len = u32::from_le_bytes(r.fixed()?) as usize;
+        // A damaged length must not make the reader allocate gigabytes.
+        if raw_len > SEALED_COLUMN_BYTES_MAX {
+            return Err(r.invalid("a column longer than a block's can be"));
+        }
+        let stored = r.take(stored_len)?;
+        raw.push(if stored_len == raw_len {
+            stored.to_vec()
+        } else {
+            let bytes = zstd::bulk::decompress(stored, raw_len)
+                .map_err(|_| BlockError::Compression(c.name()))?;
+            if bytes.len() != raw_len {
+                return Err(BlockError::Compression(c.name()));
+            }
+            bytes
+        });
+    }
+    Ok(raw)
+}
+
+fn write_resource(w: &mut ColumnWriter, r: &Resource<'_>) {
+    w.key_values(&r.attributes);
+    w.varint(u64::from(r.dropped_attributes_count));
+    w.str(&r.schema_url);
+}
+
+fn read_resource(r: &mut ColumnReader<'_>) -> Result<Resource<'static>, BlockError> {
+    Ok(Resource {
+        attributes: r.key_values()?,
+        dropped_attributes_count: read_u32(r)?,
+        schema_url: Cow::Owned(r.str()?),
+    })
+}
+
+fn write_scope(w: &mut ColumnWriter, s: &Scope<'_>) {
+    w.str(&s.name);
+    w.str(&s.version);
+    w.key_values(&s.attributes);
+    w.varint(u64::from(s.dropped_attributes_count));
+    w.str(&s.schema_url);
+}
+
+fn read_scope(r: &mut ColumnReader<'_>) -> Result<Scope<'static>, BlockError> {
+    Ok(Scope {
+        name: Cow::Owned(r.str()?),
+        version: Cow::Owned(r.str()?),
+        attributes: r.key_values()?,
+        dropped_attributes_count: read_u32(r)?,
+        schema_url: Cow::Owned(r.str()?),
+    })
+}
+
+fn read_u32(r: &mut ColumnReader<'_>) -> Result<u32, BlockError> {
+    u32::try_from(r.varint()?).map_err(|_| r.invalid("a count past 32 bits"))
+}
+
+/// What is seldom set on a span.
+fn write_rest(w: &mut ColumnWriter, s: &Span<'_>) {
+    w.str(&s.trace_state);
+    w.varint(u64::from(s.flags));
+    w.varint(u64::from(s.dropped_attributes_count));
+    w.varint(u64::from(s.dropped_events_count));
+    w.varint(u64::from(s.dropped_links_count));
+    w.str(&s.status.message);
+    w.varint(s.events.len() as u64);
+    for e in &s.events {
+        w.signed(e.time_unix_nano.wrapping_sub(s.start_time_unix_nano) as i64);
+        w.str(&e.name);
+        w.key_values(&e.attributes);
+        w.varint(u64::from(e.dropped_attributes_count));
+    }
+    w.varint(s.links.len() as u64);
+    for l in &s.links {
+        w.fixed(&l.trace_id.0);
+        w.fixed(&l.span_id.0);
+        w.str(&l.trace_state);
+        w.key_values(&l.attributes);
+        w.varint(u64::from(l.dropped_attributes_count));
+        w.varint(u64::from(l.flags));
+    }
+}
+
+/// A span with what [`write_rest`] wrote; the caller sets the rest. Event times are kept as
+/// offsets from the span's start until the caller knows it: see [`decode`].
+fn read_rest(r: &mut ColumnReader<'_>) -> Result<Span<'static>, BlockError> {
+    let trace_state = Cow::Owned(r.str()?);
+    let flags = read_u32(r)?;
+    let dropped_attributes_count = read_u32(r)?;
+    let dropped_events_count = read_u32(r)?;
+    let dropped_links_count = read_u32(r)?;
+    let message = Cow::Owned(r.str()?);
+    let n = r.count()?;
+    let mut events = Vec::with_capacity(n);
+    for _ in 0..n {
+        events.push(Event {
+            // An offset from the span's start for now.
+            time_unix_nano: r.signed()? as u64,
+            name: Cow::Owned(r.str()?),
+            attributes: r.key_values()?,
+            dropped_attributes_count: read_u32(r)?,
+        });
+    }
+    let n = r.count()?;
+    let mut links = Vec::with_capacity(n);
+    for _ in 0..n {
+        links.push(Link {
+            trace_id: TraceId(r.fixed()?),
+            span_id: SpanId(r.fixed()?),
+            trace_state: Cow::Owned(r.str()?),
+            attributes: r.key_values()?,
+            dropped_attributes_count: read_u32(r)?,
+            flags: read_u32(r)?,
+        });
+    }
+    Ok(Span {
+        trace_id: TraceId::default(),
+        span_id: SpanId::default(),
+        trace_state,
+        parent_span_id: None,
+        flags,
+        name: Cow::Borrowed(""),
+        kind: 0,
+        start_time_unix_nano: 0,
+        end_time_unix_nano: 0,
+        attributes: Vec::new(),
+        dropped_attributes_count,
+        events,
+        dropped_events_count,
+        links,
+        dropped_links_count,
+        status: Status { message, code: 0 },
+    })
+}

@@ -1,0 +1,246 @@
+//! The block codec against random spans: every span comes back with its resource and scope,
+//! field for field; damaged blocks are refused, never misread into a panic.
+
+use std::borrow::Cow;
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+use super::block::{decode, encode};
+use crate::domain::{
+    AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanBatch, SpanId, Status, TraceId,
+};
+
+fn text() -> impl Strategy<Value = Cow<'static, str>> {
+    prop_oneof![Just(String::new()), "[a-z]{1,6}", ".{0,8}"].prop_map(Cow::Owned)
+}
+
+fn value() -> impl Strategy<Value = AnyValue<'static>> {
+    let leaf = prop_oneof![
+        Just(AnyValue::Empty),
+        text().prop_map(AnyValue::String),
+        any::<bool>().prop_map(AnyValue::Bool),
+        any::<i64>().prop_map(AnyValue::Int),
+        // NaN is not equal to itself: finite doubles, and the infinities.
+        prop_oneof![
+            any::<f64>().prop_filter("not NaN", |d| !d.is_nan()),
+            Just(f64::INFINITY)
+        ]
+        .prop_map(AnyValue::Double),
+        vec(any::<u8>(), 0..6).prop_map(|b| AnyValue::Bytes(Cow::Owned(b))),
+    ];
+    leaf.prop_recursive(3, 16, 3, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..3).prop_map(AnyValue::Array),
+            vec((text(), inner), 0..3).prop_map(|kvs| AnyValue::KvList(
+                kvs.into_iter()
+                    .map(|(key, value)| KeyValue { key, value })
+                    .collect()
+            )),
+        ]
+    })
+}
+
+fn attributes() -> impl Strategy<Value = Vec<KeyValue<'static>>> {
+    // Few keys, so that keys and values repeat across spans, as they do in real data.
+    vec(
+        (
+            prop_oneof![Just("http.route"), Just("user"), Just("n"), Just("")],
+            value(),
+        ),
+        0..4,
+    )
+    .prop_map(|kvs| {
+        kvs.into_iter()
+            .map(|(k, value)| KeyValue {
+                key: Cow::Borrowed(k),
+                value,
+            })
+            .collect()
+    })
+}
+
+fn span(traces: u8) -> impl Strategy<Value = Span<'static>> {
+    (
+        (
+            0..traces,
+            any::<[u8; 8]>(),
+            proptest::option::of(any::<[u8; 8]>()),
+            text(),
+        ),
+        (any::<u64>(), any::<u64>(), -2..8i32, any::<u32>()),
+        attributes(),
+        vec((any::<u64>(), text(), attributes(), any::<u32>()), 0..2),
+        vec(
+            (
+                any::<[u8; 16]>(),
+                any::<[u8; 8]>(),
+                text(),
+                attributes(),
+                any::<u32>(),
+                any::<u32>(),
+            ),
+            0..2,
+        ),
+        (text(), -1..3i32, any::<u32>(), any::<u32>(), any::<u32>()),
+    )
+        .prop_map(|(ids, times, attributes, events, links, rest)| {
+            let (trace, span, parent, name) = ids;
+            let (start, end, kind, flags) = times;
+            let (message, code, dropped_attrs, dropped_events, dropped_links) = rest;
+            Span {
+                trace_id: TraceId([trace; 16]),
+                span_id: SpanId(span),
+                trace_state: name.clone(),
+                parent_span_id: parent.map(SpanId),
+                flags,
+                name,
+                kind,
+                start_time_unix_nano: start,
+                end_time_unix_nano: end,
+                attributes,
+                dropped_attributes_count: dropped_attrs,
+                events: events
+                    .into_iter()
+                    .map(|(t, name, attributes, dropped)| Event {
+                        time_unix_nano: t,
+                        name,
+                        attributes,
+                        dropped_attributes_count: dropped,
+                    })
+                    .collect(),
+                dropped_events_count: dropped_events,
+                links: links
+                    .into_iter()
+                    .map(|(t, s, state, attributes, dropped, flags)| Link {
+                        trace_id: TraceId(t),
+                        span_id: SpanId(s),
+                        trace_state: state,
+                        attributes,
+                        dropped_attributes_count: dropped,
+                        flags,
+                    })
+                    .collect(),
+                dropped_links_count: dropped_links,
+                status: Status { message, code },
+            }
+        })
+}
+
+fn batch() -> impl Strategy<Value = SpanBatch<'static>> {
+    (
+        prop_oneof![Just("checkout"), Just("cart")],
+        attributes(),
+        text(),
+        vec(span(4), 0..12),
+    )
+        .prop_map(|(service, mut attributes, scope, spans)| {
+            attributes.push(KeyValue {
+                key: Cow::Borrowed("service.name"),
+                value: AnyValue::String(Cow::Borrowed(service)),
+            });
+            SpanBatch {
+                resource: Resource {
+                    attributes,
+                    dropped_attributes_count: 0,
+                    schema_url: Cow::Borrowed(""),
+                },
+                scope: Scope {
+                    name: scope,
+                    ..Scope::default()
+                },
+                spans,
+            }
+        })
+}
+
+/// Every span with its resource and scope, in a canonical order.
+fn flat(batches: &[SpanBatch<'static>]) -> Vec<String> {
+    let mut out: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            b.spans
+                .iter()
+                .map(move |s| format!("{:?} {:?} {:?}", b.resource, b.scope, s))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn spans_come_back_field_for_field(batches in vec(batch(), 0..5)) {
+        let block = encode(&batches);
+        let back = decode(&block).expect("a block decodes");
+        prop_assert_eq!(flat(&back), flat(&batches));
+        // A trace's spans are together, in start order.
+        let spans: Vec<&Span<'_>> = back.iter().flat_map(|b| &b.spans).collect();
+        for pair in spans.windows(2) {
+            prop_assert!(
+                (pair[0].trace_id, pair[0].start_time_unix_nano)
+                    <= (pair[1].trace_id, pair[1].start_time_unix_nano)
+            );
+        }
+    }
+
+    #[test]
+    fn damaged_blocks_are_refused_or_read_without_panic(
+        batches in vec(batch(), 1..3),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut block = encode(&batches);
+        let i = at.index(block.len());
+        block[i] ^= byte | 1;
+        let _ = decode(&block);
+        let mut short = encode(&batches);
+        short.truncate(cut.index(short.len()));
+        prop_assert!(decode(&short).is_err());
+    }
+}
+
+#[test]
+fn an_empty_block_round_trips() {
+    assert_eq!(
+        decode(&encode(&[])).unwrap(),
+        Vec::<SpanBatch<'static>>::new()
+    );
+}
+
+#[test]
+fn parents_in_the_block_are_found_again() {
+    // A chain of 50 spans in one trace, each the parent of the next, and a span whose parent
+    // is in no block: back references and raw ids both round-trip.
+    let spans: Vec<Span<'static>> = (0..50u64)
+        .map(|i| Span {
+            trace_id: TraceId([7; 16]),
+            span_id: SpanId((i + 1).to_le_bytes()),
+            trace_state: Cow::Borrowed(""),
+            parent_span_id: match i {
+                0 => Some(SpanId([9; 8])),
+                _ => Some(SpanId(i.to_le_bytes())),
+            },
+            flags: 1,
+            name: Cow::Borrowed("step"),
+            kind: 2,
+            start_time_unix_nano: 1_700_000_000_000_000_000 + i * 1000,
+            end_time_unix_nano: 1_700_000_000_000_000_000 + i * 1000 + 500,
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: Vec::new(),
+            dropped_events_count: 0,
+            links: Vec::new(),
+            dropped_links_count: 0,
+            status: Status::default(),
+        })
+        .collect();
+    let batches = vec![SpanBatch {
+        spans,
+        ..SpanBatch::default()
+    }];
+    assert_eq!(decode(&encode(&batches)).unwrap(), batches);
+}
