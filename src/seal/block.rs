@@ -14,15 +14,16 @@
 //! - **kinds**, **status codes**.
 //! - **attribute keys**: per span its attribute count and key ids (**key dictionary**); the
 //!   values go to one column per key (**values**, keyed in key order), each a dictionary
-//!   stream: 0 and an id for a value seen before under that key, 1 and the value.
+//!   stream: 0 and an id for a value seen before under that key, 1 and a new value, 2 and a
+//!   value kept out of the dictionary (a key whose values nearly never repeat).
 //! - **rest**: what is seldom set, per span: trace state, flags, dropped counts, status
 //!   message, events and links.
 //!
 //! Decoding gives back every span with its resource and scope, field for field; only the order
 //! of the spans (and so their grouping into batches) differs from the records sealed.
 
+use foldhash::{HashMap, HashMapExt};
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use super::column::{BlockError, ColumnReader, ColumnWriter};
 use crate::domain::{
@@ -97,6 +98,53 @@ impl Col {
     }
 }
 
+/// A value column's entries: a value seen before under the key (then its id), a new one (then
+/// the value, which takes the next id), or one not kept in the dictionary (then the value).
+const SEEN_VALUE: u64 = 0;
+const NEW_VALUE: u64 = 1;
+const RAW_VALUE: u64 = 2;
+
+/// Values of a key after which one whose values nearly never repeat (ids, ports) stops being
+/// kept in a dictionary: keeping them costs a hash and an allocation each and saves nothing.
+const DICTIONARY_TRIAL: u64 = 64;
+
+/// One attribute key's values in a block.
+#[derive(Default)]
+struct KeyValues {
+    column: ColumnWriter,
+    seen: HashMap<Vec<u8>, u64>,
+    values: u64,
+    raw: bool,
+}
+
+impl KeyValues {
+    fn push(&mut self, encoded: &[u8]) {
+        self.values += 1;
+        if self.raw {
+            self.column.varint(RAW_VALUE);
+            self.column.fixed(encoded);
+            return;
+        }
+        match self.seen.get(encoded) {
+            Some(&id) => {
+                self.column.varint(SEEN_VALUE);
+                self.column.varint(id);
+            }
+            None => {
+                self.column.varint(NEW_VALUE);
+                self.column.fixed(encoded);
+                let id = self.seen.len() as u64;
+                self.seen.insert(encoded.to_vec(), id);
+                // Past the trial, nine in ten distinct: no dictionary for the rest.
+                if self.values >= DICTIONARY_TRIAL && (id + 1) * 10 > self.values * 9 {
+                    self.raw = true;
+                    self.seen = HashMap::new();
+                }
+            }
+        }
+    }
+}
+
 /// Encodes the spans of `batches` into one block.
 pub fn encode(batches: &[SpanBatch<'_>]) -> Vec<u8> {
     let mut cols: Vec<ColumnWriter> = COLUMNS.iter().map(|_| ColumnWriter::default()).collect();
@@ -127,8 +175,9 @@ pub fn encode(batches: &[SpanBatch<'_>]) -> Vec<u8> {
     let mut names: HashMap<&str, u64> = HashMap::new();
     let mut keys: HashMap<&str, usize> = HashMap::new();
     // Per key id: its value column and the dictionary of values seen under it.
-    let mut values: Vec<(ColumnWriter, HashMap<Vec<u8>, u64>)> = Vec::new();
-    let mut position_of: HashMap<SpanId, usize> = HashMap::new();
+    let mut values: Vec<KeyValues> = Vec::new();
+    let mut position_of: HashMap<SpanId, usize> = HashMap::with_capacity(spans.len());
+    let mut scratch = ColumnWriter::default();
     let mut i = 0;
     while i < spans.len() {
         let trace = spans[i].1.trace_id;
@@ -175,34 +224,26 @@ pub fn encode(batches: &[SpanBatch<'_>]) -> Vec<u8> {
                     next
                 });
                 cols[col(Col::AttrKeys)].varint(key as u64);
-                let mut v = ColumnWriter::default();
-                v.value(&kv.value);
-                let (column, seen) = &mut values[key];
-                match seen.get(&v.bytes) {
-                    Some(&id) => {
-                        column.varint(0);
-                        column.varint(id);
-                    }
-                    None => {
-                        column.varint(1);
-                        column.fixed(&v.bytes);
-                        seen.insert(v.bytes, seen.len() as u64);
-                    }
-                }
+                // The value's encoding, in a buffer reused for every attribute: a value seen
+                // before under this key costs no allocation.
+                scratch.bytes.clear();
+                scratch.value(&kv.value);
+                values[key].push(&scratch.bytes);
             }
             write_rest(&mut cols[col(Col::Rest)], s);
         }
         i += run;
     }
     // The value columns, one after the other in key order, each length-prefixed.
-    for (column, _) in &values {
-        cols[col(Col::Values)].bytes(&column.bytes);
+    for key in &values {
+        cols[col(Col::Values)].bytes(&key.column.bytes);
     }
 
     let mut out = Vec::new();
     out.extend_from_slice(&(COLUMNS.len() as u32).to_le_bytes());
+    let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("a zstd context");
     for w in &cols {
-        let stored = zstd::bulk::compress(&w.bytes, ZSTD_LEVEL).expect("zstd compresses in memory");
+        let stored = zstd.compress(&w.bytes).expect("zstd compresses in memory");
         let stored = if stored.len() < w.bytes.len() {
             stored
         } else {
@@ -307,17 +348,18 @@ pub fn decode(block: &[u8]) -> Result<Vec<SpanBatch<'static>>, BlockError> {
                     .get_mut(key)
                     .ok_or_else(|| attr_keys.invalid("a key id past the dictionary"))?;
                 let value = match column.varint()? {
-                    0 => {
+                    SEEN_VALUE => {
                         let id = column.varint()? as usize;
                         seen.get(id)
                             .ok_or_else(|| column.invalid("a value id not seen before"))?
                             .clone()
                     }
-                    1 => {
+                    NEW_VALUE => {
                         let v = column.value()?;
                         seen.push(v.clone());
                         v
                     }
+                    RAW_VALUE => column.value()?,
                     _ => return Err(column.invalid("an unknown value flag")),
                 };
                 attributes.push(KeyValue {

@@ -244,3 +244,41 @@ fn parents_in_the_block_are_found_again() {
     }];
     assert_eq!(decode(&encode(&batches)).unwrap(), batches);
 }
+
+#[test]
+fn values_that_never_repeat_leave_the_dictionary_and_still_round_trip() {
+    let spans: Vec<Span<'static>> = (0..300u64)
+        .map(|i| Span {
+            trace_id: TraceId([(i % 7) as u8; 16]),
+            span_id: SpanId(i.to_le_bytes()),
+            trace_state: Cow::Borrowed(""),
+            parent_span_id: None,
+            flags: 0,
+            name: Cow::Borrowed("get"),
+            kind: 2,
+            start_time_unix_nano: i,
+            end_time_unix_nano: i + 10,
+            attributes: vec![
+                KeyValue {
+                    key: Cow::Borrowed("enduser.id"),
+                    value: AnyValue::String(Cow::Owned(format!("user-{i}"))),
+                },
+                KeyValue {
+                    key: Cow::Borrowed("http.method"),
+                    value: AnyValue::String(Cow::Borrowed(if i % 2 == 0 { "GET" } else { "PUT" })),
+                },
+            ],
+            dropped_attributes_count: 0,
+            events: Vec::new(),
+            dropped_events_count: 0,
+            links: Vec::new(),
+            dropped_links_count: 0,
+            status: Status::default(),
+        })
+        .collect();
+    let batches = vec![SpanBatch {
+        spans,
+        ..SpanBatch::default()
+    }];
+    assert_eq!(flat(&decode(&encode(&batches)).unwrap()), flat(&batches));
+}
