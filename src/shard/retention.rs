@@ -40,7 +40,7 @@ pub async fn retain(shard: Rc<Shard>) {
 async fn enforce(shard: &Rc<Shard>, budget: Option<u64>, age: Option<std::time::Duration>) {
     let (deletable, mut held) = {
         let store = shard.store.borrow();
-        (store.deletable(), store.bytes_written())
+        (store.deletable(age.is_some()), store.bytes_written())
     };
     let now = SystemTime::now();
     for candidate in deletable {

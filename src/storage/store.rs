@@ -334,8 +334,9 @@ impl Store {
 
     /// This shard's own segments that retention may delete, oldest first: every one but the
     /// active one. Segments of adopted directories (shards that no longer exist) are not
-    /// listed: they are only read. Reads each file's modification time (a `stat` each).
-    pub fn deletable(&self) -> Vec<Deletable> {
+    /// listed: they are only read. With `times`, reads each file's modification time (a
+    /// `stat` each); without, `last_write` is the epoch.
+    pub fn deletable(&self, times: bool) -> Vec<Deletable> {
         let own = self.config.own_dir();
         self.segments
             .iter()
@@ -346,9 +347,12 @@ impl Store {
             .map(|(slot, seg)| Deletable {
                 slot: slot as u32,
                 bytes: seg.write_pos() as u64,
-                last_write: std::fs::metadata(&seg.path)
-                    .and_then(|m| m.modified())
-                    .unwrap_or(std::time::UNIX_EPOCH),
+                last_write: match times {
+                    true => std::fs::metadata(&seg.path)
+                        .and_then(|m| m.modified())
+                        .unwrap_or(std::time::UNIX_EPOCH),
+                    false => std::time::UNIX_EPOCH,
+                },
             })
             .collect()
     }
