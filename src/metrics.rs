@@ -351,6 +351,7 @@ impl ShardMetrics {
         Snapshot {
             counters,
             gauges,
+            oldest: Vec::new(),
             hists: Hist::ALL
                 .iter()
                 .map(|&h| (h, self.hists[h.index()].borrow().clone()))
@@ -397,6 +398,9 @@ pub struct Snapshot {
     /// The series of one labelled counter follow each other.
     pub counters: Vec<Counter>,
     pub gauges: Vec<(&'static str, &'static str, u64)>,
+    /// Gauges merged by their smallest value over the shards (0: the shard has none), such
+    /// as the time of the oldest data kept.
+    pub oldest: Vec<(&'static str, &'static str, u64)>,
     pub hists: Vec<(Hist, Histogram<u64>)>,
 }
 
@@ -410,6 +414,13 @@ impl Snapshot {
         for (mine, theirs) in self.gauges.iter_mut().zip(&other.gauges) {
             debug_assert_eq!(mine.0, theirs.0);
             mine.2 += theirs.2;
+        }
+        for (mine, theirs) in self.oldest.iter_mut().zip(&other.oldest) {
+            debug_assert_eq!(mine.0, theirs.0);
+            mine.2 = match (mine.2, theirs.2) {
+                (0, v) | (v, 0) => v,
+                (a, b) => a.min(b),
+            };
         }
         for (mine, theirs) in self.hists.iter_mut().zip(&other.hists) {
             debug_assert_eq!(mine.0, theirs.0);
@@ -448,7 +459,7 @@ impl Snapshot {
                 }
             }
         }
-        for (name, help, v) in &self.gauges {
+        for (name, help, v) in self.gauges.iter().chain(&self.oldest) {
             let _ = writeln!(
                 out,
                 "# HELP glust_{name} {help}\n# TYPE glust_{name} gauge\nglust_{name} {v}"

@@ -52,6 +52,11 @@ fn trace_status(server: &Server, trace: u64) -> u16 {
 fn retention_by_size_deletes_the_oldest_segments_and_only_them() {
     // 256 KiB test segments; a budget of 1 MiB holds about four of them.
     let mut server = Server::start_with(1, &["--retention-bytes", "1M"]);
+    let oldest_at_start = metric(
+        &server.get("/metrics").text(),
+        "glust_oldest_data_unix_seconds",
+    );
+    assert!(oldest_at_start > 1.6e9, "oldest data at {oldest_at_start}");
     store(&server, 0, 30); // ~3.6 MB
     assert!(wait_for_deletion(&server) > 0.0, "nothing deleted");
     // Each retention round leaves the shard within its budget, and the active segment
@@ -69,6 +74,8 @@ fn retention_by_size_deletes_the_oldest_segments_and_only_them() {
     assert_eq!(trace_status(&server, 0), 404);
     assert_eq!(trace_status(&server, 2999), 200);
     let metrics = server.get("/metrics").text();
+    assert!(metric(&metrics, "glust_oldest_data_unix_seconds") >= oldest_at_start);
+    assert!(metric(&metrics, "glust_bytes_deleted_total") > 0.0);
     let spans = metric(&metrics, "glust_index_spans");
     assert!(
         spans < 9000.0,

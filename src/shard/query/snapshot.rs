@@ -78,6 +78,11 @@ pub(super) fn metrics_snapshot(
             stats.approx_bytes as u64,
         ),
     ]);
+    snapshot.oldest.push((
+        "oldest_data_unix_seconds",
+        "when the oldest segment kept was started (unix seconds): retention deletes from there",
+        store.oldest_created_unix_nanos().unwrap_or(0) / 1_000_000_000,
+    ));
     snapshot.counters.extend([
         Counter::new(
             "connections_evicted_total",
