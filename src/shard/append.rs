@@ -140,10 +140,15 @@ async fn index_when_written(
         .await
         .unwrap_or(Err(AppendError::ShardStopped(Stage::Written)))?;
     let mut index = shard.index.borrow_mut();
+    let store = shard.store.borrow();
     let mut bytes = 0;
     for (rec, loc) in records.iter().zip(&locs) {
         bytes += rec.bytes.len() as u64;
-        index_payload(&mut index, *loc, rec.kind, &rec.bytes, Origin::ThisProcess);
+        // Retention may have deleted the segment while the write was on its way: its
+        // records are gone, and indexing them would leave a part nothing removes.
+        if store.holds(loc.segment) {
+            index_payload(&mut index, *loc, rec.kind, &rec.bytes, Origin::ThisProcess);
+        }
     }
     add(&shard.metrics.records_appended, locs.len() as u64);
     add(&shard.metrics.bytes_appended, bytes);

@@ -365,6 +365,13 @@ impl Store {
         self.segments.get_mut(slot)?.take()
     }
 
+    /// Whether the segment in `slot` is held (not deleted).
+    pub fn holds(&self, slot: u32) -> bool {
+        self.segments
+            .get(slot as usize)
+            .is_some_and(Option::is_some)
+    }
+
     /// When the oldest segment held was created, unix nanoseconds.
     pub fn oldest_created_unix_nanos(&self) -> Option<u64> {
         self.segments
