@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 
 use crate::domain::validate::{Rejections, Sanitised};
-use crate::domain::{AnyValue, KeyValue, Resource};
+use crate::domain::{AnyValue, KeyValue, Resource, Scope};
 use crate::limits::REQUEST_VALUES_BYTES_MAX;
 
 /// The outcome of decoding one export request.
@@ -114,13 +114,39 @@ impl Budget {
     }
 }
 
+/// Pushes one batch per scope, each with the (validated) resource: the last one takes it, the
+/// others a copy charged against the [`Budget`]. Both decoders end a resource's message here.
+pub(crate) fn batch_per_scope<'a, T, B>(
+    out: &mut Decoded<B>,
+    mut resource: Resource<'a>,
+    scopes: Vec<(Scope<'a>, Vec<T>)>,
+    batch: impl Fn(Resource<'a>, Scope<'a>, Vec<T>) -> B,
+) -> Result<(), DecodeError> {
+    let copy_bytes = match scopes.len() {
+        1 => 0,
+        _ => resource_copy_bytes(&resource),
+    };
+    let mut scopes = scopes.into_iter().peekable();
+    while let Some((scope, items)) = scopes.next() {
+        let resource = match scopes.peek() {
+            Some(_) => {
+                Budget::charge(copy_bytes)?;
+                resource.clone()
+            }
+            None => std::mem::take(&mut resource),
+        };
+        out.batches.push(batch(resource, scope, items));
+    }
+    Ok(())
+}
+
 /// What [`Clone`] allocates for `resource`: its lists, and the strings and bytes it owns.
 ///
 /// Decoders give each scope batch its own copy of the resource; they charge each copy this
 /// much, or a big resource followed by a million small scopes would be copied a million times.
 /// Recursive: call it on validated resources only, whose values nest at most
 /// [`crate::limits::VALUE_DEPTH_MAX`] deep.
-pub(crate) fn resource_copy_bytes(resource: &Resource<'_>) -> usize {
+fn resource_copy_bytes(resource: &Resource<'_>) -> usize {
     fn kvs(kvs: &[KeyValue<'_>]) -> usize {
         kvs.iter()
             .map(|kv| std::mem::size_of::<KeyValue<'_>>() + owned(&kv.key) + value(&kv.value))

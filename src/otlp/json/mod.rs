@@ -41,7 +41,7 @@ use self::containers::{list, List, Msg, Seq, M};
 use self::convert::{log_record, resource, scope, span, Reject};
 use self::mirror::{JLogsRequest, JResource, JTracesRequest};
 use self::scalars::JStr;
-use super::{resource_copy_bytes, Budget, DecodeError, Decoded};
+use super::{batch_per_scope, Budget, DecodeError, Decoded};
 use crate::domain::validate::Sanitised;
 use crate::domain::{LogBatch, Resource, Scope, SpanBatch};
 use crate::limits::REQUEST_VALUES_BYTES_MAX;
@@ -140,23 +140,8 @@ fn push_batches<'a, T, B>(
     if scopes.is_empty() {
         return Ok(());
     }
-    let mut resource = self::resource(resource, schema_url, &mut out.sanitised);
-    let copy_bytes = match scopes.len() {
-        1 => 0,
-        _ => resource_copy_bytes(&resource),
-    };
-    let mut scopes = scopes.into_iter().peekable();
-    while let Some((scope, items)) = scopes.next() {
-        let resource = match scopes.peek() {
-            Some(_) => {
-                Budget::charge(copy_bytes)?;
-                resource.clone()
-            }
-            None => std::mem::take(&mut resource),
-        };
-        out.batches.push(batch(resource, scope, items));
-    }
-    Ok(())
+    let resource = self::resource(resource, schema_url, &mut out.sanitised);
+    batch_per_scope(out, resource, scopes, batch)
 }
 
 /// Parses `body` into mirror structs, within a fresh [`Budget`].

@@ -7,7 +7,7 @@ use super::values::attribute;
 use super::{Item, Result};
 use crate::domain::validate::{self, Sanitised};
 use crate::domain::{Resource, Scope};
-use crate::otlp::{resource_copy_bytes, Budget, Decoded};
+use crate::otlp::{batch_per_scope, Budget, Decoded};
 
 /// What tells spans from logs in the layers they share.
 pub(super) trait Signal {
@@ -70,22 +70,7 @@ pub(super) fn resource_items<'a, S: Signal>(
         return Ok(());
     }
     validate::resource(&mut resource, &mut out.sanitised);
-    let copy_bytes = match scopes.len() {
-        1 => 0,
-        _ => resource_copy_bytes(&resource),
-    };
-    let mut scopes = scopes.into_iter().peekable();
-    while let Some((scope, items)) = scopes.next() {
-        let resource = match scopes.peek() {
-            Some(_) => {
-                Budget::charge(copy_bytes)?;
-                resource.clone()
-            }
-            None => std::mem::take(&mut resource),
-        };
-        out.batches.push(S::batch(resource, scope, items));
-    }
-    Ok(())
+    batch_per_scope(out, resource, scopes, S::batch)
 }
 
 /// `ScopeSpans` / `ScopeLogs`: the scope and its valid items, `None` if none is valid.
