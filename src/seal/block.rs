@@ -153,15 +153,20 @@ pub fn encode(batches: &[SpanBatch<'_>]) -> Vec<u8> {
     // Groups: distinct (resource, scope), by their encoding.
     let mut group_of_batch = Vec::with_capacity(batches.len());
     let mut groups: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut scratch = ColumnWriter::default();
     for b in batches {
-        let mut w = ColumnWriter::default();
-        write_resource(&mut w, &b.resource);
-        write_scope(&mut w, &b.scope);
-        let next = groups.len() as u64;
-        let id = *groups.entry(w.bytes.clone()).or_insert_with(|| {
-            cols[col(Col::Groups)].bytes(&w.bytes);
-            next
-        });
+        scratch.bytes.clear();
+        write_resource(&mut scratch, &b.resource);
+        write_scope(&mut scratch, &b.scope);
+        let id = match groups.get(scratch.bytes.as_slice()) {
+            Some(&id) => id,
+            None => {
+                let id = groups.len() as u64;
+                cols[col(Col::Groups)].bytes(&scratch.bytes);
+                groups.insert(scratch.bytes.clone(), id);
+                id
+            }
+        };
         group_of_batch.push(id);
     }
 
@@ -177,7 +182,6 @@ pub fn encode(batches: &[SpanBatch<'_>]) -> Vec<u8> {
     // Per key id: its value column and the dictionary of values seen under it.
     let mut values: Vec<KeyValues> = Vec::new();
     let mut position_of: HashMap<SpanId, usize> = HashMap::with_capacity(spans.len());
-    let mut scratch = ColumnWriter::default();
     let mut i = 0;
     while i < spans.len() {
         let trace = spans[i].1.trace_id;
@@ -243,15 +247,14 @@ pub fn encode(batches: &[SpanBatch<'_>]) -> Vec<u8> {
     out.extend_from_slice(&(COLUMNS.len() as u32).to_le_bytes());
     let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("a zstd context");
     for w in &cols {
-        let stored = zstd.compress(&w.bytes).expect("zstd compresses in memory");
-        let stored = if stored.len() < w.bytes.len() {
-            stored
-        } else {
-            w.bytes.clone()
+        let compressed = zstd.compress(&w.bytes).expect("zstd compresses in memory");
+        let stored = match compressed.len() < w.bytes.len() {
+            true => &compressed,
+            false => &w.bytes,
         };
         out.extend_from_slice(&(w.bytes.len() as u32).to_le_bytes());
         out.extend_from_slice(&(stored.len() as u32).to_le_bytes());
-        out.extend_from_slice(&stored);
+        out.extend_from_slice(stored);
     }
     out
 }
@@ -395,8 +398,8 @@ pub fn decode(block: &[u8]) -> Result<Vec<SpanBatch<'static>>, BlockError> {
     Ok(out)
 }
 
-/// The raw bytes of each column of `block`.
-fn columns(block: &[u8]) -> Result<Vec<Vec<u8>>, BlockError> {
+/// The raw bytes of each column of `block`: borrowed where stored raw.
+fn columns(block: &[u8]) -> Result<Vec<Cow<'_, [u8]>>, BlockError> {
     let mut r = ColumnReader::new("header", block);
     let count = u32::from_le_bytes(r.fixed()?) as usize;
     if count != COLUMNS.len() {
@@ -412,14 +415,14 @@ fn columns(block: &[u8]) -> Result<Vec<Vec<u8>>, BlockError> {
         }
         let stored = r.take(stored_len)?;
         raw.push(if stored_len == raw_len {
-            stored.to_vec()
+            Cow::Borrowed(stored)
         } else {
             let bytes = zstd::bulk::decompress(stored, raw_len)
                 .map_err(|_| BlockError::Compression(c.name()))?;
             if bytes.len() != raw_len {
                 return Err(BlockError::Compression(c.name()));
             }
-            bytes
+            Cow::Owned(bytes)
         });
     }
     Ok(raw)

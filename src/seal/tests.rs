@@ -211,54 +211,69 @@ fn an_empty_block_round_trips() {
     );
 }
 
+/// A span with only its ids, name, times and attributes set.
+fn plain_span(
+    trace: u8,
+    span: u64,
+    parent: Option<SpanId>,
+    start: u64,
+    attributes: Vec<KeyValue<'static>>,
+) -> Span<'static> {
+    Span {
+        trace_id: TraceId([trace; 16]),
+        span_id: SpanId(span.to_le_bytes()),
+        trace_state: Cow::Borrowed(""),
+        parent_span_id: parent,
+        flags: 1,
+        name: Cow::Borrowed("step"),
+        kind: 2,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 500,
+        attributes,
+        dropped_attributes_count: 0,
+        events: Vec::new(),
+        dropped_events_count: 0,
+        links: Vec::new(),
+        dropped_links_count: 0,
+        status: Status::default(),
+    }
+}
+
+fn one_batch(spans: Vec<Span<'static>>) -> Vec<SpanBatch<'static>> {
+    vec![SpanBatch {
+        spans,
+        ..SpanBatch::default()
+    }]
+}
+
 #[test]
 fn parents_in_the_block_are_found_again() {
     // A chain of 50 spans in one trace, each the parent of the next, and a span whose parent
     // is in no block: back references and raw ids both round-trip.
-    let spans: Vec<Span<'static>> = (0..50u64)
-        .map(|i| Span {
-            trace_id: TraceId([7; 16]),
-            span_id: SpanId((i + 1).to_le_bytes()),
-            trace_state: Cow::Borrowed(""),
-            parent_span_id: match i {
-                0 => Some(SpanId([9; 8])),
-                _ => Some(SpanId(i.to_le_bytes())),
-            },
-            flags: 1,
-            name: Cow::Borrowed("step"),
-            kind: 2,
-            start_time_unix_nano: 1_700_000_000_000_000_000 + i * 1000,
-            end_time_unix_nano: 1_700_000_000_000_000_000 + i * 1000 + 500,
-            attributes: Vec::new(),
-            dropped_attributes_count: 0,
-            events: Vec::new(),
-            dropped_events_count: 0,
-            links: Vec::new(),
-            dropped_links_count: 0,
-            status: Status::default(),
+    let spans = (0..50u64)
+        .map(|i| {
+            let parent = match i {
+                0 => SpanId([9; 8]),
+                _ => SpanId(i.to_le_bytes()),
+            };
+            plain_span(
+                7,
+                i + 1,
+                Some(parent),
+                1_700_000_000_000_000_000 + i * 1000,
+                Vec::new(),
+            )
         })
         .collect();
-    let batches = vec![SpanBatch {
-        spans,
-        ..SpanBatch::default()
-    }];
+    let batches = one_batch(spans);
     assert_eq!(decode(&encode(&batches)).unwrap(), batches);
 }
 
 #[test]
 fn values_that_never_repeat_leave_the_dictionary_and_still_round_trip() {
-    let spans: Vec<Span<'static>> = (0..300u64)
-        .map(|i| Span {
-            trace_id: TraceId([(i % 7) as u8; 16]),
-            span_id: SpanId(i.to_le_bytes()),
-            trace_state: Cow::Borrowed(""),
-            parent_span_id: None,
-            flags: 0,
-            name: Cow::Borrowed("get"),
-            kind: 2,
-            start_time_unix_nano: i,
-            end_time_unix_nano: i + 10,
-            attributes: vec![
+    let spans = (0..300u64)
+        .map(|i| {
+            let attributes = vec![
                 KeyValue {
                     key: Cow::Borrowed("enduser.id"),
                     value: AnyValue::String(Cow::Owned(format!("user-{i}"))),
@@ -267,18 +282,10 @@ fn values_that_never_repeat_leave_the_dictionary_and_still_round_trip() {
                     key: Cow::Borrowed("http.method"),
                     value: AnyValue::String(Cow::Borrowed(if i % 2 == 0 { "GET" } else { "PUT" })),
                 },
-            ],
-            dropped_attributes_count: 0,
-            events: Vec::new(),
-            dropped_events_count: 0,
-            links: Vec::new(),
-            dropped_links_count: 0,
-            status: Status::default(),
+            ];
+            plain_span((i % 7) as u8, i, None, i, attributes)
         })
         .collect();
-    let batches = vec![SpanBatch {
-        spans,
-        ..SpanBatch::default()
-    }];
+    let batches = one_batch(spans);
     assert_eq!(flat(&decode(&encode(&batches)).unwrap()), flat(&batches));
 }
