@@ -16,20 +16,35 @@ use prost_types::{DescriptorProto, FileDescriptorSet};
 use super::*;
 use crate::otlp::rpc::DESCRIPTORS;
 
+/// A message of `proto/` and the package of its file.
+struct ProtoMessage {
+    package: String,
+    descriptor: DescriptorProto,
+}
+
 /// Every message of `proto/` by its full name (without the leading dot).
-fn messages() -> HashMap<String, DescriptorProto> {
-    fn add(prefix: &str, m: &DescriptorProto, out: &mut HashMap<String, DescriptorProto>) {
+fn messages() -> HashMap<String, ProtoMessage> {
+    fn add(
+        package: &str,
+        prefix: &str,
+        m: &DescriptorProto,
+        out: &mut HashMap<String, ProtoMessage>,
+    ) {
         let name = format!("{prefix}.{}", m.name());
         for nested in &m.nested_type {
-            add(&name, nested, out);
+            add(package, &name, nested, out);
         }
-        out.insert(name, m.clone());
+        let message = ProtoMessage {
+            package: package.to_string(),
+            descriptor: m.clone(),
+        };
+        out.insert(name, message);
     }
     let fds = FileDescriptorSet::decode(DESCRIPTORS).expect("build.rs wrote a descriptor set");
     let mut out = HashMap::new();
     for file in &fds.file {
         for m in &file.message_type {
-            add(file.package(), m, &mut out);
+            add(file.package(), file.package(), m, &mut out);
         }
     }
     out
@@ -67,11 +82,11 @@ fn short_name(full: &str, package: &str) -> String {
 
 /// Each message reachable from `root` with the way down to it (the field numbers of the
 /// embedded messages that hold it), the first way found breadth first.
-fn ways_down(root: &str, messages: &HashMap<String, DescriptorProto>) -> Vec<(String, Vec<u32>)> {
+fn ways_down(root: &str, messages: &HashMap<String, ProtoMessage>) -> Vec<(String, Vec<u32>)> {
     let mut seen = vec![(root.to_string(), Vec::new())];
     let mut queue = VecDeque::from([(root.to_string(), Vec::new())]);
     while let Some((name, way)) = queue.pop_front() {
-        for field in &messages[&name].field {
+        for field in &messages[&name].descriptor.field {
             if field.r#type() != Type::Message {
                 continue;
             }
@@ -95,29 +110,16 @@ fn wrap(way: &[u32], inner: Vec<u8>) -> Vec<u8> {
         .fold(inner, |bytes, &number| ld(number, &bytes))
 }
 
-fn package_of(full: &str) -> &'static str {
-    [
-        "opentelemetry.proto.collector.trace.v1",
-        "opentelemetry.proto.collector.logs.v1",
-    ]
-    .into_iter()
-    .chain([
-        "opentelemetry.proto.trace.v1",
-        "opentelemetry.proto.logs.v1",
-        "opentelemetry.proto.resource.v1",
-        "opentelemetry.proto.common.v1",
-    ])
-    .find(|p| full.starts_with(p) && full[p.len()..].starts_with('.'))
-    .unwrap_or_else(|| panic!("{full} is in no OTLP package of proto/"))
-}
-
 /// Checks every field and reserved number reachable from `root`; returns how many fields.
 fn check_signal(root: &str, decode: fn(&[u8]) -> Result<usize>) -> usize {
     let messages = messages();
     let mut checked = 0;
     for (name, way) in ways_down(root, &messages) {
-        let message = &messages[&name];
-        let short = short_name(&name, package_of(&name));
+        let ProtoMessage {
+            package,
+            descriptor: message,
+        } = &messages[&name];
+        let short = short_name(&name, package);
         for field in &message.field {
             let right = wire_type(field.r#type());
             let wrong = if right == LEN { VARINT } else { LEN };
