@@ -108,6 +108,14 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// Each shard's share of `--retention-bytes`.
+    pub fn retention_bytes_per_shard(&self) -> Option<u64> {
+        self.retention_bytes
+            .map(|total| total / u64::from(self.shards.max(1)))
+    }
+}
+
 /// One shard per core this process may run on.
 pub fn default_shards() -> u32 {
     std::thread::available_parallelism()

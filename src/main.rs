@@ -278,22 +278,7 @@ fn config_of(args: ServeArgs) -> Result<Config, String> {
             )
         })?),
     };
-    if let Some(bytes) = retention_bytes {
-        let per_shard = bytes / u64::from(shards);
-        if per_shard < 2 * args.segment_bytes {
-            return Err(format!(
-                "--retention-bytes {bytes} leaves each of {shards} shards {per_shard} bytes, \
-                 less than two segments of --segment-bytes {}",
-                args.segment_bytes
-            ));
-        }
-        tracing::info!(
-            retention_bytes = bytes,
-            per_shard,
-            "the data directory is bounded: past it the oldest segments are deleted"
-        );
-    }
-    Ok(Config {
+    let config = Config {
         data_dir: args.data_dir,
         shards,
         cores,
@@ -311,7 +296,23 @@ fn config_of(args: ServeArgs) -> Result<Config, String> {
         max_connections,
         retention_bytes,
         retention_age: args.retention_age.0,
-    })
+    };
+    if let Some(per_shard) = config.retention_bytes_per_shard() {
+        if per_shard < 2 * config.segment_bytes {
+            return Err(format!(
+                "--retention-bytes {} leaves each of {shards} shards {per_shard} bytes, \
+                 less than two segments of --segment-bytes {}",
+                retention_bytes.unwrap_or(0),
+                config.segment_bytes
+            ));
+        }
+        tracing::info!(
+            retention_bytes,
+            per_shard,
+            "the data directory is bounded: past it the oldest segments are deleted"
+        );
+    }
+    Ok(config)
 }
 
 /// `glust serve`'s defaults are written twice, as clap's strings (for `--help`) and as

@@ -18,10 +18,7 @@ use crate::shard::Shard;
 
 /// Runs until the shard stops, if any retention bound is set.
 pub async fn retain(shard: Rc<Shard>) {
-    let budget = shard
-        .config
-        .retention_bytes
-        .map(|total| total / u64::from(shard.count));
+    let budget = shard.config.retention_bytes_per_shard();
     let age = shard.config.retention_age;
     if budget.is_none() && age.is_none() {
         return;
