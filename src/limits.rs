@@ -85,6 +85,22 @@ pub const RETENTION_AUTO_PERCENT: u64 = 80;
 /// at most; a length past this is damage.
 pub const SEALED_COLUMN_BYTES_MAX: usize = 64 << 20;
 
+/// Spans per sealed block, about: a block ends at the first trace boundary past this, so a
+/// trace's spans of one segment sit in one block. At loadgen's ~67 bytes per sealed span a
+/// block is ~270 KB, and a trace lookup decodes one.
+pub const SEALED_BLOCK_SPANS: usize = 4096;
+
+/// Spans a sealed block holds at most: a trace with more spans than this in one segment is
+/// cut over several blocks, which the block table's trace-id ranges find together.
+pub const SEALED_BLOCK_SPANS_MAX: usize = 4 * SEALED_BLOCK_SPANS;
+
+/// Stored log bytes per sealed log block, about.
+pub const SEALED_LOG_BLOCK_BYTES: usize = 1 << 20;
+
+/// Largest sidecar read at start-up: a segment's sidecar is a few hundred KB; past this is
+/// damage, and reading it would only waste memory.
+pub const SIDECAR_BYTES_MAX: u64 = 256 << 20;
+
 /// How often each shard looks whether retention has segments to delete.
 pub const RETENTION_PERIOD: Duration = Duration::from_secs(1);
 

@@ -7,6 +7,7 @@
 //!
 //! Architecture invariant: nothing here knows about protobuf, JSON, HTTP or shards.
 
+pub mod from_archived;
 pub mod validate;
 
 use std::borrow::Cow;

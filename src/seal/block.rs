@@ -147,35 +147,56 @@ impl KeyValues {
 
 /// Encodes the spans of `batches` into one block.
 pub fn encode(batches: &[SpanBatch<'_>]) -> Vec<u8> {
+    let groups: Vec<(&Resource<'_>, &Scope<'_>)> =
+        batches.iter().map(|b| (&b.resource, &b.scope)).collect();
+    let mut spans: Vec<(u32, &Span<'_>)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(g, b)| b.spans.iter().map(move |s| (g as u32, s)))
+        .collect();
+    spans.sort_by_key(|(_, s)| (s.trace_id, s.start_time_unix_nano));
+    encode_sorted(&groups, &spans)
+}
+
+/// Encodes `spans`, each with its group (an index into `groups`: its resource and scope), into
+/// one block. The spans must be sorted by (trace id, start); groups no span names are not
+/// written, and equal groups are written once.
+pub fn encode_sorted(
+    groups: &[(&Resource<'_>, &Scope<'_>)],
+    spans: &[(u32, &Span<'_>)],
+) -> Vec<u8> {
+    debug_assert!(spans
+        .windows(2)
+        .all(|w| (w[0].1.trace_id, w[0].1.start_time_unix_nano)
+            <= (w[1].1.trace_id, w[1].1.start_time_unix_nano)));
     let mut cols: Vec<ColumnWriter> = COLUMNS.iter().map(|_| ColumnWriter::default()).collect();
     let col = |c: Col| c as usize;
 
-    // Groups: distinct (resource, scope), by their encoding.
-    let mut group_of_batch = Vec::with_capacity(batches.len());
-    let mut groups: HashMap<Vec<u8>, u64> = HashMap::new();
+    // Groups: distinct (resource, scope), by their encoding, numbered as spans first name them.
+    let mut id_of_group: Vec<Option<u64>> = vec![None; groups.len()];
+    let mut distinct: HashMap<Vec<u8>, u64> = HashMap::new();
     let mut scratch = ColumnWriter::default();
-    for b in batches {
-        scratch.bytes.clear();
-        write_resource(&mut scratch, &b.resource);
-        write_scope(&mut scratch, &b.scope);
-        let id = match groups.get(scratch.bytes.as_slice()) {
-            Some(&id) => id,
-            None => {
-                let id = groups.len() as u64;
-                cols[col(Col::Groups)].bytes(&scratch.bytes);
-                groups.insert(scratch.bytes.clone(), id);
-                id
-            }
-        };
-        group_of_batch.push(id);
-    }
-
-    let mut spans: Vec<(u64, &Span<'_>)> = batches
+    let spans: Vec<(u64, &Span<'_>)> = spans
         .iter()
-        .zip(&group_of_batch)
-        .flat_map(|(b, &g)| b.spans.iter().map(move |s| (g, s)))
+        .map(|&(g, s)| {
+            let id = *id_of_group[g as usize].get_or_insert_with(|| {
+                let (resource, scope) = groups[g as usize];
+                scratch.bytes.clear();
+                write_resource(&mut scratch, resource);
+                write_scope(&mut scratch, scope);
+                match distinct.get(scratch.bytes.as_slice()) {
+                    Some(&id) => id,
+                    None => {
+                        let id = distinct.len() as u64;
+                        cols[col(Col::Groups)].bytes(&scratch.bytes);
+                        distinct.insert(scratch.bytes.clone(), id);
+                        id
+                    }
+                }
+            });
+            (id, s)
+        })
         .collect();
-    spans.sort_by_key(|(_, s)| (s.trace_id, s.start_time_unix_nano));
 
     let mut names: HashMap<&str, u64> = HashMap::new();
     let mut keys: HashMap<&str, usize> = HashMap::new();

@@ -155,7 +155,7 @@ fn batch() -> impl Strategy<Value = SpanBatch<'static>> {
 }
 
 /// Every span with its resource and scope, in a canonical order.
-fn flat(batches: &[SpanBatch<'static>]) -> Vec<String> {
+fn flat(batches: &[SpanBatch<'_>]) -> Vec<String> {
     let mut out: Vec<String> = batches
         .iter()
         .flat_map(|b| {
@@ -288,4 +288,199 @@ fn values_that_never_repeat_leave_the_dictionary_and_still_round_trip() {
         .collect();
     let batches = one_batch(spans);
     assert_eq!(flat(&decode(&encode(&batches)).unwrap()), flat(&batches));
+}
+
+// Sealed files: a raw segment sealed and read back.
+
+mod files {
+    use super::*;
+    use crate::domain::{from_archived, LogBatch, LogRecord};
+    use crate::seal::{write, BlockKind, SealedSegment};
+    use crate::storage::{RecordKind, Store, StoreConfig};
+
+    fn log_batch() -> impl Strategy<Value = LogBatch<'static>> {
+        (
+            prop_oneof![Just("checkout"), Just("cart")],
+            vec(
+                (any::<u64>(), 0..25i32, text(), attributes(), any::<bool>()),
+                0..6,
+            ),
+        )
+            .prop_map(|(service, logs)| LogBatch {
+                resource: Resource {
+                    attributes: vec![KeyValue {
+                        key: Cow::Borrowed("service.name"),
+                        value: AnyValue::String(Cow::Borrowed(service)),
+                    }],
+                    ..Resource::default()
+                },
+                scope: Scope::default(),
+                logs: logs
+                    .into_iter()
+                    .map(|(time, severity, body, attributes, traced)| LogRecord {
+                        time_unix_nano: time,
+                        observed_time_unix_nano: time / 2,
+                        severity_number: severity,
+                        severity_text: Cow::Borrowed("INFO"),
+                        body: AnyValue::String(body),
+                        attributes,
+                        dropped_attributes_count: 0,
+                        flags: 0,
+                        trace_id: traced.then_some(TraceId([7; 16])),
+                        span_id: None,
+                        event_name: Cow::Borrowed(""),
+                    })
+                    .collect(),
+            })
+    }
+
+    /// Writes the batches as records of one raw segment; its path.
+    fn raw_segment(
+        dir: &std::path::Path,
+        spans: &[SpanBatch<'_>],
+        logs: &[LogBatch<'_>],
+    ) -> std::path::PathBuf {
+        let config = StoreConfig::single_shard(dir, 64 << 20, None);
+        let (mut store, _) = Store::open(config, |_, _, _| {}, |_, _| {}).unwrap();
+        for b in spans {
+            let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(b).unwrap();
+            store.append(RecordKind::Spans, &bytes).unwrap();
+        }
+        for b in logs {
+            let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(b).unwrap();
+            store.append(RecordKind::Logs, &bytes).unwrap();
+        }
+        let own = dir.join("0");
+        let mut files: Vec<_> = std::fs::read_dir(&own)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "glust"))
+            .collect();
+        assert_eq!(files.len(), 1);
+        files.pop().unwrap()
+    }
+
+    fn spans_of(sealed: &SealedSegment) -> Vec<String> {
+        let mut batches = Vec::new();
+        let blocks: Vec<_> = (0..sealed.sidecar.blocks.len())
+            .map(|i| sealed.decode(i).unwrap())
+            .collect();
+        for b in &blocks {
+            for a in b.span_batches() {
+                batches.push(SpanBatch {
+                    resource: from_archived::resource(&a.resource),
+                    scope: from_archived::scope(&a.scope),
+                    spans: a.spans.iter().map(from_archived::span).collect(),
+                });
+            }
+        }
+        flat(&batches)
+    }
+
+    fn logs_of(sealed: &SealedSegment) -> Vec<String> {
+        let blocks: Vec<_> = (0..sealed.sidecar.blocks.len())
+            .map(|i| sealed.decode(i).unwrap())
+            .collect();
+        let mut out: Vec<String> = blocks
+            .iter()
+            .flat_map(|b| b.log_batches())
+            .flat_map(|a| {
+                let resource = from_archived::resource(&a.resource);
+                a.logs
+                    .iter()
+                    .map(move |l| format!("{resource:?} {:?}", from_archived::log_record(l)))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn flat_logs(batches: &[LogBatch<'_>]) -> Vec<String> {
+        let mut out: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                b.logs
+                    .iter()
+                    .map(move |l| format!("{:?} {l:?}", b.resource))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn a_sealed_segment_holds_every_record_of_its_raw_segment(
+            spans in vec(batch(), 0..30),
+            logs in vec(log_batch(), 0..6),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let raw = raw_segment(dir.path(), &spans, &logs);
+            let sealed = write::seal(&raw).unwrap();
+            // Read back from disk, not from what sealing kept in memory.
+            let sealed = SealedSegment::open(sealed.data_path.clone(), sealed.sidecar_path.clone()).unwrap();
+            prop_assert_eq!(spans_of(&sealed), flat(&spans));
+            prop_assert_eq!(logs_of(&sealed), flat_logs(&logs));
+            let total: usize = spans.iter().map(|b| b.spans.len()).sum();
+            prop_assert_eq!(sealed.sidecar.spans, total as u64);
+            let total_logs: usize = logs.iter().map(|b| b.logs.len()).sum();
+            prop_assert_eq!(sealed.sidecar.logs, total_logs as u64);
+            for s in spans.iter().flat_map(|b| &b.spans) {
+                prop_assert!(sealed.sidecar.may_hold_trace(&s.trace_id));
+                let blocks: Vec<usize> = sealed.sidecar.trace_blocks(&s.trace_id).collect();
+                prop_assert!(!blocks.is_empty());
+                let m = &sealed.sidecar.blocks[blocks[0]];
+                prop_assert!(m.min_time <= s.start_time_unix_nano && s.start_time_unix_nano <= m.max_time);
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_end_at_trace_boundaries_and_a_huge_trace_spans_several() {
+        let dir = tempfile::tempdir().unwrap();
+        // 100 traces of 100 spans, then one trace of 20,000.
+        let mut batches = Vec::new();
+        for t in 0..100u8 {
+            batches.push(
+                one_batch(
+                    (0..100)
+                        .map(|i| plain_span(t, i, None, 1_000 + i, Vec::new()))
+                        .collect(),
+                )
+                .remove(0),
+            );
+        }
+        for chunk in 0..20u64 {
+            batches.push(
+                one_batch(
+                    (0..1000)
+                        .map(|i| plain_span(200, chunk * 1000 + i, None, 5_000 + i, Vec::new()))
+                        .collect(),
+                )
+                .remove(0),
+            );
+        }
+        let raw = raw_segment(dir.path(), &batches, &[]);
+        let sealed = write::seal(&raw).unwrap();
+        let blocks = &sealed.sidecar.blocks;
+        assert!(blocks.iter().all(|b| b.kind == BlockKind::Spans));
+        // Small traces are never cut.
+        for t in 0..100u8 {
+            assert_eq!(
+                sealed.sidecar.trace_blocks(&TraceId([t; 16])).count(),
+                1,
+                "trace {t}"
+            );
+        }
+        let huge: Vec<usize> = sealed.sidecar.trace_blocks(&TraceId([200; 16])).collect();
+        assert!(huge.len() >= 2, "{huge:?}");
+        assert!(blocks
+            .iter()
+            .all(|b| b.items as usize <= crate::limits::SEALED_BLOCK_SPANS_MAX));
+        assert_eq!(sealed.sidecar.spans, 30_000);
+        assert_eq!(sealed.sidecar.traces, 101);
+        assert_eq!(spans_of(&sealed), flat(&batches));
+    }
 }

@@ -1,0 +1,488 @@
+//! The two files of a sealed segment, byte for byte (`shards/README.md` has the same tables):
+//! the data file of compressed blocks (`seg-<seq>.sealed`) and its index sidecar
+//! (`seg-<seq>.idx`). Every integer is little-endian.
+//!
+//! **Data file**: a [`DATA_HEADER_BYTES`]-byte header, then blocks, each behind a
+//! [`BLOCK_FRAME_BYTES`]-byte frame:
+//!
+//! | offset | size | header field                                      |
+//! |--------|------|---------------------------------------------------|
+//! | 0      | 8    | magic `GLUSTSLD`                                  |
+//! | 8      | 4    | format version (1)                                |
+//! | 12     | 4    | id of the shard that wrote the raw segment        |
+//! | 16     | 4    | number of shards then                             |
+//! | 20     | 4    | reserved, zero                                    |
+//! | 24     | 8    | sequence number of the raw segment                |
+//! | 32     | 8    | the raw segment's creation time, unix ns          |
+//! | 40     | 8    | the raw segment's last write, unix ns             |
+//! | 48     | 12   | reserved, zero                                    |
+//! | 60     | 4    | CRC32C of bytes 0..60                             |
+//!
+//! | offset | size | block frame field                                 |
+//! |--------|------|---------------------------------------------------|
+//! | 0      | 4    | magic `BLK1`                                      |
+//! | 4      | 1    | kind: 1 spans ([`super::block`]), 2 logs ([`super::logblock`]) |
+//! | 5      | 3    | reserved, zero                                    |
+//! | 8      | 4    | length of the block's bytes                       |
+//! | 12     | 4    | CRC32C of the block's bytes                       |
+//!
+//! The frames make the data file readable without its sidecar: a lost or damaged sidecar is
+//! rebuilt by decoding the blocks.
+//!
+//! **Sidecar**: a fixed part, then variable sections, then a CRC32C of everything before it.
+//!
+//! | offset | size | field                                                     |
+//! |--------|------|-----------------------------------------------------------|
+//! | 0      | 8    | magic `GLUSTIDX`                                          |
+//! | 8      | 4    | format version (1)                                        |
+//! | 12     | 52   | bytes 12..64 of the data file's header (shard … last write, reserved) |
+//! | 64     | 8    | length of the data file                                   |
+//! | 72     | 8    | spans                                                     |
+//! | 80     | 8    | log records                                               |
+//! | 88     | 8    | distinct trace ids of the spans                           |
+//! | 96     | 8    | earliest span start or log time, unix ns (0: none)       |
+//! | 104    | 8    | latest span end or log time, unix ns                      |
+//! | 112    | 4    | blocks                                                    |
+//! | 116    | 4    | services                                                  |
+//! | 120    | 4    | span names                                                |
+//! | 124    | 4    | length of the trace filter                                |
+//!
+//! Then: the services, then the span names, each a `u32` length and UTF-8; then a
+//! [`BlockMeta`] per block (see [`BlockMeta::write`]); then the trace filter (a binary fuse
+//! filter of 8-bit fingerprints over [`trace_key`] of every trace id: xorf's `BinaryFuse8` as
+//! bincode encodes it with fixed-width integers: seed `u64`, segment length, its mask and the
+//! segment count length `u32` each, then the fingerprints' `u64` count and bytes; length 0
+//! when the segment holds no spans); then the `u32` CRC32C.
+
+use std::fmt;
+
+use xorf::{BinaryFuse8, Filter};
+
+use crate::domain::TraceId;
+
+pub const DATA_MAGIC: &[u8; 8] = b"GLUSTSLD";
+pub const SIDECAR_MAGIC: &[u8; 8] = b"GLUSTIDX";
+pub const SEALED_VERSION: u32 = 1;
+pub const DATA_HEADER_BYTES: usize = 64;
+pub const BLOCK_MAGIC: &[u8; 4] = b"BLK1";
+pub const BLOCK_FRAME_BYTES: usize = 16;
+const SIDECAR_FIXED_BYTES: usize = 128;
+
+/// What a block holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    Spans = 1,
+    Logs = 2,
+}
+
+impl BlockKind {
+    fn from_byte(b: u8) -> Option<BlockKind> {
+        match b {
+            1 => Some(BlockKind::Spans),
+            2 => Some(BlockKind::Logs),
+            _ => None,
+        }
+    }
+}
+
+/// Where a sealed segment came from: its raw segment's header fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedMeta {
+    pub shard_id: u32,
+    pub shard_count: u32,
+    pub seq: u64,
+    pub created_unix_nanos: u64,
+    pub last_write_unix_nanos: u64,
+}
+
+impl SealedMeta {
+    pub fn data_header(&self) -> [u8; DATA_HEADER_BYTES] {
+        let mut h = [0u8; DATA_HEADER_BYTES];
+        h[0..8].copy_from_slice(DATA_MAGIC);
+        h[8..12].copy_from_slice(&SEALED_VERSION.to_le_bytes());
+        h[12..16].copy_from_slice(&self.shard_id.to_le_bytes());
+        h[16..20].copy_from_slice(&self.shard_count.to_le_bytes());
+        h[24..32].copy_from_slice(&self.seq.to_le_bytes());
+        h[32..40].copy_from_slice(&self.created_unix_nanos.to_le_bytes());
+        h[40..48].copy_from_slice(&self.last_write_unix_nanos.to_le_bytes());
+        let crc = crc32c::crc32c(&h[0..60]);
+        h[60..64].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    pub fn from_data_header(h: &[u8]) -> Result<SealedMeta, FormatError> {
+        if h.len() < DATA_HEADER_BYTES || &h[0..8] != DATA_MAGIC {
+            return Err(FormatError::BadMagic("data file"));
+        }
+        if crc32c::crc32c(&h[0..60]) != u32_at(h, 60) {
+            return Err(FormatError::Checksum("data file header"));
+        }
+        Self::fields(h)
+    }
+
+    fn fields(h: &[u8]) -> Result<SealedMeta, FormatError> {
+        let version = u32_at(h, 8);
+        if version != SEALED_VERSION {
+            return Err(FormatError::Version(version));
+        }
+        Ok(SealedMeta {
+            shard_id: u32_at(h, 12),
+            shard_count: u32_at(h, 16),
+            seq: u64_at(h, 24),
+            created_unix_nanos: u64_at(h, 32),
+            last_write_unix_nanos: u64_at(h, 40),
+        })
+    }
+}
+
+/// One block as the sidecar describes it: where it is, and what lets a query skip it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockMeta {
+    pub kind: BlockKind,
+    /// Offset of the block's frame in the data file.
+    pub offset: u64,
+    /// Length of the block's bytes (after the frame).
+    pub len: u32,
+    pub crc: u32,
+    /// Spans or log records.
+    pub items: u32,
+    /// Span starts (logs: their times), earliest and latest.
+    pub min_time: u64,
+    pub max_time: u64,
+    /// Span ends (logs: their times), latest.
+    pub max_end: u64,
+    /// Span durations, shortest and longest (logs: 0).
+    pub min_duration: u64,
+    pub max_duration: u64,
+    /// Spans: the first and last trace id, in the block's order; logs: zero.
+    pub first_trace: TraceId,
+    pub last_trace: TraceId,
+    /// Some span has status error (logs: some record has severity ERROR or above).
+    pub error: bool,
+    /// Logs: the highest severity number in the block; spans: 0.
+    pub max_severity: i32,
+    /// Ids, into the sidecar's services and names, present in the block; sorted.
+    pub services: Vec<u32>,
+    pub names: Vec<u32>,
+}
+
+/// Fixed bytes of a [`BlockMeta`] before its id lists.
+const BLOCK_META_FIXED_BYTES: usize = 4 + 8 + 4 + 4 + 4 + 8 * 6 + 16 + 16 + 4 + 4;
+
+impl BlockMeta {
+    /// | size | field |
+    /// |------|-------|
+    /// | 1 | kind |
+    /// | 1 | error flag (0 or 1) |
+    /// | 2 | reserved, zero |
+    /// | 8 | offset of the frame |
+    /// | 4 | length, 4 CRC32C, 4 items |
+    /// | 8 × 6 | min time, max time, max end, min duration, max duration, max severity (i64) |
+    /// | 16 + 16 | first and last trace id |
+    /// | 4 + 4 | service id count, name id count |
+    /// | 4 × each | the service ids, then the name ids |
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(self.kind as u8);
+        out.push(u8::from(self.error));
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        for v in [self.len, self.crc, self.items] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [
+            self.min_time,
+            self.max_time,
+            self.max_end,
+            self.min_duration,
+            self.max_duration,
+            i64::from(self.max_severity) as u64,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&self.first_trace.0);
+        out.extend_from_slice(&self.last_trace.0);
+        out.extend_from_slice(&(self.services.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(self.names.len() as u32).to_le_bytes());
+        for id in self.services.iter().chain(&self.names) {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<BlockMeta, FormatError> {
+        let b = r.take(BLOCK_META_FIXED_BYTES)?;
+        let kind = BlockKind::from_byte(b[0]).ok_or(FormatError::Invalid("a block kind"))?;
+        let trace = |o: usize| TraceId(b[o..o + 16].try_into().expect("16 bytes"));
+        let services = u32_at(b, 104) as usize;
+        let names = u32_at(b, 108) as usize;
+        let mut ids = |n: usize| -> Result<Vec<u32>, FormatError> {
+            let raw = r.take(
+                n.checked_mul(4)
+                    .ok_or(FormatError::Invalid("an id count"))?,
+            )?;
+            Ok(raw.chunks_exact(4).map(|c| u32_at(c, 0)).collect())
+        };
+        Ok(BlockMeta {
+            kind,
+            error: b[1] != 0,
+            offset: u64_at(b, 4),
+            len: u32_at(b, 12),
+            crc: u32_at(b, 16),
+            items: u32_at(b, 20),
+            min_time: u64_at(b, 24),
+            max_time: u64_at(b, 32),
+            max_end: u64_at(b, 40),
+            min_duration: u64_at(b, 48),
+            max_duration: u64_at(b, 56),
+            max_severity: i32::try_from(u64_at(b, 64) as i64)
+                .map_err(|_| FormatError::Invalid("a severity"))?,
+            first_trace: trace(72),
+            last_trace: trace(88),
+            services: ids(services)?,
+            names: ids(names)?,
+        })
+    }
+}
+
+/// What a sealed segment's sidecar holds, in memory for as long as the segment is kept.
+#[derive(Clone)]
+pub struct Sidecar {
+    pub meta: SealedMeta,
+    pub data_bytes: u64,
+    pub spans: u64,
+    pub logs: u64,
+    pub traces: u64,
+    /// Earliest span start or log time; 0 when the segment is empty.
+    pub min_time: u64,
+    pub max_time: u64,
+    pub services: Vec<String>,
+    pub names: Vec<String>,
+    pub blocks: Vec<BlockMeta>,
+    pub trace_filter: Option<BinaryFuse8>,
+}
+
+impl fmt::Debug for Sidecar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sidecar")
+            .field("meta", &self.meta)
+            .field("spans", &self.spans)
+            .field("logs", &self.logs)
+            .field("blocks", &self.blocks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The key a trace id has in a trace filter: trace ids are random, so their bytes folded
+/// are as good a hash as any.
+pub fn trace_key(id: &TraceId) -> u64 {
+    let lo = u64::from_le_bytes(id.0[0..8].try_into().expect("8 bytes"));
+    let hi = u64::from_le_bytes(id.0[8..16].try_into().expect("8 bytes"));
+    lo ^ hi.rotate_left(32)
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::legacy()
+}
+
+impl Sidecar {
+    /// Whether the segment may hold spans of trace `id` (no false negatives; false positives
+    /// below 0.4%). Without a filter, any trace may be here.
+    pub fn may_hold_trace(&self, id: &TraceId) -> bool {
+        match &self.trace_filter {
+            Some(f) => f.contains(&trace_key(id)),
+            None => self.spans > 0,
+        }
+    }
+
+    /// The span blocks whose trace-id range holds `id`.
+    pub fn trace_blocks<'s>(&'s self, id: &'s TraceId) -> impl Iterator<Item = usize> + 's {
+        self.blocks
+            .iter()
+            .enumerate()
+            .filter(move |(_, b)| {
+                b.kind == BlockKind::Spans && b.first_trace <= *id && *id <= b.last_trace
+            })
+            .map(|(i, _)| i)
+    }
+
+    /// Memory this sidecar holds, about.
+    pub fn memory_bytes(&self) -> usize {
+        let strings: usize = self
+            .services
+            .iter()
+            .chain(&self.names)
+            .map(|s| s.len() + 24)
+            .sum();
+        let blocks: usize = self
+            .blocks
+            .iter()
+            .map(|b| std::mem::size_of::<BlockMeta>() + 4 * (b.services.len() + b.names.len()))
+            .sum();
+        let filter = self
+            .trace_filter
+            .as_ref()
+            .map_or(0, |f| f.fingerprints.len());
+        std::mem::size_of::<Sidecar>() + strings + blocks + filter
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let filter = match &self.trace_filter {
+            Some(f) => bincode::encode_to_vec(f, bincode_config()).expect("a filter encodes"),
+            None => Vec::new(),
+        };
+        let mut out =
+            Vec::with_capacity(SIDECAR_FIXED_BYTES + filter.len() + 128 * self.blocks.len());
+        out.extend_from_slice(SIDECAR_MAGIC);
+        out.extend_from_slice(&self.meta.data_header()[8..64]);
+        debug_assert_eq!(out.len(), 64);
+        for v in [
+            self.data_bytes,
+            self.spans,
+            self.logs,
+            self.traces,
+            self.min_time,
+            self.max_time,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [
+            self.blocks.len(),
+            self.services.len(),
+            self.names.len(),
+            filter.len(),
+        ] {
+            out.extend_from_slice(&(v as u32).to_le_bytes());
+        }
+        debug_assert_eq!(out.len(), SIDECAR_FIXED_BYTES);
+        for s in self.services.iter().chain(&self.names) {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        for b in &self.blocks {
+            b.write(&mut out);
+        }
+        out.extend_from_slice(&filter);
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Sidecar, FormatError> {
+        if bytes.len() < SIDECAR_FIXED_BYTES + 4 || &bytes[0..8] != SIDECAR_MAGIC {
+            return Err(FormatError::BadMagic("sidecar"));
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32c::crc32c(body) != u32_at(crc, 0) {
+            return Err(FormatError::Checksum("sidecar"));
+        }
+        let meta = SealedMeta::fields(body)?;
+        let mut r = Reader {
+            bytes: body,
+            pos: SIDECAR_FIXED_BYTES,
+        };
+        let count = |o: usize| u32_at(body, o) as usize;
+        let (blocks, services, names, filter_len) =
+            (count(112), count(116), count(120), count(124));
+        let mut strings = |n: usize| -> Result<Vec<String>, FormatError> {
+            (0..n)
+                .map(|_| {
+                    let len = u32_at(r.take(4)?, 0) as usize;
+                    let s = std::str::from_utf8(r.take(len)?)
+                        .map_err(|_| FormatError::Invalid("a name that is not UTF-8"))?;
+                    Ok(s.to_owned())
+                })
+                .collect()
+        };
+        let services = strings(services)?;
+        let names = strings(names)?;
+        let blocks = (0..blocks)
+            .map(|_| BlockMeta::read(&mut r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let trace_filter = match filter_len {
+            0 => None,
+            n => {
+                let (f, used): (BinaryFuse8, usize) =
+                    bincode::decode_from_slice(r.take(n)?, bincode_config())
+                        .map_err(|_| FormatError::Invalid("the trace filter"))?;
+                if used != n {
+                    return Err(FormatError::Invalid("the trace filter's length"));
+                }
+                Some(f)
+            }
+        };
+        if r.pos != body.len() {
+            return Err(FormatError::Invalid("bytes after the trace filter"));
+        }
+        Ok(Sidecar {
+            meta,
+            data_bytes: u64_at(body, 64),
+            spans: u64_at(body, 72),
+            logs: u64_at(body, 80),
+            traces: u64_at(body, 88),
+            min_time: u64_at(body, 96),
+            max_time: u64_at(body, 104),
+            services,
+            names,
+            blocks,
+            trace_filter,
+        })
+    }
+}
+
+/// A block frame: the kind, length and CRC of the block that follows.
+pub fn block_frame(kind: BlockKind, block: &[u8]) -> [u8; BLOCK_FRAME_BYTES] {
+    let mut f = [0u8; BLOCK_FRAME_BYTES];
+    f[0..4].copy_from_slice(BLOCK_MAGIC);
+    f[4] = kind as u8;
+    f[8..12].copy_from_slice(&(block.len() as u32).to_le_bytes());
+    f[12..16].copy_from_slice(&crc32c::crc32c(block).to_le_bytes());
+    f
+}
+
+/// The kind, length and CRC of the block frame at the start of `bytes`.
+pub fn read_block_frame(bytes: &[u8]) -> Result<(BlockKind, u32, u32), FormatError> {
+    if bytes.len() < BLOCK_FRAME_BYTES || &bytes[0..4] != BLOCK_MAGIC {
+        return Err(FormatError::BadMagic("block frame"));
+    }
+    let kind = BlockKind::from_byte(bytes[4]).ok_or(FormatError::Invalid("a block kind"))?;
+    Ok((kind, u32_at(bytes, 8), u32_at(bytes, 12)))
+}
+
+/// Why a sealed file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("not a Glust {0} (bad magic)")]
+    BadMagic(&'static str),
+    #[error("{0} checksum mismatch")]
+    Checksum(&'static str),
+    #[error("sealed format version {0} is not supported (this build reads {SEALED_VERSION})")]
+    Version(u32),
+    #[error("truncated")]
+    Truncated,
+    #[error("invalid {0}")]
+    Invalid(&'static str),
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
+        let end = self.pos.checked_add(n).ok_or(FormatError::Truncated)?;
+        let out = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or(FormatError::Truncated)?;
+        self.pos = end;
+        Ok(out)
+    }
+}
+
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
+}

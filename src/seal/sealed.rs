@@ -1,0 +1,197 @@
+//! A sealed segment as a shard holds it: its sidecar in memory, its data file mapped, blocks
+//! read (checked against their CRC) and decoded on demand.
+
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use rkyv::util::AlignedVec;
+
+use super::format::{read_block_frame, BlockKind, SealedMeta, Sidecar, BLOCK_FRAME_BYTES};
+use super::{block, logblock, SealError};
+use crate::domain::{ArchivedLogBatch, ArchivedSpanBatch};
+use crate::limits::SIDECAR_BYTES_MAX;
+
+pub struct SealedSegment {
+    pub sidecar: Sidecar,
+    pub data_path: PathBuf,
+    pub sidecar_path: PathBuf,
+    map: Mmap,
+}
+
+impl std::fmt::Debug for SealedSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedSegment")
+            .field("data_path", &self.data_path)
+            .field("sidecar", &self.sidecar)
+            .finish()
+    }
+}
+
+impl SealedSegment {
+    /// Opens a sealed pair: reads and checks the sidecar, maps the data file and checks that
+    /// the two belong together. Blocking.
+    pub fn open(data_path: PathBuf, sidecar_path: PathBuf) -> Result<SealedSegment, SealError> {
+        let damaged = |path: &Path, reason: String| SealError::Damaged {
+            path: path.to_owned(),
+            reason,
+        };
+        let len = std::fs::metadata(&sidecar_path)
+            .map_err(|e| damaged(&sidecar_path, e.to_string()))?
+            .len();
+        if len > SIDECAR_BYTES_MAX {
+            return Err(damaged(
+                &sidecar_path,
+                format!("{len} bytes, more than a sidecar can be"),
+            ));
+        }
+        let bytes =
+            std::fs::read(&sidecar_path).map_err(|e| damaged(&sidecar_path, e.to_string()))?;
+        let sidecar = Sidecar::decode(&bytes).map_err(|e| damaged(&sidecar_path, e.to_string()))?;
+        SealedSegment::with_sidecar(data_path, sidecar_path, sidecar)
+    }
+
+    /// Maps the data file of `sidecar` and checks that it is the one the sidecar describes.
+    pub fn with_sidecar(
+        data_path: PathBuf,
+        sidecar_path: PathBuf,
+        sidecar: Sidecar,
+    ) -> Result<SealedSegment, SealError> {
+        let damaged = |reason: String| SealError::Damaged {
+            path: data_path.clone(),
+            reason,
+        };
+        let file = std::fs::File::open(&data_path).map_err(|e| damaged(e.to_string()))?;
+        // SAFETY: a sealed data file is never written again once renamed into place; it is
+        // only unlinked, which leaves the map valid.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| damaged(e.to_string()))?;
+        let meta = SealedMeta::from_data_header(&map).map_err(|e| damaged(e.to_string()))?;
+        if meta != sidecar.meta {
+            return Err(damaged("its header does not match its sidecar's".into()));
+        }
+        if map.len() as u64 != sidecar.data_bytes {
+            return Err(damaged(format!(
+                "{} bytes where its sidecar says {} (truncated?)",
+                map.len(),
+                sidecar.data_bytes
+            )));
+        }
+        Ok(SealedSegment {
+            sidecar,
+            data_path,
+            sidecar_path,
+            map,
+        })
+    }
+
+    /// The bytes of block `i`, checked against its frame and CRC.
+    pub fn block(&self, i: usize) -> Result<&[u8], SealError> {
+        let damaged = |reason: String| SealError::Block {
+            path: self.data_path.clone(),
+            block: i,
+            reason,
+        };
+        let meta = self
+            .sidecar
+            .blocks
+            .get(i)
+            .ok_or_else(|| damaged("no such block".into()))?;
+        let at = meta.offset as usize;
+        let frame = self
+            .map
+            .get(at..at + BLOCK_FRAME_BYTES)
+            .ok_or_else(|| damaged("past the end of the file".into()))?;
+        let (kind, len, crc) = read_block_frame(frame).map_err(|e| damaged(e.to_string()))?;
+        if kind != meta.kind || len != meta.len || crc != meta.crc {
+            return Err(damaged("its frame does not match the sidecar".into()));
+        }
+        let start = at + BLOCK_FRAME_BYTES;
+        let bytes = self
+            .map
+            .get(start..start + len as usize)
+            .ok_or_else(|| damaged("past the end of the file".into()))?;
+        if crc32c::crc32c(bytes) != crc {
+            return Err(damaged("checksum mismatch".into()));
+        }
+        Ok(bytes)
+    }
+
+    /// Block `i` decoded into records, as stored records are read.
+    pub fn decode(&self, i: usize) -> Result<DecodedBlock, SealError> {
+        let bytes = self.block(i)?;
+        let invalid = |reason: String| SealError::Block {
+            path: self.data_path.clone(),
+            block: i,
+            reason,
+        };
+        let kind = self.sidecar.blocks[i].kind;
+        let records = match kind {
+            BlockKind::Spans => block::decode(bytes)
+                .map_err(|e| invalid(e.to_string()))?
+                .iter()
+                .map(|batch| {
+                    rkyv::to_bytes::<rkyv::rancor::Error>(batch)
+                        .map_err(|e| invalid(format!("cannot archive: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            BlockKind::Logs => logblock::decode(bytes).map_err(|e| invalid(e.to_string()))?,
+        };
+        let decoded = DecodedBlock { kind, records };
+        // Span records were archived here; log records are checked as any stored record is.
+        if decoded.batches_unreadable() {
+            return Err(invalid("a record that is not a valid archive".into()));
+        }
+        Ok(decoded)
+    }
+
+    /// Bytes on disk: the data file and the sidecar.
+    pub fn disk_bytes(&self) -> u64 {
+        self.sidecar.data_bytes + std::fs::metadata(&self.sidecar_path).map_or(0, |m| m.len())
+    }
+
+    /// Unlinks both files (the sidecar last: a pair is complete only with it, and a data file
+    /// without one is removed at start-up). Blocking. The bytes freed.
+    pub fn delete(self) -> std::io::Result<u64> {
+        let bytes = self.disk_bytes();
+        std::fs::remove_file(&self.sidecar_path)?;
+        std::fs::remove_file(&self.data_path)?;
+        Ok(bytes)
+    }
+}
+
+/// One block's records, as archives read in place ([`DecodedBlock::span_batches`]).
+pub struct DecodedBlock {
+    pub kind: BlockKind,
+    records: Vec<AlignedVec>,
+}
+
+impl DecodedBlock {
+    fn batches_unreadable(&self) -> bool {
+        match self.kind {
+            BlockKind::Spans => false,
+            BlockKind::Logs => self.records.iter().any(|r| {
+                rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(r).is_err()
+            }),
+        }
+    }
+
+    pub fn span_batches(&self) -> impl Iterator<Item = &ArchivedSpanBatch<'static>> {
+        let spans = self.kind == BlockKind::Spans;
+        self.records
+            .iter()
+            .filter(move |_| spans)
+            .filter_map(|r| rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(r).ok())
+    }
+
+    pub fn log_batches(&self) -> impl Iterator<Item = &ArchivedLogBatch<'static>> {
+        let logs = self.kind == BlockKind::Logs;
+        self.records
+            .iter()
+            .filter(move |_| logs)
+            .filter_map(|r| rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(r).ok())
+    }
+
+    /// Bytes the decoded records hold.
+    pub fn bytes(&self) -> usize {
+        self.records.iter().map(|r| r.len()).sum()
+    }
+}

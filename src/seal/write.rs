@@ -1,0 +1,400 @@
+//! Sealing one full raw segment ([`seal`]): its records rewritten as blocks, and the sidecar
+//! that describes them, made visible in an order that a crash at any point leaves either the
+//! raw segment or a complete sealed pair as the truth (`shards/README.md`, "Lifecycle").
+//!
+//! Blocking from start to end (it reads a whole segment and writes and syncs two files): the
+//! shard runs it on its blocking pool ([`crate::shard::sealing`]).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::format::{
+    block_frame, trace_key, BlockKind, BlockMeta, SealedMeta, Sidecar, BLOCK_FRAME_BYTES,
+    DATA_HEADER_BYTES,
+};
+use super::sealed::SealedSegment;
+use super::{block, data_path, logblock, sidecar_path, tmp_path, SealError};
+use crate::domain::{
+    archived_service_name, from_archived, ArchivedLogBatch, ArchivedSpanBatch, Resource, Scope,
+    Span, TraceId, STATUS_CODE_ERROR,
+};
+use crate::limits::{SEALED_BLOCK_SPANS, SEALED_BLOCK_SPANS_MAX, SEALED_LOG_BLOCK_BYTES};
+use crate::storage::segment::{sync_dir, Segment};
+use crate::storage::RecordKind;
+
+/// OTLP severity number of `ERROR`: a log block holding one at or above it is flagged.
+const SEVERITY_ERROR: i32 = 17;
+
+/// The steps of sealing, in order, at which a test can make sealing stop (and then kill the
+/// process): see [`pause_point`].
+pub const STEPS: [&str; 4] = ["written", "data-renamed", "renamed", "installed"];
+
+/// Environment variable naming a step of [`STEPS`] at which sealing stops for good: for the
+/// crash tests only, which kill the process there.
+pub const PAUSE_ENV: &str = "GLUST_TEST_SEAL_PAUSE";
+
+/// Stops this thread for good if [`PAUSE_ENV`] names `step`, after saying so on stderr.
+pub fn pause_point(step: &str) {
+    if std::env::var(PAUSE_ENV).is_ok_and(|s| s == step) {
+        eprintln!("glust: sealing paused at {step}");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
+/// Seals the raw segment at `raw`: writes `seg-<seq>.sealed` and `seg-<seq>.idx` beside it,
+/// synced and renamed into place (data file first), and the directory synced. The raw
+/// segment is left as it is: the caller deletes it once the sealed one serves its records.
+pub fn seal(raw: &Path) -> Result<SealedSegment, SealError> {
+    let failed = |source: io::Error| SealError::Io {
+        path: raw.to_owned(),
+        source: source.into(),
+    };
+    let mut segment = Segment::open(raw, false).map_err(|e| SealError::Raw {
+        path: raw.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let mut records: Vec<u32> = Vec::new();
+    segment.recover(|offset, _, _| records.push(offset));
+    let last_write = std::fs::metadata(raw)
+        .and_then(|m| m.modified())
+        .map_err(failed)?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let meta = SealedMeta {
+        shard_id: segment.meta.shard_id,
+        shard_count: segment.meta.shard_count,
+        seq: segment.meta.seq,
+        created_unix_nanos: segment.meta.created_unix_nanos,
+        last_write_unix_nanos: last_write,
+    };
+
+    let mut spans: Vec<&ArchivedSpanBatch<'static>> = Vec::new();
+    let mut logs: Vec<(&[u8], &ArchivedLogBatch<'static>)> = Vec::new();
+    for offset in records {
+        // The recovery scan just checked every CRC: a read that fails now is damage, skipped
+        // as recovery skips it.
+        let Ok((kind, payload)) = segment.read(offset) else {
+            continue;
+        };
+        match kind {
+            RecordKind::Spans => {
+                if let Ok(b) =
+                    rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(payload)
+                {
+                    spans.push(b);
+                }
+            }
+            RecordKind::Logs => {
+                if let Ok(b) =
+                    rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(payload)
+                {
+                    logs.push((payload, b));
+                }
+            }
+        }
+    }
+
+    let dir = raw.parent().unwrap_or(Path::new("."));
+    let (data, idx) = (data_path(dir, meta.seq), sidecar_path(dir, meta.seq));
+    let (data_tmp, idx_tmp) = (tmp_path(&data), tmp_path(&idx));
+    let written = (|| -> io::Result<Sidecar> {
+        let mut out = DataWriter::create(&data_tmp, &meta)?;
+        let mut names = Names::default();
+        let (traces, filter_keys) = write_span_blocks(&mut out, &mut names, &spans)?;
+        write_log_blocks(&mut out, &mut names, &logs)?;
+        let data_bytes = out.finish()?;
+        let sidecar = names.sidecar(meta, data_bytes, out.blocks, traces, filter_keys);
+        let mut f = File::create(&idx_tmp)?;
+        f.write_all(&sidecar.encode())?;
+        f.sync_all()?;
+        Ok(sidecar)
+    })();
+    let sidecar = match written {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&data_tmp);
+            let _ = std::fs::remove_file(&idx_tmp);
+            return Err(failed(e));
+        }
+    };
+    pause_point(STEPS[0]);
+    std::fs::rename(&data_tmp, &data).map_err(failed)?;
+    pause_point(STEPS[1]);
+    std::fs::rename(&idx_tmp, &idx).map_err(failed)?;
+    sync_dir(dir).map_err(failed)?;
+    pause_point(STEPS[2]);
+    SealedSegment::with_sidecar(data, idx, sidecar)
+}
+
+/// The data file as it is written: its blocks' descriptions so far.
+struct DataWriter {
+    out: BufWriter<File>,
+    pos: u64,
+    blocks: Vec<BlockMeta>,
+}
+
+impl DataWriter {
+    fn create(path: &Path, meta: &SealedMeta) -> io::Result<DataWriter> {
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
+        out.write_all(&meta.data_header())?;
+        Ok(DataWriter {
+            out,
+            pos: DATA_HEADER_BYTES as u64,
+            blocks: Vec::new(),
+        })
+    }
+
+    /// Appends `bytes` as a block of `kind`, described by `meta` (its place filled in here).
+    fn block(&mut self, kind: BlockKind, bytes: &[u8], mut meta: BlockMeta) -> io::Result<()> {
+        let frame = block_frame(kind, bytes);
+        self.out.write_all(&frame)?;
+        self.out.write_all(bytes)?;
+        meta.kind = kind;
+        meta.offset = self.pos;
+        meta.len = bytes.len() as u32;
+        meta.crc = u32::from_le_bytes(frame[12..16].try_into().expect("4 bytes"));
+        self.pos += (BLOCK_FRAME_BYTES + bytes.len()) as u64;
+        self.blocks.push(meta);
+        Ok(())
+    }
+
+    /// Flushes and syncs the file; its length.
+    fn finish(&mut self) -> io::Result<u64> {
+        self.out.flush()?;
+        self.out.get_ref().sync_all()?;
+        Ok(self.pos)
+    }
+}
+
+/// The services and span names of a segment, numbered as first seen.
+#[derive(Default)]
+struct Names {
+    services: BTreeMap<String, u32>,
+    names: BTreeMap<String, u32>,
+}
+
+fn id_of(map: &mut BTreeMap<String, u32>, s: &str) -> u32 {
+    if let Some(&id) = map.get(s) {
+        return id;
+    }
+    let id = map.len() as u32;
+    map.insert(s.to_owned(), id);
+    id
+}
+
+impl Names {
+    fn sidecar(
+        self,
+        meta: SealedMeta,
+        data_bytes: u64,
+        blocks: Vec<BlockMeta>,
+        traces: u64,
+        mut filter_keys: Vec<u64>,
+    ) -> Sidecar {
+        let by_id = |map: BTreeMap<String, u32>| {
+            let mut v: Vec<(u32, String)> = map.into_iter().map(|(s, id)| (id, s)).collect();
+            v.sort_unstable();
+            v.into_iter().map(|(_, s)| s).collect::<Vec<String>>()
+        };
+        filter_keys.sort_unstable();
+        filter_keys.dedup();
+        // Building fails only for pathological key sets; without a filter, lookups read the
+        // block table instead.
+        let trace_filter = match filter_keys.is_empty() {
+            true => None,
+            false => xorf::BinaryFuse8::try_from(&filter_keys).ok(),
+        };
+        let spans = blocks
+            .iter()
+            .filter(|b| b.kind == BlockKind::Spans)
+            .map(|b| u64::from(b.items))
+            .sum();
+        let logs = blocks
+            .iter()
+            .filter(|b| b.kind == BlockKind::Logs)
+            .map(|b| u64::from(b.items))
+            .sum();
+        Sidecar {
+            meta,
+            data_bytes,
+            spans,
+            logs,
+            traces,
+            min_time: blocks.iter().map(|b| b.min_time).min().unwrap_or(0),
+            max_time: blocks
+                .iter()
+                .map(|b| b.max_end.max(b.max_time))
+                .max()
+                .unwrap_or(0),
+            services: by_id(self.services),
+            names: by_id(self.names),
+            blocks,
+            trace_filter,
+        }
+    }
+}
+
+fn empty_meta() -> BlockMeta {
+    BlockMeta {
+        kind: BlockKind::Spans,
+        offset: 0,
+        len: 0,
+        crc: 0,
+        items: 0,
+        min_time: u64::MAX,
+        max_time: 0,
+        max_end: 0,
+        min_duration: u64::MAX,
+        max_duration: 0,
+        first_trace: TraceId::default(),
+        last_trace: TraceId::default(),
+        error: false,
+        max_severity: 0,
+        services: Vec::new(),
+        names: Vec::new(),
+    }
+}
+
+/// Writes the spans of `batches` as blocks, sorted by (trace id, start) and cut at trace
+/// boundaries; the number of distinct traces and the trace filter's keys.
+fn write_span_blocks(
+    out: &mut DataWriter,
+    names: &mut Names,
+    batches: &[&ArchivedSpanBatch<'static>],
+) -> io::Result<(u64, Vec<u64>)> {
+    let groups: Vec<(Resource<'_>, Scope<'_>)> = batches
+        .iter()
+        .map(|b| {
+            (
+                from_archived::resource(&b.resource),
+                from_archived::scope(&b.scope),
+            )
+        })
+        .collect();
+    let group_refs: Vec<(&Resource<'_>, &Scope<'_>)> = groups.iter().map(|(r, s)| (r, s)).collect();
+    let services: Vec<u32> = batches
+        .iter()
+        .map(|b| {
+            id_of(
+                &mut names.services,
+                archived_service_name(&b.resource.attributes),
+            )
+        })
+        .collect();
+    // Every span's place, in the order blocks hold them.
+    let mut order: Vec<(TraceId, u64, u32, u32)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(b, batch)| {
+            batch.spans.iter().enumerate().map(move |(i, s)| {
+                (
+                    s.trace_id.get(),
+                    s.start_time_unix_nano.to_native(),
+                    b as u32,
+                    i as u32,
+                )
+            })
+        })
+        .collect();
+    order.sort_unstable();
+    let keys: Vec<u64> = order
+        .iter()
+        .enumerate()
+        .filter(|&(i, o)| i == 0 || order[i - 1].0 != o.0)
+        .map(|(_, o)| trace_key(&o.0))
+        .collect();
+    let traces = keys.len() as u64;
+    let mut start = 0;
+    while start < order.len() {
+        // A block ends at the first trace boundary past SEALED_BLOCK_SPANS, or at the cap.
+        let mut end = (start + SEALED_BLOCK_SPANS).min(order.len());
+        while end < order.len()
+            && end - start < SEALED_BLOCK_SPANS_MAX
+            && order[end].0 == order[end - 1].0
+        {
+            end += 1;
+        }
+        let chunk = &order[start..end];
+        let spans: Vec<Span<'_>> = chunk
+            .iter()
+            .map(|&(_, _, b, i)| from_archived::span(&batches[b as usize].spans[i as usize]))
+            .collect();
+        let input: Vec<(u32, &Span<'_>)> = chunk.iter().map(|c| c.2).zip(&spans).collect();
+        let mut meta = empty_meta();
+        meta.items = spans.len() as u32;
+        meta.first_trace = chunk[0].0;
+        meta.last_trace = chunk[chunk.len() - 1].0;
+        for (_, s) in &input {
+            let duration = s.duration_nanos();
+            meta.min_time = meta.min_time.min(s.start_time_unix_nano);
+            meta.max_time = meta.max_time.max(s.start_time_unix_nano);
+            meta.max_end = meta.max_end.max(s.end_time_unix_nano);
+            meta.min_duration = meta.min_duration.min(duration);
+            meta.max_duration = meta.max_duration.max(duration);
+            meta.error |= s.status.code == STATUS_CODE_ERROR;
+            meta.names.push(id_of(&mut names.names, &s.name));
+        }
+        meta.services = chunk.iter().map(|c| services[c.2 as usize]).collect();
+        for ids in [&mut meta.services, &mut meta.names] {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        let bytes = block::encode_sorted(&group_refs, &input);
+        out.block(BlockKind::Spans, &bytes, meta)?;
+        start = end;
+    }
+    Ok((traces, keys))
+}
+
+/// Writes the log records as blocks of about [`SEALED_LOG_BLOCK_BYTES`], in stored order.
+fn write_log_blocks(
+    out: &mut DataWriter,
+    names: &mut Names,
+    records: &[(&[u8], &ArchivedLogBatch<'static>)],
+) -> io::Result<()> {
+    let mut start = 0;
+    while start < records.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < records.len() && (end == start || bytes < SEALED_LOG_BLOCK_BYTES) {
+            bytes += records[end].0.len();
+            end += 1;
+        }
+        let chunk = &records[start..end];
+        let mut meta = empty_meta();
+        let mut max_severity = 0;
+        for (_, batch) in chunk {
+            meta.services.push(id_of(
+                &mut names.services,
+                archived_service_name(&batch.resource.attributes),
+            ));
+            for l in batch.logs.iter() {
+                let record = from_archived::log_record(l);
+                let t = record.effective_time();
+                meta.items += 1;
+                meta.min_time = meta.min_time.min(t);
+                meta.max_time = meta.max_time.max(t);
+                max_severity = max_severity.max(record.severity_number);
+            }
+        }
+        meta.error = max_severity >= SEVERITY_ERROR;
+        meta.max_severity = max_severity;
+        (meta.min_duration, meta.max_duration) = (0, 0);
+        meta.services.sort_unstable();
+        meta.services.dedup();
+        let payloads: Vec<&[u8]> = chunk.iter().map(|(p, _)| *p).collect();
+        out.block(BlockKind::Logs, &logblock::encode(&payloads), meta)?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// Paths of the two files sealing `seq` in `dir` makes, final and temporary.
+pub fn paths(dir: &Path, seq: u64) -> [PathBuf; 4] {
+    let (data, idx) = (data_path(dir, seq), sidecar_path(dir, seq));
+    [tmp_path(&data), tmp_path(&idx), data, idx]
+}
