@@ -101,6 +101,9 @@ pub const SEALED_LOG_BLOCK_BYTES: usize = 1 << 20;
 /// damage, and reading it would only waste memory.
 pub const SIDECAR_BYTES_MAX: u64 = 256 << 20;
 
+/// How often each shard looks for full raw segments to seal.
+pub const SEAL_PERIOD: Duration = Duration::from_secs(1);
+
 /// How often each shard looks whether retention has segments to delete.
 pub const RETENTION_PERIOD: Duration = Duration::from_secs(1);
 

@@ -245,6 +245,10 @@ pub struct ShardMetrics {
     /// Segments deleted by retention, and the bytes they held.
     pub segments_deleted: Cell<u64>,
     pub bytes_deleted: Cell<u64>,
+    /// Raw segments sealed, sealings that failed, and sealed blocks found damaged on read.
+    pub segments_sealed: Cell<u64>,
+    pub seal_failures: Cell<u64>,
+    pub sealed_blocks_damaged: Cell<u64>,
     hists: [RefCell<Histogram<u64>>; 8],
 }
 
@@ -266,6 +270,9 @@ impl Default for ShardMetrics {
             group_writes: Cell::new(0),
             segments_deleted: Cell::new(0),
             bytes_deleted: Cell::new(0),
+            segments_sealed: Cell::new(0),
+            seal_failures: Cell::new(0),
+            sealed_blocks_damaged: Cell::new(0),
             hists: std::array::from_fn(|_| RefCell::new(new_histogram())),
         }
     }
@@ -346,6 +353,21 @@ impl ShardMetrics {
                 "bytes_deleted_total",
                 "bytes the segments deleted by retention held",
                 &self.bytes_deleted,
+            ),
+            c(
+                "segments_sealed_total",
+                "raw segments rewritten as sealed segments (compressed blocks and a sidecar)",
+                &self.segments_sealed,
+            ),
+            c(
+                "seal_failures_total",
+                "sealings that failed (the raw segment stays and is served)",
+                &self.seal_failures,
+            ),
+            c(
+                "sealed_blocks_damaged_total",
+                "sealed blocks found damaged when read (skipped, never served)",
+                &self.sealed_blocks_damaged,
             ),
         ]);
         Snapshot {

@@ -18,9 +18,10 @@ use crate::limits::{
 };
 use crate::metrics::IntervalDumper;
 use crate::route::ShardId;
+use crate::seal::SealedSet;
 use crate::shard::conns::Conns;
 use crate::shard::mesh::{Inbound, Request, Response};
-use crate::shard::{admission, append, retention, trim, Shard};
+use crate::shard::{admission, append, retention, sealing, trim, Shard, ShardData};
 use crate::storage::{RecoveryReport, Store, StoreConfig};
 
 pub(super) async fn shard_main(ctx: ShardStart) -> Result<(), StartError> {
@@ -59,7 +60,7 @@ impl Drop for CallOff<'_> {
 
 async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
     let id = ctx.id;
-    let (store, index, report) = recover(id, &ctx.config).await?;
+    let (store, index, sealed, report) = recover(id, &ctx.config).await?;
     ctx.foreign_slots[id.index()].store(report.foreign_generation, Ordering::SeqCst);
 
     let ends = ctx.ends.borrow_mut().take().expect("mesh ends taken once");
@@ -84,8 +85,11 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
     let shard = Rc::new(Shard::new(
         id,
         ctx.config.clone(),
-        store,
-        index,
+        ShardData {
+            store,
+            index,
+            sealed,
+        },
         mesh,
         foreign,
         query_queue,
@@ -109,6 +113,7 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
     });
     glommio::spawn_local(trim::trim_after_bursts(shard.clone())).detach();
     glommio::spawn_local(retention::retain(shard.clone())).detach();
+    glommio::spawn_local(sealing::seal_full_segments(shard.clone())).detach();
     if ctx.config.fsync == FsyncPolicy::Interval {
         glommio::spawn_local(sync_every(shard.clone(), ctx.config.fsync_interval)).detach();
     }
@@ -223,7 +228,7 @@ async fn last_hdr_interval(
 async fn recover(
     id: ShardId,
     config: &Config,
-) -> Result<(Store, Indexes, RecoveryReport), StartError> {
+) -> Result<(Store, Indexes, SealedSet, RecoveryReport), StartError> {
     let store_config = StoreConfig {
         data_dir: config.data_dir.clone(),
         shard: id,
@@ -234,6 +239,23 @@ async fn recover(
     let started = std::time::Instant::now();
     let outcome = glommio::executor()
         .spawn_blocking(move || {
+            // Sealed pairs first: what a crash during sealing left is put right before the
+            // raw segments are replayed, so that no record is replayed that a sealed segment
+            // also holds.
+            let mut sealed = SealedSet::default();
+            let mut foreign_sealed = false;
+            let dirs = crate::storage::shard_dirs(&store_config)?;
+            let own = store_config.own_dir();
+            for dir in &dirs {
+                let found = crate::seal::recover::recover_dir(dir, *dir == own);
+                for (path, why) in &found.damaged {
+                    tracing::error!(shard = %id, file = %path.display(), "sealed segment not readable, left in place and not served: {why}");
+                }
+                for s in found.segments {
+                    foreign_sealed |= *dir != own || s.sidecar.meta.shard_count != store_config.shard_count;
+                    sealed.insert(std::sync::Arc::new(s));
+                }
+            }
             let mut index = Indexes::default();
             let mut undecodable = 0u64;
             let mut last_progress = std::time::Instant::now();
@@ -253,11 +275,12 @@ async fn recover(
             );
             opened.map(|(store, mut report)| {
                 report.corrupt_records += undecodable;
-                (store, index, report)
+                report.foreign_generation |= foreign_sealed;
+                (store, index, sealed, report)
             })
         })
         .await;
-    let (store, index, report) = outcome.map_err(|source| StartError::Storage {
+    let (store, index, sealed, report) = outcome.map_err(|source| StartError::Storage {
         shard: id.0,
         source,
     })?;
@@ -279,10 +302,11 @@ async fn recover(
         records = report.records,
         spans = stats.spans,
         logs = stats.logs,
+        sealed_segments = sealed.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "storage recovered"
     );
-    Ok((store, index, report))
+    Ok((store, index, sealed, report))
 }
 
 fn bind(addr: SocketAddr) -> Result<glommio::net::TcpListener, StartError> {

@@ -13,6 +13,7 @@ pub mod latch;
 pub mod mesh;
 pub mod query;
 pub mod retention;
+pub mod sealing;
 pub mod trim;
 
 use std::cell::{Cell, RefCell};
@@ -23,6 +24,7 @@ use crate::config::Config;
 use crate::index::Indexes;
 use crate::metrics::ShardMetrics;
 use crate::route::ShardId;
+use crate::seal::SealedSet;
 use crate::storage::Store;
 use append::AppendError;
 use conns::Conns;
@@ -30,6 +32,14 @@ use group_commit::GroupCommit;
 use group_write::GroupWrite;
 use latch::{Doorbell, Latch};
 use mesh::Mesh;
+
+/// What a shard holds, as start-up recovered it: its raw segments, their index, and its
+/// sealed segments.
+pub struct ShardData {
+    pub store: Store,
+    pub index: Indexes,
+    pub sealed: SealedSet,
+}
 
 /// One shard's state, shared by its tasks through `Rc`. What the modules above `shard` read
 /// is `pub` (its id, configuration, counters, mesh and stop latch); the rest is the shard's
@@ -39,8 +49,10 @@ pub struct Shard {
     pub(in crate::shard) count: u32,
     pub config: Config,
     pub(in crate::shard) store: RefCell<Store>,
-    /// One part per segment holding records.
+    /// One part per raw segment holding records.
     pub(in crate::shard) index: RefCell<Indexes>,
+    /// Sealed segments, with their sidecars.
+    pub(in crate::shard) sealed: RefCell<SealedSet>,
     pub(in crate::shard) commit: GroupCommit,
     pub(in crate::shard) group_write: GroupWrite,
     pub mesh: Mesh,
@@ -76,8 +88,7 @@ impl Shard {
     pub fn new(
         id: ShardId,
         config: Config,
-        store: Store,
-        index: Indexes,
+        data: ShardData,
         mesh: Mesh,
         foreign: Arc<Vec<bool>>,
         query_queue: glommio::TaskQueueHandle,
@@ -86,8 +97,9 @@ impl Shard {
             id,
             count: config.shards,
             config,
-            store: RefCell::new(store),
-            index: RefCell::new(index),
+            store: RefCell::new(data.store),
+            index: RefCell::new(data.index),
+            sealed: RefCell::new(data.sealed),
             commit: GroupCommit::default(),
             group_write: GroupWrite::default(),
             mesh,

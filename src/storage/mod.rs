@@ -22,5 +22,5 @@ pub use cache::CacheWork;
 pub use frame::RecordKind;
 pub use next_segment::{now_unix_nanos, Preparation};
 pub use prefetch::{prefetch, ColdRange};
-pub use recovery::RecoveryReport;
+pub use recovery::{shard_dirs, RecoveryReport};
 pub use store::{shard_dir, Deletable, IoFailure, Store, StoreConfig, StoreError, StoreFailure};

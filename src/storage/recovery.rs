@@ -166,6 +166,18 @@ fn recover_segment(
     Some(seg)
 }
 
+/// The directories a shard reads, adopted ones first, its own last (created if missing).
+pub fn shard_dirs(config: &StoreConfig) -> Result<Vec<PathBuf>, StoreError> {
+    let own = config.own_dir();
+    std::fs::create_dir_all(&own).map_err(|source| StoreError::Dir {
+        path: own.clone(),
+        source: source.into(),
+    })?;
+    let mut dirs = adopted_dirs(config)?;
+    dirs.push(own);
+    Ok(dirs)
+}
+
 /// Directories `k >= shard_count` with `k % shard_count == shard`: shards that no longer exist.
 fn adopted_dirs(config: &StoreConfig) -> Result<Vec<PathBuf>, StoreError> {
     let entries = std::fs::read_dir(&config.data_dir).map_err(|source| StoreError::Dir {

@@ -120,13 +120,15 @@ impl std::fmt::Display for IoFailure {
 impl std::error::Error for IoFailure {}
 
 /// A segment retention may delete ([`Store::deletable`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deletable {
     pub slot: u32,
     /// Bytes written to it.
     pub bytes: u64,
     /// The file's modification time: the last time records were written to it.
     pub last_write: std::time::SystemTime,
+    pub created_unix_nanos: u64,
+    pub path: PathBuf,
 }
 
 /// One shard's segments.
@@ -353,6 +355,8 @@ impl Store {
                         .unwrap_or(std::time::UNIX_EPOCH),
                     false => std::time::UNIX_EPOCH,
                 },
+                created_unix_nanos: seg.meta.created_unix_nanos,
+                path: seg.path.clone(),
             })
             .collect()
     }

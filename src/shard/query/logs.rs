@@ -50,7 +50,12 @@ pub(super) async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHi
     for segment in parts {
         search_part(shard, q, segment, &mut top).await;
     }
-    render_hits(shard, top.newest_first())
+    let floor = top.floor();
+    let mut hits = render_hits(shard, top.newest_first());
+    hits.extend(super::sealed::search_logs(shard, q, floor).await);
+    hits.sort_by_key(|h| std::cmp::Reverse(h.time_unix_nanos));
+    hits.truncate(q.limit);
+    hits
 }
 
 /// Scans the log entries of `segment`'s index part (or of one trace in it), newest first, in

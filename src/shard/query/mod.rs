@@ -11,6 +11,7 @@
 mod logs;
 mod records;
 mod scan;
+mod sealed;
 mod snapshot;
 mod traces;
 
@@ -45,12 +46,19 @@ pub async fn run_local(shard: &Rc<Shard>, q: &QueryRequest) -> QueryResponse {
             in_query_queue(shard, search).await
         }
         QueryRequest::Trace(id) => {
+            let mut groups = sealed::trace_groups(shard, id).await;
             let (index, store) = (shard.index.borrow(), shard.store.borrow());
-            QueryResponse::Trace(trace_json(&index, &store, id))
+            groups.extend(trace_json(&index, &store, id));
+            QueryResponse::Trace(groups)
         }
         QueryRequest::Services => {
-            let index = shard.index.borrow();
-            QueryResponse::Services(index.services())
+            let mut services = shard.index.borrow().services();
+            for s in shard.sealed.borrow().services() {
+                if !services.contains(&s) {
+                    services.push(s);
+                }
+            }
+            QueryResponse::Services(services)
         }
         QueryRequest::Metrics => {
             let (index, store) = (shard.index.borrow(), shard.store.borrow());

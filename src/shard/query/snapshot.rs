@@ -13,6 +13,7 @@ pub(super) fn metrics_snapshot(
     store: &Store,
 ) -> crate::metrics::Snapshot {
     let stats = index.stats();
+    let sealed = shard.sealed.borrow().stats();
     let conns = shard.conns.borrow();
     let (otlp, query) = match &*conns {
         Some((otlp, query)) => (Some(&**otlp), Some(&**query)),
@@ -49,13 +50,38 @@ pub(super) fn metrics_snapshot(
         ),
         (
             "segments",
-            "segment files open",
+            "raw segment files open (the head segment and those not sealed yet)",
             store.segment_count() as u64,
         ),
         (
             "bytes_stored",
-            "bytes written to segments, headers included",
+            "bytes written to raw segments, headers included",
             store.bytes_written(),
+        ),
+        (
+            "sealed_segments",
+            "sealed segments held",
+            sealed.segments,
+        ),
+        (
+            "sealed_bytes",
+            "bytes of sealed segments on disk, data files and sidecars",
+            sealed.disk_bytes,
+        ),
+        (
+            "sealed_spans",
+            "spans held in sealed segments",
+            sealed.spans,
+        ),
+        (
+            "sealed_logs",
+            "log records held in sealed segments",
+            sealed.logs,
+        ),
+        (
+            "sealed_memory_bytes",
+            "approximate heap bytes of the sealed segments' sidecars",
+            sealed.memory_bytes,
         ),
         (
             "index_traces",
@@ -81,7 +107,15 @@ pub(super) fn metrics_snapshot(
     snapshot.oldest.push((
         "oldest_data_unix_seconds",
         "when the oldest segment kept was started (unix seconds): retention deletes from there",
-        store.oldest_created_unix_nanos().unwrap_or(0) / 1_000_000_000,
+        [
+            store.oldest_created_unix_nanos(),
+            shard.sealed.borrow().oldest_created_unix_nanos(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(0)
+            / 1_000_000_000,
     ));
     snapshot.counters.extend([
         Counter::new(

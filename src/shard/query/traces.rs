@@ -86,7 +86,10 @@ pub(super) async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<T
     for (segment, end) in parts {
         search_part(shard, q, segment, end, &mut found).await;
     }
-    summaries(shard, found, q.limit)
+    // Then the sealed segments, as they are now: a head part sealed during the scan above is
+    // searched again there (a trace found twice is one trace).
+    super::sealed::search_traces(shard, q, &mut found).await;
+    summaries(shard, found, q.limit).await
 }
 
 /// Scans the span entries below `end` of `segment`'s index part, newest first, in slices,
@@ -164,17 +167,19 @@ async fn search_part(
 
 /// The summaries of the newest `limit` traces found (their strings are made for those only,
 /// not for every match), each over every part holding the trace, newest first.
-fn summaries(shard: &Shard, found: HashMap<TraceId, u64>, limit: usize) -> Vec<TraceSummary> {
-    let indexes = shard.index.borrow();
+async fn summaries(shard: &Shard, found: HashMap<TraceId, u64>, limit: usize) -> Vec<TraceSummary> {
     let mut ids: Vec<(TraceId, u64)> = found.into_iter().collect();
     if ids.len() > limit {
         ids.select_nth_unstable_by_key(limit, |(_, start)| std::cmp::Reverse(*start));
         ids.truncate(limit);
     }
-    let mut out: Vec<TraceSummary> = ids
-        .into_iter()
-        .filter_map(|(id, _)| indexes.summary(&id))
-        .collect();
+    let heads: Vec<(TraceId, Option<TraceSummary>)> = {
+        let indexes = shard.index.borrow();
+        ids.into_iter()
+            .map(|(id, _)| (id, indexes.summary(&id)))
+            .collect()
+    };
+    let mut out = super::sealed::merge_summaries(shard, heads).await;
     newest_first(&mut out, limit);
     out
 }

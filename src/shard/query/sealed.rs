@@ -1,0 +1,368 @@
+//! Queries over a shard's sealed segments: blocks are chosen from the sidecars (trace filter
+//! and trace-id ranges for a lookup; time, duration, service and name for a search) and only
+//! those are read, decoded on the blocking pool so that the shard's thread keeps serving
+//! ingest meanwhile. A damaged block is counted, logged and skipped: never served wrong.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::logs::value_contains;
+use super::records::{resource_fields, scope_fields};
+use super::scan::in_range;
+use super::traces::attr_matches;
+use crate::domain::{archived_service_name, ArchivedSpanBatch, TraceId, STATUS_CODE_ERROR};
+use crate::index::TraceSummary;
+use crate::metrics::add;
+use crate::otlp::json_out;
+use crate::query::{JsonGroup, LogHit, LogSearch, TraceSearch};
+use crate::seal::{BlockKind, BlockMeta, DecodedBlock, SealedSegment};
+use crate::shard::Shard;
+
+/// Block `i` of `segment`, decoded on the blocking pool; `None` (counted and logged) if it is
+/// damaged.
+async fn decode(shard: &Shard, segment: &Arc<SealedSegment>, i: usize) -> Option<DecodedBlock> {
+    let seg = segment.clone();
+    match glommio::executor()
+        .spawn_blocking(move || seg.decode(i))
+        .await
+    {
+        Ok(block) => Some(block),
+        Err(e) => {
+            add(&shard.metrics.sealed_blocks_damaged, 1);
+            tracing::error!(shard = %shard.id, "{e}; the block is skipped");
+            None
+        }
+    }
+}
+
+/// Decoded blocks of one query, each decoded once however often the query needs it.
+#[derive(Default)]
+struct Blocks {
+    decoded: HashMap<(std::path::PathBuf, usize), Option<Arc<DecodedBlock>>>,
+}
+
+impl Blocks {
+    async fn get(
+        &mut self,
+        shard: &Shard,
+        segment: &Arc<SealedSegment>,
+        i: usize,
+    ) -> Option<Arc<DecodedBlock>> {
+        let key = (segment.data_path.clone(), i);
+        if let Some(b) = self.decoded.get(&key) {
+            return b.clone();
+        }
+        let b = decode(shard, segment, i).await.map(Arc::new);
+        self.decoded.insert(key, b.clone());
+        b
+    }
+}
+
+/// The spans of trace `id` in the sealed segments, as OTLP JSON groups.
+pub(super) async fn trace_groups(shard: &Shard, id: &TraceId) -> Vec<JsonGroup> {
+    let holding = shard.sealed.borrow().holding_trace(id);
+    let mut groups = Vec::new();
+    for (segment, blocks) in holding {
+        for i in blocks {
+            let Some(block) = decode(shard, &segment, i).await else {
+                continue;
+            };
+            for batch in block.span_batches() {
+                let items: Vec<String> = batch
+                    .spans
+                    .iter()
+                    .filter(|s| s.trace_id.get() == *id)
+                    .map(|s| {
+                        let mut out = String::new();
+                        json_out::write_span(&mut out, s);
+                        out
+                    })
+                    .collect();
+                if !items.is_empty() {
+                    groups.push(JsonGroup {
+                        resource: resource_fields(&batch.resource),
+                        scope: scope_fields(&batch.scope),
+                        items,
+                    });
+                }
+            }
+        }
+    }
+    groups
+}
+
+/// The summary of trace `id` over the spans the sealed segments hold of it.
+async fn trace_summary(shard: &Shard, blocks: &mut Blocks, id: &TraceId) -> Option<TraceSummary> {
+    let holding = shard.sealed.borrow().holding_trace(id);
+    let mut acc: Option<TraceSummary> = None;
+    for (segment, list) in holding {
+        for i in list {
+            let Some(block) = blocks.get(shard, &segment, i).await else {
+                continue;
+            };
+            if let Some(s) = summarize(block.span_batches(), id) {
+                match &mut acc {
+                    Some(a) => a.merge(&s),
+                    None => acc = Some(s),
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// A trace's summary over the spans of `batches`: root is the span without a parent, else
+/// the earliest.
+fn summarize<'b>(
+    batches: impl Iterator<Item = &'b ArchivedSpanBatch<'static>>,
+    id: &TraceId,
+) -> Option<TraceSummary> {
+    let mut out: Option<TraceSummary> = None;
+    // (is a root, start) of the span the root names come from.
+    let mut root_rank = (false, u64::MAX);
+    for batch in batches {
+        let service = archived_service_name(&batch.resource.attributes);
+        for s in batch.spans.iter().filter(|s| s.trace_id.get() == *id) {
+            let (start, end) = (
+                s.start_time_unix_nano.to_native(),
+                s.end_time_unix_nano.to_native(),
+            );
+            let t = out.get_or_insert_with(|| TraceSummary {
+                trace_id: id.to_hex(),
+                root_service_name: String::new(),
+                root_span_name: String::new(),
+                span_count: 0,
+                error_count: 0,
+                start_unix_nanos: u64::MAX,
+                end_unix_nanos: 0,
+            });
+            t.span_count += 1;
+            t.error_count += u32::from(s.status.code.to_native() == STATUS_CODE_ERROR);
+            t.start_unix_nanos = t.start_unix_nanos.min(start);
+            t.end_unix_nanos = t.end_unix_nanos.max(end);
+            let is_root = s.parent_span_id.as_ref().is_none();
+            let better = match (is_root, root_rank.0) {
+                (true, false) => true,
+                (a, b) if a == b => start < root_rank.1,
+                _ => false,
+            };
+            if better {
+                root_rank = (is_root, start);
+                t.root_service_name = service.to_owned();
+                t.root_span_name = s.name.as_str().to_owned();
+            }
+        }
+    }
+    out
+}
+
+/// The summaries the sealed segments give of `ids`, each merged into `heads` (the head
+/// index's summary, if any).
+pub(super) async fn merge_summaries(
+    shard: &Shard,
+    ids: Vec<(TraceId, Option<TraceSummary>)>,
+) -> Vec<TraceSummary> {
+    let mut blocks = Blocks::default();
+    let mut out = Vec::with_capacity(ids.len());
+    for (id, head) in ids {
+        let sealed = trace_summary(shard, &mut blocks, &id).await;
+        match (head, sealed) {
+            (Some(mut h), Some(s)) => {
+                h.merge(&s);
+                out.push(h);
+            }
+            (Some(h), None) => out.push(h),
+            (None, Some(s)) => out.push(s),
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+/// Whether block `b` may hold a span `q` matches, by its description alone.
+fn span_block_may_match(
+    b: &BlockMeta,
+    q: &TraceSearch,
+    service: Option<u32>,
+    name: Option<u32>,
+) -> bool {
+    b.kind == BlockKind::Spans
+        && q.start_unix_nanos.is_none_or(|s| b.max_time >= s)
+        && q.end_unix_nanos.is_none_or(|e| b.min_time <= e)
+        && q.min_duration_nanos.is_none_or(|d| b.max_duration >= d)
+        && q.max_duration_nanos.is_none_or(|d| b.min_duration <= d)
+        && service.is_none_or(|id| b.services.binary_search(&id).is_ok())
+        && name.is_none_or(|id| b.names.binary_search(&id).is_ok())
+}
+
+/// The id `wanted` has in `names`: `Ok(None)` for no filter, `Err(())` when the segment does
+/// not hold it at all.
+fn id_in(names: &[String], wanted: Option<&str>) -> Result<Option<u32>, ()> {
+    match wanted {
+        None => Ok(None),
+        Some(w) => names
+            .iter()
+            .position(|n| n == w)
+            .map(|i| Some(i as u32))
+            .ok_or(()),
+    }
+}
+
+/// Adds to `found` the traces of the sealed segments with a span matching `q`, each with the
+/// start of its earliest matching trace part.
+pub(super) async fn search_traces(
+    shard: &Shard,
+    q: &TraceSearch,
+    found: &mut HashMap<TraceId, u64>,
+) {
+    let segments: Vec<Arc<SealedSegment>> = shard.sealed.borrow().iter().rev().cloned().collect();
+    for segment in segments {
+        let sc = &segment.sidecar;
+        if sc.spans == 0
+            || q.start_unix_nanos.is_some_and(|s| sc.max_time < s)
+            || q.end_unix_nanos.is_some_and(|e| sc.min_time > e)
+        {
+            continue;
+        }
+        let (Ok(service), Ok(name)) = (
+            id_in(&sc.services, q.service.as_deref()),
+            id_in(&sc.names, q.name.as_deref()),
+        ) else {
+            continue;
+        };
+        let blocks: Vec<usize> = (0..sc.blocks.len())
+            .filter(|&i| span_block_may_match(&sc.blocks[i], q, service, name))
+            .collect();
+        for i in blocks {
+            let Some(block) = decode(shard, &segment, i).await else {
+                continue;
+            };
+            for batch in block.span_batches() {
+                let resource = &batch.resource.attributes;
+                if q.service
+                    .as_deref()
+                    .is_some_and(|s| archived_service_name(resource) != s)
+                {
+                    continue;
+                }
+                for s in batch.spans.iter() {
+                    let start = s.start_time_unix_nano.to_native();
+                    let duration = s.end_time_unix_nano.to_native().saturating_sub(start);
+                    let id = s.trace_id.get();
+                    if found.contains_key(&id)
+                        || !in_range(start, q.start_unix_nanos, q.end_unix_nanos)
+                        || q.min_duration_nanos.is_some_and(|d| duration < d)
+                        || q.max_duration_nanos.is_some_and(|d| duration > d)
+                        || q.name.as_deref().is_some_and(|n| s.name.as_str() != n)
+                        || !q.attrs.iter().all(|(k, v)| {
+                            attr_matches(&s.attributes, k, v) || attr_matches(resource, k, v)
+                        })
+                    {
+                        continue;
+                    }
+                    // The trace's start in this segment: its block holds all its spans here.
+                    let trace_start = batch_trace_start(&block, &id).unwrap_or(start);
+                    found.insert(id, trace_start);
+                }
+            }
+        }
+    }
+}
+
+fn batch_trace_start(block: &DecodedBlock, id: &TraceId) -> Option<u64> {
+    block
+        .span_batches()
+        .flat_map(|b| b.spans.iter())
+        .filter(|s| s.trace_id.get() == *id)
+        .map(|s| s.start_time_unix_nano.to_native())
+        .min()
+}
+
+/// The newest `q.limit` log records of the sealed segments matching `q`, no older than
+/// `floor` (the oldest of the head's matches once it had `limit`).
+pub(super) async fn search_logs(shard: &Shard, q: &LogSearch, floor: Option<u64>) -> Vec<LogHit> {
+    let segments: Vec<Arc<SealedSegment>> = shard.sealed.borrow().iter().rev().cloned().collect();
+    let mut hits: Vec<LogHit> = Vec::new();
+    let mut floor = floor;
+    for segment in segments {
+        let sc = &segment.sidecar;
+        if sc.logs == 0
+            || q.start_unix_nanos.is_some_and(|s| sc.max_time < s)
+            || q.end_unix_nanos.is_some_and(|e| sc.min_time > e)
+        {
+            continue;
+        }
+        let Ok(service) = id_in(&sc.services, q.service.as_deref()) else {
+            continue;
+        };
+        let blocks: Vec<usize> = (0..sc.blocks.len())
+            .rev()
+            .filter(|&i| {
+                let b = &sc.blocks[i];
+                b.kind == BlockKind::Logs
+                    && q.start_unix_nanos.is_none_or(|s| b.max_time >= s)
+                    && q.end_unix_nanos.is_none_or(|e| b.min_time <= e)
+                    && q.min_severity.is_none_or(|m| b.max_severity >= m)
+                    && service.is_none_or(|id| b.services.binary_search(&id).is_ok())
+            })
+            .collect();
+        for i in blocks {
+            if floor.is_some_and(|f| sc.blocks[i].max_time <= f) {
+                continue;
+            }
+            let Some(block) = decode(shard, &segment, i).await else {
+                continue;
+            };
+            for batch in block.log_batches() {
+                if q.service
+                    .as_deref()
+                    .is_some_and(|s| archived_service_name(&batch.resource.attributes) != s)
+                {
+                    continue;
+                }
+                let mut group: Option<(Arc<str>, Arc<str>)> = None;
+                for l in batch.logs.iter() {
+                    let time = match l.time_unix_nano.to_native() {
+                        0 => l.observed_time_unix_nano.to_native(),
+                        t => t,
+                    };
+                    if !in_range(time, q.start_unix_nanos, q.end_unix_nanos)
+                        || floor.is_some_and(|f| time <= f)
+                        || q.min_severity
+                            .is_some_and(|m| l.severity_number.to_native() < m)
+                        || q.trace_id
+                            .is_some_and(|t| l.trace_id.as_ref().map(|x| x.get()) != Some(t))
+                        || q.contains
+                            .as_deref()
+                            .is_some_and(|n| !value_contains(&l.body, n))
+                    {
+                        continue;
+                    }
+                    let (resource, scope) = group
+                        .get_or_insert_with(|| {
+                            (resource_fields(&batch.resource), scope_fields(&batch.scope))
+                        })
+                        .clone();
+                    let mut item = String::new();
+                    json_out::write_log(&mut item, l);
+                    hits.push(LogHit {
+                        time_unix_nanos: time,
+                        group: JsonGroup {
+                            resource,
+                            scope,
+                            items: vec![item],
+                        },
+                    });
+                }
+            }
+            // Keep the newest `limit`; once that many are held, older blocks and records
+            // cannot make it.
+            if hits.len() >= q.limit {
+                hits.sort_by_key(|h| std::cmp::Reverse(h.time_unix_nanos));
+                hits.truncate(q.limit);
+                floor = floor.max(hits.last().map(|h| h.time_unix_nanos));
+            }
+        }
+    }
+    hits
+}
