@@ -104,6 +104,9 @@ pub const SIDECAR_BYTES_MAX: u64 = 256 << 20;
 /// How often each shard looks for full raw segments to seal.
 pub const SEAL_PERIOD: Duration = Duration::from_secs(1);
 
+/// How long a raw segment whose sealing failed waits before it is tried again.
+pub const SEAL_RETRY: Duration = Duration::from_secs(30);
+
 /// How often each shard looks whether retention has segments to delete.
 pub const RETENTION_PERIOD: Duration = Duration::from_secs(1);
 

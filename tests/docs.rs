@@ -132,6 +132,7 @@ fn quoted_limits() -> BTreeMap<&'static str, Quantity> {
         ("ACCEPT_BACKOFF_MAX", Time(l::ACCEPT_BACKOFF_MAX)),
         ("ACCEPT_LOG_PERIOD", Time(l::ACCEPT_LOG_PERIOD)),
         ("EVICTION_GRACE", Time(l::EVICTION_GRACE)),
+        ("SEAL_RETRY", Time(l::SEAL_RETRY)),
         ("QUERY_SLICE", Time(l::QUERY_SLICE)),
         ("SEARCHES_MAX", c(l::SEARCHES_MAX)),
         ("GROUP_WRITE_BYTES_MAX", b(l::GROUP_WRITE_BYTES_MAX)),

@@ -9,15 +9,12 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::limits::SEAL_PERIOD;
+use crate::limits::{SEAL_PERIOD, SEAL_RETRY};
 use crate::metrics::add;
 use crate::seal::write::{pause_point, seal, STEPS};
 use crate::shard::Shard;
-
-/// How long a raw segment whose sealing failed waits before it is tried again.
-const SEAL_RETRY: Duration = Duration::from_secs(30);
 
 /// Runs until the shard stops.
 pub async fn seal_full_segments(shard: Rc<Shard>) {
