@@ -13,6 +13,19 @@ pub struct SealedSet {
     segments: Vec<Arc<SealedSegment>>,
 }
 
+/// Of `segments`, those whose filter may hold trace `id`, each with the blocks that may.
+pub fn holding_trace(
+    segments: &[Arc<SealedSegment>],
+    id: &TraceId,
+) -> Vec<(Arc<SealedSegment>, Vec<usize>)> {
+    segments
+        .iter()
+        .filter(|s| s.sidecar.may_hold_trace(id))
+        .map(|s| (s.clone(), s.sidecar.trace_blocks(id).collect::<Vec<_>>()))
+        .filter(|(_, blocks)| !blocks.is_empty())
+        .collect()
+}
+
 /// What a shard's sealed segments hold, for `/metrics`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SealedStats {
@@ -62,11 +75,15 @@ impl SealedSet {
 
     /// The segments whose filter may hold trace `id`, each with the blocks that may.
     pub fn holding_trace(&self, id: &TraceId) -> Vec<(Arc<SealedSegment>, Vec<usize>)> {
+        holding_trace(&self.segments, id)
+    }
+
+    /// Those made of the raw segments named by `keys` ([`crate::storage::Store::segment_key`]).
+    pub fn made_of(&self, keys: &[(u32, u64)]) -> Vec<Arc<SealedSegment>> {
         self.segments
             .iter()
-            .filter(|s| s.sidecar.may_hold_trace(id))
-            .map(|s| (s.clone(), s.sidecar.trace_blocks(id).collect::<Vec<_>>()))
-            .filter(|(_, blocks)| !blocks.is_empty())
+            .filter(|s| keys.contains(&(s.sidecar.meta.shard_id, s.sidecar.meta.seq)))
+            .cloned()
             .collect()
     }
 

@@ -369,6 +369,13 @@ impl Store {
         self.segments.get_mut(slot)?.take()
     }
 
+    /// The shard id and sequence number in the header of the segment in `slot`, if held: what
+    /// names it, and the sealed segment made of it, across slots and directories.
+    pub fn segment_key(&self, slot: u32) -> Option<(u32, u64)> {
+        let seg = self.segments.get(slot as usize)?.as_ref()?;
+        Some((seg.meta.shard_id, seg.meta.seq))
+    }
+
     /// Whether the segment in `slot` is held (not deleted).
     pub fn holds(&self, slot: u32) -> bool {
         self.segments

@@ -92,8 +92,13 @@ pub(super) async fn trace_groups(shard: &Shard, id: &TraceId) -> Vec<JsonGroup> 
 }
 
 /// The summary of trace `id` over the spans the sealed segments hold of it.
-async fn trace_summary(shard: &Shard, blocks: &mut Blocks, id: &TraceId) -> Option<TraceSummary> {
-    let holding = shard.sealed.borrow().holding_trace(id);
+async fn trace_summary(
+    shard: &Shard,
+    segments: &[Arc<SealedSegment>],
+    blocks: &mut Blocks,
+    id: &TraceId,
+) -> Option<TraceSummary> {
+    let holding = crate::seal::set::holding_trace(segments, id);
     let mut acc: Option<TraceSummary> = None;
     for (segment, list) in holding {
         for i in list {
@@ -156,16 +161,18 @@ fn summarize<'b>(
     out
 }
 
-/// The summaries the sealed segments give of `ids`, each merged into `heads` (the head
-/// index's summary, if any).
+/// The summaries `segments` give of `ids`, each merged into the head index's summary, if
+/// any. `segments` must be the sealed set as it was when the head summaries were taken, so
+/// that no segment is counted in both.
 pub(super) async fn merge_summaries(
     shard: &Shard,
+    segments: &[Arc<SealedSegment>],
     ids: Vec<(TraceId, Option<TraceSummary>)>,
 ) -> Vec<TraceSummary> {
     let mut blocks = Blocks::default();
     let mut out = Vec::with_capacity(ids.len());
     for (id, head) in ids {
-        let sealed = trace_summary(shard, &mut blocks, &id).await;
+        let sealed = trace_summary(shard, segments, &mut blocks, &id).await;
         match (head, sealed) {
             (Some(mut h), Some(s)) => {
                 h.merge(&s);
@@ -208,14 +215,14 @@ fn id_in(names: &[String], wanted: Option<&str>) -> Result<Option<u32>, ()> {
     }
 }
 
-/// Adds to `found` the traces of the sealed segments with a span matching `q`, each with the
-/// start of its earliest matching trace part.
+/// Adds to `found` the traces of `segments` (newest first) with a span matching `q`, each
+/// with its start in the segment.
 pub(super) async fn search_traces(
     shard: &Shard,
     q: &TraceSearch,
+    segments: Vec<Arc<SealedSegment>>,
     found: &mut HashMap<TraceId, u64>,
 ) {
-    let segments: Vec<Arc<SealedSegment>> = shard.sealed.borrow().iter().rev().cloned().collect();
     for segment in segments {
         let sc = &segment.sidecar;
         if sc.spans == 0
@@ -278,10 +285,14 @@ fn batch_trace_start(block: &DecodedBlock, id: &TraceId) -> Option<u64> {
         .min()
 }
 
-/// The newest `q.limit` log records of the sealed segments matching `q`, no older than
+/// The newest `q.limit` log records of `segments` (newest first) matching `q`, no older than
 /// `floor` (the oldest of the head's matches once it had `limit`).
-pub(super) async fn search_logs(shard: &Shard, q: &LogSearch, floor: Option<u64>) -> Vec<LogHit> {
-    let segments: Vec<Arc<SealedSegment>> = shard.sealed.borrow().iter().rev().cloned().collect();
+pub(super) async fn search_logs(
+    shard: &Shard,
+    q: &LogSearch,
+    segments: Vec<Arc<SealedSegment>>,
+    floor: Option<u64>,
+) -> Vec<LogHit> {
     let mut hits: Vec<LogHit> = Vec::new();
     let mut floor = floor;
     for segment in segments {

@@ -72,23 +72,48 @@ impl SpanFilter<'_> {
 }
 
 pub(super) async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<TraceSummary> {
-    // The parts as the search starts, newest first: appends after it are not part of it.
-    let parts: Vec<(u32, usize)> = {
-        let indexes = shard.index.borrow();
-        indexes
+    // The parts and the sealed segments as the search starts, newest first: appends after it
+    // are not part of it.
+    let (parts, keys, sealed) = {
+        let (indexes, store) = (shard.index.borrow(), shard.store.borrow());
+        let parts: Vec<(u32, usize)> = indexes
             .parts()
             .rev()
             .map(|(segment, index)| (segment, index.spans().len()))
-            .collect()
+            .collect();
+        let keys: Vec<Option<(u32, u64)>> =
+            parts.iter().map(|(s, _)| store.segment_key(*s)).collect();
+        (
+            parts,
+            keys,
+            shard
+                .sealed
+                .borrow()
+                .iter()
+                .rev()
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
     };
     // Each trace found, with its start in the part it matched in.
     let mut found: HashMap<TraceId, u64> = HashMap::new();
-    for (segment, end) in parts {
-        search_part(shard, q, segment, end, &mut found).await;
+    for (segment, end) in &parts {
+        search_part(shard, q, *segment, *end, &mut found).await;
     }
-    // Then the sealed segments, as they are now: a head part sealed during the scan above is
-    // searched again there (a trace found twice is one trace).
-    super::sealed::search_traces(shard, q, &mut found).await;
+    // Parts sealed while the search ran are searched again in their sealed form (a trace
+    // found twice is one trace).
+    let mut sealed = sealed;
+    let gone: Vec<(u32, u64)> = {
+        let store = shard.store.borrow();
+        parts
+            .iter()
+            .zip(&keys)
+            .filter(|((s, _), _)| !store.holds(*s))
+            .filter_map(|(_, k)| *k)
+            .collect()
+    };
+    sealed.extend(shard.sealed.borrow().made_of(&gone));
+    super::sealed::search_traces(shard, q, sealed, &mut found).await;
     summaries(shard, found, q.limit).await
 }
 
@@ -173,13 +198,17 @@ async fn summaries(shard: &Shard, found: HashMap<TraceId, u64>, limit: usize) ->
         ids.select_nth_unstable_by_key(limit, |(_, start)| std::cmp::Reverse(*start));
         ids.truncate(limit);
     }
-    let heads: Vec<(TraceId, Option<TraceSummary>)> = {
+    // The head summaries and the sealed set at one moment: a segment is in one or the other.
+    let (heads, sealed): (Vec<(TraceId, Option<TraceSummary>)>, Vec<_>) = {
         let indexes = shard.index.borrow();
-        ids.into_iter()
-            .map(|(id, _)| (id, indexes.summary(&id)))
-            .collect()
+        (
+            ids.into_iter()
+                .map(|(id, _)| (id, indexes.summary(&id)))
+                .collect(),
+            shard.sealed.borrow().iter().cloned().collect(),
+        )
     };
-    let mut out = super::sealed::merge_summaries(shard, heads).await;
+    let mut out = super::sealed::merge_summaries(shard, &sealed, heads).await;
     newest_first(&mut out, limit);
     out
 }
