@@ -12,6 +12,7 @@ use super::scan::in_range;
 use super::traces::attr_matches;
 use crate::domain::{archived_service_name, ArchivedSpanBatch, TraceId, STATUS_CODE_ERROR};
 use crate::index::TraceSummary;
+use crate::limits::QUERY_DECODED_BLOCKS_MAX;
 use crate::metrics::add;
 use crate::otlp::json_out;
 use crate::query::{JsonGroup, LogHit, LogSearch, TraceSearch};
@@ -35,7 +36,8 @@ async fn decode(shard: &Shard, segment: &Arc<SealedSegment>, i: usize) -> Option
     }
 }
 
-/// Decoded blocks of one query, each decoded once however often the query needs it.
+/// Decoded blocks of one query, each decoded once however often the query needs it, at most
+/// [`QUERY_DECODED_BLOCKS_MAX`] kept at a time.
 #[derive(Default)]
 struct Blocks {
     decoded: HashMap<(std::path::PathBuf, usize), Option<Arc<DecodedBlock>>>,
@@ -53,6 +55,9 @@ impl Blocks {
             return b.clone();
         }
         let b = decode(shard, segment, i).await.map(Arc::new);
+        if self.decoded.len() >= QUERY_DECODED_BLOCKS_MAX {
+            self.decoded.clear();
+        }
         self.decoded.insert(key, b.clone());
         b
     }
