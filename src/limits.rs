@@ -101,10 +101,6 @@ pub const SEALED_LOG_BLOCK_BYTES: usize = 1 << 20;
 /// damage, and reading it would only waste memory.
 pub const SIDECAR_BYTES_MAX: u64 = 256 << 20;
 
-/// Decoded sealed blocks one query keeps for reuse (a block decodes to a few MB): past this,
-/// the kept ones are dropped and decoded again if needed.
-pub const QUERY_DECODED_BLOCKS_MAX: usize = 16;
-
 /// How often each shard looks for full raw segments to seal.
 pub const SEAL_PERIOD: Duration = Duration::from_secs(1);
 

@@ -12,7 +12,6 @@ use super::scan::in_range;
 use super::traces::attr_matches;
 use crate::domain::{archived_service_name, ArchivedSpanBatch, TraceId, STATUS_CODE_ERROR};
 use crate::index::TraceSummary;
-use crate::limits::QUERY_DECODED_BLOCKS_MAX;
 use crate::metrics::add;
 use crate::otlp::json_out;
 use crate::query::{JsonGroup, LogHit, LogSearch, TraceSearch};
@@ -33,33 +32,6 @@ async fn decode(shard: &Shard, segment: &Arc<SealedSegment>, i: usize) -> Option
             tracing::error!(shard = %shard.id, "{e}; the block is skipped");
             None
         }
-    }
-}
-
-/// Decoded blocks of one query, each decoded once however often the query needs it, at most
-/// [`QUERY_DECODED_BLOCKS_MAX`] kept at a time.
-#[derive(Default)]
-struct Blocks {
-    decoded: HashMap<(std::path::PathBuf, usize), Option<Arc<DecodedBlock>>>,
-}
-
-impl Blocks {
-    async fn get(
-        &mut self,
-        shard: &Shard,
-        segment: &Arc<SealedSegment>,
-        i: usize,
-    ) -> Option<Arc<DecodedBlock>> {
-        let key = (segment.data_path.clone(), i);
-        if let Some(b) = self.decoded.get(&key) {
-            return b.clone();
-        }
-        let b = decode(shard, segment, i).await.map(Arc::new);
-        if self.decoded.len() >= QUERY_DECODED_BLOCKS_MAX {
-            self.decoded.clear();
-        }
-        self.decoded.insert(key, b.clone());
-        b
     }
 }
 
@@ -96,55 +68,41 @@ pub(super) async fn trace_groups(shard: &Shard, id: &TraceId) -> Vec<JsonGroup> 
     groups
 }
 
-/// The summary of trace `id` over the spans the sealed segments hold of it.
-async fn trace_summary(
-    shard: &Shard,
-    segments: &[Arc<SealedSegment>],
-    blocks: &mut Blocks,
-    id: &TraceId,
-) -> Option<TraceSummary> {
-    let holding = crate::seal::set::holding_trace(segments, id);
-    let mut acc: Option<TraceSummary> = None;
-    for (segment, list) in holding {
-        for i in list {
-            let Some(block) = blocks.get(shard, &segment, i).await else {
-                continue;
-            };
-            if let Some(s) = summarize(block.span_batches(), id) {
-                match &mut acc {
-                    Some(a) => a.merge(&s),
-                    None => acc = Some(s),
-                }
-            }
-        }
-    }
-    acc
-}
-
-/// A trace's summary over the spans of `batches`: root is the span without a parent, else
-/// the earliest.
+/// A trace's summary over the spans of `batches`, for each of `ids` found there: root is the
+/// span without a parent, else the earliest.
 fn summarize<'b>(
     batches: impl Iterator<Item = &'b ArchivedSpanBatch<'static>>,
-    id: &TraceId,
-) -> Option<TraceSummary> {
-    let mut out: Option<TraceSummary> = None;
-    // (is a root, start) of the span the root names come from.
-    let mut root_rank = (false, u64::MAX);
+    ids: &[TraceId],
+    out: &mut HashMap<TraceId, TraceSummary>,
+) {
+    // Per trace, its summary of this block and (is a root, start) of the span its root names
+    // come from.
+    let mut here: HashMap<TraceId, (TraceSummary, (bool, u64))> = HashMap::new();
+    let ids: std::collections::HashSet<&TraceId> = ids.iter().collect();
     for batch in batches {
         let service = archived_service_name(&batch.resource.attributes);
-        for s in batch.spans.iter().filter(|s| s.trace_id.get() == *id) {
+        for s in batch.spans.iter() {
+            let id = s.trace_id.get();
+            if !ids.contains(&id) {
+                continue;
+            }
             let (start, end) = (
                 s.start_time_unix_nano.to_native(),
                 s.end_time_unix_nano.to_native(),
             );
-            let t = out.get_or_insert_with(|| TraceSummary {
-                trace_id: id.to_hex(),
-                root_service_name: String::new(),
-                root_span_name: String::new(),
-                span_count: 0,
-                error_count: 0,
-                start_unix_nanos: u64::MAX,
-                end_unix_nanos: 0,
+            let (t, root_rank) = here.entry(id).or_insert_with(|| {
+                (
+                    TraceSummary {
+                        trace_id: id.to_hex(),
+                        root_service_name: String::new(),
+                        root_span_name: String::new(),
+                        span_count: 0,
+                        error_count: 0,
+                        start_unix_nanos: u64::MAX,
+                        end_unix_nanos: 0,
+                    },
+                    (false, u64::MAX),
+                )
             });
             t.span_count += 1;
             t.error_count += u32::from(s.status.code.to_native() == STATUS_CODE_ERROR);
@@ -157,38 +115,56 @@ fn summarize<'b>(
                 _ => false,
             };
             if better {
-                root_rank = (is_root, start);
+                *root_rank = (is_root, start);
                 t.root_service_name = service.to_owned();
                 t.root_span_name = s.name.as_str().to_owned();
             }
         }
     }
-    out
+    for (id, (t, _)) in here {
+        match out.get_mut(&id) {
+            Some(acc) => acc.merge(&t),
+            None => {
+                out.insert(id, t);
+            }
+        }
+    }
 }
 
 /// The summaries `segments` give of `ids`, each merged into the head index's summary, if
 /// any. `segments` must be the sealed set as it was when the head summaries were taken, so
-/// that no segment is counted in both.
+/// that no segment is counted in both. Each block is decoded once, for all the traces it
+/// may hold.
 pub(super) async fn merge_summaries(
     shard: &Shard,
     segments: &[Arc<SealedSegment>],
     ids: Vec<(TraceId, Option<TraceSummary>)>,
 ) -> Vec<TraceSummary> {
-    let mut blocks = Blocks::default();
-    let mut out = Vec::with_capacity(ids.len());
-    for (id, head) in ids {
-        let sealed = trace_summary(shard, segments, &mut blocks, &id).await;
-        match (head, sealed) {
-            (Some(mut h), Some(s)) => {
-                h.merge(&s);
-                out.push(h);
+    let mut sealed: HashMap<TraceId, TraceSummary> = HashMap::new();
+    for segment in segments {
+        let mut by_block: std::collections::BTreeMap<usize, Vec<TraceId>> = Default::default();
+        for (id, _) in &ids {
+            if segment.sidecar.may_hold_trace(id) {
+                for b in segment.sidecar.trace_blocks(id) {
+                    by_block.entry(b).or_default().push(*id);
+                }
             }
-            (Some(h), None) => out.push(h),
-            (None, Some(s)) => out.push(s),
-            (None, None) => {}
+        }
+        for (b, wanted) in by_block {
+            if let Some(block) = decode(shard, segment, b).await {
+                summarize(block.span_batches(), &wanted, &mut sealed);
+            }
         }
     }
-    out
+    ids.into_iter()
+        .filter_map(|(id, head)| match (head, sealed.remove(&id)) {
+            (Some(mut h), Some(s)) => {
+                h.merge(&s);
+                Some(h)
+            }
+            (h, s) => h.or(s),
+        })
+        .collect()
 }
 
 /// Whether block `b` may hold a span `q` matches, by its description alone.
