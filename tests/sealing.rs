@@ -7,8 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-const STEPS: [&str; 4] = ["written", "data-renamed", "renamed", "installed"];
+use glust::seal::write::{PAUSE_ENV, STEPS};
 
 /// Stores `rounds` requests of 100 traces of 3 spans (~120 KB each), and a log request per
 /// round, trace ids from `first` on.
@@ -118,7 +117,7 @@ fn full_segments_are_sealed_and_served_as_before_and_after_a_restart() {
 #[test]
 fn a_kill_at_every_step_of_sealing_loses_and_duplicates_nothing() {
     for step in STEPS {
-        let mut server = Server::start_with_env(1, &[], &[("GLUST_TEST_SEAL_PAUSE", step)]);
+        let mut server = Server::start_with_env(1, &[], &[(PAUSE_ENV, step)]);
         store(&server, 0, 6);
         let deadline = Instant::now() + Duration::from_secs(30);
         let marker = format!("sealing paused at {step}");

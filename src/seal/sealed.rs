@@ -135,12 +135,19 @@ impl SealedSegment {
                 .collect::<Result<Vec<_>, _>>()?,
             BlockKind::Logs => logblock::decode(bytes).map_err(|e| invalid(e.to_string()))?,
         };
-        let decoded = DecodedBlock { kind, records };
-        // Span records were archived here; log records are checked as any stored record is.
-        if decoded.batches_unreadable() {
+        // Checked once here, so that reads need not check again (`DecodedBlock::span_batches`).
+        let valid = records.iter().all(|r| match kind {
+            BlockKind::Spans => {
+                rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(r).is_ok()
+            }
+            BlockKind::Logs => {
+                rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(r).is_ok()
+            }
+        });
+        if !valid {
             return Err(invalid("a record that is not a valid archive".into()));
         }
-        Ok(decoded)
+        Ok(DecodedBlock { kind, records })
     }
 
     /// Bytes on disk: the data file and the sidecar.
@@ -148,9 +155,10 @@ impl SealedSegment {
         self.sidecar.data_bytes + std::fs::metadata(&self.sidecar_path).map_or(0, |m| m.len())
     }
 
-    /// Unlinks both files (the sidecar last: a pair is complete only with it, and a data file
-    /// without one is removed at start-up). Blocking. The bytes freed.
-    pub fn delete(self) -> std::io::Result<u64> {
+    /// Unlinks both files, the sidecar first: a pair is complete only with it, and a data file
+    /// without one is removed at start-up. Blocking. The bytes freed. A search still holding
+    /// the segment reads its map until it lets go.
+    pub fn delete(&self) -> std::io::Result<u64> {
         let bytes = self.disk_bytes();
         std::fs::remove_file(&self.sidecar_path)?;
         std::fs::remove_file(&self.data_path)?;
@@ -158,36 +166,33 @@ impl SealedSegment {
     }
 }
 
-/// One block's records, as archives read in place ([`DecodedBlock::span_batches`]).
+/// One block's records, as archives read in place ([`DecodedBlock::span_batches`]), each
+/// checked once when decoded.
 pub struct DecodedBlock {
     pub kind: BlockKind,
     records: Vec<AlignedVec>,
 }
 
 impl DecodedBlock {
-    fn batches_unreadable(&self) -> bool {
-        match self.kind {
-            BlockKind::Spans => false,
-            BlockKind::Logs => self.records.iter().any(|r| {
-                rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(r).is_err()
-            }),
-        }
-    }
-
+    /// The span batches; none in a log block.
     pub fn span_batches(&self) -> impl Iterator<Item = &ArchivedSpanBatch<'static>> {
         let spans = self.kind == BlockKind::Spans;
+        // SAFETY: every record of a span block was checked to be a valid `ArchivedSpanBatch`
+        // when the block was decoded (`SealedSegment::decode`), and is never modified.
         self.records
             .iter()
             .filter(move |_| spans)
-            .filter_map(|r| rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(r).ok())
+            .map(|r| unsafe { rkyv::access_unchecked::<ArchivedSpanBatch<'static>>(r) })
     }
 
+    /// The log batches; none in a span block.
     pub fn log_batches(&self) -> impl Iterator<Item = &ArchivedLogBatch<'static>> {
         let logs = self.kind == BlockKind::Logs;
+        // SAFETY: as in `span_batches`, for `ArchivedLogBatch`.
         self.records
             .iter()
             .filter(move |_| logs)
-            .filter_map(|r| rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(r).ok())
+            .map(|r| unsafe { rkyv::access_unchecked::<ArchivedLogBatch<'static>>(r) })
     }
 
     /// Bytes the decoded records hold.

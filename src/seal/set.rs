@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::SealedSegment;
 use crate::domain::TraceId;
+use crate::storage::SegmentKey;
 
 #[derive(Default)]
 pub struct SealedSet {
@@ -79,7 +80,7 @@ impl SealedSet {
     }
 
     /// Those made of the raw segments named by `keys` ([`crate::storage::Store::segment_key`]).
-    pub fn made_of(&self, keys: &[(u32, u64)]) -> Vec<Arc<SealedSegment>> {
+    pub fn made_of(&self, keys: &[SegmentKey]) -> Vec<Arc<SealedSegment>> {
         self.segments
             .iter()
             .filter(|s| keys.contains(&(s.sidecar.meta.shard_id, s.sidecar.meta.seq)))

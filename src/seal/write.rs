@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::format::{
     block_frame, trace_key, BlockKind, BlockMeta, SealedMeta, Sidecar, BLOCK_FRAME_BYTES,
@@ -391,10 +391,4 @@ fn write_log_blocks(
         start = end;
     }
     Ok(())
-}
-
-/// Paths of the two files sealing `seq` in `dir` makes, final and temporary.
-pub fn paths(dir: &Path, seq: u64) -> [PathBuf; 4] {
-    let (data, idx) = (data_path(dir, seq), sidecar_path(dir, seq));
-    [tmp_path(&data), tmp_path(&idx), data, idx]
 }

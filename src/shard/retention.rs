@@ -109,14 +109,8 @@ async fn enforce(shard: &Rc<Shard>, budget: Option<u64>, age: Option<std::time::
                 };
                 drop(s);
                 let path = taken.data_path.clone();
-                // A search may still hold the segment: the files are unlinked now, the map
-                // goes with the last holder.
                 let deleted = glommio::executor()
-                    .spawn_blocking(move || {
-                        std::fs::remove_file(&taken.sidecar_path)?;
-                        std::fs::remove_file(&taken.data_path)?;
-                        Ok(bytes)
-                    })
+                    .spawn_blocking(move || taken.delete())
                     .await;
                 (path, deleted)
             }

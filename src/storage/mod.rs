@@ -23,4 +23,6 @@ pub use frame::RecordKind;
 pub use next_segment::{now_unix_nanos, Preparation};
 pub use prefetch::{prefetch, ColdRange};
 pub use recovery::{shard_dirs, RecoveryReport};
-pub use store::{shard_dir, Deletable, IoFailure, Store, StoreConfig, StoreError, StoreFailure};
+pub use store::{
+    shard_dir, Deletable, IoFailure, SegmentKey, Store, StoreConfig, StoreError, StoreFailure,
+};

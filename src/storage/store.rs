@@ -119,6 +119,10 @@ impl std::fmt::Display for IoFailure {
 
 impl std::error::Error for IoFailure {}
 
+/// What names a raw segment, and the sealed segment made of it, across slots and directories:
+/// the shard id and sequence number of its header.
+pub type SegmentKey = (u32, u64);
+
 /// A segment retention may delete ([`Store::deletable`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deletable {
@@ -371,7 +375,7 @@ impl Store {
 
     /// The shard id and sequence number in the header of the segment in `slot`, if held: what
     /// names it, and the sealed segment made of it, across slots and directories.
-    pub fn segment_key(&self, slot: u32) -> Option<(u32, u64)> {
+    pub fn segment_key(&self, slot: u32) -> Option<SegmentKey> {
         let seg = self.segments.get(slot as usize)?.as_ref()?;
         Some((seg.meta.shard_id, seg.meta.seq))
     }

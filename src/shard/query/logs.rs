@@ -6,7 +6,9 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use super::records::{log_batch, resource_fields, scope_fields};
-use super::scan::{in_range, name_filter, LastRecord, NameFilter, ReadAhead, Slice, Verdict};
+use super::scan::{
+    in_range, name_filter, LastRecord, NameFilter, ReadAhead, SearchView, Slice, Verdict,
+};
 use crate::domain::{ArchivedAnyValue, ArchivedLogBatch};
 use crate::index::{LogEntry, RecordLoc};
 use crate::otlp::json_out;
@@ -41,46 +43,18 @@ pub(super) async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHi
     if q.limit == 0 {
         return Vec::new();
     }
-    // The parts and the sealed segments as the search starts, newest first: appends after it
-    // are not part of it.
-    let (parts, keys, mut sealed) = {
-        let (indexes, store) = (shard.index.borrow(), shard.store.borrow());
-        let parts: Vec<u32> = indexes.parts().rev().map(|(segment, _)| segment).collect();
-        let keys: Vec<Option<(u32, u64)>> = parts.iter().map(|s| store.segment_key(*s)).collect();
-        (
-            parts,
-            keys,
-            shard
-                .sealed
-                .borrow()
-                .iter()
-                .rev()
-                .cloned()
-                .collect::<Vec<_>>(),
-        )
-    };
+    let mut view = SearchView::now(shard);
     let mut top = Newest::new(q.limit);
-    for segment in &parts {
-        search_part(shard, q, *segment, &mut top).await;
+    for &(segment, ..) in &view.parts {
+        search_part(shard, q, segment, &mut top).await;
     }
     // A part sealed while the search ran: its hits are dropped and its sealed form searched
     // whole instead (the same records: the floor they raised stays right).
-    let gone: Vec<(u32, (u32, u64))> = {
-        let store = shard.store.borrow();
-        parts
-            .iter()
-            .zip(&keys)
-            .filter(|(s, _)| !store.holds(**s))
-            .filter_map(|(s, k)| Some((*s, (*k)?)))
-            .collect()
-    };
-    top.heap
-        .retain(|h| !gone.iter().any(|(slot, _)| h.0 .1 == *slot));
-    let gone_keys: Vec<(u32, u64)> = gone.iter().map(|(_, k)| *k).collect();
-    sealed.extend(shard.sealed.borrow().made_of(&gone_keys));
+    let gone = view.catch_up(shard);
+    top.heap.retain(|h| !gone.contains(&h.0 .1));
     let floor = top.floor();
     let mut hits = render_hits(shard, top.newest_first());
-    hits.extend(super::sealed::search_logs(shard, q, sealed, floor).await);
+    hits.extend(super::sealed::search_logs(shard, q, view.sealed, floor).await);
     hits.sort_by_key(|h| std::cmp::Reverse(h.time_unix_nanos));
     hits.truncate(q.limit);
     hits

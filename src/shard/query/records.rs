@@ -55,28 +55,30 @@ pub(super) fn scope_fields(s: &ArchivedScope<'_>) -> Arc<str> {
 pub fn trace_json(index: &Indexes, store: &Store, id: &TraceId) -> Vec<JsonGroup> {
     let mut groups = Vec::new();
     for loc in index.trace_records(id) {
-        let Some(batch) = span_batch(store, loc) else {
-            continue;
-        };
-        let items: Vec<String> = batch
-            .spans
-            .iter()
-            .filter(|s| s.trace_id.get() == *id)
-            .map(|s| {
-                let mut out = String::new();
-                json_out::write_span(&mut out, s);
-                out
-            })
-            .collect();
-        if !items.is_empty() {
-            groups.push(JsonGroup {
-                resource: resource_fields(&batch.resource),
-                scope: scope_fields(&batch.scope),
-                items,
-            });
+        if let Some(group) = span_batch(store, loc).and_then(|b| trace_group(b, id)) {
+            groups.push(group);
         }
     }
     groups
+}
+
+/// The spans of trace `id` in `batch` as one OTLP JSON group; `None` if it holds none.
+pub(super) fn trace_group(batch: &ArchivedSpanBatch<'_>, id: &TraceId) -> Option<JsonGroup> {
+    let items: Vec<String> = batch
+        .spans
+        .iter()
+        .filter(|s| s.trace_id.get() == *id)
+        .map(|s| {
+            let mut out = String::new();
+            json_out::write_span(&mut out, s);
+            out
+        })
+        .collect();
+    (!items.is_empty()).then(|| JsonGroup {
+        resource: resource_fields(&batch.resource),
+        scope: scope_fields(&batch.scope),
+        items,
+    })
 }
 
 /// Renders groups as an OTLP JSON document: `{"<resources>":[{resource,"<scopes>":[{scope,

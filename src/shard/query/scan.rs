@@ -7,7 +7,9 @@ use std::time::Instant;
 use crate::index::names::NameId;
 use crate::index::{Index, RecordLoc};
 use crate::limits::{QUERY_SLICE, READ_AHEAD_ENTRIES, SCAN_CLOCK_EVERY, SLICE_GAP};
+use crate::seal::SealedSegment;
 use crate::shard::Shard;
+use crate::storage::SegmentKey;
 
 /// One slice of a search's scan: the scan visits index positions newest first (from `end - 1`
 /// down to `0`) under fresh borrows of the index and the store, for [`QUERY_SLICE`] at most;
@@ -216,4 +218,43 @@ pub(super) enum Verdict {
         service_ok: Option<bool>,
         name_ok: Option<bool>,
     },
+}
+
+/// What a search reads, as it starts, newest first: the head index parts (appends after the
+/// start are not part of the search) and the sealed segments.
+pub(super) struct SearchView {
+    /// Per part: its segment slot, its span entries then, and its segment's key
+    /// ([`crate::storage::Store::segment_key`]).
+    pub(super) parts: Vec<(u32, usize, Option<SegmentKey>)>,
+    pub(super) sealed: Vec<std::sync::Arc<SealedSegment>>,
+}
+
+impl SearchView {
+    pub(super) fn now(shard: &Shard) -> SearchView {
+        let (indexes, store) = (shard.index.borrow(), shard.store.borrow());
+        SearchView {
+            parts: indexes
+                .parts()
+                .rev()
+                .map(|(slot, index)| (slot, index.spans().len(), store.segment_key(slot)))
+                .collect(),
+            sealed: shard.sealed.borrow().iter().rev().cloned().collect(),
+        }
+    }
+
+    /// After the head parts were scanned: the slots of those whose segment was sealed (or
+    /// deleted) meanwhile. The sealed segments made of them join `sealed`, to be searched
+    /// whole.
+    pub(super) fn catch_up(&mut self, shard: &Shard) -> Vec<u32> {
+        let store = shard.store.borrow();
+        let gone: Vec<(u32, SegmentKey)> = self
+            .parts
+            .iter()
+            .filter(|(slot, ..)| !store.holds(*slot))
+            .filter_map(|&(slot, _, key)| Some((slot, key?)))
+            .collect();
+        let keys: Vec<SegmentKey> = gone.iter().map(|(_, k)| *k).collect();
+        self.sealed.extend(shard.sealed.borrow().made_of(&keys));
+        gone.into_iter().map(|(slot, _)| slot).collect()
+    }
 }

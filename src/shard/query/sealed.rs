@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::logs::value_contains;
-use super::records::{resource_fields, scope_fields};
+use super::records::{resource_fields, scope_fields, trace_group};
 use super::scan::in_range;
 use super::traces::attr_matches;
 use crate::domain::{archived_service_name, ArchivedSpanBatch, TraceId, STATUS_CODE_ERROR};
@@ -44,25 +44,7 @@ pub(super) async fn trace_groups(shard: &Shard, id: &TraceId) -> Vec<JsonGroup> 
             let Some(block) = decode(shard, &segment, i).await else {
                 continue;
             };
-            for batch in block.span_batches() {
-                let items: Vec<String> = batch
-                    .spans
-                    .iter()
-                    .filter(|s| s.trace_id.get() == *id)
-                    .map(|s| {
-                        let mut out = String::new();
-                        json_out::write_span(&mut out, s);
-                        out
-                    })
-                    .collect();
-                if !items.is_empty() {
-                    groups.push(JsonGroup {
-                        resource: resource_fields(&batch.resource),
-                        scope: scope_fields(&batch.scope),
-                        items,
-                    });
-                }
-            }
+            groups.extend(block.span_batches().filter_map(|b| trace_group(b, id)));
         }
     }
     groups
@@ -225,6 +207,7 @@ pub(super) async fn search_traces(
             let Some(block) = decode(shard, &segment, i).await else {
                 continue;
             };
+            let starts = trace_starts(&block);
             for batch in block.span_batches() {
                 let resource = &batch.resource.attributes;
                 if q.service
@@ -248,22 +231,23 @@ pub(super) async fn search_traces(
                     {
                         continue;
                     }
-                    // The trace's start in this segment: its block holds all its spans here.
-                    let trace_start = batch_trace_start(&block, &id).unwrap_or(start);
-                    found.insert(id, trace_start);
+                    found.insert(id, starts.get(&id).copied().unwrap_or(start));
                 }
             }
         }
     }
 }
 
-fn batch_trace_start(block: &DecodedBlock, id: &TraceId) -> Option<u64> {
-    block
-        .span_batches()
-        .flat_map(|b| b.spans.iter())
-        .filter(|s| s.trace_id.get() == *id)
-        .map(|s| s.start_time_unix_nano.to_native())
-        .min()
+/// Each trace's earliest start in `block` (which holds all its spans of the segment, unless
+/// the trace was cut over blocks).
+fn trace_starts(block: &DecodedBlock) -> HashMap<TraceId, u64> {
+    let mut starts: HashMap<TraceId, u64> = HashMap::new();
+    for s in block.span_batches().flat_map(|b| b.spans.iter()) {
+        let start = s.start_time_unix_nano.to_native();
+        let at = starts.entry(s.trace_id.get()).or_insert(start);
+        *at = (*at).min(start);
+    }
+    starts
 }
 
 /// The newest `q.limit` log records of `segments` (newest first) matching `q`, no older than

@@ -4,7 +4,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::records::span_batch;
-use super::scan::{in_range, name_filter, LastRecord, NameFilter, ReadAhead, Slice, Verdict};
+use super::scan::{
+    in_range, name_filter, LastRecord, NameFilter, ReadAhead, SearchView, Slice, Verdict,
+};
 use crate::domain::{ArchivedAnyValue, ArchivedKeyValue, ArchivedSpanBatch, TraceId};
 use crate::index::{SpanEntry, TraceSummary};
 use crate::query::TraceSearch;
@@ -72,48 +74,16 @@ impl SpanFilter<'_> {
 }
 
 pub(super) async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<TraceSummary> {
-    // The parts and the sealed segments as the search starts, newest first: appends after it
-    // are not part of it.
-    let (parts, keys, sealed) = {
-        let (indexes, store) = (shard.index.borrow(), shard.store.borrow());
-        let parts: Vec<(u32, usize)> = indexes
-            .parts()
-            .rev()
-            .map(|(segment, index)| (segment, index.spans().len()))
-            .collect();
-        let keys: Vec<Option<(u32, u64)>> =
-            parts.iter().map(|(s, _)| store.segment_key(*s)).collect();
-        (
-            parts,
-            keys,
-            shard
-                .sealed
-                .borrow()
-                .iter()
-                .rev()
-                .cloned()
-                .collect::<Vec<_>>(),
-        )
-    };
+    let mut view = SearchView::now(shard);
     // Each trace found, with its start in the part it matched in.
     let mut found: HashMap<TraceId, u64> = HashMap::new();
-    for (segment, end) in &parts {
-        search_part(shard, q, *segment, *end, &mut found).await;
+    for &(segment, end, _) in &view.parts {
+        search_part(shard, q, segment, end, &mut found).await;
     }
     // Parts sealed while the search ran are searched again in their sealed form (a trace
     // found twice is one trace).
-    let mut sealed = sealed;
-    let gone: Vec<(u32, u64)> = {
-        let store = shard.store.borrow();
-        parts
-            .iter()
-            .zip(&keys)
-            .filter(|((s, _), _)| !store.holds(*s))
-            .filter_map(|(_, k)| *k)
-            .collect()
-    };
-    sealed.extend(shard.sealed.borrow().made_of(&gone));
-    super::sealed::search_traces(shard, q, sealed, &mut found).await;
+    view.catch_up(shard);
+    super::sealed::search_traces(shard, q, view.sealed, &mut found).await;
     summaries(shard, found, q.limit).await
 }
 
