@@ -8,7 +8,9 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use glust::domain::SpanBatch;
-use loadgen::payload::{Compression, Generator, PayloadConfig, Wire};
+use glust::shard::ingest::encode_records;
+use glust::storage::{RecordKind, Store, StoreConfig};
+use loadgen::payload::{Compression, Generator, PayloadConfig, Signal, Wire};
 
 /// Spans per block, as the design sizes them.
 const BLOCK_SPANS: usize = 4096;
@@ -86,5 +88,84 @@ fn seal(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, seal);
+/// A raw segment of about 64 MiB holding loadgen's default `signal` records, stored as the
+/// ingest path stores them; its directory and path.
+fn raw_segment(signal: Signal) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = StoreConfig::single_shard(dir.path(), 64 << 20, None);
+    let (mut store, _) = Store::open(config, |_, _, _| {}, |_, _| {}).expect("store opens");
+    let mut generator = Generator::new(
+        &PayloadConfig {
+            signal,
+            ..PayloadConfig::default()
+        },
+        Wire::Protobuf,
+        Compression::None,
+        42,
+        0,
+    );
+    let mut rejected = Default::default();
+    let mut written = 0usize;
+    let mut i = 0u64;
+    // Short of the segment's size, so that everything lands in the one segment.
+    while written < 60 << 20 {
+        let body = generator
+            .next_batch(1_700_000_000_000_000_000 + i * 5_000_000)
+            .body;
+        i += 1;
+        let (kind, records) = match signal {
+            Signal::Traces => {
+                let batches = glust::otlp::proto::decode_traces(&body)
+                    .expect("valid")
+                    .batches;
+                (
+                    RecordKind::Spans,
+                    encode_records(batches, 8 << 20, &mut rejected).0,
+                )
+            }
+            Signal::Logs => {
+                let batches = glust::otlp::proto::decode_logs(&body)
+                    .expect("valid")
+                    .batches;
+                (
+                    RecordKind::Logs,
+                    encode_records(batches, 8 << 20, &mut rejected).0,
+                )
+            }
+        };
+        for r in records {
+            written += r.bytes.len();
+            store.append(kind, &r.bytes).expect("appends");
+        }
+    }
+    store.flush().expect("flushes");
+    let own = dir.path().join("0");
+    let raw = std::fs::read_dir(&own)
+        .expect("shard dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "glust"))
+        .expect("one raw segment");
+    (dir, raw)
+}
+
+/// Sealing a whole raw segment, as a shard's blocking pool does: read and sort its records,
+/// encode and compress the blocks, write and sync both files. Spans (or records) per second.
+fn seal_segment(c: &mut Criterion) {
+    let mut g = c.benchmark_group("seal a 60 MiB raw segment");
+    g.sample_size(10);
+    for (name, signal) in [("traces", Signal::Traces), ("logs", Signal::Logs)] {
+        let (_dir, raw) = raw_segment(signal);
+        let items = {
+            let sealed = glust::seal::write::seal(&raw).expect("seals");
+            sealed.sidecar.spans + sealed.sidecar.logs
+        };
+        g.throughput(Throughput::Elements(items));
+        g.bench_function(name, |b| {
+            b.iter(|| glust::seal::write::seal(black_box(&raw)).expect("seals"))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, seal, seal_segment);
 criterion_main!(benches);

@@ -145,26 +145,60 @@ impl KeyValues {
     }
 }
 
+/// The distinct (resource, scope) pairs of the spans being sealed, each by its encoding in
+/// the groups column: a segment's thousands of records name a few dozen, and a pair is
+/// encoded and hashed once per record here rather than once per block that holds its spans.
+#[derive(Default)]
+pub struct Groups {
+    encoded: Vec<Vec<u8>>,
+    id_of: HashMap<Vec<u8>, u32>,
+    scratch: ColumnWriter,
+}
+
+impl Groups {
+    /// The id of `(resource, scope)`, numbered as first added.
+    pub fn add(&mut self, resource: &Resource<'_>, scope: &Scope<'_>) -> u32 {
+        self.scratch.bytes.clear();
+        write_resource(&mut self.scratch, resource);
+        write_scope(&mut self.scratch, scope);
+        if let Some(&id) = self.id_of.get(self.scratch.bytes.as_slice()) {
+            return id;
+        }
+        let id = self.encoded.len() as u32;
+        self.encoded.push(self.scratch.bytes.clone());
+        self.id_of.insert(self.scratch.bytes.clone(), id);
+        id
+    }
+
+    pub fn len(&self) -> usize {
+        self.encoded.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.encoded.is_empty()
+    }
+}
+
 /// Encodes the spans of `batches` into one block.
 pub fn encode(batches: &[SpanBatch<'_>]) -> Vec<u8> {
-    let groups: Vec<(&Resource<'_>, &Scope<'_>)> =
-        batches.iter().map(|b| (&b.resource, &b.scope)).collect();
+    let mut groups = Groups::default();
+    let ids: Vec<u32> = batches
+        .iter()
+        .map(|b| groups.add(&b.resource, &b.scope))
+        .collect();
     let mut spans: Vec<(u32, &Span<'_>)> = batches
         .iter()
-        .enumerate()
-        .flat_map(|(g, b)| b.spans.iter().map(move |s| (g as u32, s)))
+        .zip(&ids)
+        .flat_map(|(b, &g)| b.spans.iter().map(move |s| (g, s)))
         .collect();
     spans.sort_by_key(|(_, s)| (s.trace_id, s.start_time_unix_nano));
     encode_sorted(&groups, &spans)
 }
 
-/// Encodes `spans`, each with its group (an index into `groups`: its resource and scope), into
-/// one block. The spans must be sorted by (trace id, start); groups no span names are not
-/// written, and equal groups are written once.
-pub fn encode_sorted(
-    groups: &[(&Resource<'_>, &Scope<'_>)],
-    spans: &[(u32, &Span<'_>)],
-) -> Vec<u8> {
+/// Encodes `spans`, each with its group (an id in `groups`), into one block. The spans must be
+/// sorted by (trace id, start); only the groups the spans name are written, numbered in the
+/// block as the spans first name them.
+pub fn encode_sorted(groups: &Groups, spans: &[(u32, &Span<'_>)]) -> Vec<u8> {
     debug_assert!(spans
         .windows(2)
         .all(|w| (w[0].1.trace_id, w[0].1.start_time_unix_nano)
@@ -172,32 +206,21 @@ pub fn encode_sorted(
     let mut cols: Vec<ColumnWriter> = COLUMNS.iter().map(|_| ColumnWriter::default()).collect();
     let col = |c: Col| c as usize;
 
-    // Groups: distinct (resource, scope), by their encoding, numbered as spans first name them.
-    let mut id_of_group: Vec<Option<u64>> = vec![None; groups.len()];
-    let mut distinct: HashMap<Vec<u8>, u64> = HashMap::new();
-    let mut scratch = ColumnWriter::default();
+    let mut in_block: Vec<Option<u64>> = vec![None; groups.len()];
+    let mut written = 0u64;
     let spans: Vec<(u64, &Span<'_>)> = spans
         .iter()
         .map(|&(g, s)| {
-            let id = *id_of_group[g as usize].get_or_insert_with(|| {
-                let (resource, scope) = groups[g as usize];
-                scratch.bytes.clear();
-                write_resource(&mut scratch, resource);
-                write_scope(&mut scratch, scope);
-                match distinct.get(scratch.bytes.as_slice()) {
-                    Some(&id) => id,
-                    None => {
-                        let id = distinct.len() as u64;
-                        cols[col(Col::Groups)].bytes(&scratch.bytes);
-                        distinct.insert(scratch.bytes.clone(), id);
-                        id
-                    }
-                }
+            let id = *in_block[g as usize].get_or_insert_with(|| {
+                cols[col(Col::Groups)].bytes(&groups.encoded[g as usize]);
+                written += 1;
+                written - 1
             });
             (id, s)
         })
         .collect();
 
+    let mut scratch = ColumnWriter::default();
     let mut names: HashMap<&str, u64> = HashMap::new();
     let mut keys: HashMap<&str, usize> = HashMap::new();
     // Per key id: its value column and the dictionary of values seen under it.

@@ -5,7 +5,7 @@
 //! Blocking from start to end (it reads a whole segment and writes and syncs two files): the
 //! shard runs it on its blocking pool ([`crate::shard::sealing`]).
 
-use std::collections::BTreeMap;
+use foldhash::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -17,12 +17,12 @@ use super::format::{
 use super::sealed::SealedSegment;
 use super::{block, data_path, logblock, sidecar_path, tmp_path, SealError};
 use crate::domain::{
-    archived_service_name, from_archived, ArchivedLogBatch, ArchivedSpanBatch, Resource, Scope,
-    Span, TraceId, STATUS_CODE_ERROR,
+    archived_service_name, from_archived, ArchivedLogBatch, ArchivedSpanBatch, Span, TraceId,
+    STATUS_CODE_ERROR,
 };
 use crate::limits::{SEALED_BLOCK_SPANS, SEALED_BLOCK_SPANS_MAX, SEALED_LOG_BLOCK_BYTES};
 use crate::storage::segment::{sync_dir, Segment};
-use crate::storage::RecordKind;
+use crate::storage::{frame, RecordKind};
 
 /// OTLP severity number of `ERROR`: a log block holding one at or above it is flagged.
 const SEVERITY_ERROR: i32 = 17;
@@ -57,8 +57,12 @@ pub fn seal(raw: &Path) -> Result<SealedSegment, SealError> {
         path: raw.to_owned(),
         reason: e.to_string(),
     })?;
-    let mut records: Vec<u32> = Vec::new();
-    segment.recover(|offset, _, _| records.push(offset));
+    // Where each intact record's payload lies: the scan checks every CRC, so the payloads are
+    // read from the map afterwards without checking them again.
+    let mut records: Vec<(RecordKind, usize, usize)> = Vec::new();
+    segment.recover(|offset, kind, payload| {
+        records.push((kind, offset as usize + frame::HEADER_BYTES, payload.len()))
+    });
     let last_write = std::fs::metadata(raw)
         .and_then(|m| m.modified())
         .map_err(failed)?
@@ -74,12 +78,9 @@ pub fn seal(raw: &Path) -> Result<SealedSegment, SealError> {
 
     let mut spans: Vec<&ArchivedSpanBatch<'static>> = Vec::new();
     let mut logs: Vec<(&[u8], &ArchivedLogBatch<'static>)> = Vec::new();
-    for offset in records {
-        // The recovery scan just checked every CRC: a read that fails now is damage, skipped
-        // as recovery skips it.
-        let Ok((kind, payload)) = segment.read(offset) else {
-            continue;
-        };
+    let bytes = segment.bytes();
+    for (kind, at, len) in records {
+        let payload = &bytes[at..at + len];
         match kind {
             RecordKind::Spans => {
                 if let Ok(b) =
@@ -173,11 +174,11 @@ impl DataWriter {
 /// The services and span names of a segment, numbered as first seen.
 #[derive(Default)]
 struct Names {
-    services: BTreeMap<String, u32>,
-    names: BTreeMap<String, u32>,
+    services: HashMap<String, u32>,
+    names: HashMap<String, u32>,
 }
 
-fn id_of(map: &mut BTreeMap<String, u32>, s: &str) -> u32 {
+fn id_of(map: &mut HashMap<String, u32>, s: &str) -> u32 {
     if let Some(&id) = map.get(s) {
         return id;
     }
@@ -195,7 +196,7 @@ impl Names {
         traces: u64,
         mut filter_keys: Vec<u64>,
     ) -> Sidecar {
-        let by_id = |map: BTreeMap<String, u32>| {
+        let by_id = |map: HashMap<String, u32>| {
             let mut v: Vec<(u32, String)> = map.into_iter().map(|(s, id)| (id, s)).collect();
             v.sort_unstable();
             v.into_iter().map(|(_, s)| s).collect::<Vec<String>>()
@@ -266,25 +267,17 @@ fn write_span_blocks(
     names: &mut Names,
     batches: &[&ArchivedSpanBatch<'static>],
 ) -> io::Result<(u64, Vec<u64>)> {
-    let groups: Vec<(Resource<'_>, Scope<'_>)> = batches
-        .iter()
-        .map(|b| {
-            (
-                from_archived::resource(&b.resource),
-                from_archived::scope(&b.scope),
-            )
-        })
-        .collect();
-    let group_refs: Vec<(&Resource<'_>, &Scope<'_>)> = groups.iter().map(|(r, s)| (r, s)).collect();
-    let services: Vec<u32> = batches
-        .iter()
-        .map(|b| {
-            id_of(
-                &mut names.services,
-                archived_service_name(&b.resource.attributes),
-            )
-        })
-        .collect();
+    let mut groups = block::Groups::default();
+    let mut batch_groups = Vec::with_capacity(batches.len());
+    let mut services = Vec::with_capacity(batches.len());
+    for b in batches {
+        let resource = from_archived::resource(&b.resource);
+        batch_groups.push(groups.add(&resource, &from_archived::scope(&b.scope)));
+        services.push(id_of(
+            &mut names.services,
+            archived_service_name(&b.resource.attributes),
+        ));
+    }
     // Every span's place, in the order blocks hold them.
     let mut order: Vec<(TraceId, u64, u32, u32)> = batches
         .iter()
@@ -323,7 +316,11 @@ fn write_span_blocks(
             .iter()
             .map(|&(_, _, b, i)| from_archived::span(&batches[b as usize].spans[i as usize]))
             .collect();
-        let input: Vec<(u32, &Span<'_>)> = chunk.iter().map(|c| c.2).zip(&spans).collect();
+        let input: Vec<(u32, &Span<'_>)> = chunk
+            .iter()
+            .map(|c| batch_groups[c.2 as usize])
+            .zip(&spans)
+            .collect();
         let mut meta = empty_meta();
         meta.items = spans.len() as u32;
         meta.first_trace = chunk[0].0;
@@ -343,7 +340,7 @@ fn write_span_blocks(
             ids.sort_unstable();
             ids.dedup();
         }
-        let bytes = block::encode_sorted(&group_refs, &input);
+        let bytes = block::encode_sorted(&groups, &input);
         out.block(BlockKind::Spans, &bytes, meta)?;
         start = end;
     }
