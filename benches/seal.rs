@@ -89,8 +89,8 @@ fn seal(c: &mut Criterion) {
 }
 
 /// A raw segment of about 64 MiB holding loadgen's default `signal` records, stored as the
-/// ingest path stores them; its directory and path.
-fn raw_segment(signal: Signal) -> (tempfile::TempDir, std::path::PathBuf) {
+/// ingest path stores them; its directory, path and the protobuf bytes it was decoded from.
+fn raw_segment(signal: Signal) -> (tempfile::TempDir, std::path::PathBuf, usize) {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = StoreConfig::single_shard(dir.path(), 64 << 20, None);
     let (mut store, _) = Store::open(config, |_, _, _| {}, |_, _| {}).expect("store opens");
@@ -106,6 +106,7 @@ fn raw_segment(signal: Signal) -> (tempfile::TempDir, std::path::PathBuf) {
     );
     let mut rejected = Default::default();
     let mut written = 0usize;
+    let mut wire = 0usize;
     let mut i = 0u64;
     // Short of the segment's size, so that everything lands in the one segment.
     while written < 60 << 20 {
@@ -113,6 +114,7 @@ fn raw_segment(signal: Signal) -> (tempfile::TempDir, std::path::PathBuf) {
             .next_batch(1_700_000_000_000_000_000 + i * 5_000_000)
             .body;
         i += 1;
+        wire += body.len();
         let (kind, records) = match signal {
             Signal::Traces => {
                 let batches = glust::otlp::proto::decode_traces(&body)
@@ -145,7 +147,7 @@ fn raw_segment(signal: Signal) -> (tempfile::TempDir, std::path::PathBuf) {
         .map(|e| e.expect("entry").path())
         .find(|p| p.extension().is_some_and(|e| e == "glust"))
         .expect("one raw segment");
-    (dir, raw)
+    (dir, raw, wire)
 }
 
 /// Sealing a whole raw segment, as a shard's blocking pool does: read and sort its records,
@@ -154,10 +156,19 @@ fn seal_segment(c: &mut Criterion) {
     let mut g = c.benchmark_group("seal a 60 MiB raw segment");
     g.sample_size(10);
     for (name, signal) in [("traces", Signal::Traces), ("logs", Signal::Logs)] {
-        let (_dir, raw) = raw_segment(signal);
+        let (_dir, raw, wire) = raw_segment(signal);
         let items = {
             let sealed = glust::seal::write::seal(&raw).expect("seals");
-            sealed.sidecar.spans + sealed.sidecar.logs
+            let items = sealed.sidecar.spans + sealed.sidecar.logs;
+            let stored = sealed.disk_bytes();
+            eprintln!(
+                "{items} {name} items: protobuf {:.1} B each, sealed {:.1} B each with the \
+                 sidecar ({:.1}% of the protobuf)",
+                wire as f64 / items as f64,
+                stored as f64 / items as f64,
+                100.0 * stored as f64 / wire as f64
+            );
+            items
         };
         g.throughput(Throughput::Elements(items));
         g.bench_function(name, |b| {

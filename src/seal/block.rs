@@ -27,7 +27,7 @@ use std::borrow::Cow;
 
 use super::column::{BlockError, ColumnReader, ColumnWriter};
 use crate::domain::{
-    Event, KeyValue, Link, Resource, Scope, Span, SpanBatch, SpanId, Status, TraceId,
+    AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanBatch, SpanId, Status, TraceId,
 };
 use crate::limits::SEALED_COLUMN_BYTES_MAX;
 
@@ -100,9 +100,9 @@ impl Col {
 
 /// A value column's entries: a value seen before under the key (then its id), a new one (then
 /// the value, which takes the next id), or one not kept in the dictionary (then the value).
-const SEEN_VALUE: u64 = 0;
-const NEW_VALUE: u64 = 1;
-const RAW_VALUE: u64 = 2;
+pub(super) const SEEN_VALUE: u64 = 0;
+pub(super) const NEW_VALUE: u64 = 1;
+pub(super) const RAW_VALUE: u64 = 2;
 
 /// Values of a key after which one whose values nearly never repeat (ids, ports) stops being
 /// kept in a dictionary: keeping them costs a hash and an allocation each and saves nothing.
@@ -110,36 +110,56 @@ const DICTIONARY_TRIAL: u64 = 64;
 
 /// One attribute key's values in a block.
 #[derive(Default)]
-struct KeyValues {
-    column: ColumnWriter,
+pub(super) struct KeyValues {
+    pub(super) column: ColumnWriter,
     seen: HashMap<Vec<u8>, u64>,
     values: u64,
     raw: bool,
 }
 
+/// Where a value stands in its stream's dictionary ([`KeyValues::entry`]).
+pub(super) enum DictEntry {
+    /// Seen before: its id.
+    Seen(u64),
+    /// New: it takes the next id.
+    New,
+    /// Not kept in the dictionary.
+    Raw,
+}
+
 impl KeyValues {
-    fn push(&mut self, encoded: &[u8]) {
+    /// Counts the value encoded as `encoded` and says how it is to be written.
+    pub(super) fn entry(&mut self, encoded: &[u8]) -> DictEntry {
         self.values += 1;
         if self.raw {
-            self.column.varint(RAW_VALUE);
-            self.column.fixed(encoded);
-            return;
+            return DictEntry::Raw;
         }
-        match self.seen.get(encoded) {
-            Some(&id) => {
+        if let Some(&id) = self.seen.get(encoded) {
+            return DictEntry::Seen(id);
+        }
+        let id = self.seen.len() as u64;
+        self.seen.insert(encoded.to_vec(), id);
+        // Past the trial, nine in ten distinct: no dictionary for the rest.
+        if self.values >= DICTIONARY_TRIAL && (id + 1) * 10 > self.values * 9 {
+            self.raw = true;
+            self.seen = HashMap::new();
+        }
+        DictEntry::New
+    }
+
+    pub(super) fn push(&mut self, encoded: &[u8]) {
+        match self.entry(encoded) {
+            DictEntry::Seen(id) => {
                 self.column.varint(SEEN_VALUE);
                 self.column.varint(id);
             }
-            None => {
+            DictEntry::New => {
                 self.column.varint(NEW_VALUE);
                 self.column.fixed(encoded);
-                let id = self.seen.len() as u64;
-                self.seen.insert(encoded.to_vec(), id);
-                // Past the trial, nine in ten distinct: no dictionary for the rest.
-                if self.values >= DICTIONARY_TRIAL && (id + 1) * 10 > self.values * 9 {
-                    self.raw = true;
-                    self.seen = HashMap::new();
-                }
+            }
+            DictEntry::Raw => {
+                self.column.varint(RAW_VALUE);
+                self.column.fixed(encoded);
             }
         }
     }
@@ -172,6 +192,11 @@ impl Groups {
 
     pub fn len(&self) -> usize {
         self.encoded.len()
+    }
+
+    /// The encoding of group `id`.
+    pub(super) fn encoded(&self, id: u32) -> &[u8] {
+        &self.encoded[id as usize]
     }
 
     pub fn is_empty(&self) -> bool {
@@ -212,7 +237,7 @@ pub fn encode_sorted(groups: &Groups, spans: &[(u32, &Span<'_>)]) -> Vec<u8> {
         .iter()
         .map(|&(g, s)| {
             let id = *in_block[g as usize].get_or_insert_with(|| {
-                cols[col(Col::Groups)].bytes(&groups.encoded[g as usize]);
+                cols[col(Col::Groups)].bytes(groups.encoded(g));
                 written += 1;
                 written - 1
             });
@@ -220,11 +245,8 @@ pub fn encode_sorted(groups: &Groups, spans: &[(u32, &Span<'_>)]) -> Vec<u8> {
         })
         .collect();
 
-    let mut scratch = ColumnWriter::default();
     let mut names: HashMap<&str, u64> = HashMap::new();
-    let mut keys: HashMap<&str, usize> = HashMap::new();
-    // Per key id: its value column and the dictionary of values seen under it.
-    let mut values: Vec<KeyValues> = Vec::new();
+    let mut attrs: AttrWriter<'_> = AttrWriter::default();
     let mut position_of: HashMap<SpanId, usize> = HashMap::with_capacity(spans.len());
     let mut i = 0;
     while i < spans.len() {
@@ -263,34 +285,27 @@ pub fn encode_sorted(groups: &Groups, spans: &[(u32, &Span<'_>)]) -> Vec<u8> {
             cols[col(Col::Kinds)].signed(i64::from(s.kind));
             cols[col(Col::StatusCodes)].signed(i64::from(s.status.code));
             cols[col(Col::SpanGroups)].varint(group);
-            cols[col(Col::AttrKeys)].varint(s.attributes.len() as u64);
-            for kv in &s.attributes {
-                let next = keys.len();
-                let key = *keys.entry(&kv.key).or_insert_with(|| {
-                    cols[col(Col::KeyDict)].str(&kv.key);
-                    values.push(Default::default());
-                    next
-                });
-                cols[col(Col::AttrKeys)].varint(key as u64);
-                // The value's encoding, in a buffer reused for every attribute: a value seen
-                // before under this key costs no allocation.
-                scratch.bytes.clear();
-                scratch.value(&kv.value);
-                values[key].push(&scratch.bytes);
-            }
+            attrs.write(&s.attributes);
             write_rest(&mut cols[col(Col::Rest)], s);
         }
         i += run;
     }
-    // The value columns, one after the other in key order, each length-prefixed.
-    for key in &values {
-        cols[col(Col::Values)].bytes(&key.column.bytes);
-    }
+    attrs.finish(
+        &mut cols,
+        col(Col::KeyDict),
+        col(Col::AttrKeys),
+        col(Col::Values),
+    );
+    pack(&cols)
+}
 
+/// Stores `cols`: their count, then each one's raw length, stored length and stored bytes
+/// (zstd, or raw when zstd does not make it smaller).
+pub(super) fn pack(cols: &[ColumnWriter]) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(&(COLUMNS.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(cols.len() as u32).to_le_bytes());
     let mut zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("a zstd context");
-    for w in &cols {
+    for w in cols {
         let compressed = zstd.compress(&w.bytes).expect("zstd compresses in memory");
         let stored = match compressed.len() < w.bytes.len() {
             true => &compressed,
@@ -303,41 +318,201 @@ pub fn encode_sorted(groups: &Groups, spans: &[(u32, &Span<'_>)]) -> Vec<u8> {
     out
 }
 
+/// How a block stores the values of one attribute key (or of the log bodies).
+pub(super) trait ValueStream: Default {
+    /// Appends `value`; `encoded` is its encoding ([`ColumnWriter::value`]), by which
+    /// repeated values are recognised.
+    fn push(&mut self, value: &AnyValue<'_>, encoded: &[u8]);
+    /// The stream as stored.
+    fn finish(self) -> Vec<u8>;
+}
+
+/// Reads a stream that a [`ValueStream`] wrote.
+pub(super) trait ValueSource<'c>: Sized {
+    fn open(name: &'static str, bytes: &'c [u8]) -> Result<Self, BlockError>;
+    fn next(&mut self) -> Result<AnyValue<'static>, BlockError>;
+}
+
+impl ValueStream for KeyValues {
+    fn push(&mut self, _: &AnyValue<'_>, encoded: &[u8]) {
+        KeyValues::push(self, encoded);
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.column.bytes
+    }
+}
+
+/// The reader of a [`KeyValues`] stream: the stream and the values seen so far.
+pub(super) struct DictValues<'c> {
+    column: ColumnReader<'c>,
+    seen: Vec<AnyValue<'static>>,
+}
+
+impl<'c> ValueSource<'c> for DictValues<'c> {
+    fn open(name: &'static str, bytes: &'c [u8]) -> Result<Self, BlockError> {
+        Ok(DictValues {
+            column: ColumnReader::new(name, bytes),
+            seen: Vec::new(),
+        })
+    }
+
+    fn next(&mut self) -> Result<AnyValue<'static>, BlockError> {
+        read_dict_value(&mut self.column, &mut self.seen)
+    }
+}
+
+/// The attributes of a block's items: per item its count and key ids (the attribute keys
+/// column), the keys once each (the key dictionary), and the values in one stream per key
+/// (the values column, each stream length-prefixed).
+pub(super) struct AttrWriter<'s, V = KeyValues> {
+    counts_and_keys: ColumnWriter,
+    key_dict: ColumnWriter,
+    keys: HashMap<&'s str, usize>,
+    values: Vec<V>,
+    scratch: ColumnWriter,
+}
+
+impl<V> Default for AttrWriter<'_, V> {
+    fn default() -> Self {
+        AttrWriter {
+            counts_and_keys: ColumnWriter::default(),
+            key_dict: ColumnWriter::default(),
+            keys: HashMap::new(),
+            values: Vec::new(),
+            scratch: ColumnWriter::default(),
+        }
+    }
+}
+
+impl<'s, V: ValueStream> AttrWriter<'s, V> {
+    pub(super) fn write(&mut self, attributes: &'s [KeyValue<'_>]) {
+        self.counts_and_keys.varint(attributes.len() as u64);
+        for kv in attributes {
+            let next = self.keys.len();
+            let key = *self.keys.entry(&kv.key).or_insert_with(|| {
+                self.key_dict.str(&kv.key);
+                self.values.push(V::default());
+                next
+            });
+            self.counts_and_keys.varint(key as u64);
+            // The value's encoding, in a buffer reused for every attribute: a value seen
+            // before under this key costs no allocation.
+            self.scratch.bytes.clear();
+            self.scratch.value(&kv.value);
+            self.values[key].push(&kv.value, &self.scratch.bytes);
+        }
+    }
+
+    /// Moves the three columns into `cols` at the given places.
+    pub(super) fn finish(self, cols: &mut [ColumnWriter], dict: usize, keys: usize, values: usize) {
+        cols[dict] = self.key_dict;
+        cols[keys] = self.counts_and_keys;
+        // The value streams, one after the other in key order, each length-prefixed.
+        for key in self.values {
+            cols[values].bytes(&key.finish());
+        }
+    }
+}
+
+/// Reads what [`AttrWriter`] wrote.
+pub(super) struct AttrReader<'c, V = DictValues<'c>> {
+    counts_and_keys: ColumnReader<'c>,
+    keys: Vec<String>,
+    values: Vec<V>,
+}
+
+impl<'c, V: ValueSource<'c>> AttrReader<'c, V> {
+    pub(super) fn new(
+        mut dict: ColumnReader<'c>,
+        counts_and_keys: ColumnReader<'c>,
+        mut values_col: ColumnReader<'c>,
+    ) -> Result<AttrReader<'c, V>, BlockError> {
+        let mut keys = Vec::new();
+        while !dict.is_empty() {
+            keys.push(dict.str()?);
+        }
+        let mut values = Vec::new();
+        while !values_col.is_empty() {
+            values.push(V::open(values_col.name(), values_col.bytes()?)?);
+        }
+        if values.len() != keys.len() {
+            return Err(values_col.invalid("a value column count unlike the key count"));
+        }
+        Ok(AttrReader {
+            counts_and_keys,
+            keys,
+            values,
+        })
+    }
+
+    /// The next item's attributes.
+    pub(super) fn read(&mut self) -> Result<Vec<KeyValue<'static>>, BlockError> {
+        let keys = &mut self.counts_and_keys;
+        let n = keys.count()?;
+        let mut attributes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key = keys.varint()? as usize;
+            let values = self
+                .values
+                .get_mut(key)
+                .ok_or_else(|| keys.invalid("a key id past the dictionary"))?;
+            attributes.push(KeyValue {
+                key: Cow::Owned(self.keys[key].clone()),
+                value: values.next()?,
+            });
+        }
+        Ok(attributes)
+    }
+}
+
+/// The next value of a dictionary stream written by [`KeyValues::push`].
+pub(super) fn read_dict_value(
+    column: &mut ColumnReader<'_>,
+    seen: &mut Vec<AnyValue<'static>>,
+) -> Result<AnyValue<'static>, BlockError> {
+    Ok(match column.varint()? {
+        SEEN_VALUE => {
+            let id = column.varint()? as usize;
+            seen.get(id)
+                .ok_or_else(|| column.invalid("a value id not seen before"))?
+                .clone()
+        }
+        NEW_VALUE => {
+            let v = column.value()?;
+            seen.push(v.clone());
+            v
+        }
+        RAW_VALUE => column.value()?,
+        _ => return Err(column.invalid("an unknown value flag")),
+    })
+}
+
 /// Decodes a block back into batches of spans, one batch per run of spans of one group.
 pub fn decode(block: &[u8]) -> Result<Vec<SpanBatch<'static>>, BlockError> {
-    let raw = columns(block)?;
+    let names: Vec<&'static str> = COLUMNS.iter().map(|c| c.name()).collect();
+    let raw = columns(block, &names)?;
     let reader = |c: Col| ColumnReader::new(c.name(), &raw[c as usize]);
 
     let mut groups_col = reader(Col::Groups);
     let mut groups = Vec::new();
     while !groups_col.is_empty() {
         let bytes = groups_col.bytes()?;
-        let mut g = ColumnReader::new(Col::Groups.name(), bytes);
-        let resource = read_resource(&mut g)?;
-        let scope = read_scope(&mut g)?;
-        groups.push((resource, scope));
+        groups.push(read_group(&mut ColumnReader::new(
+            Col::Groups.name(),
+            bytes,
+        ))?);
     }
     let mut name_dict = reader(Col::NameDict);
     let mut names = Vec::new();
     while !name_dict.is_empty() {
         names.push(name_dict.str()?);
     }
-    let mut key_dict = reader(Col::KeyDict);
-    let mut keys = Vec::new();
-    while !key_dict.is_empty() {
-        keys.push(key_dict.str()?);
-    }
-    let mut values_col = reader(Col::Values);
-    let mut values: Vec<(ColumnReader<'_>, Vec<crate::domain::AnyValue<'static>>)> = Vec::new();
-    while !values_col.is_empty() {
-        values.push((
-            ColumnReader::new(Col::Values.name(), values_col.bytes()?),
-            Vec::new(),
-        ));
-    }
-    if values.len() != keys.len() {
-        return Err(values_col.invalid("a value column count unlike the key count"));
-    }
+    let mut attrs: AttrReader<'_> = AttrReader::new(
+        reader(Col::KeyDict),
+        reader(Col::AttrKeys),
+        reader(Col::Values),
+    )?;
 
     let mut traces = reader(Col::Traces);
     let mut span_ids = reader(Col::SpanIds);
@@ -349,7 +524,6 @@ pub fn decode(block: &[u8]) -> Result<Vec<SpanBatch<'static>>, BlockError> {
     let mut kinds = reader(Col::Kinds);
     let mut status_codes = reader(Col::StatusCodes);
     let mut span_groups = reader(Col::SpanGroups);
-    let mut attr_keys = reader(Col::AttrKeys);
     let mut rest = reader(Col::Rest);
 
     let mut out: Vec<SpanBatch<'static>> = Vec::new();
@@ -387,33 +561,7 @@ pub fn decode(block: &[u8]) -> Result<Vec<SpanBatch<'static>>, BlockError> {
             if group >= groups.len() {
                 return Err(span_groups.invalid("a group past the groups"));
             }
-            let n = attr_keys.count()?;
-            let mut attributes = Vec::with_capacity(n);
-            for _ in 0..n {
-                let key = attr_keys.varint()? as usize;
-                let (column, seen) = values
-                    .get_mut(key)
-                    .ok_or_else(|| attr_keys.invalid("a key id past the dictionary"))?;
-                let value = match column.varint()? {
-                    SEEN_VALUE => {
-                        let id = column.varint()? as usize;
-                        seen.get(id)
-                            .ok_or_else(|| column.invalid("a value id not seen before"))?
-                            .clone()
-                    }
-                    NEW_VALUE => {
-                        let v = column.value()?;
-                        seen.push(v.clone());
-                        v
-                    }
-                    RAW_VALUE => column.value()?,
-                    _ => return Err(column.invalid("an unknown value flag")),
-                };
-                attributes.push(KeyValue {
-                    key: Cow::Owned(keys[key].clone()),
-                    value,
-                });
-            }
+            let attributes = attrs.read()?;
             let mut span = read_rest(&mut rest)?;
             span.trace_id = trace_id;
             span.span_id = span_id;
@@ -443,14 +591,17 @@ pub fn decode(block: &[u8]) -> Result<Vec<SpanBatch<'static>>, BlockError> {
 }
 
 /// The raw bytes of each column of `block`: borrowed where stored raw.
-fn columns(block: &[u8]) -> Result<Vec<Cow<'_, [u8]>>, BlockError> {
+pub(super) fn columns<'b>(
+    block: &'b [u8],
+    names: &[&'static str],
+) -> Result<Vec<Cow<'b, [u8]>>, BlockError> {
     let mut r = ColumnReader::new("header", block);
     let count = u32::from_le_bytes(r.fixed()?) as usize;
-    if count != COLUMNS.len() {
+    if count != names.len() {
         return Err(r.invalid("a column count this build does not read"));
     }
     let mut raw = Vec::with_capacity(count);
-    for c in COLUMNS {
+    for &name in names {
         let raw_len = u32::from_le_bytes(r.fixed()?) as usize;
         let stored_len = u32::from_le_bytes(r.fixed()?) as usize;
         // A damaged length must not make the reader allocate gigabytes.
@@ -462,14 +613,21 @@ fn columns(block: &[u8]) -> Result<Vec<Cow<'_, [u8]>>, BlockError> {
             Cow::Borrowed(stored)
         } else {
             let bytes = zstd::bulk::decompress(stored, raw_len)
-                .map_err(|_| BlockError::Compression(c.name()))?;
+                .map_err(|_| BlockError::Compression(name))?;
             if bytes.len() != raw_len {
-                return Err(BlockError::Compression(c.name()));
+                return Err(BlockError::Compression(name));
             }
             Cow::Owned(bytes)
         });
     }
     Ok(raw)
+}
+
+/// A group as [`Groups::add`] encoded it.
+pub(super) fn read_group(
+    r: &mut ColumnReader<'_>,
+) -> Result<(Resource<'static>, Scope<'static>), BlockError> {
+    Ok((read_resource(r)?, read_scope(r)?))
 }
 
 fn write_resource(w: &mut ColumnWriter, r: &Resource<'_>) {

@@ -120,6 +120,10 @@ impl<'a> ColumnReader<'a> {
         self.pos >= self.buf.len()
     }
 
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     fn truncated(&self, what: &'static str) -> BlockError {
         BlockError::Truncated {
             column: self.name,
@@ -163,6 +167,20 @@ impl<'a> ColumnReader<'a> {
             Ok(n) if n <= self.buf.len() - self.pos => Ok(n),
             _ => Err(self.invalid("a count larger than the column")),
         }
+    }
+
+    /// A count bounded by `limit` (what is left of the column it counts the bytes of).
+    pub fn count_of(&mut self, limit: usize) -> Result<usize, BlockError> {
+        let n = self.varint()?;
+        match usize::try_from(n) {
+            Ok(n) if n <= limit => Ok(n),
+            _ => Err(self.invalid("a length past the end of its data")),
+        }
+    }
+
+    /// Bytes not yet read.
+    pub fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
     }
 
     pub fn fixed<const N: usize>(&mut self) -> Result<[u8; N], BlockError> {

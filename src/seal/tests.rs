@@ -298,13 +298,45 @@ mod files {
     use crate::seal::{write, BlockKind, SealedSegment};
     use crate::storage::{RecordKind, Store, StoreConfig};
 
+    fn log_record() -> impl Strategy<Value = LogRecord<'static>> {
+        (
+            (any::<u64>(), any::<u64>(), -3..25i32),
+            prop_oneof![Just(""), Just("INFO"), Just("ERROR")],
+            value(),
+            attributes(),
+            (
+                proptest::option::of(0..4u8),
+                proptest::option::of(any::<[u8; 8]>()),
+            ),
+            (
+                any::<u32>(),
+                0..3u32,
+                prop_oneof![Just(""), Just("exception")],
+            ),
+        )
+            .prop_map(
+                |((time, observed, severity), text, body, attributes, (trace, span), rest)| {
+                    LogRecord {
+                        time_unix_nano: time,
+                        observed_time_unix_nano: observed,
+                        severity_number: severity,
+                        severity_text: Cow::Borrowed(text),
+                        body,
+                        attributes,
+                        dropped_attributes_count: rest.1,
+                        flags: rest.0,
+                        trace_id: trace.map(|t| TraceId([t; 16])),
+                        span_id: span.map(SpanId),
+                        event_name: Cow::Borrowed(rest.2),
+                    }
+                },
+            )
+    }
+
     fn log_batch() -> impl Strategy<Value = LogBatch<'static>> {
         (
             prop_oneof![Just("checkout"), Just("cart")],
-            vec(
-                (any::<u64>(), 0..25i32, text(), attributes(), any::<bool>()),
-                0..6,
-            ),
+            vec(log_record(), 0..6),
         )
             .prop_map(|(service, logs)| LogBatch {
                 resource: Resource {
@@ -315,23 +347,92 @@ mod files {
                     ..Resource::default()
                 },
                 scope: Scope::default(),
-                logs: logs
-                    .into_iter()
-                    .map(|(time, severity, body, attributes, traced)| LogRecord {
-                        time_unix_nano: time,
-                        observed_time_unix_nano: time / 2,
-                        severity_number: severity,
-                        severity_text: Cow::Borrowed("INFO"),
-                        body: AnyValue::String(body),
-                        attributes,
-                        dropped_attributes_count: 0,
-                        flags: 0,
-                        trace_id: traced.then_some(TraceId([7; 16])),
-                        span_id: None,
-                        event_name: Cow::Borrowed(""),
-                    })
-                    .collect(),
+                logs,
             })
+    }
+
+    /// Every record with its resource, in the order given.
+    fn ordered_logs<'a>(batches: impl Iterator<Item = &'a LogBatch<'a>>) -> Vec<String> {
+        batches
+            .flat_map(|b| {
+                b.logs
+                    .iter()
+                    .map(move |l| format!("{:?} {:?} {l:?}", b.resource, b.scope))
+            })
+            .collect()
+    }
+
+    /// The records of a log block, as [`ordered_logs`] shows them.
+    fn decoded_logs(block: &[u8]) -> Vec<String> {
+        crate::seal::logblock::decode(block)
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                let a =
+                    rkyv::access::<crate::domain::ArchivedLogBatch<'static>, rkyv::rancor::Error>(
+                        r,
+                    )
+                    .unwrap();
+                let (resource, scope) = (
+                    from_archived::resource(&a.resource),
+                    from_archived::scope(&a.scope),
+                );
+                a.logs
+                    .iter()
+                    .map(|l| format!("{resource:?} {scope:?} {:?}", from_archived::log_record(l)))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn log_blocks_give_back_every_record_in_order(batches in vec(log_batch(), 0..6)) {
+            let block = crate::seal::logblock::encode_batches(&batches);
+            prop_assert_eq!(decoded_logs(&block), ordered_logs(batches.iter()));
+        }
+
+        #[test]
+        fn damaged_log_blocks_are_refused_or_read_without_panic(
+            batches in vec(log_batch(), 1..4),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut block = crate::seal::logblock::encode_batches(&batches);
+            let i = at.index(block.len());
+            block[i] ^= byte | 1;
+            let _ = crate::seal::logblock::decode(&block);
+        }
+    }
+
+    #[test]
+    fn log_blocks_written_before_logs_had_columns_are_still_read() {
+        let batches: Vec<LogBatch<'static>> = (0..3)
+            .map(|i| LogBatch {
+                resource: Resource::default(),
+                scope: Scope::default(),
+                logs: vec![LogRecord {
+                    time_unix_nano: i,
+                    observed_time_unix_nano: 0,
+                    severity_number: 9,
+                    severity_text: Cow::Borrowed("INFO"),
+                    body: AnyValue::String(Cow::Owned(format!("record {i}"))),
+                    attributes: Vec::new(),
+                    dropped_attributes_count: 0,
+                    flags: 0,
+                    trace_id: Some(TraceId([i as u8; 16])),
+                    span_id: None,
+                    event_name: Cow::Borrowed(""),
+                }],
+            })
+            .collect();
+        let records: Vec<_> = batches
+            .iter()
+            .map(|b| rkyv::to_bytes::<rkyv::rancor::Error>(b).unwrap())
+            .collect();
+        let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
+        let block = crate::seal::logblock::encode_legacy(&refs);
+        assert_eq!(decoded_logs(&block), ordered_logs(batches.iter()));
     }
 
     /// Writes the batches as records of one raw segment; its path.

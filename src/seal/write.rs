@@ -17,8 +17,8 @@ use super::format::{
 use super::sealed::SealedSegment;
 use super::{block, data_path, logblock, sidecar_path, tmp_path, SealError};
 use crate::domain::{
-    archived_service_name, from_archived, ArchivedLogBatch, ArchivedSpanBatch, Span, TraceId,
-    STATUS_CODE_ERROR,
+    archived_service_name, from_archived, ArchivedLogBatch, ArchivedSpanBatch, LogRecord, Span,
+    TraceId, STATUS_CODE_ERROR,
 };
 use crate::limits::{SEALED_BLOCK_SPANS, SEALED_BLOCK_SPANS_MAX, SEALED_LOG_BLOCK_BYTES};
 use crate::storage::segment::{sync_dir, Segment};
@@ -347,12 +347,23 @@ fn write_span_blocks(
     Ok((traces, keys))
 }
 
-/// Writes the log records as blocks of about [`SEALED_LOG_BLOCK_BYTES`], in stored order.
+/// Writes the log records as blocks of about [`SEALED_LOG_BLOCK_BYTES`] of stored records, in
+/// stored order.
 fn write_log_blocks(
     out: &mut DataWriter,
     names: &mut Names,
     records: &[(&[u8], &ArchivedLogBatch<'static>)],
 ) -> io::Result<()> {
+    let mut groups = block::Groups::default();
+    let batch_groups: Vec<u32> = records
+        .iter()
+        .map(|(_, b)| {
+            groups.add(
+                &from_archived::resource(&b.resource),
+                &from_archived::scope(&b.scope),
+            )
+        })
+        .collect();
     let mut start = 0;
     while start < records.len() {
         let mut end = start;
@@ -362,15 +373,18 @@ fn write_log_blocks(
             end += 1;
         }
         let chunk = &records[start..end];
+        let logs: Vec<Vec<LogRecord<'_>>> = chunk
+            .iter()
+            .map(|(_, b)| b.logs.iter().map(from_archived::log_record).collect())
+            .collect();
         let mut meta = empty_meta();
         let mut max_severity = 0;
-        for (_, batch) in chunk {
+        for ((_, batch), records) in chunk.iter().zip(&logs) {
             meta.services.push(id_of(
                 &mut names.services,
                 archived_service_name(&batch.resource.attributes),
             ));
-            for l in batch.logs.iter() {
-                let record = from_archived::log_record(l);
+            for record in records {
                 let t = record.effective_time();
                 meta.items += 1;
                 meta.min_time = meta.min_time.min(t);
@@ -383,8 +397,12 @@ fn write_log_blocks(
         (meta.min_duration, meta.max_duration) = (0, 0);
         meta.services.sort_unstable();
         meta.services.dedup();
-        let payloads: Vec<&[u8]> = chunk.iter().map(|(p, _)| *p).collect();
-        out.block(BlockKind::Logs, &logblock::encode(&payloads), meta)?;
+        let runs: Vec<(u32, &[LogRecord<'_>])> = batch_groups[start..end]
+            .iter()
+            .zip(&logs)
+            .map(|(&g, l)| (g, l.as_slice()))
+            .collect();
+        out.block(BlockKind::Logs, &logblock::encode(&groups, &runs), meta)?;
         start = end;
     }
     Ok(())
