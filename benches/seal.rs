@@ -85,6 +85,13 @@ fn seal(c: &mut Criterion) {
     g.bench_function("decode a block", |b| {
         b.iter(|| glust::seal::block::decode(black_box(&encoded[0])).expect("decodes"))
     });
+    // A trace lookup: the block's other spans are read past.
+    let one = [block[0].spans[0].trace_id];
+    g.bench_function("decode one trace of a block", |b| {
+        b.iter(|| {
+            glust::seal::block::decode_traces(black_box(&encoded[0]), Some(&one)).expect("decodes")
+        })
+    });
     g.finish();
 }
 

@@ -6,22 +6,23 @@
 #
 #   scripts/seal-footprint.sh GLUST [traces|logs] [RATE=300000] [SECONDS=30]
 #
-# Needs target/release/loadgen. Uses ports 35318/35317/35200 and /tmp/glust-seal.
+# Needs target/release/loadgen. Uses ports 24318/24317/24200 (below the ephemeral range, so
+# that no client connection can take them) and /tmp/glust-seal.
 set -euo pipefail
 bin=${1:?usage: seal-footprint.sh GLUST [traces|logs] [RATE] [SECONDS]}
 signal=${2:-traces}; rate=${3:-300000}; secs=${4:-30}
 here=$(cd "$(dirname "$0")/.." && pwd)
 data=/tmp/glust-seal
 rm -rf "$data" "$data.log"
-"$bin" serve --data-dir "$data" --shards 1 --segment-bytes 64M --otlp-http 127.0.0.1:35318 \
-  --otlp-grpc 127.0.0.1:35317 --query 127.0.0.1:35200 >"$data.log" 2>&1 &
+"$bin" serve --data-dir "$data" --shards 1 --segment-bytes 64M --otlp-http 127.0.0.1:24318 \
+  --otlp-grpc 127.0.0.1:24317 --query 127.0.0.1:24200 >"$data.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 50); do curl -sf http://127.0.0.1:35200/readyz >/dev/null && break; sleep 0.1; done
-"$here/target/release/loadgen" --endpoint 127.0.0.1:35318 --rate "$rate" --signal "$signal" \
+for _ in $(seq 50); do curl -sf http://127.0.0.1:24200/readyz >/dev/null && break; sleep 0.1; done
+"$here/target/release/loadgen" --endpoint 127.0.0.1:24318 --rate "$rate" --signal "$signal" \
   --duration "${secs}s" --connections 16 --cores 1 -q >/dev/null 2>&1
 sleep 5 # the last full segment's sealing
-m=$(curl -s http://127.0.0.1:35200/metrics)
+m=$(curl -s http://127.0.0.1:24200/metrics)
 get() { echo "$m" | awk -v n="glust_$1" '$1 == n {print $2}'; }
 item=$([ "$signal" = traces ] && echo spans || echo logs)
 rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)

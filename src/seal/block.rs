@@ -331,6 +331,10 @@ pub(super) trait ValueStream: Default {
 pub(super) trait ValueSource<'c>: Sized {
     fn open(name: &'static str, bytes: &'c [u8]) -> Result<Self, BlockError>;
     fn next(&mut self) -> Result<AnyValue<'static>, BlockError>;
+    /// Reads past the next value, building it only if a later value needs it.
+    fn skip(&mut self) -> Result<(), BlockError> {
+        self.next().map(drop)
+    }
 }
 
 impl ValueStream for KeyValues {
@@ -343,10 +347,33 @@ impl ValueStream for KeyValues {
     }
 }
 
-/// The reader of a [`KeyValues`] stream: the stream and the values seen so far.
+/// The reader of a [`KeyValues`] stream: the stream and the values seen so far, each where
+/// it lies in the stream until a value read (not skipped) refers to it.
 pub(super) struct DictValues<'c> {
     column: ColumnReader<'c>,
-    seen: Vec<AnyValue<'static>>,
+    seen: Vec<Seen>,
+}
+
+enum Seen {
+    At(std::ops::Range<usize>),
+    Built(AnyValue<'static>),
+}
+
+impl<'c> DictValues<'c> {
+    fn seen(&mut self, id: usize) -> Result<AnyValue<'static>, BlockError> {
+        let column = &self.column;
+        let seen = self
+            .seen
+            .get_mut(id)
+            .ok_or_else(|| column.invalid("a value id not seen before"))?;
+        if let Seen::At(range) = seen {
+            *seen = Seen::Built(column.value_in(range.clone())?);
+        }
+        match seen {
+            Seen::Built(v) => Ok(v.clone()),
+            Seen::At(_) => unreachable!("built just above"),
+        }
+    }
 }
 
 impl<'c> ValueSource<'c> for DictValues<'c> {
@@ -358,7 +385,39 @@ impl<'c> ValueSource<'c> for DictValues<'c> {
     }
 
     fn next(&mut self) -> Result<AnyValue<'static>, BlockError> {
-        read_dict_value(&mut self.column, &mut self.seen)
+        match self.column.varint()? {
+            SEEN_VALUE => {
+                let id = self.column.varint()? as usize;
+                self.seen(id)
+            }
+            NEW_VALUE => {
+                let v = self.column.value()?;
+                self.seen.push(Seen::Built(v.clone()));
+                Ok(v)
+            }
+            RAW_VALUE => self.column.value(),
+            _ => Err(self.column.invalid("an unknown value flag")),
+        }
+    }
+
+    fn skip(&mut self) -> Result<(), BlockError> {
+        match self.column.varint()? {
+            SEEN_VALUE => {
+                let id = self.column.varint()? as usize;
+                if id >= self.seen.len() {
+                    return Err(self.column.invalid("a value id not seen before"));
+                }
+            }
+            NEW_VALUE => {
+                let at = self.column.skip_value()?;
+                self.seen.push(Seen::At(at));
+            }
+            RAW_VALUE => {
+                self.column.skip_value()?;
+            }
+            _ => return Err(self.column.invalid("an unknown value flag")),
+        }
+        Ok(())
     }
 }
 
@@ -446,6 +505,19 @@ impl<'c, V: ValueSource<'c>> AttrReader<'c, V> {
         })
     }
 
+    /// Reads past the next item's attributes.
+    pub(super) fn skip(&mut self) -> Result<(), BlockError> {
+        let keys = &mut self.counts_and_keys;
+        for _ in 0..keys.count()? {
+            let key = keys.varint()? as usize;
+            self.values
+                .get_mut(key)
+                .ok_or_else(|| keys.invalid("a key id past the dictionary"))?
+                .skip()?;
+        }
+        Ok(())
+    }
+
     /// The next item's attributes.
     pub(super) fn read(&mut self) -> Result<Vec<KeyValue<'static>>, BlockError> {
         let keys = &mut self.counts_and_keys;
@@ -466,30 +538,24 @@ impl<'c, V: ValueSource<'c>> AttrReader<'c, V> {
     }
 }
 
-/// The next value of a dictionary stream written by [`KeyValues::push`].
-pub(super) fn read_dict_value(
-    column: &mut ColumnReader<'_>,
-    seen: &mut Vec<AnyValue<'static>>,
-) -> Result<AnyValue<'static>, BlockError> {
-    Ok(match column.varint()? {
-        SEEN_VALUE => {
-            let id = column.varint()? as usize;
-            seen.get(id)
-                .ok_or_else(|| column.invalid("a value id not seen before"))?
-                .clone()
-        }
-        NEW_VALUE => {
-            let v = column.value()?;
-            seen.push(v.clone());
-            v
-        }
-        RAW_VALUE => column.value()?,
-        _ => return Err(column.invalid("an unknown value flag")),
-    })
-}
-
 /// Decodes a block back into batches of spans, one batch per run of spans of one group.
 pub fn decode(block: &[u8]) -> Result<Vec<SpanBatch<'static>>, BlockError> {
+    decode_traces(block, None)
+}
+
+/// Decodes the spans of the traces `wanted` (every trace if `None`) into batches, one batch
+/// per run of spans of one group. The other spans are read past, not built: a lookup of one
+/// trace costs the block's decompression and a walk over its columns, not a span allocated
+/// per span of the block.
+pub fn decode_traces(
+    block: &[u8],
+    wanted: Option<&[TraceId]>,
+) -> Result<Vec<SpanBatch<'static>>, BlockError> {
+    let wanted: Option<Vec<TraceId>> = wanted.map(|w| {
+        let mut w = w.to_vec();
+        w.sort_unstable();
+        w
+    });
     let names: Vec<&'static str> = COLUMNS.iter().map(|c| c.name()).collect();
     let raw = columns(block, &names)?;
     let reader = |c: Col| ColumnReader::new(c.name(), &raw[c as usize]);
@@ -533,6 +599,9 @@ pub fn decode(block: &[u8]) -> Result<Vec<SpanBatch<'static>>, BlockError> {
         let trace_id = TraceId(traces.fixed()?);
         let first_start = u64::from_le_bytes(traces.fixed()?);
         let run = traces.varint()?;
+        let keep = wanted
+            .as_ref()
+            .is_none_or(|w| w.binary_search(&trace_id).is_ok());
         for _ in 0..run {
             let span_id = SpanId(span_ids.fixed()?);
             let parent_span_id = match parents.varint()? {
@@ -552,8 +621,7 @@ pub fn decode(block: &[u8]) -> Result<Vec<SpanBatch<'static>>, BlockError> {
             let end = start.wrapping_add(durations.signed()? as u64);
             let name = names
                 .get(name_ids.varint()? as usize)
-                .ok_or_else(|| name_ids.invalid("a name id past the dictionary"))?
-                .clone();
+                .ok_or_else(|| name_ids.invalid("a name id past the dictionary"))?;
             let kind = i32::try_from(kinds.signed()?).map_err(|_| kinds.invalid("a kind"))?;
             let code = i32::try_from(status_codes.signed()?)
                 .map_err(|_| status_codes.invalid("a status code"))?;
@@ -561,12 +629,17 @@ pub fn decode(block: &[u8]) -> Result<Vec<SpanBatch<'static>>, BlockError> {
             if group >= groups.len() {
                 return Err(span_groups.invalid("a group past the groups"));
             }
+            if !keep {
+                attrs.skip()?;
+                read_rest(&mut rest)?;
+                continue;
+            }
             let attributes = attrs.read()?;
             let mut span = read_rest(&mut rest)?;
             span.trace_id = trace_id;
             span.span_id = span_id;
             span.parent_span_id = parent_span_id;
-            span.name = Cow::Owned(name);
+            span.name = Cow::Owned(name.clone());
             span.kind = kind;
             span.start_time_unix_nano = start;
             span.end_time_unix_nano = end;

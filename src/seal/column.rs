@@ -221,6 +221,53 @@ impl<'a> ColumnReader<'a> {
         self.value_at(0)
     }
 
+    /// Reads past a value without building it; where it lay in the column.
+    pub fn skip_value(&mut self) -> Result<std::ops::Range<usize>, BlockError> {
+        let start = self.pos;
+        self.skip_value_at(0)?;
+        Ok(start..self.pos)
+    }
+
+    fn skip_value_at(&mut self, depth: usize) -> Result<(), BlockError> {
+        if depth > VALUE_DEPTH_MAX + 1 {
+            return Err(self.invalid("values nested deeper than stored values can be"));
+        }
+        match self.varint()? {
+            0 => {}
+            1 | 5 => {
+                self.bytes()?;
+            }
+            2 | 3 => {
+                self.varint()?;
+            }
+            4 => {
+                self.fixed::<8>()?;
+            }
+            6 => {
+                for _ in 0..self.count()? {
+                    self.skip_value_at(depth + 1)?;
+                }
+            }
+            7 => {
+                for _ in 0..self.count()? {
+                    self.bytes()?;
+                    self.skip_value_at(depth + 1)?;
+                }
+            }
+            _ => return Err(self.invalid("an unknown value tag")),
+        }
+        Ok(())
+    }
+
+    /// The value at `range`, a range [`ColumnReader::skip_value`] gave.
+    pub fn value_in(&self, range: std::ops::Range<usize>) -> Result<AnyValue<'static>, BlockError> {
+        let bytes = self
+            .buf
+            .get(range)
+            .ok_or_else(|| self.invalid("a value range outside the column"))?;
+        ColumnReader::new(self.name, bytes).value()
+    }
+
     /// A value at nesting `depth`: a damaged block cannot nest deeper than validation lets
     /// values nest, so it cannot overflow the stack.
     fn value_at(&mut self, depth: usize) -> Result<AnyValue<'static>, BlockError> {

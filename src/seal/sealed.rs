@@ -8,7 +8,7 @@ use rkyv::util::AlignedVec;
 
 use super::format::{read_block_frame, BlockKind, SealedMeta, Sidecar, BLOCK_FRAME_BYTES};
 use super::{block, logblock, SealError};
-use crate::domain::{ArchivedLogBatch, ArchivedSpanBatch};
+use crate::domain::{ArchivedLogBatch, ArchivedSpanBatch, TraceId};
 use crate::limits::SIDECAR_BYTES_MAX;
 
 pub struct SealedSegment {
@@ -117,6 +117,16 @@ impl SealedSegment {
 
     /// Block `i` decoded into records, as stored records are read.
     pub fn decode(&self, i: usize) -> Result<DecodedBlock, SealError> {
+        self.decode_with(i, None)
+    }
+
+    /// The spans of the traces `wanted` in block `i` (a span block), decoded into records:
+    /// the block's other spans are read past, not built.
+    pub fn decode_traces(&self, i: usize, wanted: &[TraceId]) -> Result<DecodedBlock, SealError> {
+        self.decode_with(i, Some(wanted))
+    }
+
+    fn decode_with(&self, i: usize, wanted: Option<&[TraceId]>) -> Result<DecodedBlock, SealError> {
         let bytes = self.block(i)?;
         let invalid = |reason: String| SealError::Block {
             path: self.data_path.clone(),
@@ -125,7 +135,7 @@ impl SealedSegment {
         };
         let kind = self.sidecar.blocks[i].kind;
         let records = match kind {
-            BlockKind::Spans => block::decode(bytes)
+            BlockKind::Spans => block::decode_traces(bytes, wanted)
                 .map_err(|e| invalid(e.to_string()))?
                 .iter()
                 .map(|batch| {

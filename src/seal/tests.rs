@@ -203,6 +203,32 @@ proptest! {
     }
 }
 
+proptest! {
+    #[test]
+    fn a_block_decodes_the_wanted_traces_alone(
+        batches in vec(batch(), 0..5),
+        pick in vec(any::<prop::sample::Index>(), 0..4),
+    ) {
+        let ids: Vec<TraceId> = batches.iter().flat_map(|b| b.spans.iter().map(|s| s.trace_id)).collect();
+        let mut wanted: Vec<TraceId> = match ids.is_empty() {
+            true => Vec::new(),
+            false => pick.iter().map(|i| ids[i.index(ids.len())]).collect(),
+        };
+        wanted.push(TraceId([0xee; 16])); // in no block
+        let block = encode(&batches);
+        let only: Vec<SpanBatch<'static>> = decode(&block)
+            .unwrap()
+            .into_iter()
+            .map(|mut b| {
+                b.spans.retain(|s| wanted.contains(&s.trace_id));
+                b
+            })
+            .collect();
+        let partial = crate::seal::block::decode_traces(&block, Some(&wanted)).unwrap();
+        prop_assert_eq!(flat(&partial), flat(&only));
+    }
+}
+
 #[test]
 fn an_empty_block_round_trips() {
     assert_eq!(

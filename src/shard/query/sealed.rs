@@ -21,9 +21,23 @@ use crate::shard::Shard;
 /// Block `i` of `segment`, decoded on the blocking pool; `None` (counted and logged) if it is
 /// damaged.
 async fn decode(shard: &Shard, segment: &Arc<SealedSegment>, i: usize) -> Option<DecodedBlock> {
+    decode_traces(shard, segment, i, None).await
+}
+
+/// The spans of the traces `wanted` (every record if `None`) in block `i` of `segment`,
+/// decoded on the blocking pool; `None` (counted and logged) if the block is damaged.
+async fn decode_traces(
+    shard: &Shard,
+    segment: &Arc<SealedSegment>,
+    i: usize,
+    wanted: Option<Vec<TraceId>>,
+) -> Option<DecodedBlock> {
     let seg = segment.clone();
     match glommio::executor()
-        .spawn_blocking(move || seg.decode(i))
+        .spawn_blocking(move || match wanted {
+            None => seg.decode(i),
+            Some(ids) => seg.decode_traces(i, &ids),
+        })
         .await
     {
         Ok(block) => Some(block),
@@ -41,7 +55,7 @@ pub(super) async fn trace_groups(shard: &Shard, id: &TraceId) -> Vec<JsonGroup> 
     let mut groups = Vec::new();
     for (segment, blocks) in holding {
         for i in blocks {
-            let Some(block) = decode(shard, &segment, i).await else {
+            let Some(block) = decode_traces(shard, &segment, i, Some(vec![*id])).await else {
                 continue;
             };
             groups.extend(block.span_batches().filter_map(|b| trace_group(b, id)));
@@ -133,7 +147,7 @@ pub(super) async fn merge_summaries(
             }
         }
         for (b, wanted) in by_block {
-            if let Some(block) = decode(shard, segment, b).await {
+            if let Some(block) = decode_traces(shard, segment, b, Some(wanted.clone())).await {
                 summarize(block.span_batches(), &wanted, &mut sealed);
             }
         }
