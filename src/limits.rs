@@ -63,11 +63,14 @@ pub const SEGMENT_BYTES_DEFAULT: u64 = 128 << 20;
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 20;
 
 /// Bytes of each shard's most recent records kept in the page cache; older written records
-/// are evicted once on disk (`storage::CacheWork` says why). 64 MiB is about a sixth of a
-/// second of one shard's records at its measured peak (~0.9 M spans/s, ~480 B stored per
-/// span: BENCHMARKS.md): the newest records are served from memory, older ones cost a disk
-/// read. `--page-cache-keep`.
-pub const PAGE_CACHE_KEEP_DEFAULT: u64 = 64 << 20;
+/// of the head segment are evicted once on disk (`storage::CacheWork` says why). A full
+/// segment's records are not evicted: sealing reads them all once more, then deletes the file,
+/// which frees their pages. 128 MiB, the default segment size, lets sealing read a default
+/// segment from memory instead of reading back what was just written (on the VM of
+/// BENCHMARKS.md, 64 MiB made sealing read ~63 MB/s from disk at 114 k spans/s of ingest and
+/// fall behind); the newest records are served from memory, older ones cost a disk read.
+/// `--page-cache-keep`.
+pub const PAGE_CACHE_KEEP_DEFAULT: u64 = 128 << 20;
 
 /// Smallest segment size an operator may configure.
 pub const SEGMENT_BYTES_MIN: u64 = 64 << 10;

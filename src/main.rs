@@ -87,9 +87,10 @@ struct ServeArgs {
     #[arg(long, default_value = "128M", value_parser = parse_segment_bytes)]
     segment_bytes: u64,
     /// Bytes of each shard's newest records kept in the page cache (k/M/G suffixes); older
-    /// records are evicted once on disk and read from disk when a query needs them. `off`
-    /// leaves caching to the kernel.
-    #[arg(long, default_value = "64M", value_parser = parse_cache_keep)]
+    /// records of the head segment are evicted once on disk and read from disk when a query
+    /// needs them (full segments are left to sealing, which deletes them). `off` leaves
+    /// caching to the kernel.
+    #[arg(long, default_value = "128M", value_parser = parse_cache_keep)]
     page_cache_keep: CacheKeep,
     /// Bytes of segments the data directory may hold, all shards together (k/M/G suffixes);
     /// past it each shard deletes its oldest segments. `auto`: 80% of what the file system has

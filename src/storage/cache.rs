@@ -109,8 +109,11 @@ impl Store {
             evict: Vec::new(),
         };
         while let Some(due) = self.evictions.front().filter(|e| e.due <= self.appended) {
-            // A segment deleted by retention has nothing left to evict.
-            if let Some(seg) = &self.segments[due.slot] {
+            // A segment deleted by retention has nothing left to evict; a full one is left to
+            // sealing, which reads it whole once more and then deletes it, freeing its pages:
+            // evicting it now would only make sealing read it back from disk.
+            let head = due.slot == self.active;
+            if let Some(seg) = self.segments[due.slot].as_ref().filter(|_| head) {
                 // Pages a query read through the map are mapped, and the kernel keeps mapped
                 // pages: unmap first (a page-table walk on this thread, no I/O).
                 seg.unmap_range(due.start, due.end);
