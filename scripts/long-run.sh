@@ -2,8 +2,9 @@
 # A long run of one shard with its defaults (128 MiB segments, sealing on): loadgen's default
 # traces at RATE spans/s for SECONDS, then
 #   - resident memory, raw and sealed segments and sidecar memory every 10 s (CSV, to plot);
-#   - trace lookups by id of TRACES traces spread over the whole run: warm page cache (p50,
-#     p99 of each of two passes), then cold (the page cache dropped before every lookup);
+#   - loadgen's --verify: TRACES traces sampled over the whole run read back and compared;
+#   - lookups by id of those traces: warm page cache (p50, p99 of each of two passes), then
+#     cold (the page cache dropped before every lookup);
 #   - restart time to /readyz after a clean stop, and after kill -9.
 #
 #   scripts/long-run.sh GLUST [RATE=120000] [SECONDS=600] [TRACES=200]
@@ -33,19 +34,23 @@ metric() { curl -s $q/metrics | awk -v n="glust_$1" '$1 == n {print $2}'; }
 sample() {
   local m; m=$(curl -s $q/metrics)
   get() { echo "$m" | awk -v n="glust_$1" '$1 == n {print $2}'; }
-  echo "$1,$(awk '/VmRSS/ {print $2}' /proc/$pid/status),$(get spans_accepted_total),$(get segments),$(get bytes_stored),$(get sealed_segments),$(get sealed_bytes),$(get sealed_memory_bytes)" >>"$csv"
+  echo "$1,$(awk '/VmRSS/ {print $2}' /proc/$pid/status),$(awk '/RssAnon/ {print $2}' /proc/$pid/status),$(get spans_accepted_total),$(get segments),$(get bytes_stored),$(get sealed_segments),$(get sealed_bytes),$(get sealed_memory_bytes)" >>"$csv"
 }
 
 start_glust
 trap 'kill -9 $pid 2>/dev/null || true' EXIT
-echo "elapsed_s,rss_kib,spans_accepted,raw_segments,raw_bytes,sealed_segments,sealed_bytes,sealed_memory_bytes" >"$csv"
-run_start=$(date +%s%N)
+echo "elapsed_s,rss_kib,rss_anon_kib,spans_accepted,raw_segments,raw_bytes,sealed_segments,sealed_bytes,sealed_memory_bytes" >"$csv"
+# A sample of traces over the whole run: ~4 x TRACES kept, TRACES read back at the end.
+ratio=$(python3 -c "print(min(1.0, 4 * $traces * 10 / ($rate * $secs)))")
 "$here/target/release/loadgen" --endpoint 127.0.0.1:24318 --rate "$rate" --signal traces \
-  --duration "${secs}s" --connections 16 --cores 1 -q >"$data.loadgen" 2>&1 &
+  --duration "${secs}s" --connections 16 --cores 1 -q --verify --query 127.0.0.1:24200 \
+  --verify-ratio "$ratio" --verify-traces "$traces" --trace-ids-out /tmp/glust-long.ids \
+  >"$data.loadgen" 2>&1 &
 lg=$!
 t=0
 while kill -0 $lg 2>/dev/null; do sample $t; sleep 10; t=$((t + 10)); done
-run_end=$(date +%s%N)
+# (loadgen's --verify read its sample back before it exited.)
+echo "verify: $(grep -E '^verify|spans:' "$data.loadgen" | tr '\n' ' ')"
 # Until sealing has caught up (one raw segment left: the head), at most 10 minutes.
 for _ in $(seq 60); do
   sample $t
@@ -55,18 +60,7 @@ done
 echo "loadgen: $(grep -E '^(spans|achieved|answers) ' "$data.loadgen" | tr '\n' ';')"
 echo "after the load: $(tail -1 "$csv")"
 
-# Trace ids spread over the run: the newest trace of each of TRACES one-second windows.
-python3 - "$q" "$run_start" "$run_end" "$traces" >/tmp/glust-long.ids <<'PY'
-import json, sys, urllib.request
-q, start, end, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-step = (end - start) // n
-for i in range(n):
-    s = start + i * step
-    url = f"{q}/api/v1/traces?start={s}&end={s + 1_000_000_000}&limit=1"
-    for t in json.load(urllib.request.urlopen(url, timeout=60))["traces"]:
-        print(t["traceId"])
-PY
-echo "$(wc -l </tmp/glust-long.ids) trace ids sampled"
+echo "$(wc -l </tmp/glust-long.ids) trace ids sampled by loadgen"
 lookups() { # label, drop the page cache before each lookup (1) or not (0)
   while read -r id; do
     [ "$2" = 1 ] && { sync; echo 1 >/proc/sys/vm/drop_caches; }

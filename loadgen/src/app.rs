@@ -397,6 +397,17 @@ pub fn main_with(
             if !r.passed() {
                 status = 1;
             }
+            if let Some(p) = &args.trace_ids_out {
+                let ids: String = expected
+                    .keys()
+                    .take(args.verify_traces)
+                    .map(|id| format!("{id}\n"))
+                    .collect();
+                if let Err(e) = std::fs::write(p, ids) {
+                    let _ = writeln!(out, "loadgen: cannot write {}: {e}", p.display());
+                    status = 1;
+                }
+            }
             report = Some(r);
         }
     }

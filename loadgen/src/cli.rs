@@ -246,6 +246,11 @@ pub struct Args {
     /// Most traces read back.
     #[arg(long, default_value_t = 200, help_heading = "Verify")]
     pub verify_traces: usize,
+
+    /// With --verify: write the ids of the traces read back here, one per line in hex (for
+    /// scripts that time lookups of traces known to be stored).
+    #[arg(long, help_heading = "Verify")]
+    pub trace_ids_out: Option<PathBuf>,
 }
 
 /// What [`parse_addr`] accepts, for its error messages.
@@ -478,6 +483,11 @@ impl Args {
                 )
             }
         };
+        if self.trace_ids_out.is_some() && !self.verify {
+            return Err(
+                "--trace-ids-out writes the traces --verify reads back: add --verify".into(),
+            );
+        }
         if (self.fixed_payload || self.payload_file.is_some()) && self.verify {
             return Err(
                 "--verify needs generated payloads (a fixed payload repeats the same ids)".into(),

@@ -83,6 +83,21 @@ impl SealedSegment {
         })
     }
 
+    /// The segment with everything it owns on the heap (its sidecar, its paths) copied by the
+    /// calling thread. A segment sealed on a blocking thread is kept for as long as the store
+    /// keeps it; left in that thread's heap, amid the hundreds of MiB that sealing allocates
+    /// and frees, each one keeps freed memory around it from being returned (resident memory
+    /// grew by ~3 MB per segment sealed, for good). Copied by the shard's thread, the
+    /// blocking thread's heap empties after each sealing.
+    pub fn rehomed(self) -> SealedSegment {
+        SealedSegment {
+            sidecar: self.sidecar.clone(),
+            data_path: self.data_path.clone(),
+            sidecar_path: self.sidecar_path.clone(),
+            map: self.map,
+        }
+    }
+
     /// The bytes of block `i`, checked against its frame and CRC.
     pub fn block(&self, i: usize) -> Result<&[u8], SealError> {
         let damaged = |reason: String| SealError::Block {

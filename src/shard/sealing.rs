@@ -73,7 +73,7 @@ async fn install(
         sealed.sidecar.logs,
         sealed.disk_bytes(),
     );
-    shard.sealed.borrow_mut().insert(Arc::new(sealed));
+    shard.sealed.borrow_mut().insert(Arc::new(sealed.rehomed()));
     add(&shard.metrics.segments_sealed, 1);
     let raw_bytes = raw.write_pos() as u64;
     let path = raw.path.clone();
