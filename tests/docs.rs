@@ -133,6 +133,7 @@ fn quoted_limits() -> BTreeMap<&'static str, Quantity> {
         ("ACCEPT_LOG_PERIOD", Time(l::ACCEPT_LOG_PERIOD)),
         ("EVICTION_GRACE", Time(l::EVICTION_GRACE)),
         ("SEAL_RETRY", Time(l::SEAL_RETRY)),
+        ("SEALED_OPEN_THREADS", c(l::SEALED_OPEN_THREADS)),
         ("QUERY_SLICE", Time(l::QUERY_SLICE)),
         ("SEARCHES_MAX", c(l::SEARCHES_MAX)),
         ("GROUP_WRITE_BYTES_MAX", b(l::GROUP_WRITE_BYTES_MAX)),
