@@ -194,14 +194,51 @@ impl Groups {
         self.encoded.len()
     }
 
-    /// The encoding of group `id`.
-    pub(super) fn encoded(&self, id: u32) -> &[u8] {
-        &self.encoded[id as usize]
-    }
-
     pub fn is_empty(&self) -> bool {
         self.encoded.is_empty()
     }
+}
+
+/// One block's numbering of a segment's [`Groups`]: a group is written to the block's groups
+/// column, and takes the block's next id, the first time an item of the block names it.
+pub(super) struct BlockGroups<'g> {
+    groups: &'g Groups,
+    ids: Vec<Option<u64>>,
+    written: u64,
+}
+
+impl<'g> BlockGroups<'g> {
+    pub(super) fn new(groups: &'g Groups) -> BlockGroups<'g> {
+        BlockGroups {
+            groups,
+            ids: vec![None; groups.len()],
+            written: 0,
+        }
+    }
+
+    /// The block's id of segment group `g`, written to `column` if new to the block.
+    pub(super) fn id(&mut self, g: u32, column: &mut ColumnWriter) -> u64 {
+        let (groups, written) = (self.groups, &mut self.written);
+        *self.ids[g as usize].get_or_insert_with(|| {
+            column.bytes(&groups.encoded[g as usize]);
+            *written += 1;
+            *written - 1
+        })
+    }
+}
+
+/// The groups a block's groups column holds, in their block ids' order.
+pub(super) fn read_groups(
+    mut column: ColumnReader<'_>,
+) -> Result<Vec<(Resource<'static>, Scope<'static>)>, BlockError> {
+    let mut groups = Vec::new();
+    while !column.is_empty() {
+        let name = column.name();
+        let bytes = column.bytes()?;
+        let mut g = ColumnReader::new(name, bytes);
+        groups.push((read_resource(&mut g)?, read_scope(&mut g)?));
+    }
+    Ok(groups)
 }
 
 /// Encodes the spans of `batches` into one block.
@@ -231,18 +268,10 @@ pub fn encode_sorted(groups: &Groups, spans: &[(u32, &Span<'_>)]) -> Vec<u8> {
     let mut cols: Vec<ColumnWriter> = COLUMNS.iter().map(|_| ColumnWriter::default()).collect();
     let col = |c: Col| c as usize;
 
-    let mut in_block: Vec<Option<u64>> = vec![None; groups.len()];
-    let mut written = 0u64;
+    let mut in_block = BlockGroups::new(groups);
     let spans: Vec<(u64, &Span<'_>)> = spans
         .iter()
-        .map(|&(g, s)| {
-            let id = *in_block[g as usize].get_or_insert_with(|| {
-                cols[col(Col::Groups)].bytes(groups.encoded(g));
-                written += 1;
-                written - 1
-            });
-            (id, s)
-        })
+        .map(|&(g, s)| (in_block.id(g, &mut cols[col(Col::Groups)]), s))
         .collect();
 
     let mut names: HashMap<&str, u64> = HashMap::new();
@@ -560,15 +589,7 @@ pub fn decode_traces(
     let raw = columns(block, &names)?;
     let reader = |c: Col| ColumnReader::new(c.name(), &raw[c as usize]);
 
-    let mut groups_col = reader(Col::Groups);
-    let mut groups = Vec::new();
-    while !groups_col.is_empty() {
-        let bytes = groups_col.bytes()?;
-        groups.push(read_group(&mut ColumnReader::new(
-            Col::Groups.name(),
-            bytes,
-        ))?);
-    }
+    let groups = read_groups(reader(Col::Groups))?;
     let mut name_dict = reader(Col::NameDict);
     let mut names = Vec::new();
     while !name_dict.is_empty() {
@@ -694,13 +715,6 @@ pub(super) fn columns<'b>(
         });
     }
     Ok(raw)
-}
-
-/// A group as [`Groups::add`] encoded it.
-pub(super) fn read_group(
-    r: &mut ColumnReader<'_>,
-) -> Result<(Resource<'static>, Scope<'static>), BlockError> {
-    Ok((read_resource(r)?, read_scope(r)?))
 }
 
 fn write_resource(w: &mut ColumnWriter, r: &Resource<'_>) {

@@ -29,8 +29,8 @@ use foldhash::{HashMap, HashMapExt};
 use rkyv::util::AlignedVec;
 
 use super::block::{
-    columns, pack, AttrReader, AttrWriter, DictEntry, Groups, KeyValues, ValueSource, ValueStream,
-    NEW_VALUE, RAW_VALUE, SEEN_VALUE,
+    columns, pack, read_groups, AttrReader, AttrWriter, BlockGroups, DictEntry, Groups, KeyValues,
+    ValueSource, ValueStream, NEW_VALUE, RAW_VALUE, SEEN_VALUE,
 };
 use super::column::{BlockError, ColumnReader, ColumnWriter};
 use crate::domain::{AnyValue, LogBatch, LogRecord, SpanId, TraceId};
@@ -280,8 +280,7 @@ impl<'c> ValueSource<'c> for SplitSource {
 pub fn encode(groups: &Groups, runs: &[(u32, &[LogRecord<'_>])]) -> Vec<u8> {
     let mut cols: Vec<ColumnWriter> = COLUMNS.iter().map(|_| ColumnWriter::default()).collect();
     let col = |c: Col| c as usize;
-    let mut in_block: Vec<Option<u64>> = vec![None; groups.len()];
-    let mut written = 0u64;
+    let mut in_block = BlockGroups::new(groups);
     let mut shapes: HashMap<Shape<'_>, u64> = HashMap::new();
     let mut bodies = SplitValues::default();
     let mut attrs: AttrWriter<'_, SplitValues> = AttrWriter::default();
@@ -289,11 +288,7 @@ pub fn encode(groups: &Groups, runs: &[(u32, &[LogRecord<'_>])]) -> Vec<u8> {
     let mut scratch = ColumnWriter::default();
     let (mut time, mut observed) = (0u64, 0u64);
     for &(g, logs) in runs {
-        let id = *in_block[g as usize].get_or_insert_with(|| {
-            cols[col(Col::Groups)].bytes(groups.encoded(g));
-            written += 1;
-            written - 1
-        });
+        let id = in_block.id(g, &mut cols[col(Col::Groups)]);
         cols[col(Col::Batches)].varint(id);
         cols[col(Col::Batches)].varint(logs.len() as u64);
         for l in logs {
@@ -385,15 +380,7 @@ fn decode_batches(block: &[u8]) -> Result<Vec<LogBatch<'static>>, BlockError> {
     let names: Vec<&'static str> = COLUMNS.iter().map(|c| c.name()).collect();
     let raw = columns(block, &names)?;
     let reader = |c: Col| ColumnReader::new(c.name(), &raw[c as usize]);
-    let mut groups_col = reader(Col::Groups);
-    let mut groups = Vec::new();
-    while !groups_col.is_empty() {
-        let bytes = groups_col.bytes()?;
-        groups.push(super::block::read_group(&mut ColumnReader::new(
-            Col::Groups.name(),
-            bytes,
-        ))?);
-    }
+    let groups = read_groups(reader(Col::Groups))?;
     let mut shape_dict = reader(Col::ShapeDict);
     let mut shapes = Vec::new();
     while !shape_dict.is_empty() {
