@@ -5,7 +5,8 @@
 #   - loadgen's --verify: TRACES traces sampled over the whole run read back and compared;
 #   - lookups by id of those traces: warm page cache (p50, p99 of each of two passes), then
 #     cold (the page cache dropped before every lookup);
-#   - restart time to /readyz after a clean stop, and after kill -9.
+#   - restart time to /readyz after a clean stop, after kill -9, and after a clean stop with
+#     the page cache dropped.
 #
 #   scripts/long-run.sh GLUST [RATE=120000] [SECONDS=600] [TRACES=200]
 #
@@ -84,4 +85,8 @@ echo "restart after a clean stop: ready in $ready_secs s with $sealed_gb GB seal
 kill -9 $pid; wait $pid 2>/dev/null || true
 start_glust
 echo "restart after kill -9: ready in $ready_secs s"
+kill $pid; wait $pid || true
+sync; echo 3 >/proc/sys/vm/drop_caches
+start_glust
+echo "restart after a clean stop, page cache dropped: ready in $ready_secs s ($(grep 'storage recovered' "$data.log" | tail -1 | grep -o 'sealed_segments=[0-9]* elapsed_ms=[0-9]*'))"
 echo "samples: $csv"

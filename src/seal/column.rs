@@ -169,15 +169,6 @@ impl<'a> ColumnReader<'a> {
         }
     }
 
-    /// A count bounded by `limit` (what is left of the column it counts the bytes of).
-    pub fn count_of(&mut self, limit: usize) -> Result<usize, BlockError> {
-        let n = self.varint()?;
-        match usize::try_from(n) {
-            Ok(n) if n <= limit => Ok(n),
-            _ => Err(self.invalid("a length past the end of its data")),
-        }
-    }
-
     /// Bytes not yet read.
     pub fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)

@@ -233,9 +233,10 @@ impl<'c> ValueSource<'c> for SplitSource {
                 values.push(v.clone());
                 continue;
             }
+            // A damaged length cannot over-read: `take` refuses one past the data.
             let value = match meta.varint()? {
                 SPLIT_STRING => {
-                    let len = meta.count_of(data.remaining())?;
+                    let len = meta.varint()? as usize;
                     let bytes = data.take(len)?;
                     AnyValue::String(Cow::Owned(
                         String::from_utf8(bytes.to_vec())
@@ -243,7 +244,7 @@ impl<'c> ValueSource<'c> for SplitSource {
                     ))
                 }
                 SPLIT_BYTES => {
-                    let len = meta.count_of(data.remaining())?;
+                    let len = meta.varint()? as usize;
                     AnyValue::Bytes(Cow::Owned(data.take(len)?.to_vec()))
                 }
                 SPLIT_INT => AnyValue::Int(data.signed()?),
