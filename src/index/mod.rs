@@ -58,9 +58,37 @@ pub struct TraceEntry {
     /// Service and name of the root span (no parent), else of the earliest span seen.
     pub root_service: NameId,
     pub root_name: NameId,
-    pub has_root: bool,
+    pub root_has_parent: bool,
+    /// Start of the span the root names come from (the trace's start when no root is seen
+    /// and its earliest span stands in): what decides between the roots of several parts.
+    pub root_start_unix_nanos: u64,
     /// Records holding this trace's spans, in append order, without repeats.
     pub records: AppendList<RecordLoc>,
+}
+
+/// How well the span a summary takes its root names from fits: a span without a parent
+/// before any other, then the earliest. Smaller is better, so that the parts of one trace
+/// (index parts, sealed blocks, shards) merge to the same root in any order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RootRank {
+    /// The span has a parent: it stands in for a root not seen.
+    pub has_parent: bool,
+    pub start_unix_nanos: u64,
+}
+
+impl RootRank {
+    /// Worse than any span's.
+    pub const NONE: RootRank = RootRank {
+        has_parent: true,
+        start_unix_nanos: u64::MAX,
+    };
+
+    pub fn of(has_parent: bool, start_unix_nanos: u64) -> RootRank {
+        RootRank {
+            has_parent,
+            start_unix_nanos,
+        }
+    }
 }
 
 /// A trace summary as search returns it. Serialised as `{traceId, rootServiceName,
@@ -75,6 +103,8 @@ pub struct TraceSummary {
     pub error_count: u32,
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
+    /// The rank of the span the root names come from (not serialised).
+    pub root: RootRank,
 }
 
 impl TraceSummary {
@@ -90,10 +120,26 @@ impl TraceSummary {
         self.end_unix_nanos = self.end_unix_nanos.max(other.end_unix_nanos);
         self.span_count += other.span_count;
         self.error_count += other.error_count;
-        if self.root_service_name.is_empty() {
-            self.root_service_name = other.root_service_name.clone();
-            self.root_span_name = other.root_span_name.clone();
+        if self.offer_root(other.root, &other.root_service_name, &other.root_span_name) {
+            self.root_service_name.clone_from(&other.root_service_name);
+            self.root_span_name.clone_from(&other.root_span_name);
         }
+    }
+
+    /// Whether a span of rank `rank` named `service` / `name` is a better root than the
+    /// summary's; if so its rank is taken (the caller takes the names). Equal ranks are
+    /// decided by the names, so that the choice never depends on the order of the parts.
+    pub fn offer_root(&mut self, rank: RootRank, service: &str, name: &str) -> bool {
+        let better = (rank, service, name)
+            < (
+                self.root,
+                self.root_service_name.as_str(),
+                self.root_span_name.as_str(),
+            );
+        if better {
+            self.root = rank;
+        }
+        better
     }
 }
 
@@ -180,17 +226,28 @@ impl Index {
                     error_count: 0,
                     root_service: service,
                     root_name: name,
-                    has_root: false,
+                    root_has_parent: true,
+                    root_start_unix_nanos: u64::MAX,
                     records: AppendList::default(),
                 });
             }
             let t = self.traces.get_mut(slot as usize).expect("slot of a trace");
             t.span_count += 1;
             t.error_count += error as u32;
-            if !t.has_root && (is_root || start < t.start_unix_nanos) {
+            let rank = RootRank::of(!is_root, start);
+            let better = match rank.cmp(&RootRank::of(t.root_has_parent, t.root_start_unix_nanos)) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                // A tie (two roots starting together): the names decide, as in a merge.
+                std::cmp::Ordering::Equal => {
+                    (self.names.get(service), self.names.get(name))
+                        < (self.names.get(t.root_service), self.names.get(t.root_name))
+                }
+            };
+            if better {
                 t.root_service = service;
                 t.root_name = name;
-                t.has_root = is_root;
+                (t.root_has_parent, t.root_start_unix_nanos) = (!is_root, start);
             }
             t.start_unix_nanos = t.start_unix_nanos.min(start);
             t.end_unix_nanos = t.end_unix_nanos.max(end);
@@ -291,6 +348,7 @@ impl Index {
             error_count: t.error_count,
             start_unix_nanos: t.start_unix_nanos,
             end_unix_nanos: t.end_unix_nanos,
+            root: RootRank::of(t.root_has_parent, t.root_start_unix_nanos),
         }
     }
 
@@ -313,4 +371,5 @@ impl Index {
 
 const _: () = assert!(std::mem::size_of::<SpanEntry>() <= 40);
 const _: () = assert!(std::mem::size_of::<LogEntry>() <= 32);
-const _: () = assert!(std::mem::size_of::<TraceEntry>() <= 104);
+// A head trace: 112 bytes with its root's start, which merges its parts' roots right.
+const _: () = assert!(std::mem::size_of::<TraceEntry>() <= 112);

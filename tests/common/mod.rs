@@ -106,9 +106,12 @@ impl Server {
                 &addr(self.query),
             ])
             .args(["--otlp-grpc", &addr(self.grpc)])
-            .args(["--shards", &self.shards.to_string()])
-            .args(["--segment-bytes", "256k"])
-            .args(&self.extra)
+            .args(["--shards", &self.shards.to_string()]);
+        // Small segments unless the test chooses its own size.
+        if !self.extra.iter().any(|a| a == "--segment-bytes") {
+            cmd.args(["--segment-bytes", "256k"]);
+        }
+        cmd.args(&self.extra)
             .env("RUST_LOG", "warn")
             // The server's allocator restart depends on these: start from a known state.
             .env_remove("GLIBC_TUNABLES")

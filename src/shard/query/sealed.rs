@@ -11,7 +11,7 @@ use super::records::{resource_fields, scope_fields, trace_group};
 use super::scan::in_range;
 use super::traces::attr_matches;
 use crate::domain::{archived_service_name, ArchivedSpanBatch, TraceId, STATUS_CODE_ERROR};
-use crate::index::TraceSummary;
+use crate::index::{RootRank, TraceSummary};
 use crate::metrics::add;
 use crate::otlp::json_out;
 use crate::query::{JsonGroup, LogHit, LogSearch, TraceSearch};
@@ -71,9 +71,8 @@ fn summarize<'b>(
     ids: &[TraceId],
     out: &mut HashMap<TraceId, TraceSummary>,
 ) {
-    // Per trace, its summary of this block and (is a root, start) of the span its root names
-    // come from.
-    let mut here: HashMap<TraceId, (TraceSummary, (bool, u64))> = HashMap::new();
+    // Per trace, its summary of this block.
+    let mut here: HashMap<TraceId, TraceSummary> = HashMap::new();
     let ids: std::collections::HashSet<&TraceId> = ids.iter().collect();
     for batch in batches {
         let service = archived_service_name(&batch.resource.attributes);
@@ -86,38 +85,28 @@ fn summarize<'b>(
                 s.start_time_unix_nano.to_native(),
                 s.end_time_unix_nano.to_native(),
             );
-            let (t, root_rank) = here.entry(id).or_insert_with(|| {
-                (
-                    TraceSummary {
-                        trace_id: id.to_hex(),
-                        root_service_name: String::new(),
-                        root_span_name: String::new(),
-                        span_count: 0,
-                        error_count: 0,
-                        start_unix_nanos: u64::MAX,
-                        end_unix_nanos: 0,
-                    },
-                    (false, u64::MAX),
-                )
+            let t = here.entry(id).or_insert_with(|| TraceSummary {
+                trace_id: id.to_hex(),
+                root_service_name: String::new(),
+                root_span_name: String::new(),
+                span_count: 0,
+                error_count: 0,
+                start_unix_nanos: u64::MAX,
+                end_unix_nanos: 0,
+                root: RootRank::NONE,
             });
             t.span_count += 1;
             t.error_count += u32::from(s.status.code.to_native() == STATUS_CODE_ERROR);
             t.start_unix_nanos = t.start_unix_nanos.min(start);
             t.end_unix_nanos = t.end_unix_nanos.max(end);
-            let is_root = s.parent_span_id.as_ref().is_none();
-            let better = match (is_root, root_rank.0) {
-                (true, false) => true,
-                (a, b) if a == b => start < root_rank.1,
-                _ => false,
-            };
-            if better {
-                *root_rank = (is_root, start);
+            let rank = RootRank::of(s.parent_span_id.as_ref().is_some(), start);
+            if t.offer_root(rank, service, s.name.as_str()) {
                 t.root_service_name = service.to_owned();
                 t.root_span_name = s.name.as_str().to_owned();
             }
         }
     }
-    for (id, (t, _)) in here {
+    for (id, t) in here {
         match out.get_mut(&id) {
             Some(acc) => acc.merge(&t),
             None => {

@@ -162,24 +162,43 @@ async fn search_part(
 
 /// The summaries of the newest `limit` traces found (their strings are made for those only,
 /// not for every match), each over every part holding the trace, newest first.
+///
+/// A trace's start in the parts it matched in is only a bound: a part it did not match in
+/// may start it earlier. So candidates are summarised newest bound first, `limit` at a
+/// time, until `limit` summaries are held that no candidate left can start after.
 async fn summaries(shard: &Shard, found: HashMap<TraceId, u64>, limit: usize) -> Vec<TraceSummary> {
-    let mut ids: Vec<(TraceId, u64)> = found.into_iter().collect();
-    if ids.len() > limit {
-        ids.select_nth_unstable_by_key(limit, |(_, start)| std::cmp::Reverse(*start));
-        ids.truncate(limit);
+    if limit == 0 {
+        return Vec::new();
     }
-    // The head summaries and the sealed set at one moment: a segment is in one or the other.
-    let (heads, sealed): (Vec<(TraceId, Option<TraceSummary>)>, Vec<_>) = {
-        let indexes = shard.index.borrow();
-        (
-            ids.into_iter()
-                .map(|(id, _)| (id, indexes.summary(&id)))
-                .collect(),
-            shard.sealed.borrow().iter().cloned().collect(),
-        )
-    };
-    let mut out = super::sealed::merge_summaries(shard, &sealed, heads).await;
-    newest_first(&mut out, limit);
+    let mut ids: Vec<(TraceId, u64)> = found.into_iter().collect();
+    ids.sort_unstable_by_key(|(id, bound)| (std::cmp::Reverse(*bound), *id));
+    let mut out: Vec<TraceSummary> = Vec::with_capacity(limit);
+    let mut taken = 0;
+    while taken < ids.len() {
+        let batch = &ids[taken..ids.len().min(taken + limit)];
+        taken += batch.len();
+        // The head summaries and the sealed set at one moment: a segment is in one or the other.
+        let (heads, sealed): (Vec<(TraceId, Option<TraceSummary>)>, Vec<_>) = {
+            let indexes = shard.index.borrow();
+            (
+                batch
+                    .iter()
+                    .map(|(id, _)| (*id, indexes.summary(id)))
+                    .collect(),
+                shard.sealed.borrow().iter().cloned().collect(),
+            )
+        };
+        out.extend(super::sealed::merge_summaries(shard, &sealed, heads).await);
+        newest_first(&mut out, limit);
+        let (Some(last), Some((next_id, bound))) = (out.get(limit - 1), ids.get(taken)) else {
+            continue;
+        };
+        if last.start_unix_nanos > *bound
+            || (last.start_unix_nanos == *bound && last.trace_id < next_id.to_hex())
+        {
+            break;
+        }
+    }
     out
 }
 
