@@ -249,6 +249,8 @@ pub struct ShardMetrics {
     pub segments_sealed: Cell<u64>,
     pub seal_failures: Cell<u64>,
     pub sealed_blocks_damaged: Cell<u64>,
+    /// Sealed pairs found damaged at start-up (`RecoveryReport::sealed_damaged`).
+    pub sealed_segments_damaged: Cell<u64>,
     hists: [RefCell<Histogram<u64>>; 8],
 }
 
@@ -273,6 +275,7 @@ impl Default for ShardMetrics {
             segments_sealed: Cell::new(0),
             seal_failures: Cell::new(0),
             sealed_blocks_damaged: Cell::new(0),
+            sealed_segments_damaged: Cell::new(0),
             hists: std::array::from_fn(|_| RefCell::new(new_histogram())),
         }
     }
@@ -366,8 +369,13 @@ impl ShardMetrics {
             ),
             c(
                 "sealed_blocks_damaged_total",
-                "sealed blocks found damaged when read (skipped, never served)",
+                "sealed blocks found damaged when read or rebuilt (skipped, never served)",
                 &self.sealed_blocks_damaged,
+            ),
+            c(
+                "sealed_segments_damaged_total",
+                "sealed pairs found damaged at start-up: rebuilt from their data file, sealed again from their raw segment, or not served",
+                &self.sealed_segments_damaged,
             ),
         ]);
         Snapshot {

@@ -180,3 +180,88 @@ fn a_damaged_sealed_block_is_skipped_and_counted_never_served_wrong() {
     assert!(damaged >= 1.0, "damage counted: {damaged}");
     assert!(server.log().contains("is damaged"), "and logged");
 }
+
+/// The sealed data files of shard 0, oldest first.
+fn sealed_files(server: &Server) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(server.data_dir().join("0"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sealed"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_damaged_or_missing_sidecar_is_rebuilt_from_its_data_file() {
+    let mut server = Server::start(1);
+    store(&server, 0, 8);
+    wait_metric_at_least(&server, "glust_segments_sealed_total", 2.0);
+    server.stop();
+    let data = sealed_files(&server);
+    assert!(data.len() >= 2, "{data:?}");
+    let (damaged, missing) = (data[0].with_extension("idx"), data[1].with_extension("idx"));
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&damaged, &bytes).unwrap();
+    std::fs::remove_file(&missing).unwrap();
+
+    server.spawn();
+    // Every record is served again: the data files were intact.
+    assert_all_there(&server, 8);
+    let text = server.get("/metrics").text();
+    assert_eq!(metric(&text, "glust_sealed_segments_damaged_total"), 2.0);
+    assert_eq!(metric(&text, "glust_sealed_blocks_damaged_total"), 0.0);
+    assert!(
+        server.log().contains("rebuilt from its data file"),
+        "logged"
+    );
+    assert!(missing.exists() && damaged.exists());
+    // The rebuilt pairs open as any other.
+    server.stop();
+    server.spawn();
+    assert_all_there(&server, 8);
+    let text = server.get("/metrics").text();
+    assert_eq!(metric(&text, "glust_sealed_segments_damaged_total"), 0.0);
+}
+
+#[test]
+fn a_truncated_sealed_file_keeps_its_intact_blocks_and_counts_the_rest() {
+    let mut server = Server::start(1);
+    store(&server, 0, 8);
+    wait_metric_at_least(&server, "glust_segments_sealed_total", 2.0);
+    let before = server.get_json("/api/v1/traces?service=sealed&limit=1000")["traces"]
+        .as_array()
+        .unwrap()
+        .len();
+    server.stop();
+    let first = sealed_files(&server)[0].clone();
+    let len = std::fs::metadata(&first).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .set_len(len * 6 / 10)
+        .unwrap();
+
+    server.spawn();
+    let found = server.get_json("/api/v1/traces?service=sealed&limit=1000");
+    let traces = found["traces"].as_array().unwrap();
+    assert!(
+        !traces.is_empty() && traces.len() < before,
+        "{} of {before}",
+        traces.len()
+    );
+    for t in traces {
+        let spans = t["spanCount"].as_u64().unwrap();
+        assert!((1..=3).contains(&spans), "{t}");
+    }
+    let text = server.get("/metrics").text();
+    assert_eq!(metric(&text, "glust_sealed_segments_damaged_total"), 1.0);
+    assert!(metric(&text, "glust_sealed_blocks_damaged_total") >= 1.0);
+    // Logs were in the file's last blocks: the part cut away is not served, the rest is.
+    let logs = server.get_json("/api/v1/logs?service=sealed&contains=sealed&limit=1000");
+    assert!(log_records(&logs) < 8 * 20);
+}

@@ -8,13 +8,16 @@
 //! - a complete pair beside its raw segment: the crash came after the renames, before the raw
 //!   segment was deleted: the raw segment is deleted now;
 //! - a pair that does not open (damage) beside its raw segment: removed, the raw segment is
-//!   the truth and is sealed again; without its raw segment: left in place, not served, and
-//!   reported.
+//!   the truth and is sealed again;
+//! - without its raw segment, a pair that does not open or a data file without a sidecar
+//!   (lost, say): rebuilt from the data file's intact blocks ([`rebuild`]), the damaged blocks
+//!   counted; a data file whose header is unreadable: left in place, not served, reported.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use super::write::rebuild;
 use super::{
     data_path, sidecar_path, SealError, SealedSegment, DATA_EXTENSION, SIDECAR_EXTENSION,
     TMP_SUFFIX,
@@ -29,8 +32,21 @@ pub struct SealRecovery {
     /// Files removed: leftovers of an interrupted sealing, and raw segments a complete pair
     /// replaces.
     pub removed: Vec<PathBuf>,
-    /// Sealed pairs that could not be opened and have no raw segment: not served.
+    /// Sealed pairs that could not be opened and have no raw segment to seal again, nor a
+    /// data file to rebuild them from: not served.
     pub damaged: Vec<(PathBuf, String)>,
+    /// Sealed pairs that could not be opened, rebuilt from their data file's intact blocks
+    /// ([`rebuild`]): each with why it could not be opened and the blocks lost.
+    pub rebuilt: Vec<(PathBuf, String, usize)>,
+    /// Sealed pairs that could not be opened, removed for their raw segment to be sealed again.
+    pub resealed: usize,
+}
+
+impl SealRecovery {
+    /// Sealed pairs found damaged, whatever was made of them.
+    pub fn damaged_pairs(&self) -> usize {
+        self.damaged.len() + self.rebuilt.len() + self.resealed
+    }
 }
 
 /// The sequence number and extension of a sealed file name (`seg-<20 digits>.<ext>[.tmp]`).
@@ -98,6 +114,16 @@ pub fn recover_dir(dir: &Path, own: bool) -> SealRecovery {
                     &mut out,
                 );
                 removed_any = true;
+            } else if own {
+                match rebuild(&data) {
+                    Ok(r) => {
+                        out.rebuilt.push((data, "no sidecar".into(), r.blocks_lost));
+                        out.segments.push(r.segment);
+                    }
+                    Err(e) => out
+                        .damaged
+                        .push((data, format!("no sidecar; not rebuilt: {e}"))),
+                }
             } else {
                 out.damaged
                     .push((data, "no sidecar, and no raw segment to seal again".into()));
@@ -115,10 +141,20 @@ pub fn recover_dir(dir: &Path, own: bool) -> SealRecovery {
             }
             Err(e) if raw_exists && own => {
                 tracing::warn!("{e}; its raw segment is kept and sealed again");
+                out.resealed += 1;
                 remove(&idx, "a damaged sidecar", &mut out);
                 remove(&data, "a damaged sealed data file", &mut out);
                 removed_any = true;
             }
+            Err(e) if own => match rebuild(&data) {
+                Ok(r) => {
+                    out.rebuilt.push((data, e.to_string(), r.blocks_lost));
+                    out.segments.push(r.segment);
+                }
+                Err(again) => out
+                    .damaged
+                    .push((data, format!("{e}; not rebuilt: {again}"))),
+            },
             Err(e) => out.damaged.push((data, e.to_string())),
         }
     }

@@ -11,8 +11,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use super::format::{
-    block_frame, trace_key, BlockKind, BlockMeta, SealedMeta, Sidecar, BLOCK_FRAME_BYTES,
-    DATA_HEADER_BYTES,
+    block_frame, read_block_frame, trace_key, BlockKind, BlockMeta, SealedMeta, Sidecar,
+    BLOCK_FRAME_BYTES, DATA_HEADER_BYTES,
 };
 use super::sealed::SealedSegment;
 use super::{block, data_path, logblock, sidecar_path, tmp_path, SealError};
@@ -100,13 +100,113 @@ pub fn seal(raw: &Path) -> Result<SealedSegment, SealError> {
     }
 
     let dir = raw.parent().unwrap_or(Path::new("."));
+    write_pair(dir, meta, &spans, &logs).map_err(failed)
+}
+
+/// What [`rebuild`] made of a sealed data file whose sidecar could not be used.
+#[derive(Debug)]
+pub struct Rebuilt {
+    pub segment: SealedSegment,
+    /// Blocks read back, and blocks lost: found damaged, or past damage that hid where the
+    /// next block starts.
+    pub blocks_kept: usize,
+    pub blocks_lost: usize,
+}
+
+/// Rewrites the sealed pair of data file `data` from the blocks it holds, for a sidecar
+/// that is missing or damaged (or a data file that no longer matches it) when the raw
+/// segment is gone. Every block is checked against its frame's CRC and decoded; the intact
+/// ones are sealed again into a new pair that replaces the old one, written and renamed as
+/// [`seal`] does, so that a crash part way leaves the old data file or the new pair. Blocking.
+pub fn rebuild(data: &Path) -> Result<Rebuilt, SealError> {
+    let damaged = |reason: String| SealError::Damaged {
+        path: data.to_owned(),
+        reason,
+    };
+    let file = File::open(data).map_err(|e| damaged(e.to_string()))?;
+    // SAFETY: a sealed data file is never written in place; a rebuild replaces it by rename.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| damaged(e.to_string()))?;
+    let meta = SealedMeta::from_data_header(&map).map_err(|e| damaged(e.to_string()))?;
+    let (mut span_records, mut log_records) = (Vec::new(), Vec::new());
+    let (mut kept, mut lost) = (0, 0);
+    let mut at = DATA_HEADER_BYTES;
+    while at < map.len() {
+        let Ok((kind, len, crc)) = read_block_frame(&map[at..]) else {
+            // Past a damaged frame the next block's start is unknown: the rest is lost.
+            lost += 1;
+            break;
+        };
+        let start = at + BLOCK_FRAME_BYTES;
+        let Some(bytes) = map.get(start..start + len as usize) else {
+            lost += 1;
+            break;
+        };
+        at = start + len as usize;
+        let decoded = match crc32c::crc32c(bytes) == crc {
+            false => None,
+            true => match kind {
+                BlockKind::Spans => block::decode(bytes).ok().and_then(|batches| {
+                    batches
+                        .iter()
+                        .map(rkyv::to_bytes::<rkyv::rancor::Error>)
+                        .collect::<Result<Vec<_>, _>>()
+                        .ok()
+                }),
+                BlockKind::Logs => logblock::decode(bytes).ok(),
+            },
+        };
+        match decoded {
+            Some(records) => {
+                kept += 1;
+                match kind {
+                    BlockKind::Spans => span_records.extend(records),
+                    BlockKind::Logs => log_records.extend(records),
+                }
+            }
+            None => lost += 1,
+        }
+    }
+    // Decoded records are checked before they are sealed again, as stored records are.
+    let spans: Vec<&ArchivedSpanBatch<'static>> = span_records
+        .iter()
+        .filter_map(|r| rkyv::access::<ArchivedSpanBatch<'static>, rkyv::rancor::Error>(r).ok())
+        .collect();
+    let logs: Vec<(&[u8], &ArchivedLogBatch<'static>)> = log_records
+        .iter()
+        .filter_map(|r| {
+            rkyv::access::<ArchivedLogBatch<'static>, rkyv::rancor::Error>(r)
+                .ok()
+                .map(|b| (r.as_slice(), b))
+        })
+        .collect();
+    let dir = data.parent().unwrap_or(Path::new("."));
+    let segment = write_pair(dir, meta, &spans, &logs).map_err(|source| SealError::Io {
+        path: data.to_owned(),
+        source: source.into(),
+    })?;
+    Ok(Rebuilt {
+        segment,
+        blocks_kept: kept,
+        blocks_lost: lost,
+    })
+}
+
+/// Writes `spans` and `logs` as the sealed pair of `meta.seq` in `dir`: both files written
+/// and synced under temporary names, the data file renamed into place, then the sidecar,
+/// then the directory synced.
+fn write_pair(
+    dir: &Path,
+    meta: SealedMeta,
+    spans: &[&ArchivedSpanBatch<'static>],
+    logs: &[(&[u8], &ArchivedLogBatch<'static>)],
+) -> io::Result<SealedSegment> {
     let (data, idx) = (data_path(dir, meta.seq), sidecar_path(dir, meta.seq));
     let (data_tmp, idx_tmp) = (tmp_path(&data), tmp_path(&idx));
     let written = (|| -> io::Result<Sidecar> {
         let mut out = DataWriter::create(&data_tmp, &meta)?;
         let mut names = Names::default();
-        let (traces, filter_keys) = write_span_blocks(&mut out, &mut names, &spans)?;
-        write_log_blocks(&mut out, &mut names, &logs)?;
+        let (traces, filter_keys) = write_span_blocks(&mut out, &mut names, spans)?;
+        write_log_blocks(&mut out, &mut names, logs)?;
         let data_bytes = out.finish()?;
         let sidecar = names.sidecar(meta, data_bytes, out.blocks, traces, filter_keys);
         let mut f = File::create(&idx_tmp)?;
@@ -119,16 +219,16 @@ pub fn seal(raw: &Path) -> Result<SealedSegment, SealError> {
         Err(e) => {
             let _ = std::fs::remove_file(&data_tmp);
             let _ = std::fs::remove_file(&idx_tmp);
-            return Err(failed(e));
+            return Err(e);
         }
     };
     pause_point(STEPS[0]);
-    std::fs::rename(&data_tmp, &data).map_err(failed)?;
+    std::fs::rename(&data_tmp, &data)?;
     pause_point(STEPS[1]);
-    std::fs::rename(&idx_tmp, &idx).map_err(failed)?;
-    sync_dir(dir).map_err(failed)?;
+    std::fs::rename(&idx_tmp, &idx)?;
+    sync_dir(dir)?;
     pause_point(STEPS[2]);
-    SealedSegment::with_sidecar(data, idx, sidecar)
+    SealedSegment::with_sidecar(data, idx, sidecar).map_err(io::Error::other)
 }
 
 /// The data file as it is written: its blocks' descriptions so far.

@@ -16,7 +16,7 @@ use crate::limits::{
     DRAIN_POLL, DRAIN_TIMEOUT, FINAL_DUMP_TIMEOUT, QUERY_CONNECTIONS_MAX, QUERY_SHARES,
     RECOVERY_PROGRESS_PERIOD, STOP_POLL,
 };
-use crate::metrics::IntervalDumper;
+use crate::metrics::{add, IntervalDumper};
 use crate::route::ShardId;
 use crate::seal::SealedSet;
 use crate::shard::conns::Conns;
@@ -94,6 +94,14 @@ async fn shard_lifecycle(ctx: &ShardStart) -> Result<(), StartError> {
         foreign,
         query_queue,
     ));
+    shard
+        .metrics
+        .sealed_segments_damaged
+        .set(report.sealed_damaged);
+    add(
+        &shard.metrics.sealed_blocks_damaged,
+        report.sealed_blocks_lost,
+    );
     spawn_receivers(&shard, inbound);
     shard.start_writers();
     let listeners = Listeners::start(ctx, &shard)?;
@@ -244,6 +252,7 @@ async fn recover(
             // also holds.
             let mut sealed = SealedSet::default();
             let mut foreign_sealed = false;
+            let (mut sealed_damaged, mut sealed_blocks_lost) = (0u64, 0u64);
             let dirs = crate::storage::shard_dirs(&store_config)?;
             let own = store_config.own_dir();
             for dir in &dirs {
@@ -251,6 +260,11 @@ async fn recover(
                 for (path, why) in &found.damaged {
                     tracing::error!(shard = %id, file = %path.display(), "sealed segment not readable, left in place and not served: {why}");
                 }
+                for (path, why, lost) in &found.rebuilt {
+                    tracing::warn!(shard = %id, file = %path.display(), blocks_lost = lost, "sealed segment rebuilt from its data file ({why}); the damaged blocks are not served");
+                    sealed_blocks_lost += *lost as u64;
+                }
+                sealed_damaged += found.damaged_pairs() as u64;
                 for s in found.segments {
                     foreign_sealed |= *dir != own || s.sidecar.meta.shard_count != store_config.shard_count;
                     sealed.insert(std::sync::Arc::new(s));
@@ -276,6 +290,8 @@ async fn recover(
             opened.map(|(store, mut report)| {
                 report.corrupt_records += undecodable;
                 report.foreign_generation |= foreign_sealed;
+                report.sealed_damaged = sealed_damaged;
+                report.sealed_blocks_lost = sealed_blocks_lost;
                 (store, index, sealed, report)
             })
         })

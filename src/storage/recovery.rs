@@ -22,6 +22,10 @@ pub struct RecoveryReport {
     /// Segments written under another shard count: their traces may not live on their owner
     /// under the current count, so trace lookups must also ask this shard.
     pub foreign_generation: bool,
+    /// Sealed pairs found damaged (rebuilt, sealed again from their raw segment, or not
+    /// served), and the sealed blocks lost in rebuilding them.
+    pub sealed_damaged: u64,
+    pub sealed_blocks_lost: u64,
 }
 
 impl RecoveryReport {
