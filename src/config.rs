@@ -8,7 +8,8 @@ use crate::limits::CORES_MAX;
 use crate::limits::{
     BODY_READ_TIMEOUT_DEFAULT, CONNECTIONS_DEFAULT_MAX, CONNECTIONS_DEFAULT_MIN,
     FSYNC_INTERVAL_DEFAULT, HDR_DUMP_INTERVAL_DEFAULT, HEADER_READ_TIMEOUT_DEFAULT,
-    PAGE_CACHE_KEEP_DEFAULT, QUERY_CONNECTIONS_MAX, SEGMENT_BYTES_DEFAULT,
+    PAGE_CACHE_KEEP_DEFAULT, QUERY_CONNECTIONS_MAX, SEAL_BACKLOG_BYTES_DEFAULT,
+    SEGMENT_BYTES_DEFAULT,
 };
 
 /// When appended records are made durable (fsync'd), and what an acknowledgement promises.
@@ -65,6 +66,8 @@ pub struct Config {
     /// Bytes of each shard's newest records kept in the page cache (`None`: no eviction,
     /// left to the kernel).
     pub page_cache_keep: Option<u64>,
+    /// Bytes of full raw segments a shard lets wait for sealing before it refuses appends.
+    pub seal_backlog_bytes: u64,
     /// Time a client has to send a request's headers (HTTP/1.1); slower connections are
     /// closed, so a trickle of bytes cannot hold one (and its memory) forever.
     pub header_read_timeout: Duration,
@@ -97,6 +100,7 @@ impl Default for Config {
             fsync_interval: FSYNC_INTERVAL_DEFAULT,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             page_cache_keep: Some(PAGE_CACHE_KEEP_DEFAULT),
+            seal_backlog_bytes: SEAL_BACKLOG_BYTES_DEFAULT,
             header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
             body_read_timeout: BODY_READ_TIMEOUT_DEFAULT,
             hdr_dump_dir: None,

@@ -113,6 +113,22 @@ pub const SIDECAR_BYTES_MAX: u64 = 256 << 20;
 /// How often each shard looks for full raw segments to seal.
 pub const SEAL_PERIOD: Duration = Duration::from_secs(1);
 
+/// CPU priority (nice) of sealing while few raw segments wait for it: it takes what ingest
+/// leaves of a core. Sealing costs several times what ingesting a span did, so at full
+/// speed it would take most of a shard's core from ingest (on one core under wrk, the peak
+/// fell 30% with sealing at nice 0).
+pub const SEAL_NICE: i32 = 19;
+
+/// Share of `--seal-backlog-bytes` (in percent) past which sealing runs at normal priority
+/// (nice 0) and takes its fair share of the core from ingest: near the bound where appends
+/// are refused, sealing is the only way out. Below it, bursts of ingest run at full speed
+/// (with 512 MiB, the peak of 5 s bursts of logs fell 21% as sealing took half the core).
+pub const SEAL_URGENT_PERCENT: u64 = 75;
+
+/// `--seal-backlog-bytes`'s default: eight default segments wait for sealing at most (about
+/// 110 MB of in-memory index for loadgen's traces) before appends are refused.
+pub const SEAL_BACKLOG_BYTES_DEFAULT: u64 = 8 * SEGMENT_BYTES_DEFAULT;
+
 /// How long a raw segment whose sealing failed waits before it is tried again.
 pub const SEAL_RETRY: Duration = Duration::from_secs(30);
 

@@ -92,6 +92,11 @@ struct ServeArgs {
     /// caching to the kernel.
     #[arg(long, default_value = "128M", value_parser = parse_cache_keep)]
     page_cache_keep: CacheKeep,
+    /// Bytes of full raw segments each shard lets wait for sealing (k/M/G suffixes); past it,
+    /// appends are refused with a retryable 503 / `UNAVAILABLE` until sealing catches up.
+    /// Bounds the raw backlog and the in-memory index it keeps when ingest outruns sealing.
+    #[arg(long, default_value = "1G", value_parser = parse_bytes)]
+    seal_backlog_bytes: u64,
     /// Bytes of segments the data directory may hold, all shards together (k/M/G suffixes);
     /// past it each shard deletes its oldest segments. `auto`: 80% of what the file system has
     /// free at start plus what the data directory holds already. `off`: no bound.
@@ -290,6 +295,7 @@ fn config_of(args: ServeArgs) -> Result<Config, String> {
         fsync_interval: args.fsync_interval,
         segment_bytes: args.segment_bytes,
         page_cache_keep: args.page_cache_keep.0,
+        seal_backlog_bytes: args.seal_backlog_bytes,
         header_read_timeout: args.header_read_timeout,
         body_read_timeout: args.body_read_timeout,
         hdr_dump_dir: args.hdr_dump_dir,

@@ -134,6 +134,12 @@ fn quoted_limits() -> BTreeMap<&'static str, Quantity> {
         ("EVICTION_GRACE", Time(l::EVICTION_GRACE)),
         ("SEAL_RETRY", Time(l::SEAL_RETRY)),
         ("SEALED_OPEN_THREADS", c(l::SEALED_OPEN_THREADS)),
+        ("SEAL_NICE", Count(l::SEAL_NICE as u64)),
+        ("SEAL_URGENT_PERCENT", Count(l::SEAL_URGENT_PERCENT)),
+        (
+            "SEAL_BACKLOG_BYTES_DEFAULT",
+            Bytes(l::SEAL_BACKLOG_BYTES_DEFAULT),
+        ),
         ("QUERY_SLICE", Time(l::QUERY_SLICE)),
         ("SEARCHES_MAX", c(l::SEARCHES_MAX)),
         ("GROUP_WRITE_BYTES_MAX", b(l::GROUP_WRITE_BYTES_MAX)),

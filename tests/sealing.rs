@@ -133,8 +133,14 @@ fn a_kill_at_every_step_of_sealing_loses_and_duplicates_nothing() {
         server.env.clear();
         server.spawn();
         assert_all_there(&server, 6);
-        // And once sealing has run to its end again.
+        // And once sealing has run to its end again: every full segment sealed, none being
+        // sealed (its files would still be `.tmp`).
         wait_metric_at_least(&server, "glust_segments_sealed_total", 1.0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while metric(&server.get("/metrics").text(), "glust_segments") > 1.0 {
+            assert!(Instant::now() < deadline, "step {step}: sealing did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         assert_all_there(&server, 6);
         assert_eq!(files(&server, ".tmp"), 0, "step {step}");
     }
@@ -264,4 +270,38 @@ fn a_truncated_sealed_file_keeps_its_intact_blocks_and_counts_the_rest() {
     // Logs were in the file's last blocks: the part cut away is not served, the rest is.
     let logs = server.get_json("/api/v1/logs?service=sealed&contains=sealed&limit=1000");
     assert!(log_records(&logs) < 8 * 20);
+}
+
+#[test]
+fn a_sealing_backlog_past_its_bound_refuses_appends_retryably() {
+    // Sealing stopped for good at its first segment: full segments pile up.
+    let server = Server::start_with_env(
+        1,
+        &["--seal-backlog-bytes", "600k"],
+        &[(PAUSE_ENV, STEPS[0])],
+    );
+    let mut stored = 0;
+    let refused = loop {
+        assert!(stored < 40, "never refused:\n{}", server.log());
+        let req = traces_request("sealed", stored * 100, 100, 3);
+        let r = server.post_traces(&req);
+        if r.status != 200 {
+            break r;
+        }
+        stored += 1;
+    };
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(refused.headers.contains_key("retry-after"));
+    assert!(
+        refused.text().contains("sealing is behind"),
+        "{}",
+        refused.text()
+    );
+    // 600k of full 256k segments: three of them, about 2 requests each.
+    assert!((4..=10).contains(&stored), "{stored} requests stored first");
+    // What was acknowledged is served; the refused request left nothing.
+    for t in 0..stored * 100 {
+        assert_eq!(spans_of_trace(&server, t), 3, "trace {t}");
+    }
+    assert_eq!(spans_of_trace(&server, stored * 100), 0);
 }

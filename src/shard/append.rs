@@ -28,6 +28,10 @@ pub enum AppendError {
     /// The shard stopped before the records were written or synced.
     #[error("shard stopped before the records were {0}")]
     ShardStopped(Stage),
+    /// Sealing is behind: `waiting` bytes of full raw segments wait for it, `max` at most
+    /// (`--seal-backlog-bytes`). Nothing was written.
+    #[error("sealing is behind: {waiting} bytes of full segments wait for it (at most {max})")]
+    SealingBehind { waiting: u64, max: u64 },
 }
 
 /// How far an append got when its shard stopped.
@@ -60,6 +64,16 @@ impl From<StoreError> for AppendError {
 /// validated domain types.
 pub async fn append_owned(shard: &Rc<Shard>, records: Vec<OwnedRecord>) -> Result<(), AppendError> {
     let started = std::time::Instant::now();
+    // Ingest that outruns sealing for good would grow the raw backlog, and its index, without
+    // bound: past the operator's bound the append is refused (retryable) until sealing
+    // catches up.
+    let (waiting, max) = (
+        shard.store.borrow().full_own_bytes(),
+        shard.config.seal_backlog_bytes,
+    );
+    if waiting > max {
+        return Err(AppendError::SealingBehind { waiting, max });
+    }
     // If these records need the next segment and it is still being prepared, wait for it
     // (the reactor serves other work meanwhile) instead of creating one on the spot.
     let frames: usize = records

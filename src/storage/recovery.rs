@@ -106,6 +106,7 @@ impl Store {
             writebacks: Vec::new(),
             evictions: VecDeque::new(),
             lost: None,
+            full_own_bytes: 0,
         };
         // Appends continue in the newest own segment only if it was written under the same
         // shard count: records of one generation must not go into a segment whose header
@@ -120,6 +121,7 @@ impl Store {
             }
             _ => store.roll()?,
         }
+        store.recount_full_own_bytes();
         Ok((store, report))
     }
 }

@@ -143,6 +143,10 @@ pub struct Store {
     pub(super) segments: Vec<Option<Segment>>,
     /// Slot of the segment appended to; always writable.
     pub(super) active: usize,
+    /// Bytes of this shard's own segments other than the active one ([`Store::full_own_bytes`]),
+    /// counted again when a segment rolls over or is taken out: slots are never reused, so a
+    /// count over them on every append would cost more as the store ages.
+    pub(super) full_own_bytes: u64,
     pub(super) next_seq: u64,
     /// Slots written to since the last sync started (the active one and any sealed
     /// meanwhile). Marked when a write succeeds, not when records are staged: a sync that
@@ -301,6 +305,7 @@ impl Store {
         self.segments.push(Some(seg));
         self.active = self.segments.len() - 1;
         self.written_back = 0;
+        self.recount_full_own_bytes();
         Ok(())
     }
 
@@ -338,6 +343,25 @@ impl Store {
         self.failed.as_ref()
     }
 
+    /// Bytes written to this shard's own full segments (every one but the active one): what
+    /// waits for sealing. Kept counted: the append path asks it.
+    pub fn full_own_bytes(&self) -> u64 {
+        self.full_own_bytes
+    }
+
+    pub(super) fn recount_full_own_bytes(&mut self) {
+        let own = self.config.own_dir();
+        self.full_own_bytes = self
+            .segments
+            .iter()
+            .enumerate()
+            .filter(|&(slot, _)| slot != self.active)
+            .filter_map(|(_, seg)| seg.as_ref())
+            .filter(|seg| seg.path.parent() == Some(own.as_path()))
+            .map(|seg| seg.write_pos() as u64)
+            .sum();
+    }
+
     /// This shard's own segments that retention may delete, oldest first: every one but the
     /// active one. Segments of adopted directories (shards that no longer exist) are not
     /// listed: they are only read. With `times`, reads each file's modification time (a
@@ -370,7 +394,9 @@ impl Store {
     pub fn take_segment(&mut self, slot: u32) -> Option<Segment> {
         let slot = slot as usize;
         assert_ne!(slot, self.active, "the active segment is never deleted");
-        self.segments.get_mut(slot)?.take()
+        let taken = self.segments.get_mut(slot)?.take();
+        self.recount_full_own_bytes();
+        taken
     }
 
     /// The shard id and sequence number in the header of the segment in `slot`, if held: what
