@@ -138,7 +138,10 @@ fn a_kill_at_every_step_of_sealing_loses_and_duplicates_nothing() {
         wait_metric_at_least(&server, "glust_segments_sealed_total", 1.0);
         let deadline = Instant::now() + Duration::from_secs(30);
         while metric(&server.get("/metrics").text(), "glust_segments") > 1.0 {
-            assert!(Instant::now() < deadline, "step {step}: sealing did not finish");
+            assert!(
+                Instant::now() < deadline,
+                "step {step}: sealing did not finish"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         assert_all_there(&server, 6);
