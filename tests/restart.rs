@@ -1,6 +1,7 @@
 //! Crash and restart: what was acknowledged is there after a SIGKILL, under each fsync mode;
 //! SIGTERM shuts down cleanly; changing --shards keeps old data readable; the process restarts
-//! itself once at start with glibc's per-thread cache enlarged, unless the operator set it.
+//! itself once at start with glibc's per-thread cache enlarged, unless the operator set it;
+//! one process per data directory.
 
 mod common;
 
@@ -262,4 +263,32 @@ fn a_second_glust_on_a_port_in_use_refuses_to_start() {
     }
     // The first one still serves.
     assert_eq!(first.get("/readyz").status, 200);
+}
+
+#[test]
+fn a_second_glust_on_the_same_data_directory_is_refused() {
+    let mut first = Server::start(1);
+    assert_eq!(
+        first.post_traces(&traces_request("svc", 1, 5, 2)).status,
+        200
+    );
+    let mut second = Server::unstarted(1, &[], &[]);
+    second.dir = first.dir.clone();
+    let out = second
+        .command()
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is in use by another glust")
+            && stderr.contains(&format!("(pid {})", first.pid())),
+        "{stderr}"
+    );
+    // The first one was not disturbed, and a kill -9 frees the directory for the next one.
+    assert_eq!(trace_count(&first), 5);
+    first.kill();
+    first.spawn();
+    assert_eq!(trace_count(&first), 5);
 }

@@ -59,6 +59,16 @@ pub enum StartError {
     Storage { shard: u32, source: StoreError },
     #[error("shard {shard} failed: {detail}")]
     Shard { shard: u32, detail: String },
+    #[error("the data directory {dir} is in use by another glust{holder}; one process per data directory")]
+    DataDirInUse {
+        dir: std::path::PathBuf,
+        holder: String,
+    },
+    #[error("cannot lock the data directory {dir}: {source}")]
+    DataDirLock {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write HDR interval logs into --hdr-dump-dir {dir}: {source}")]
     HdrDumpDir {
         dir: std::path::PathBuf,
@@ -80,6 +90,7 @@ pub fn run(
     assert!(n > 0, "at least one shard");
     let placements = placements(&config)?;
     preflight(n)?;
+    let _data_dir_lock = lock_data_dir(&config.data_dir)?;
     let otlp_http = ports::reserve(config.otlp_http)?;
     let otlp_grpc = ports::reserve(config.otlp_grpc)?;
     let query = ports::reserve(config.query)?;
@@ -132,6 +143,58 @@ pub fn run(
     drop((otlp_http, otlp_grpc, query)); // every shard bound its own listener by now or failed
 
     join(handles, &stop)
+}
+
+/// The file in the data directory whose lock says a process serves from it.
+pub const DATA_DIR_LOCK_FILE: &str = "glust.lock";
+
+/// Takes the data directory for this process: an exclusive `flock` on
+/// [`DATA_DIR_LOCK_FILE`], held until the returned file is dropped (or the process dies, kill -9
+/// included: the kernel releases it). Two processes on one directory would append to the same
+/// segments and delete each other's files. The file holds the holder's pid, for the message.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    use std::io::{Read, Seek, Write};
+    let failed = |source| StartError::DataDirLock {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    let path = dir.join(DATA_DIR_LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(failed)?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } != 0
+    {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(failed(e));
+        }
+        let mut pid = String::new();
+        let _ = file.read_to_string(&mut pid);
+        let holder = match pid.trim() {
+            "" => String::new(),
+            pid => format!(" (pid {pid})"),
+        };
+        return Err(StartError::DataDirInUse {
+            dir: dir.to_path_buf(),
+            holder,
+        });
+    }
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .map_err(failed)?;
+    Ok(file)
 }
 
 /// `--hdr-dump-dir`'s writer, made before any shard starts: a dump directory that cannot be
