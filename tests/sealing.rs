@@ -308,3 +308,75 @@ fn a_sealing_backlog_past_its_bound_refuses_appends_retryably() {
     }
     assert_eq!(spans_of_trace(&server, stored * 100), 0);
 }
+
+/// Files of shard directory `dir` whose names end with `ext`.
+fn files_in(server: &Server, dir: u32, ext: &str) -> usize {
+    std::fs::read_dir(server.data_dir().join(dir.to_string()))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(ext))
+        .count()
+}
+
+#[test]
+fn directories_adopted_after_lowering_the_shard_count_are_sealed_and_retained() {
+    // Two shards with sealing held before its first step: both directories keep raw segments.
+    let mut server = Server::start_with_env(2, &[], &[(PAUSE_ENV, STEPS[0])]);
+    store(&server, 0, 12);
+    let raw_in_1 = files_in(&server, 1, ".glust");
+    assert!(raw_in_1 >= 3, "raw segments in directory 1: {raw_in_1}");
+    assert_eq!(files_in(&server, 1, ".sealed"), 0);
+
+    // One shard: shard 0 adopts directory 1 and seals every segment in it (none is its head).
+    server.kill();
+    server.shards = 1;
+    server.env.clear();
+    server.spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while files_in(&server, 1, ".glust") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "directory 1 not sealed\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(files_in(&server, 1, ".sealed"), raw_in_1);
+    assert_eq!(files_in(&server, 1, ".idx"), raw_in_1);
+    assert_all_there(&server, 12);
+    server.restart();
+    assert_all_there(&server, 12);
+
+    // Newer data into shard 0, then a budget that cannot hold it all: the oldest segments go
+    // first wherever they are, so directory 1's (written first) go entirely.
+    let newest = 12 * 100 + 12 * 100 - 1;
+    store(&server, 1200, 12);
+    server.kill();
+    server.extra = vec!["--retention-bytes".into(), "1M".into()];
+    server.spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = server.get("/metrics").text();
+        let held = metric(&text, "glust_bytes_stored") + metric(&text, "glust_sealed_bytes");
+        if held <= (1 << 20) as f64 + (256 << 10) as f64 && files_in(&server, 1, ".sealed") == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {held} bytes held, {} sealed in directory 1\n{}",
+            files_in(&server, 1, ".sealed"),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(files_in(&server, 1, ".idx"), 0);
+    assert_eq!(files_in(&server, 1, ".glust"), 0);
+    for t in (0..1200).step_by(37) {
+        assert_eq!(
+            spans_of_trace(&server, t),
+            0,
+            "trace {t} outlived retention"
+        );
+    }
+    assert_eq!(spans_of_trace(&server, newest), 3);
+}

@@ -59,9 +59,9 @@ fn parse(name: &str) -> Option<(u64, &str)> {
     Some((digits.parse().ok()?, ext))
 }
 
-/// Opens `dir`'s sealed pairs and clears what interrupted sealing left; `own` says whether
-/// the directory is this shard's (only then are files removed from it). Blocking.
-pub fn recover_dir(dir: &Path, own: bool) -> SealRecovery {
+/// Opens `dir`'s sealed pairs and clears what interrupted sealing left. `dir` is the shard's
+/// own or one it adopted: either way no other shard touches it. Blocking.
+pub fn recover_dir(dir: &Path) -> SealRecovery {
     let mut out = SealRecovery::default();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
@@ -81,16 +81,14 @@ pub fn recover_dir(dir: &Path, own: bool) -> SealRecovery {
             continue;
         };
         if ext.ends_with(TMP_SUFFIX) && !ext.starts_with("glust") {
-            if own {
-                remove(
-                    &e.path(),
-                    "an interrupted sealing's temporary file",
-                    &mut out,
-                );
-            }
+            remove(
+                &e.path(),
+                "an interrupted sealing's temporary file",
+                &mut out,
+            );
         } else if ext == DATA_EXTENSION {
             seqs.push(seq);
-        } else if ext == SIDECAR_EXTENSION && !exists(&data_path(dir, seq)) && own {
+        } else if ext == SIDECAR_EXTENSION && !exists(&data_path(dir, seq)) {
             remove(&e.path(), "a sidecar without its data file", &mut out);
         }
     }
@@ -107,14 +105,14 @@ pub fn recover_dir(dir: &Path, own: bool) -> SealRecovery {
         let raw = dir.join(segment::file_name(seq));
         let raw_exists = exists(&raw);
         if !exists(&idx) {
-            if raw_exists && own {
+            if raw_exists {
                 remove(
                     &data,
                     "a sealed data file whose sidecar was not renamed yet",
                     &mut out,
                 );
                 removed_any = true;
-            } else if own {
+            } else {
                 match rebuild(&data) {
                     Ok(r) => {
                         out.rebuilt.push((data, "no sidecar".into(), r.blocks_lost));
@@ -124,29 +122,26 @@ pub fn recover_dir(dir: &Path, own: bool) -> SealRecovery {
                         .damaged
                         .push((data, format!("no sidecar; not rebuilt: {e}"))),
                 }
-            } else {
-                out.damaged
-                    .push((data, "no sidecar, and no raw segment to seal again".into()));
             }
             continue;
         }
         let opened = opened.next().expect("one outcome per complete pair");
         match opened {
             Ok(sealed) => {
-                if raw_exists && own {
+                if raw_exists {
                     remove(&raw, "a raw segment whose sealing had finished", &mut out);
                     removed_any = true;
                 }
                 out.segments.push(sealed);
             }
-            Err(e) if raw_exists && own => {
+            Err(e) if raw_exists => {
                 tracing::warn!("{e}; its raw segment is kept and sealed again");
                 out.resealed += 1;
                 remove(&idx, "a damaged sidecar", &mut out);
                 remove(&data, "a damaged sealed data file", &mut out);
                 removed_any = true;
             }
-            Err(e) if own => match rebuild(&data) {
+            Err(e) => match rebuild(&data) {
                 Ok(r) => {
                     out.rebuilt.push((data, e.to_string(), r.blocks_lost));
                     out.segments.push(r.segment);
@@ -155,7 +150,6 @@ pub fn recover_dir(dir: &Path, own: bool) -> SealRecovery {
                     .damaged
                     .push((data, format!("{e}; not rebuilt: {again}"))),
             },
-            Err(e) => out.damaged.push((data, e.to_string())),
         }
     }
     if removed_any {

@@ -256,7 +256,7 @@ async fn recover(
             let dirs = crate::storage::shard_dirs(&store_config)?;
             let own = store_config.own_dir();
             for dir in &dirs {
-                let found = crate::seal::recover::recover_dir(dir, *dir == own);
+                let found = crate::seal::recover::recover_dir(dir);
                 for (path, why) in &found.damaged {
                     tracing::error!(shard = %id, file = %path.display(), "sealed segment not readable, left in place and not served: {why}");
                 }

@@ -1,4 +1,5 @@
-//! Retention: each shard deletes its own oldest whole segments, raw or sealed, once its share of
+//! Retention: each shard deletes its oldest whole segments, raw or sealed, of its own
+//! directory and of those it adopted from shards that no longer exist, once its share of
 //! `--retention-bytes` is spent, or once they were last written longer ago than
 //! `--retention-age`. A deleted segment's records leave the disk, and its part of the index
 //! leaves memory. The active segment is never deleted, so a shard keeps at least it. It runs
@@ -43,7 +44,6 @@ enum Candidate {
 
 /// Deletes, oldest first, the segments past either bound, raw and sealed alike.
 async fn enforce(shard: &Rc<Shard>, budget: Option<u64>, age: Option<std::time::Duration>) {
-    let own = shard.store.borrow().config().own_dir();
     let mut candidates: Vec<(u64, SystemTime, u64, Candidate)> = {
         let store = shard.store.borrow();
         store
@@ -61,9 +61,6 @@ async fn enforce(shard: &Rc<Shard>, budget: Option<u64>, age: Option<std::time::
     };
     let mut held = shard.store.borrow().bytes_written();
     for s in shard.sealed.borrow().iter() {
-        if s.data_path.parent() != Some(own.as_path()) {
-            continue; // an adopted directory's: only read
-        }
         let bytes = s.disk_bytes();
         held += bytes;
         let last_write = UNIX_EPOCH + Duration::from_nanos(s.sidecar.meta.last_write_unix_nanos);

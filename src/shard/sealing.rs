@@ -1,5 +1,7 @@
-//! Sealing on a shard: every full raw segment of the shard's own directory is sealed
-//! (`crate::seal::write`) off the shard's thread, oldest first: at the lowest CPU priority
+//! Sealing on a shard: every full raw segment is sealed (`crate::seal::write`) off the
+//! shard's thread, oldest first, those of the shard's own directory before those of
+//! directories it adopted (whose backlog, left by a change of shard count, must not hold up
+//! the live one's): at the lowest CPU priority
 //! while less than [`SEAL_URGENT_PERCENT`]% of `--seal-backlog-bytes` of full segments wait,
 //! so that sealing takes what ingest leaves of the core, and at normal priority past that. The result is installed
 //! on the shard's thread: the sealed segment starts serving, the raw segment and its index
@@ -37,7 +39,8 @@ pub async fn seal_full_segments(shard: Rc<Shard>) {
                 .borrow()
                 .deletable(false)
                 .into_iter()
-                .find(|d| !failed.iter().any(|(slot, _)| *slot == d.slot));
+                .filter(|d| !failed.iter().any(|(slot, _)| *slot == d.slot))
+                .min_by_key(|d| !d.own);
             let Some(raw) = next else {
                 break;
             };

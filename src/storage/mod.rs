@@ -1,9 +1,10 @@
 //! Per-shard storage: a table of mmapped segments, one of them active.
 //!
-//! A shard owns `<data-dir>/<shard-id>/` exclusively; nothing else writes there. It also reads
-//! (never writes) the directories of shards that no longer exist after the shard count was
-//! lowered: directory `k >= shards` is adopted by shard `k % shards` (resharding keeps old data
-//! readable without moving it). The byte layout is in `shards/README.md`, [`frame`] and
+//! A shard owns `<data-dir>/<shard-id>/` exclusively; nothing else writes there. It also owns
+//! the directories of shards that no longer exist after the shard count was lowered:
+//! directory `k >= shards` is adopted by shard `k % shards` (resharding keeps old data
+//! readable without moving it), never appended to, its segments sealed and retained as the
+//! shard's own. The byte layout is in `shards/README.md`, [`frame`] and
 //! [`segment`].
 //!
 //! Architecture invariant: storage knows records (kind + bytes) and segments, not OTLP and not

@@ -51,13 +51,16 @@ impl Store {
             path: own.clone(),
             source: source.into(),
         })?;
-        remove_leftover_tmp_files(&own);
         let mut report = RecoveryReport::default();
         let mut segments = Vec::new();
 
-        // Adopted directories of shards that no longer exist, read only.
+        // Adopted directories of shards that no longer exist: appended to never, sealed and
+        // retained as the shard's own.
         let mut dirs = adopted_dirs(&config)?;
         dirs.push(own.clone());
+        for dir in &dirs {
+            remove_leftover_tmp_files(dir);
+        }
         let total: usize = dirs
             .iter()
             .map(|d| list_segments(d).map(|v| v.len()).unwrap_or(0))

@@ -133,6 +133,8 @@ pub struct Deletable {
     pub last_write: std::time::SystemTime,
     pub created_unix_nanos: u64,
     pub path: PathBuf,
+    /// In the shard's own directory, not one adopted from a shard that no longer exists.
+    pub own: bool,
 }
 
 /// One shard's segments.
@@ -362,10 +364,11 @@ impl Store {
             .sum();
     }
 
-    /// This shard's own segments that retention may delete, oldest first: every one but the
-    /// active one. Segments of adopted directories (shards that no longer exist) are not
-    /// listed: they are only read. With `times`, reads each file's modification time (a
-    /// `stat` each); without, `last_write` is the epoch.
+    /// The segments that retention may delete and sealing may replace, in slot order (adopted
+    /// directories' first): every one but the active one. A directory adopted from a shard that
+    /// no longer exists is this shard's alone, as its own is, so its segments are sealed and
+    /// retained alike. With `times`, reads each file's modification time (a `stat` each);
+    /// without, `last_write` is the epoch.
     pub fn deletable(&self, times: bool) -> Vec<Deletable> {
         let own = self.config.own_dir();
         self.segments
@@ -373,7 +376,6 @@ impl Store {
             .enumerate()
             .filter(|&(slot, _)| slot != self.active)
             .filter_map(|(slot, seg)| Some((slot, seg.as_ref()?)))
-            .filter(|(_, seg)| seg.path.parent() == Some(own.as_path()))
             .map(|(slot, seg)| Deletable {
                 slot: slot as u32,
                 bytes: seg.write_pos() as u64,
@@ -384,6 +386,7 @@ impl Store {
                     false => std::time::UNIX_EPOCH,
                 },
                 created_unix_nanos: seg.meta.created_unix_nanos,
+                own: seg.path.parent() == Some(own.as_path()),
                 path: seg.path.clone(),
             })
             .collect()
