@@ -8,7 +8,7 @@
 //! | offset | size | header field                                      |
 //! |--------|------|---------------------------------------------------|
 //! | 0      | 8    | magic `GLUSTSLD`                                  |
-//! | 8      | 4    | format version (1)                                |
+//! | 8      | 4    | format version (2; 1 is read too)                 |
 //! | 12     | 4    | id of the shard that wrote the raw segment        |
 //! | 16     | 4    | number of shards then                             |
 //! | 20     | 4    | reserved, zero                                    |
@@ -34,7 +34,7 @@
 //! | offset | size | field                                                     |
 //! |--------|------|-----------------------------------------------------------|
 //! | 0      | 8    | magic `GLUSTIDX`                                          |
-//! | 8      | 4    | format version (1)                                        |
+//! | 8      | 4    | format version (2; 1 is read too)                         |
 //! | 12     | 52   | bytes 12..64 of the data file's header (shard … last write, reserved) |
 //! | 64     | 8    | length of the data file                                   |
 //! | 72     | 8    | spans                                                     |
@@ -49,20 +49,26 @@
 //!
 //! Then: the services, then the span names, each a `u32` length and UTF-8; then a
 //! [`BlockMeta`] per block (see [`BlockMeta::write`]); then the trace filter (a binary fuse
-//! filter of 8-bit fingerprints over [`trace_key`] of every trace id: xorf's `BinaryFuse8` as
-//! bincode encodes it with fixed-width integers: seed `u64`, segment length, its mask and the
-//! segment count length `u32` each, then the fingerprints' `u64` count and bytes; length 0
-//! when the segment holds no spans); then the `u32` CRC32C.
+//! filter of 16-bit fingerprints over [`trace_key`] of every trace id, 8-bit in version 1:
+//! xorf's `BinaryFuse16` / `BinaryFuse8` as bincode encodes it with fixed-width integers:
+//! seed `u64`, segment length, its mask and the segment count length `u32` each, then the
+//! fingerprints' `u64` count and values; length 0 when the segment holds no spans); then the
+//! `u32` CRC32C.
 
 use std::fmt;
 
-use xorf::{BinaryFuse8, Filter};
+use xorf::{BinaryFuse16, BinaryFuse8, Filter};
 
 use crate::domain::TraceId;
 
 pub const DATA_MAGIC: &[u8; 8] = b"GLUSTSLD";
 pub const SIDECAR_MAGIC: &[u8; 8] = b"GLUSTIDX";
-pub const SEALED_VERSION: u32 = 1;
+/// The version written. Version 1 differs only in its sidecars' trace filter (8-bit
+/// fingerprints: 0.4% false positives, each a block read for nothing on a lookup or a search's
+/// summary; 16-bit: 0.0015%).
+pub const SEALED_VERSION: u32 = 2;
+/// The oldest version read.
+pub const SEALED_VERSION_MIN: u32 = 1;
 pub const DATA_HEADER_BYTES: usize = 64;
 pub const BLOCK_MAGIC: &[u8; 4] = b"BLK1";
 pub const BLOCK_FRAME_BYTES: usize = 16;
@@ -122,7 +128,7 @@ impl SealedMeta {
 
     fn fields(h: &[u8]) -> Result<SealedMeta, FormatError> {
         let version = u32_at(h, 8);
-        if version != SEALED_VERSION {
+        if !(SEALED_VERSION_MIN..=SEALED_VERSION).contains(&version) {
             return Err(FormatError::Version(version));
         }
         Ok(SealedMeta {
@@ -257,7 +263,61 @@ pub struct Sidecar {
     pub services: Vec<String>,
     pub names: Vec<String>,
     pub blocks: Vec<BlockMeta>,
-    pub trace_filter: Option<BinaryFuse8>,
+    pub trace_filter: Option<TraceFilter>,
+}
+
+/// A sealed segment's trace filter: probed before any block is read for a trace.
+#[derive(Clone)]
+pub enum TraceFilter {
+    /// Version 1 sidecars'.
+    Fuse8(BinaryFuse8),
+    Fuse16(BinaryFuse16),
+}
+
+impl TraceFilter {
+    /// The filter of `keys` (sorted, without duplicates); `None` for a pathological key set.
+    pub fn build(keys: &[u64]) -> Option<TraceFilter> {
+        BinaryFuse16::try_from(keys).ok().map(TraceFilter::Fuse16)
+    }
+
+    pub fn contains(&self, key: u64) -> bool {
+        match self {
+            TraceFilter::Fuse8(f) => f.contains(&key),
+            TraceFilter::Fuse16(f) => f.contains(&key),
+        }
+    }
+
+    /// Bytes of its fingerprints.
+    pub fn bytes(&self) -> usize {
+        match self {
+            TraceFilter::Fuse8(f) => f.fingerprints.len(),
+            TraceFilter::Fuse16(f) => 2 * f.fingerprints.len(),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            TraceFilter::Fuse8(f) => bincode::encode_to_vec(f, bincode_config()),
+            TraceFilter::Fuse16(f) => bincode::encode_to_vec(f, bincode_config()),
+        }
+        .expect("a filter encodes")
+    }
+
+    fn decode(version: u32, bytes: &[u8]) -> Result<TraceFilter, FormatError> {
+        let bad = |_| FormatError::Invalid("the trace filter");
+        let (filter, used) = match version {
+            1 => bincode::decode_from_slice(bytes, bincode_config())
+                .map(|(f, used)| (TraceFilter::Fuse8(f), used))
+                .map_err(bad)?,
+            _ => bincode::decode_from_slice(bytes, bincode_config())
+                .map(|(f, used)| (TraceFilter::Fuse16(f), used))
+                .map_err(bad)?,
+        };
+        if used != bytes.len() {
+            return Err(FormatError::Invalid("the trace filter's length"));
+        }
+        Ok(filter)
+    }
 }
 
 impl fmt::Debug for Sidecar {
@@ -285,10 +345,10 @@ fn bincode_config() -> impl bincode::config::Config {
 
 impl Sidecar {
     /// Whether the segment may hold spans of trace `id` (no false negatives; false positives
-    /// below 0.4%). Without a filter, any trace may be here.
+    /// 0.0015%, 0.4% for version 1). Without a filter, any trace may be here.
     pub fn may_hold_trace(&self, id: &TraceId) -> bool {
         match &self.trace_filter {
-            Some(f) => f.contains(&trace_key(id)),
+            Some(f) => f.contains(trace_key(id)),
             None => self.spans > 0,
         }
     }
@@ -317,18 +377,15 @@ impl Sidecar {
             .iter()
             .map(|b| std::mem::size_of::<BlockMeta>() + 4 * (b.services.len() + b.names.len()))
             .sum();
-        let filter = self
-            .trace_filter
-            .as_ref()
-            .map_or(0, |f| f.fingerprints.len());
+        let filter = self.trace_filter.as_ref().map_or(0, TraceFilter::bytes);
         std::mem::size_of::<Sidecar>() + strings + blocks + filter
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let filter = match &self.trace_filter {
-            Some(f) => bincode::encode_to_vec(f, bincode_config()).expect("a filter encodes"),
-            None => Vec::new(),
-        };
+        let filter = self
+            .trace_filter
+            .as_ref()
+            .map_or_else(Vec::new, TraceFilter::encode);
         let mut out =
             Vec::with_capacity(SIDECAR_FIXED_BYTES + filter.len() + 128 * self.blocks.len());
         out.extend_from_slice(SIDECAR_MAGIC);
@@ -399,15 +456,7 @@ impl Sidecar {
             .collect::<Result<Vec<_>, _>>()?;
         let trace_filter = match filter_len {
             0 => None,
-            n => {
-                let (f, used): (BinaryFuse8, usize) =
-                    bincode::decode_from_slice(r.take(n)?, bincode_config())
-                        .map_err(|_| FormatError::Invalid("the trace filter"))?;
-                if used != n {
-                    return Err(FormatError::Invalid("the trace filter's length"));
-                }
-                Some(f)
-            }
+            n => Some(TraceFilter::decode(u32_at(body, 8), r.take(n)?)?),
         };
         if r.pos != body.len() {
             return Err(FormatError::Invalid("bytes after the trace filter"));

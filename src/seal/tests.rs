@@ -564,6 +564,45 @@ mod files {
         }
     }
 
+    #[test]
+    fn a_version_1_sidecar_with_its_8_bit_trace_filter_is_still_read() {
+        use crate::seal::format::{trace_key, TraceFilter};
+        let dir = tempfile::tempdir().unwrap();
+        let batches: Vec<SpanBatch<'static>> = (0..40u8)
+            .flat_map(|t| one_batch(vec![plain_span(t, 1, None, 1_000 + t as u64, vec![])]))
+            .collect();
+        let raw = raw_segment(dir.path(), &batches, &[]);
+        let sealed = write::seal(&raw).unwrap();
+        let mut sidecar = sealed.sidecar.clone();
+        assert!(matches!(sidecar.trace_filter, Some(TraceFilter::Fuse16(_))));
+        let mut keys: Vec<u64> = batches
+            .iter()
+            .flat_map(|b| &b.spans)
+            .map(|s| trace_key(&s.trace_id))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        sidecar.trace_filter = Some(TraceFilter::Fuse8(
+            xorf::BinaryFuse8::try_from(&keys).unwrap(),
+        ));
+        // Written as version 1 wrote it: the version field says 1, the CRC covers it.
+        let mut bytes = sidecar.encode();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let body = bytes.len() - 4;
+        let crc = crc32c::crc32c(&bytes[..body]);
+        bytes[body..].copy_from_slice(&crc.to_le_bytes());
+        let read = crate::seal::Sidecar::decode(&bytes).unwrap();
+        assert!(matches!(read.trace_filter, Some(TraceFilter::Fuse8(_))));
+        for s in batches.iter().flat_map(|b| &b.spans) {
+            assert!(read.may_hold_trace(&s.trace_id));
+        }
+        // The same bytes under version 2 are not taken for a 16-bit filter.
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[..body]);
+        bytes[body..].copy_from_slice(&crc.to_le_bytes());
+        assert!(crate::seal::Sidecar::decode(&bytes).is_err());
+    }
+
     /// Whether every item of `part` is in `whole`, as many times at most.
     fn is_sub_multiset(part: &[String], whole: &[String]) -> bool {
         let mut left: std::collections::HashMap<&str, usize> = Default::default();

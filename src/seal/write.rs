@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::format::{
     block_frame, read_block_frame, trace_key, BlockKind, BlockMeta, SealedMeta, Sidecar,
-    BLOCK_FRAME_BYTES, DATA_HEADER_BYTES,
+    TraceFilter, BLOCK_FRAME_BYTES, DATA_HEADER_BYTES,
 };
 use super::sealed::SealedSegment;
 use super::{block, data_path, logblock, sidecar_path, tmp_path, SealError};
@@ -307,7 +307,7 @@ impl Names {
         // block table instead.
         let trace_filter = match filter_keys.is_empty() {
             true => None,
-            false => xorf::BinaryFuse8::try_from(&filter_keys).ok(),
+            false => TraceFilter::build(&filter_keys),
         };
         let spans = blocks
             .iter()
