@@ -249,6 +249,8 @@ pub struct ShardMetrics {
     pub segments_sealed: Cell<u64>,
     pub seal_failures: Cell<u64>,
     pub sealed_blocks_damaged: Cell<u64>,
+    /// Sealed blocks read and decoded by queries (lookups, searches, summaries).
+    pub sealed_blocks_read: Cell<u64>,
     /// Sealed pairs found damaged at start-up (`RecoveryReport::sealed_damaged`).
     pub sealed_segments_damaged: Cell<u64>,
     hists: [RefCell<Histogram<u64>>; 8],
@@ -275,6 +277,7 @@ impl Default for ShardMetrics {
             segments_sealed: Cell::new(0),
             seal_failures: Cell::new(0),
             sealed_blocks_damaged: Cell::new(0),
+            sealed_blocks_read: Cell::new(0),
             sealed_segments_damaged: Cell::new(0),
             hists: std::array::from_fn(|_| RefCell::new(new_histogram())),
         }
@@ -371,6 +374,11 @@ impl ShardMetrics {
                 "sealed_blocks_damaged_total",
                 "sealed blocks found damaged when read or rebuilt (skipped, never served)",
                 &self.sealed_blocks_damaged,
+            ),
+            c(
+                "sealed_blocks_read_total",
+                "sealed blocks read and decoded by queries: trace lookups, searches and their summaries",
+                &self.sealed_blocks_read,
             ),
             c(
                 "sealed_segments_damaged_total",

@@ -33,6 +33,7 @@ async fn decode_traces(
     wanted: Option<Vec<TraceId>>,
 ) -> Option<DecodedBlock> {
     let seg = segment.clone();
+    add(&shard.metrics.sealed_blocks_read, 1);
     match glommio::executor()
         .spawn_blocking(move || match wanted {
             None => seg.decode(i),
@@ -181,33 +182,33 @@ fn id_in(names: &[String], wanted: Option<&str>) -> Result<Option<u32>, ()> {
     }
 }
 
-/// Adds to `found` the traces of `segments` (newest first) with a span matching `q`, each
-/// with its start in the segment.
+/// Adds to `found` the traces of `segment` with a span matching `q`, each with its start in
+/// the segment.
 pub(super) async fn search_traces(
     shard: &Shard,
     q: &TraceSearch,
-    segments: Vec<Arc<SealedSegment>>,
+    segment: &Arc<SealedSegment>,
     found: &mut HashMap<TraceId, u64>,
 ) {
-    for segment in segments {
+    {
         let sc = &segment.sidecar;
         if sc.spans == 0
             || q.start_unix_nanos.is_some_and(|s| sc.max_time < s)
             || q.end_unix_nanos.is_some_and(|e| sc.min_time > e)
         {
-            continue;
+            return;
         }
         let (Ok(service), Ok(name)) = (
             id_in(&sc.services, q.service.as_deref()),
             id_in(&sc.names, q.name.as_deref()),
         ) else {
-            continue;
+            return;
         };
         let blocks: Vec<usize> = (0..sc.blocks.len())
             .filter(|&i| span_block_may_match(&sc.blocks[i], q, service, name))
             .collect();
         for i in blocks {
-            let Some(block) = decode(shard, &segment, i).await else {
+            let Some(block) = decode(shard, segment, i).await else {
                 continue;
             };
             let starts = trace_starts(&block);

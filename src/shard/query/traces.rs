@@ -83,8 +83,45 @@ pub(super) async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<T
     // Parts sealed while the search ran are searched again in their sealed form (a trace
     // found twice is one trace).
     view.catch_up(shard);
-    super::sealed::search_traces(shard, q, view.sealed, &mut found).await;
+    // Sealed segments newest span first: a trace first found in a segment starts no later
+    // than that segment's newest span, so once `limit` traces are held that all start after
+    // the next segment's newest span, no segment left can add one to the answer.
+    let mut sealed = view.sealed;
+    sealed.sort_by_key(|s| std::cmp::Reverse(s.sidecar.max_time));
+    for segment in &sealed {
+        if let Some(done) = finished(shard, &found, q.limit, segment.sidecar.max_time).await {
+            return done;
+        }
+        super::sealed::search_traces(shard, q, segment, &mut found).await;
+    }
     summaries(shard, found, q.limit).await
+}
+
+/// The answer, if the traces in `found` are enough: `limit` of them whose summaries (their
+/// starts over the whole shard) are all later than `unread_newest`, the newest span start
+/// what is left to read can hold. A found trace's start in the part it matched in is an upper
+/// bound of its start: the `limit`-th largest bound tells at no cost when the summaries cannot
+/// be enough yet.
+async fn finished(
+    shard: &Shard,
+    found: &HashMap<TraceId, u64>,
+    limit: usize,
+    unread_newest: u64,
+) -> Option<Vec<TraceSummary>> {
+    if limit == 0 || found.len() < limit {
+        return None;
+    }
+    let mut bounds: Vec<u64> = found.values().copied().collect();
+    let (_, kth, _) = bounds.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+    if *kth <= unread_newest {
+        return None;
+    }
+    let out = summaries(shard, found.clone(), limit).await;
+    let enough = out.len() == limit && out[limit - 1].start_unix_nanos > unread_newest;
+    debug_assert!(out
+        .windows(2)
+        .all(|w| w[0].start_unix_nanos >= w[1].start_unix_nanos));
+    enough.then_some(out)
 }
 
 /// Scans the span entries below `end` of `segment`'s index part, newest first, in slices,
