@@ -347,18 +347,22 @@ fn directories_adopted_after_lowering_the_shard_count_are_sealed_and_retained() 
     server.restart();
     assert_all_there(&server, 12);
 
-    // Newer data into shard 0, then a budget that cannot hold it all: the oldest segments go
-    // first wherever they are, so directory 1's (written first) go entirely.
-    let newest = 12 * 100 + 12 * 100 - 1;
+    // A budget, then newer data into shard 0 kept raw (sealing held again), far more than the
+    // budget: the oldest segments go first wherever they are, so directory 1's (written
+    // first) go entirely. (Sealed, the whole store would fit: sealing makes it ~6 times
+    // smaller.)
     store(&server, 1200, 12);
     server.kill();
-    server.extra = vec!["--retention-bytes".into(), "1M".into()];
+    server.extra = vec!["--retention-bytes".into(), "512k".into()];
+    server.env = vec![(PAUSE_ENV.into(), STEPS[0].into())];
     server.spawn();
+    store(&server, 2400, 12);
+    let newest = 2400 + 12 * 100 - 1;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = server.get("/metrics").text();
         let held = metric(&text, "glust_bytes_stored") + metric(&text, "glust_sealed_bytes");
-        if held <= (1 << 20) as f64 + (256 << 10) as f64 && files_in(&server, 1, ".sealed") == 0 {
+        if held <= (512 << 10) as f64 + (256 << 10) as f64 && files_in(&server, 1, ".sealed") == 0 {
             break;
         }
         assert!(
