@@ -84,12 +84,15 @@ pub(super) async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<T
     // found twice is one trace).
     view.catch_up(shard);
     // Sealed segments newest span first: a trace first found in a segment starts no later
-    // than that segment's newest span, so once `limit` traces are held that all start after
-    // the next segment's newest span, no segment left can add one to the answer.
+    // than its matching span there, so no later than that segment's newest span nor the
+    // search's `end`; once `limit` traces are held that all start after that bound for the
+    // next segment, no segment left can add one to the answer.
     let mut sealed = view.sealed;
     sealed.sort_by_key(|s| std::cmp::Reverse(s.sidecar.max_time));
+    let end = q.end_unix_nanos.unwrap_or(u64::MAX);
     for segment in &sealed {
-        if let Some(done) = finished(shard, &found, q.limit, segment.sidecar.max_time).await {
+        let unread_newest = segment.sidecar.max_time.min(end);
+        if let Some(done) = finished(shard, &found, q.limit, unread_newest).await {
             return done;
         }
         super::sealed::search_traces(shard, q, segment, &mut found).await;

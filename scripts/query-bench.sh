@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Search timings on a store filled by loadgen: one shard with its defaults (128 MiB segments,
+# sealing on) gets loadgen's default traces (fixed seed) at RATE spans/s for SECONDS; once
+# sealing has caught up, each search below is timed 5 times with a warm page cache and 5
+# times with it dropped before each run (p50 of each, and the sealed blocks the search read,
+# from glust_sealed_blocks_read_total).
+#
+#   scripts/query-bench.sh GLUST [RATE=120000] [SECONDS=240]
+#
+# Needs target/release/loadgen, root (to drop the page cache), python3, curl. Uses ports
+# 25318/25317/25200 (below the ephemeral range) and /tmp/glust-query.
+#
+# Not yet here (issue 16): log records, planted needles, trace by id.
+set -euo pipefail
+bin=${1:?usage: query-bench.sh GLUST [RATE] [SECONDS]}
+rate=${2:-120000}; secs=${3:-240}
+here=$(cd "$(dirname "$0")/.." && pwd)
+data=/tmp/glust-query
+q=http://127.0.0.1:25200
+rm -rf "$data" "$data.log"
+"$bin" serve --data-dir "$data" --shards 1 --otlp-http 127.0.0.1:25318 \
+  --otlp-grpc 127.0.0.1:25317 --query 127.0.0.1:25200 >>"$data.log" 2>&1 &
+pid=$!
+trap 'kill -9 $pid 2>/dev/null || true' EXIT
+for _ in $(seq 600); do curl -sf $q/readyz >/dev/null && break; sleep 0.01; done
+metric() { curl -s $q/metrics | awk -v n="glust_$1" '$1 == n {print $2}'; }
+
+echo "filling: $rate spans/s for $secs s"
+"$here/target/release/loadgen" --endpoint 127.0.0.1:25318 --rate "$rate" --signal traces \
+  --duration "${secs}s" --connections 16 --cores 1 -q --seed 1 >"$data.loadgen" 2>&1
+for _ in $(seq 120); do
+  [ "$(metric segments)" -le 1 ] && break
+  sleep 5
+done
+echo "stored: $(metric spans_accepted_total) spans; $(metric sealed_segments) sealed segments" \
+  "($(metric sealed_spans) spans), $(metric segments) raw"
+
+# The newest span stored, for the time-window searches: loadgen's spans start near now.
+now_ns=$(python3 -c 'import time; print(time.time_ns())')
+minute_ago=$((now_ns - 60 * 1000000000))
+searches=(
+  "limit=20"
+  "limit=3"
+  "service=checkout&minDuration=100ms&limit=20"
+  "attr=http.response.status_code=500&limit=5"
+  "start=$minute_ago&limit=20"
+)
+
+time_one() { # prints the seconds one search took, fails on a non-200
+  curl -s --max-time 300 -o /dev/null -w '%{http_code} %{time_total}\n' "$q/api/v1/traces?$1" |
+    awk '$1 != 200 {print "HTTP " $1 > "/dev/stderr"; exit 1} {print $2}'
+}
+p50() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+printf '%-50s %12s %12s %14s\n' search warm_p50_ms cold_p50_ms blocks_read
+for s in "${searches[@]}"; do
+  before=$(metric sealed_blocks_read_total)
+  time_one "$s" >/dev/null # one read to count the blocks, and to warm the cache
+  blocks=$(python3 -c "print(int($(metric sealed_blocks_read_total) - $before))")
+  warm=$(for _ in 1 2 3 4 5; do time_one "$s"; done | p50)
+  cold=$(for _ in 1 2 3 4 5; do
+    sync; echo 3 >/proc/sys/vm/drop_caches
+    time_one "$s"
+  done | p50)
+  printf '%-50s %12.1f %12.1f %14s\n' "${s/$minute_ago/NOW-60s}" \
+    "$(python3 -c "print($warm * 1000)")" "$(python3 -c "print($cold * 1000)")" "$blocks"
+done
