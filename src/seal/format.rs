@@ -390,6 +390,10 @@ impl Sidecar {
             Vec::with_capacity(SIDECAR_FIXED_BYTES + filter.len() + 128 * self.blocks.len());
         out.extend_from_slice(SIDECAR_MAGIC);
         out.extend_from_slice(&self.meta.data_header()[8..64]);
+        if let Some(TraceFilter::Fuse8(_)) = self.trace_filter {
+            // The version says how the filter is encoded: an 8-bit one is version 1's.
+            out[8..12].copy_from_slice(&1u32.to_le_bytes());
+        }
         debug_assert_eq!(out.len(), 64);
         for v in [
             self.data_bytes,
