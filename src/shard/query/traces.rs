@@ -97,7 +97,7 @@ pub(super) async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<T
         }
         super::sealed::search_traces(shard, q, segment, &mut found).await;
     }
-    summaries(shard, found, q.limit).await
+    summaries(shard, &found, q.limit).await
 }
 
 /// The answer, if the traces in `found` are enough: `limit` of them whose summaries (their
@@ -119,7 +119,7 @@ async fn finished(
     if *kth <= unread_newest {
         return None;
     }
-    let out = summaries(shard, found.clone(), limit).await;
+    let out = summaries(shard, found, limit).await;
     let enough = out.len() == limit && out[limit - 1].start_unix_nanos > unread_newest;
     debug_assert!(out
         .windows(2)
@@ -206,11 +206,15 @@ async fn search_part(
 /// A trace's start in the parts it matched in is only a bound: a part it did not match in
 /// may start it earlier. So candidates are summarised newest bound first, `limit` at a
 /// time, until `limit` summaries are held that no candidate left can start after.
-async fn summaries(shard: &Shard, found: HashMap<TraceId, u64>, limit: usize) -> Vec<TraceSummary> {
+async fn summaries(
+    shard: &Shard,
+    found: &HashMap<TraceId, u64>,
+    limit: usize,
+) -> Vec<TraceSummary> {
     if limit == 0 {
         return Vec::new();
     }
-    let mut ids: Vec<(TraceId, u64)> = found.into_iter().collect();
+    let mut ids: Vec<(TraceId, u64)> = found.iter().map(|(id, b)| (*id, *b)).collect();
     ids.sort_unstable_by_key(|(id, bound)| (std::cmp::Reverse(*bound), *id));
     let mut out: Vec<TraceSummary> = Vec::with_capacity(limit);
     let mut taken = 0;
