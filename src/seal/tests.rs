@@ -620,7 +620,8 @@ mod files {
         #![proptest_config(ProptestConfig::with_cases(32))]
 
         /// A data file rebuilt without its sidecar, after no damage, a flipped byte or a cut:
-        /// never a panic, only records it held, and all of them when it was intact.
+        /// never a panic, only records it held, all of them when it was intact, and a refusal
+        /// when its header was hit (a segment whose records hold no item seals to a header alone).
         #[test]
         fn a_rebuilt_pair_holds_the_intact_blocks_records(
             spans in vec(batch(), 1..30),
@@ -632,18 +633,27 @@ mod files {
             let sealed = write::seal(&raw).unwrap();
             std::fs::remove_file(&sealed.sidecar_path).unwrap();
             let mut bytes = std::fs::read(&sealed.data_path).unwrap();
+            let header = crate::seal::format::DATA_HEADER_BYTES;
+            let mut in_header = false;
             if let Some((at, cut)) = damage {
-                let header = crate::seal::format::DATA_HEADER_BYTES;
-                let at = (header + ((bytes.len() - header) as f64 * at) as usize).min(bytes.len() - 1);
+                let at = ((bytes.len() as f64 * at) as usize).min(bytes.len() - 1);
+                in_header = at < header;
                 match cut {
                     true => bytes.truncate(at),
                     false => bytes[at] ^= 0x20,
                 }
             }
             std::fs::write(&sealed.data_path, &bytes).unwrap();
+            // A damaged header leaves nothing to trust: the raw segment or nothing is the truth.
+            if in_header {
+                prop_assert!(write::rebuild(&sealed.data_path).is_err());
+                return Ok(());
+            }
             let rebuilt = write::rebuild(&sealed.data_path).unwrap();
             if let Some((_, true)) = damage {
-                prop_assert!(rebuilt.blocks_lost >= 1, "a cut loses a block");
+                // A cut at a frame's first byte leaves whole blocks only, and they hold less.
+                let on_boundary = sealed.sidecar.blocks.iter().any(|b| b.offset as usize == bytes.len());
+                prop_assert!(on_boundary || rebuilt.blocks_lost >= 1, "a cut loses a block");
             }
             let back = SealedSegment::open(sealed.data_path.clone(), sealed.sidecar_path.clone()).unwrap();
             prop_assert_eq!(back.sidecar.meta, sealed.sidecar.meta);
