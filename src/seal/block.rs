@@ -1,4 +1,4 @@
-//! A sealed block of spans: the spans of some records, sorted by (trace id, start), stored as
+//! A sealed block of spans: the spans of some records, each trace's together and by start, stored as
 //! columns that each compress well on their own (`docs/design/sealed-segments.md`, modelled by
 //! `scripts/seal-model.py`), each column compressed with zstd.
 //!
@@ -257,14 +257,20 @@ pub fn encode(batches: &[SpanBatch<'_>]) -> Vec<u8> {
     encode_sorted(&groups, &spans)
 }
 
-/// Encodes `spans`, each with its group (an id in `groups`), into one block. The spans must be
-/// sorted by (trace id, start); only the groups the spans name are written, numbered in the
-/// block as the spans first name them.
+/// Encodes `spans`, each with its group (an id in `groups`), into one block. Each trace's spans
+/// must be together and sorted by start (the traces in any order); only the groups the spans
+/// name are written, numbered in the block as the spans first name them.
 pub fn encode_sorted(groups: &Groups, spans: &[(u32, &Span<'_>)]) -> Vec<u8> {
-    debug_assert!(spans
-        .windows(2)
-        .all(|w| (w[0].1.trace_id, w[0].1.start_time_unix_nano)
-            <= (w[1].1.trace_id, w[1].1.start_time_unix_nano)));
+    debug_assert!(spans.windows(2).all(|w| w[0].1.trace_id != w[1].1.trace_id
+        || w[0].1.start_time_unix_nano <= w[1].1.start_time_unix_nano));
+    debug_assert!({
+        let mut runs: Vec<TraceId> = spans.iter().map(|(_, s)| s.trace_id).collect();
+        runs.dedup();
+        let n = runs.len();
+        runs.sort_unstable();
+        runs.dedup();
+        runs.len() == n
+    });
     let mut cols: Vec<ColumnWriter> = COLUMNS.iter().map(|_| ColumnWriter::default()).collect();
     let col = |c: Col| c as usize;
 
@@ -689,32 +695,176 @@ pub(super) fn columns<'b>(
     block: &'b [u8],
     names: &[&'static str],
 ) -> Result<Vec<Cow<'b, [u8]>>, BlockError> {
-    let mut r = ColumnReader::new("header", block);
-    let count = u32::from_le_bytes(r.fixed()?) as usize;
-    if count != names.len() {
-        return Err(r.invalid("a column count this build does not read"));
-    }
-    let mut raw = Vec::with_capacity(count);
-    for &name in names {
-        let raw_len = u32::from_le_bytes(r.fixed()?) as usize;
-        let stored_len = u32::from_le_bytes(r.fixed()?) as usize;
-        // A damaged length must not make the reader allocate gigabytes.
-        if raw_len > SEALED_COLUMN_BYTES_MAX {
-            return Err(r.invalid("a column longer than a block's can be"));
+    let lazy = LazyColumns::open(block, names)?;
+    (0..names.len()).map(|i| lazy.get(i)).collect()
+}
+
+/// A block's columns, each decompressed only when asked for: a query reads the few it needs.
+pub(super) struct LazyColumns<'b> {
+    names: Vec<&'static str>,
+    /// Per column, its stored bytes and raw length.
+    stored: Vec<(&'b [u8], usize)>,
+}
+
+impl<'b> LazyColumns<'b> {
+    pub(super) fn open(block: &'b [u8], names: &[&'static str]) -> Result<Self, BlockError> {
+        let mut r = ColumnReader::new("header", block);
+        let count = u32::from_le_bytes(r.fixed()?) as usize;
+        if count != names.len() {
+            return Err(r.invalid("a column count this build does not read"));
         }
-        let stored = r.take(stored_len)?;
-        raw.push(if stored_len == raw_len {
-            Cow::Borrowed(stored)
-        } else {
-            let bytes = zstd::bulk::decompress(stored, raw_len)
-                .map_err(|_| BlockError::Compression(name))?;
-            if bytes.len() != raw_len {
-                return Err(BlockError::Compression(name));
+        let mut stored = Vec::with_capacity(count);
+        for _ in names {
+            let raw_len = u32::from_le_bytes(r.fixed()?) as usize;
+            let stored_len = u32::from_le_bytes(r.fixed()?) as usize;
+            // A damaged length must not make the reader allocate gigabytes.
+            if raw_len > SEALED_COLUMN_BYTES_MAX {
+                return Err(r.invalid("a column longer than a block's can be"));
             }
-            Cow::Owned(bytes)
-        });
+            stored.push((r.take(stored_len)?, raw_len));
+        }
+        Ok(LazyColumns {
+            names: names.to_vec(),
+            stored,
+        })
     }
-    Ok(raw)
+
+    /// Column `i`'s raw bytes: borrowed where stored raw.
+    pub(super) fn get(&self, i: usize) -> Result<Cow<'b, [u8]>, BlockError> {
+        let (stored, raw_len) = self.stored[i];
+        if stored.len() == raw_len {
+            return Ok(Cow::Borrowed(stored));
+        }
+        let name = self.names[i];
+        let bytes =
+            zstd::bulk::decompress(stored, raw_len).map_err(|_| BlockError::Compression(name))?;
+        if bytes.len() != raw_len {
+            return Err(BlockError::Compression(name));
+        }
+        Ok(Cow::Owned(bytes))
+    }
+}
+
+/// What a query needs of one span, read without building it ([`scan`]).
+pub struct SpanFacts<'a> {
+    pub trace_id: TraceId,
+    /// The start of the trace's first span in the block.
+    pub trace_start: u64,
+    pub start: u64,
+    pub end: u64,
+    pub has_parent: bool,
+    pub status_code: i32,
+    pub name: &'a str,
+    /// Its resource's `service.name`.
+    pub service: &'a str,
+    /// Its attributes and its resource's: read only when [`scan`] is asked to (else empty).
+    pub attributes: &'a [KeyValue<'static>],
+    pub resource: &'a [KeyValue<'static>],
+}
+
+/// Calls `f` on the facts of each span of `block` (only of the traces `wanted`, sorted, if
+/// given), in block order. Only the columns the facts hold are decompressed and read: never
+/// span ids, parent ids, kinds or the rest (events, links, ...), and the attribute columns
+/// only if `attributes`. A search's scan costs a few varints a span, not a span built.
+pub fn scan(
+    block: &[u8],
+    wanted: Option<&[TraceId]>,
+    attributes: bool,
+    mut f: impl FnMut(&SpanFacts<'_>),
+) -> Result<(), BlockError> {
+    debug_assert!(wanted.is_none_or(|w| w.is_sorted()));
+    let names: Vec<&'static str> = COLUMNS.iter().map(|c| c.name()).collect();
+    let lazy = LazyColumns::open(block, &names)?;
+    let col = |c: Col| lazy.get(c as usize);
+    let (traces_raw, starts_raw, durations_raw) =
+        (col(Col::Traces)?, col(Col::Starts)?, col(Col::Durations)?);
+    let (parents_raw, names_raw, dict_raw) =
+        (col(Col::Parents)?, col(Col::Names)?, col(Col::NameDict)?);
+    let (codes_raw, groups_raw, span_groups_raw) = (
+        col(Col::StatusCodes)?,
+        col(Col::Groups)?,
+        col(Col::SpanGroups)?,
+    );
+    fn reader<'c>(c: Col, raw: &'c [u8]) -> ColumnReader<'c> {
+        ColumnReader::new(c.name(), raw)
+    }
+    let groups = read_groups(ColumnReader::new(Col::Groups.name(), &groups_raw))?;
+    let services: Vec<&str> = groups
+        .iter()
+        .map(|(r, _)| crate::domain::service_name(&r.attributes))
+        .collect();
+    let mut name_dict = reader(Col::NameDict, &dict_raw);
+    let mut span_names = Vec::new();
+    while !name_dict.is_empty() {
+        span_names.push(name_dict.str()?);
+    }
+    let attr_raw = match attributes {
+        false => None,
+        true => Some((col(Col::KeyDict)?, col(Col::AttrKeys)?, col(Col::Values)?)),
+    };
+    let mut attrs: Option<AttrReader<'_>> = match &attr_raw {
+        None => None,
+        Some((dict, keys, values)) => Some(AttrReader::new(
+            reader(Col::KeyDict, dict),
+            reader(Col::AttrKeys, keys),
+            reader(Col::Values, values),
+        )?),
+    };
+    let mut traces = reader(Col::Traces, &traces_raw);
+    let mut starts = reader(Col::Starts, &starts_raw);
+    let mut durations = reader(Col::Durations, &durations_raw);
+    let mut parents = reader(Col::Parents, &parents_raw);
+    let mut name_ids = reader(Col::Names, &names_raw);
+    let mut codes = reader(Col::StatusCodes, &codes_raw);
+    let mut span_groups = reader(Col::SpanGroups, &span_groups_raw);
+    let no_attributes: Vec<KeyValue<'static>> = Vec::new();
+    while !traces.is_empty() {
+        let trace_id = TraceId(traces.fixed()?);
+        let trace_start = u64::from_le_bytes(traces.fixed()?);
+        let run = traces.varint()?;
+        let keep = wanted.is_none_or(|w| w.binary_search(&trace_id).is_ok());
+        for _ in 0..run {
+            let start = trace_start.wrapping_add(starts.signed()? as u64);
+            let end = start.wrapping_add(durations.signed()? as u64);
+            let has_parent = parents.varint()? != 0;
+            let name = span_names
+                .get(name_ids.varint()? as usize)
+                .ok_or_else(|| name_ids.invalid("a name id past the dictionary"))?;
+            let status_code =
+                i32::try_from(codes.signed()?).map_err(|_| codes.invalid("a status code"))?;
+            let group = span_groups.varint()? as usize;
+            let Some(service) = services.get(group) else {
+                return Err(span_groups.invalid("a group past the groups"));
+            };
+            let attributes = match (&mut attrs, keep) {
+                (None, _) => None,
+                (Some(a), false) => {
+                    a.skip()?;
+                    None
+                }
+                (Some(a), true) => Some(a.read()?),
+            };
+            if !keep {
+                continue;
+            }
+            f(&SpanFacts {
+                trace_id,
+                trace_start,
+                start,
+                end,
+                has_parent,
+                status_code,
+                name,
+                service,
+                attributes: attributes.as_deref().unwrap_or(&no_attributes),
+                resource: match attrs {
+                    Some(_) => &groups[group].0.attributes,
+                    None => &no_attributes,
+                },
+            });
+        }
+    }
+    Ok(())
 }
 
 fn write_resource(w: &mut ColumnWriter, r: &Resource<'_>) {

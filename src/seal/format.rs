@@ -8,7 +8,7 @@
 //! | offset | size | header field                                      |
 //! |--------|------|---------------------------------------------------|
 //! | 0      | 8    | magic `GLUSTSLD`                                  |
-//! | 8      | 4    | format version (2; 1 is read too)                 |
+//! | 8      | 4    | format version (3; 1 and 2 are read too)          |
 //! | 12     | 4    | id of the shard that wrote the raw segment        |
 //! | 16     | 4    | number of shards then                             |
 //! | 20     | 4    | reserved, zero                                    |
@@ -34,7 +34,7 @@
 //! | offset | size | field                                                     |
 //! |--------|------|-----------------------------------------------------------|
 //! | 0      | 8    | magic `GLUSTIDX`                                          |
-//! | 8      | 4    | format version (2; 1 is read too)                         |
+//! | 8      | 4    | format version (3; 1 and 2 are read too)                  |
 //! | 12     | 52   | bytes 12..64 of the data file's header (shard … last write, reserved) |
 //! | 64     | 8    | length of the data file                                   |
 //! | 72     | 8    | spans                                                     |
@@ -52,8 +52,18 @@
 //! filter of 16-bit fingerprints over [`trace_key`] of every trace id, 8-bit in version 1:
 //! xorf's `BinaryFuse16` / `BinaryFuse8` as bincode encodes it with fixed-width integers:
 //! seed `u64`, segment length, its mask and the segment count length `u32` each, then the
-//! fingerprints' `u64` count and values; length 0 when the segment holds no spans); then the
-//! `u32` CRC32C.
+//! fingerprints' `u64` count and values; length 0 when the segment holds no spans); then,
+//! from version 3, per block the `u64` first start of its newest trace (0 for a log block),
+//! then a `u32` length and the block's trace filter (8-bit, the same encoding; length 0 for a
+//! log block or when none could be built), then a `u32` count and that many (service id, span
+//! name id) pairs, `u32` each, sorted: the operations of the segment's spans; then the `u32`
+//! CRC32C.
+//!
+//! Versions 1 and 2 sort a segment's spans by trace id, so that each block covers an id range
+//! (its first and last trace id) and the whole segment's time. From version 3 the traces are in
+//! order of their first span's start, each block covering a slice of the segment's time, which
+//! a search newest first reads in order and stops early; a lookup finds its blocks by their
+//! filters.
 
 use std::fmt;
 
@@ -63,10 +73,12 @@ use crate::domain::TraceId;
 
 pub const DATA_MAGIC: &[u8; 8] = b"GLUSTSLD";
 pub const SIDECAR_MAGIC: &[u8; 8] = b"GLUSTIDX";
-/// The version written. Version 1 differs only in its sidecars' trace filter (8-bit
+/// The version written. Version 1 differs from 2 only in its sidecars' trace filter (8-bit
 /// fingerprints: 0.4% false positives, each a block read for nothing on a lookup or a search's
-/// summary; 16-bit: 0.0015%).
-pub const SEALED_VERSION: u32 = 2;
+/// summary; 16-bit: 0.0015%); version 3 orders spans by time and adds per-block filters.
+pub const SEALED_VERSION: u32 = 3;
+/// The first version whose span blocks are in time order, each with a trace filter.
+pub const TIME_ORDERED_VERSION: u32 = 3;
 /// The oldest version read.
 pub const SEALED_VERSION_MIN: u32 = 1;
 pub const DATA_HEADER_BYTES: usize = 64;
@@ -264,6 +276,25 @@ pub struct Sidecar {
     pub names: Vec<String>,
     pub blocks: Vec<BlockMeta>,
     pub trace_filter: Option<TraceFilter>,
+    /// Whether span blocks are in time order, each found for a trace by its filter in
+    /// `block_traces` (version 3), or in trace-id order, found by their id ranges.
+    pub time_ordered: bool,
+    /// Time-ordered: per block, what it says of its traces. Empty otherwise.
+    pub block_traces: Vec<BlockTraces>,
+    /// Time-ordered: the (service id, span name id) pairs of the segment's spans, sorted.
+    /// Empty otherwise (see [`Sidecar::operations_of`]).
+    pub operations: Vec<(u32, u32)>,
+}
+
+/// What a time-ordered sidecar says of a block's traces.
+#[derive(Clone, Debug, Default)]
+pub struct BlockTraces {
+    /// The first start of the block's newest trace (its traces are in order of their first
+    /// start in the segment): no trace the block holds starts later. 0 for a log block.
+    pub newest_start: u64,
+    /// A filter of the block's trace ids: `None` for a log block, or a key set no filter
+    /// could be built for (then any trace may be there).
+    pub filter: Option<TraceFilter>,
 }
 
 /// A sealed segment's trace filter: probed before any block is read for a trace.
@@ -278,6 +309,12 @@ impl TraceFilter {
     /// The filter of `keys` (sorted, without duplicates); `None` for a pathological key set.
     pub fn build(keys: &[u64]) -> Option<TraceFilter> {
         BinaryFuse16::try_from(keys).ok().map(TraceFilter::Fuse16)
+    }
+
+    /// A block's filter of `keys` (sorted, without duplicates): 8-bit, as the segment's
+    /// 16-bit filter has already said the trace is likely in the segment.
+    pub fn build_small(keys: &[u64]) -> Option<TraceFilter> {
+        BinaryFuse8::try_from(keys).ok().map(TraceFilter::Fuse8)
     }
 
     pub fn contains(&self, key: u64) -> bool {
@@ -303,13 +340,13 @@ impl TraceFilter {
         .expect("a filter encodes")
     }
 
-    fn decode(version: u32, bytes: &[u8]) -> Result<TraceFilter, FormatError> {
+    fn decode(fuse8: bool, bytes: &[u8]) -> Result<TraceFilter, FormatError> {
         let bad = |_| FormatError::Invalid("the trace filter");
-        let (filter, used) = match version {
-            1 => bincode::decode_from_slice(bytes, bincode_config())
+        let (filter, used) = match fuse8 {
+            true => bincode::decode_from_slice(bytes, bincode_config())
                 .map(|(f, used)| (TraceFilter::Fuse8(f), used))
                 .map_err(bad)?,
-            _ => bincode::decode_from_slice(bytes, bincode_config())
+            false => bincode::decode_from_slice(bytes, bincode_config())
                 .map(|(f, used)| (TraceFilter::Fuse16(f), used))
                 .map_err(bad)?,
         };
@@ -317,6 +354,16 @@ impl TraceFilter {
             return Err(FormatError::Invalid("the trace filter's length"));
         }
         Ok(filter)
+    }
+}
+
+impl fmt::Debug for TraceFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bits = match self {
+            TraceFilter::Fuse8(_) => 8,
+            TraceFilter::Fuse16(_) => 16,
+        };
+        write!(f, "TraceFilter({bits}-bit, {} bytes)", self.bytes())
     }
 }
 
@@ -353,15 +400,77 @@ impl Sidecar {
         }
     }
 
-    /// The span blocks whose trace-id range holds `id`.
+    /// The span blocks that may hold spans of trace `id`: by their filters when time-ordered
+    /// (false positives 0.4% a block), else by their trace-id ranges.
     pub fn trace_blocks<'s>(&'s self, id: &'s TraceId) -> impl Iterator<Item = usize> + 's {
+        let key = trace_key(id);
         self.blocks
             .iter()
             .enumerate()
-            .filter(move |(_, b)| {
-                b.kind == BlockKind::Spans && b.first_trace <= *id && *id <= b.last_trace
+            .filter(move |&(i, b)| {
+                b.kind == BlockKind::Spans
+                    && match self.time_ordered {
+                        true => self.block_traces[i]
+                            .filter
+                            .as_ref()
+                            .is_none_or(|f| f.contains(key)),
+                        false => b.first_trace <= *id && *id <= b.last_trace,
+                    }
             })
             .map(|(i, _)| i)
+    }
+
+    /// The version this sidecar is written as: it says how its filters are encoded and how
+    /// its blocks are ordered.
+    fn version(&self) -> u32 {
+        debug_assert!(
+            !(self.time_ordered && matches!(self.trace_filter, Some(TraceFilter::Fuse8(_))))
+        );
+        match (&self.trace_filter, self.time_ordered) {
+            (Some(TraceFilter::Fuse8(_)), _) => 1,
+            (_, false) => 2,
+            (_, true) => TIME_ORDERED_VERSION,
+        }
+    }
+
+    /// The latest a trace first found in block `i` can start: the first start of its newest
+    /// trace when time-ordered, else its newest span start.
+    pub fn newest_trace_start(&self, i: usize) -> u64 {
+        match self.time_ordered {
+            true => self.block_traces[i].newest_start,
+            false => self.blocks[i].max_time,
+        }
+    }
+
+    /// The span names seen with service `service` in this segment, sorted. Id-ordered sidecars do
+    /// not hold the pairs: there, the names of the blocks that hold the service (a superset).
+    pub fn operations_of(&self, service: &str) -> Vec<&str> {
+        let Some(id) = self.services.iter().position(|s| s == service) else {
+            return Vec::new();
+        };
+        let id = id as u32;
+        let mut names: Vec<u32> = match self.time_ordered {
+            true => self
+                .operations
+                .iter()
+                .filter(|(s, _)| *s == id)
+                .map(|&(_, n)| n)
+                .collect(),
+            false => self
+                .blocks
+                .iter()
+                .filter(|b| b.services.binary_search(&id).is_ok())
+                .flat_map(|b| b.names.iter().copied())
+                .collect(),
+        };
+        names.sort_unstable();
+        names.dedup();
+        let mut out: Vec<&str> = names
+            .into_iter()
+            .filter_map(|n| self.names.get(n as usize).map(String::as_str))
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     /// Memory this sidecar holds, about.
@@ -377,8 +486,14 @@ impl Sidecar {
             .iter()
             .map(|b| std::mem::size_of::<BlockMeta>() + 4 * (b.services.len() + b.names.len()))
             .sum();
-        let filter = self.trace_filter.as_ref().map_or(0, TraceFilter::bytes);
-        std::mem::size_of::<Sidecar>() + strings + blocks + filter
+        let filters: usize = std::iter::once(&self.trace_filter)
+            .chain(self.block_traces.iter().map(|b| &b.filter))
+            .map(|f| {
+                std::mem::size_of::<Option<TraceFilter>>()
+                    + f.as_ref().map_or(0, TraceFilter::bytes)
+            })
+            .sum();
+        std::mem::size_of::<Sidecar>() + strings + blocks + filters + 8 * self.operations.len()
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -390,10 +505,7 @@ impl Sidecar {
             Vec::with_capacity(SIDECAR_FIXED_BYTES + filter.len() + 128 * self.blocks.len());
         out.extend_from_slice(SIDECAR_MAGIC);
         out.extend_from_slice(&self.meta.data_header()[8..64]);
-        if let Some(TraceFilter::Fuse8(_)) = self.trace_filter {
-            // The version says how the filter is encoded: an 8-bit one is version 1's.
-            out[8..12].copy_from_slice(&1u32.to_le_bytes());
-        }
+        out[8..12].copy_from_slice(&self.version().to_le_bytes());
         debug_assert_eq!(out.len(), 64);
         for v in [
             self.data_bytes,
@@ -422,6 +534,20 @@ impl Sidecar {
             b.write(&mut out);
         }
         out.extend_from_slice(&filter);
+        if self.time_ordered {
+            debug_assert_eq!(self.block_traces.len(), self.blocks.len());
+            for b in &self.block_traces {
+                out.extend_from_slice(&b.newest_start.to_le_bytes());
+                let bytes = b.filter.as_ref().map_or_else(Vec::new, TraceFilter::encode);
+                out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                out.extend_from_slice(&bytes);
+            }
+            out.extend_from_slice(&(self.operations.len() as u32).to_le_bytes());
+            for (service, name) in &self.operations {
+                out.extend_from_slice(&service.to_le_bytes());
+                out.extend_from_slice(&name.to_le_bytes());
+            }
+        }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -458,12 +584,53 @@ impl Sidecar {
         let blocks = (0..blocks)
             .map(|_| BlockMeta::read(&mut r))
             .collect::<Result<Vec<_>, _>>()?;
+        let version = u32_at(body, 8);
         let trace_filter = match filter_len {
             0 => None,
-            n => Some(TraceFilter::decode(u32_at(body, 8), r.take(n)?)?),
+            n => Some(TraceFilter::decode(version == 1, r.take(n)?)?),
+        };
+        let time_ordered = version >= TIME_ORDERED_VERSION;
+        let block_traces = match time_ordered {
+            false => Vec::new(),
+            true => (0..blocks.len())
+                .map(|_| {
+                    let newest_start = u64_at(r.take(8)?, 0);
+                    let filter = match u32_at(r.take(4)?, 0) as usize {
+                        0 => None,
+                        n => Some(TraceFilter::decode(true, r.take(n)?)?),
+                    };
+                    Ok(BlockTraces {
+                        newest_start,
+                        filter,
+                    })
+                })
+                .collect::<Result<Vec<_>, FormatError>>()?,
+        };
+        let operations = match time_ordered {
+            false => Vec::new(),
+            true => {
+                let n = u32_at(r.take(4)?, 0) as usize;
+                let raw = r.take(
+                    n.checked_mul(8)
+                        .ok_or(FormatError::Invalid("an operation count"))?,
+                )?;
+                let pairs: Vec<(u32, u32)> = raw
+                    .chunks_exact(8)
+                    .map(|c| (u32_at(c, 0), u32_at(c, 4)))
+                    .collect();
+                let known = |&(s, n): &(u32, u32)| {
+                    (s as usize) < services.len() && (n as usize) < names.len()
+                };
+                if !pairs.iter().all(known) {
+                    return Err(FormatError::Invalid(
+                        "an operation naming no service or span name",
+                    ));
+                }
+                pairs
+            }
         };
         if r.pos != body.len() {
-            return Err(FormatError::Invalid("bytes after the trace filter"));
+            return Err(FormatError::Invalid("bytes after the trace filters"));
         }
         Ok(Sidecar {
             meta,
@@ -477,6 +644,9 @@ impl Sidecar {
             names,
             blocks,
             trace_filter,
+            time_ordered,
+            block_traces,
+            operations,
         })
     }
 }
@@ -507,7 +677,7 @@ pub enum FormatError {
     BadMagic(&'static str),
     #[error("{0} checksum mismatch")]
     Checksum(&'static str),
-    #[error("sealed format version {0} is not supported (this build reads {SEALED_VERSION})")]
+    #[error("sealed format version {0} is not supported (this build reads {SEALED_VERSION_MIN} to {SEALED_VERSION})")]
     Version(u32),
     #[error("truncated")]
     Truncated,

@@ -175,6 +175,26 @@ impl SealedSegment {
         Ok(DecodedBlock { kind, records })
     }
 
+    /// Calls `f` on the facts of each span of span block `i` (of the traces `wanted`, sorted,
+    /// if given), reading only the columns they need ([`block::scan`]).
+    pub fn scan(
+        &self,
+        i: usize,
+        wanted: Option<&[TraceId]>,
+        attributes: bool,
+        f: impl FnMut(&block::SpanFacts<'_>),
+    ) -> Result<(), SealError> {
+        let bytes = self.block(i)?;
+        if self.sidecar.blocks[i].kind != BlockKind::Spans {
+            return Ok(());
+        }
+        block::scan(bytes, wanted, attributes, f).map_err(|e| SealError::Block {
+            path: self.data_path.clone(),
+            block: i,
+            reason: e.to_string(),
+        })
+    }
+
     /// Bytes on disk: the data file and the sidecar.
     pub fn disk_bytes(&self) -> u64 {
         self.sidecar.data_bytes + std::fs::metadata(&self.sidecar_path).map_or(0, |m| m.len())

@@ -11,8 +11,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use super::format::{
-    block_frame, read_block_frame, trace_key, BlockKind, BlockMeta, SealedMeta, Sidecar,
-    TraceFilter, BLOCK_FRAME_BYTES, DATA_HEADER_BYTES,
+    block_frame, read_block_frame, trace_key, BlockKind, BlockMeta, BlockTraces, SealedMeta,
+    Sidecar, TraceFilter, BLOCK_FRAME_BYTES, DATA_HEADER_BYTES,
 };
 use super::sealed::SealedSegment;
 use super::{block, data_path, logblock, sidecar_path, tmp_path, SealError};
@@ -208,7 +208,14 @@ fn write_pair(
         let (traces, filter_keys) = write_span_blocks(&mut out, &mut names, spans)?;
         write_log_blocks(&mut out, &mut names, logs)?;
         let data_bytes = out.finish()?;
-        let sidecar = names.sidecar(meta, data_bytes, out.blocks, traces, filter_keys);
+        let sidecar = names.sidecar(
+            meta,
+            data_bytes,
+            out.blocks,
+            out.traces,
+            traces,
+            filter_keys,
+        );
         let mut f = File::create(&idx_tmp)?;
         f.write_all(&sidecar.encode())?;
         f.sync_all()?;
@@ -236,6 +243,8 @@ struct DataWriter {
     out: BufWriter<File>,
     pos: u64,
     blocks: Vec<BlockMeta>,
+    /// Per block, what it says of its traces (a log block: nothing).
+    traces: Vec<BlockTraces>,
 }
 
 impl DataWriter {
@@ -246,11 +255,19 @@ impl DataWriter {
             out,
             pos: DATA_HEADER_BYTES as u64,
             blocks: Vec::new(),
+            traces: Vec::new(),
         })
     }
 
-    /// Appends `bytes` as a block of `kind`, described by `meta` (its place filled in here).
-    fn block(&mut self, kind: BlockKind, bytes: &[u8], mut meta: BlockMeta) -> io::Result<()> {
+    /// Appends `bytes` as a block of `kind`, described by `meta` (its place filled in here)
+    /// and `traces`.
+    fn block(
+        &mut self,
+        kind: BlockKind,
+        bytes: &[u8],
+        mut meta: BlockMeta,
+        traces: BlockTraces,
+    ) -> io::Result<()> {
         let frame = block_frame(kind, bytes);
         self.out.write_all(&frame)?;
         self.out.write_all(bytes)?;
@@ -260,6 +277,7 @@ impl DataWriter {
         meta.crc = u32::from_le_bytes(frame[12..16].try_into().expect("4 bytes"));
         self.pos += (BLOCK_FRAME_BYTES + bytes.len()) as u64;
         self.blocks.push(meta);
+        self.traces.push(traces);
         Ok(())
     }
 
@@ -271,11 +289,13 @@ impl DataWriter {
     }
 }
 
-/// The services and span names of a segment, numbered as first seen.
+/// The services and span names of a segment, numbered as first seen, and the (service, span
+/// name) pairs its spans have.
 #[derive(Default)]
 struct Names {
     services: HashMap<String, u32>,
     names: HashMap<String, u32>,
+    operations: foldhash::HashSet<(u32, u32)>,
 }
 
 fn id_of(map: &mut HashMap<String, u32>, s: &str) -> u32 {
@@ -293,6 +313,7 @@ impl Names {
         meta: SealedMeta,
         data_bytes: u64,
         blocks: Vec<BlockMeta>,
+        block_traces: Vec<BlockTraces>,
         traces: u64,
         mut filter_keys: Vec<u64>,
     ) -> Sidecar {
@@ -319,6 +340,8 @@ impl Names {
             .filter(|b| b.kind == BlockKind::Logs)
             .map(|b| u64::from(b.items))
             .sum();
+        let mut operations: Vec<(u32, u32)> = self.operations.into_iter().collect();
+        operations.sort_unstable();
         Sidecar {
             meta,
             data_bytes,
@@ -335,6 +358,9 @@ impl Names {
             names: by_id(self.names),
             blocks,
             trace_filter,
+            time_ordered: true,
+            block_traces,
+            operations,
         }
     }
 }
@@ -360,8 +386,12 @@ fn empty_meta() -> BlockMeta {
     }
 }
 
-/// Writes the spans of `batches` as blocks, sorted by (trace id, start) and cut at trace
-/// boundaries; the number of distinct traces and the trace filter's keys.
+/// Writes the spans of `batches` as blocks: the traces in order of their first span's start
+/// (then id), each trace's spans together by start, cut at trace boundaries; the number of
+/// distinct traces and the trace filter's keys.
+///
+/// Time order makes each block a slice of the segment's time, so that a search newest first
+/// reads the newest blocks and stops (an id order made every block span the whole segment).
 fn write_span_blocks(
     out: &mut DataWriter,
     names: &mut Names,
@@ -394,13 +424,21 @@ fn write_span_blocks(
         })
         .collect();
     order.sort_unstable();
-    let keys: Vec<u64> = order
-        .iter()
-        .enumerate()
-        .filter(|&(i, o)| i == 0 || order[i - 1].0 != o.0)
-        .map(|(_, o)| trace_key(&o.0))
-        .collect();
+    // Each trace's run of spans in id order, then the runs by their first start.
+    let mut runs: Vec<(u64, TraceId, usize, usize)> = Vec::new();
+    for (i, o) in order.iter().enumerate() {
+        match runs.last_mut() {
+            Some(run) if run.1 == o.0 => run.3 += 1,
+            _ => runs.push((o.1, o.0, i, 1)),
+        }
+    }
+    let keys: Vec<u64> = runs.iter().map(|r| trace_key(&r.1)).collect();
     let traces = keys.len() as u64;
+    runs.sort_unstable();
+    let order: Vec<(TraceId, u64, u32, u32)> = runs
+        .iter()
+        .flat_map(|&(_, _, at, len)| order[at..at + len].iter().copied())
+        .collect();
     let mut start = 0;
     while start < order.len() {
         // A block ends at the first trace boundary past SEALED_BLOCK_SPANS, or at the cap.
@@ -425,7 +463,7 @@ fn write_span_blocks(
         meta.items = spans.len() as u32;
         meta.first_trace = chunk[0].0;
         meta.last_trace = chunk[chunk.len() - 1].0;
-        for (_, s) in &input {
+        for ((_, s), c) in input.iter().zip(chunk) {
             let duration = s.duration_nanos();
             meta.min_time = meta.min_time.min(s.start_time_unix_nano);
             meta.max_time = meta.max_time.max(s.start_time_unix_nano);
@@ -433,18 +471,45 @@ fn write_span_blocks(
             meta.min_duration = meta.min_duration.min(duration);
             meta.max_duration = meta.max_duration.max(duration);
             meta.error |= s.status.code == STATUS_CODE_ERROR;
-            meta.names.push(id_of(&mut names.names, &s.name));
+            let name = id_of(&mut names.names, &s.name);
+            meta.names.push(name);
+            names.operations.insert((services[c.2 as usize], name));
         }
         meta.services = chunk.iter().map(|c| services[c.2 as usize]).collect();
         for ids in [&mut meta.services, &mut meta.names] {
             ids.sort_unstable();
             ids.dedup();
         }
+        let mut block_keys: Vec<u64> = chunk
+            .iter()
+            .enumerate()
+            .filter(|&(i, c)| i == 0 || chunk[i - 1].0 != c.0)
+            .map(|(_, c)| trace_key(&c.0))
+            .collect();
+        block_keys.sort_unstable();
+        block_keys.dedup();
+        let traces = BlockTraces {
+            // Traces are in order of their first start: the last one's is the newest.
+            newest_start: runs_start(chunk),
+            filter: TraceFilter::build_small(&block_keys),
+        };
         let bytes = block::encode_sorted(&groups, &input);
-        out.block(BlockKind::Spans, &bytes, meta)?;
+        out.block(BlockKind::Spans, &bytes, meta, traces)?;
         start = end;
     }
     Ok((traces, keys))
+}
+
+/// The first start of the last trace of `chunk` (spans of whole traces, each trace's by start).
+fn runs_start(chunk: &[(TraceId, u64, u32, u32)]) -> u64 {
+    let last = chunk[chunk.len() - 1].0;
+    chunk
+        .iter()
+        .rev()
+        .take_while(|c| c.0 == last)
+        .map(|c| c.1)
+        .min()
+        .unwrap_or(0)
 }
 
 /// Writes the log records as blocks of about [`SEALED_LOG_BLOCK_BYTES`] of stored records, in
@@ -502,7 +567,13 @@ fn write_log_blocks(
             .zip(&logs)
             .map(|(&g, l)| (g, l.as_slice()))
             .collect();
-        out.block(BlockKind::Logs, &logblock::encode(&groups, &runs), meta)?;
+        let traces = BlockTraces::default();
+        out.block(
+            BlockKind::Logs,
+            &logblock::encode(&groups, &runs),
+            meta,
+            traces,
+        )?;
         start = end;
     }
     Ok(())
