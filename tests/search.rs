@@ -82,3 +82,47 @@ fn a_search_whose_newest_matches_lie_in_the_head_reads_no_sealed_block() {
         "a search of most of the store read {all} blocks, one of its newest {some}"
     );
 }
+
+#[test]
+fn a_search_before_an_end_deep_in_sealed_data_reads_the_blocks_there_not_the_store() {
+    // Segments of some 20,000 spans: five blocks each, in order of their traces' starts.
+    let server = Server::start_with(1, &["--segment-bytes", "8m"]);
+    store(&server, "svc", 0, 200);
+    wait_sealed(&server, 2.0);
+    let start_of = |trace: u64| 1_700_000_000_000_000_000u64 + trace * 1_000_000_000;
+    let before = blocks_read(&server);
+    assert_eq!(
+        found(&server, &format!("end={}&limit=5", start_of(8000))),
+        vec![8000, 7999, 7998, 7997, 7996]
+    );
+    let read = blocks_read(&server) - before;
+    // The block holding trace 8000 (twice: searched, then summarised), and the one before it
+    // if 7996 lies there.
+    assert!(
+        (1.0..=4.0).contains(&read),
+        "{read} blocks read for the five traces before an end"
+    );
+    // Filters that the sidecars rule out read nothing, however much lies before the end.
+    let before = blocks_read(&server);
+    assert!(found(
+        &server,
+        &format!("end={}&service=none&limit=5", start_of(8000))
+    )
+    .is_empty());
+    assert_eq!(
+        blocks_read(&server),
+        before,
+        "no segment names service none"
+    );
+    let before = blocks_read(&server);
+    assert!(found(
+        &server,
+        &format!("end={}&minDuration=1h&limit=5", start_of(8000))
+    )
+    .is_empty());
+    assert_eq!(
+        blocks_read(&server),
+        before,
+        "no block holds an hour-long span"
+    );
+}

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use super::logs::value_contains;
 use super::records::{resource_fields, scope_fields, trace_group};
 use super::scan::in_range;
-use super::traces::attr_matches;
-use crate::domain::{archived_service_name, ArchivedSpanBatch, TraceId, STATUS_CODE_ERROR};
+use crate::domain::{archived_service_name, AnyValue, KeyValue, TraceId, STATUS_CODE_ERROR};
 use crate::index::{RootRank, TraceSummary};
 use crate::metrics::add;
 use crate::otlp::json_out;
 use crate::query::{JsonGroup, LogHit, LogSearch, TraceSearch};
+use crate::seal::block::SpanFacts;
 use crate::seal::{BlockKind, BlockMeta, DecodedBlock, SealedSegment};
 use crate::shard::Shard;
 
@@ -65,54 +65,59 @@ pub(super) async fn trace_groups(shard: &Shard, id: &TraceId) -> Vec<JsonGroup> 
     groups
 }
 
-/// A trace's summary over the spans of `batches`, for each of `ids` found there: root is the
-/// span without a parent, else the earliest.
-fn summarize<'b>(
-    batches: impl Iterator<Item = &'b ArchivedSpanBatch<'static>>,
-    ids: &[TraceId],
+/// Adds to `out` the summaries block `i` of `segment` gives of the traces `ids` (sorted): root
+/// is the span without a parent, else the earliest. Scanned on the blocking pool, reading only
+/// the columns a summary needs; a damaged block is counted, logged and skipped.
+async fn summarize_block(
+    shard: &Shard,
+    segment: &Arc<SealedSegment>,
+    i: usize,
+    ids: Vec<TraceId>,
     out: &mut HashMap<TraceId, TraceSummary>,
 ) {
-    // Per trace, its summary of this block.
-    let mut here: HashMap<TraceId, TraceSummary> = HashMap::new();
-    let ids: std::collections::HashSet<&TraceId> = ids.iter().collect();
-    for batch in batches {
-        let service = archived_service_name(&batch.resource.attributes);
-        for s in batch.spans.iter() {
-            let id = s.trace_id.get();
-            if !ids.contains(&id) {
-                continue;
-            }
-            let (start, end) = (
-                s.start_time_unix_nano.to_native(),
-                s.end_time_unix_nano.to_native(),
-            );
-            let t = here.entry(id).or_insert_with(|| TraceSummary {
-                trace_id: id.to_hex(),
-                root_service_name: String::new(),
-                root_span_name: String::new(),
-                span_count: 0,
-                error_count: 0,
-                start_unix_nanos: u64::MAX,
-                end_unix_nanos: 0,
-                root: RootRank::NONE,
-            });
-            t.span_count += 1;
-            t.error_count += u32::from(s.status.code.to_native() == STATUS_CODE_ERROR);
-            t.start_unix_nanos = t.start_unix_nanos.min(start);
-            t.end_unix_nanos = t.end_unix_nanos.max(end);
-            let rank = RootRank::of(s.parent_span_id.as_ref().is_some(), start);
-            if t.offer_root(rank, service, s.name.as_str()) {
-                t.root_service_name = service.to_owned();
-                t.root_span_name = s.name.as_str().to_owned();
+    let seg = segment.clone();
+    add(&shard.metrics.sealed_blocks_read, 1);
+    let scanned = glommio::executor()
+        .spawn_blocking(move || {
+            // Per trace, its summary of this block.
+            let mut here: HashMap<TraceId, TraceSummary> = HashMap::new();
+            seg.scan(i, Some(&ids), false, |s| {
+                let t = here.entry(s.trace_id).or_insert_with(|| TraceSummary {
+                    trace_id: s.trace_id.to_hex(),
+                    root_service_name: String::new(),
+                    root_span_name: String::new(),
+                    span_count: 0,
+                    error_count: 0,
+                    start_unix_nanos: u64::MAX,
+                    end_unix_nanos: 0,
+                    root: RootRank::NONE,
+                });
+                t.span_count += 1;
+                t.error_count += u32::from(s.status_code == STATUS_CODE_ERROR);
+                t.start_unix_nanos = t.start_unix_nanos.min(s.start);
+                t.end_unix_nanos = t.end_unix_nanos.max(s.end);
+                if t.offer_root(RootRank::of(s.has_parent, s.start), s.service, s.name) {
+                    t.root_service_name = s.service.to_owned();
+                    t.root_span_name = s.name.to_owned();
+                }
+            })
+            .map(|()| here)
+        })
+        .await;
+    match scanned {
+        Ok(here) => {
+            for (id, t) in here {
+                match out.get_mut(&id) {
+                    Some(acc) => acc.merge(&t),
+                    None => {
+                        out.insert(id, t);
+                    }
+                }
             }
         }
-    }
-    for (id, t) in here {
-        match out.get_mut(&id) {
-            Some(acc) => acc.merge(&t),
-            None => {
-                out.insert(id, t);
-            }
+        Err(e) => {
+            add(&shard.metrics.sealed_blocks_damaged, 1);
+            tracing::error!(shard = %shard.id, "{e}; the block is skipped");
         }
     }
 }
@@ -136,10 +141,9 @@ pub(super) async fn merge_summaries(
                 }
             }
         }
-        for (b, wanted) in by_block {
-            if let Some(block) = decode_traces(shard, segment, b, Some(wanted.clone())).await {
-                summarize(block.span_batches(), &wanted, &mut sealed);
-            }
+        for (b, mut wanted) in by_block {
+            wanted.sort_unstable();
+            summarize_block(shard, segment, b, wanted, &mut sealed).await;
         }
     }
     ids.into_iter()
@@ -182,76 +186,99 @@ fn id_in(names: &[String], wanted: Option<&str>) -> Result<Option<u32>, ()> {
     }
 }
 
-/// Adds to `found` the traces of `segment` with a span matching `q`, each with its start in
-/// the segment.
-pub(super) async fn search_traces(
+/// The span blocks of `segment` that may hold a span matching `q`, by the sidecar alone,
+/// each with the latest start a trace it holds can have ([`crate::seal::Sidecar::newest_trace_start`])
+/// or `q`'s end if earlier: no trace first found in the block starts later than that.
+pub(super) fn candidate_blocks(q: &TraceSearch, segment: &SealedSegment) -> Vec<(u64, usize)> {
+    let sc = &segment.sidecar;
+    if sc.spans == 0
+        || q.start_unix_nanos.is_some_and(|s| sc.max_time < s)
+        || q.end_unix_nanos.is_some_and(|e| sc.min_time > e)
+    {
+        return Vec::new();
+    }
+    let (Ok(service), Ok(name)) = (
+        id_in(&sc.services, q.service.as_deref()),
+        id_in(&sc.names, q.name.as_deref()),
+    ) else {
+        return Vec::new();
+    };
+    let end = q.end_unix_nanos.unwrap_or(u64::MAX);
+    (0..sc.blocks.len())
+        .filter(|&i| span_block_may_match(&sc.blocks[i], q, service, name))
+        .map(|i| (sc.newest_trace_start(i).min(end), i))
+        .collect()
+}
+
+/// Adds to `found` the traces of block `i` of `segment` with a span matching `q`, each with
+/// its start in the block. The block is scanned on the blocking pool, reading only the columns
+/// the filters need ([`crate::seal::block::scan`]); a damaged block is counted, logged and
+/// skipped.
+pub(super) async fn search_block(
     shard: &Shard,
     q: &TraceSearch,
     segment: &Arc<SealedSegment>,
+    i: usize,
     found: &mut HashMap<TraceId, u64>,
 ) {
-    {
-        let sc = &segment.sidecar;
-        if sc.spans == 0
-            || q.start_unix_nanos.is_some_and(|s| sc.max_time < s)
-            || q.end_unix_nanos.is_some_and(|e| sc.min_time > e)
-        {
-            return;
-        }
-        let (Ok(service), Ok(name)) = (
-            id_in(&sc.services, q.service.as_deref()),
-            id_in(&sc.names, q.name.as_deref()),
-        ) else {
-            return;
-        };
-        let blocks: Vec<usize> = (0..sc.blocks.len())
-            .filter(|&i| span_block_may_match(&sc.blocks[i], q, service, name))
-            .collect();
-        for i in blocks {
-            let Some(block) = decode(shard, segment, i).await else {
-                continue;
-            };
-            let starts = trace_starts(&block);
-            for batch in block.span_batches() {
-                let resource = &batch.resource.attributes;
-                if q.service
-                    .as_deref()
-                    .is_some_and(|s| archived_service_name(resource) != s)
+    let (seg, filter) = (segment.clone(), q.clone());
+    add(&shard.metrics.sealed_blocks_read, 1);
+    let scanned = glommio::executor()
+        .spawn_blocking(move || {
+            let q = &filter;
+            let mut matched: Vec<(TraceId, u64)> = Vec::new();
+            seg.scan(i, None, !q.attrs.is_empty(), |s| {
+                if matched.last().is_some_and(|m| m.0 == s.trace_id)
+                    || !in_range(s.start, q.start_unix_nanos, q.end_unix_nanos)
+                    || !span_facts_match(q, s)
                 {
-                    continue;
+                    return;
                 }
-                for s in batch.spans.iter() {
-                    let start = s.start_time_unix_nano.to_native();
-                    let duration = s.end_time_unix_nano.to_native().saturating_sub(start);
-                    let id = s.trace_id.get();
-                    if found.contains_key(&id)
-                        || !in_range(start, q.start_unix_nanos, q.end_unix_nanos)
-                        || q.min_duration_nanos.is_some_and(|d| duration < d)
-                        || q.max_duration_nanos.is_some_and(|d| duration > d)
-                        || q.name.as_deref().is_some_and(|n| s.name.as_str() != n)
-                        || !q.attrs.iter().all(|(k, v)| {
-                            attr_matches(&s.attributes, k, v) || attr_matches(resource, k, v)
-                        })
-                    {
-                        continue;
-                    }
-                    found.insert(id, starts.get(&id).copied().unwrap_or(start));
-                }
+                matched.push((s.trace_id, s.trace_start));
+            })
+            .map(|()| matched)
+        })
+        .await;
+    match scanned {
+        Ok(matched) => {
+            for (id, start) in matched {
+                let at = found.entry(id).or_insert(start);
+                *at = (*at).min(start);
             }
+        }
+        Err(e) => {
+            add(&shard.metrics.sealed_blocks_damaged, 1);
+            tracing::error!(shard = %shard.id, "{e}; the block is skipped");
         }
     }
 }
 
-/// Each trace's earliest start in `block` (which holds all its spans of the segment, unless
-/// the trace was cut over blocks).
-fn trace_starts(block: &DecodedBlock) -> HashMap<TraceId, u64> {
-    let mut starts: HashMap<TraceId, u64> = HashMap::new();
-    for s in block.span_batches().flat_map(|b| b.spans.iter()) {
-        let start = s.start_time_unix_nano.to_native();
-        let at = starts.entry(s.trace_id.get()).or_insert(start);
-        *at = (*at).min(start);
-    }
-    starts
+/// Whether a span matches `q`'s service, name, duration and attribute filters (its time is
+/// checked apart).
+fn span_facts_match(q: &TraceSearch, s: &SpanFacts<'_>) -> bool {
+    let duration = s.end.saturating_sub(s.start);
+    q.service.as_deref().is_none_or(|w| s.service == w)
+        && q.name.as_deref().is_none_or(|w| s.name == w)
+        && q.min_duration_nanos.is_none_or(|d| duration >= d)
+        && q.max_duration_nanos.is_none_or(|d| duration <= d)
+        && q.attrs
+            .iter()
+            .all(|(k, v)| value_matches(s.attributes, k, v) || value_matches(s.resource, k, v))
+}
+
+/// Whether `attrs` holds `key` with a value whose text form is `value`: as
+/// [`super::traces::attr_matches`] for archived attributes.
+fn value_matches(attrs: &[KeyValue<'_>], key: &str, value: &str) -> bool {
+    attrs.iter().any(|kv| {
+        kv.key == key
+            && match &kv.value {
+                AnyValue::String(s) => s == value,
+                AnyValue::Bool(b) => value == if *b { "true" } else { "false" },
+                AnyValue::Int(i) => value.parse::<i64>() == Ok(*i),
+                AnyValue::Double(d) => value.parse::<f64>() == Ok(*d),
+                _ => false,
+            }
+    })
 }
 
 /// The newest `q.limit` log records of `segments` (newest first) matching `q`, no older than

@@ -83,19 +83,26 @@ pub(super) async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<T
     // Parts sealed while the search ran are searched again in their sealed form (a trace
     // found twice is one trace).
     view.catch_up(shard);
-    // Sealed segments newest span first: a trace first found in a segment starts no later
-    // than its matching span there, so no later than that segment's newest span nor the
-    // search's `end`; once `limit` traces are held that all start after that bound for the
-    // next segment, no segment left can add one to the answer.
-    let mut sealed = view.sealed;
-    sealed.sort_by_key(|s| std::cmp::Reverse(s.sidecar.max_time));
-    let end = q.end_unix_nanos.unwrap_or(u64::MAX);
-    for segment in &sealed {
-        let unread_newest = segment.sidecar.max_time.min(end);
+    // Sealed blocks newest span first, over all segments: a trace first found in a block
+    // starts no later than its matching span there, so no later than that block's newest span
+    // nor the search's `end`; once `limit` traces are held that all start after that bound for
+    // the next block, no block left can add one to the answer.
+    let sealed = view.sealed;
+    let mut blocks: Vec<(u64, usize, usize)> = sealed
+        .iter()
+        .enumerate()
+        .flat_map(|(s, segment)| {
+            super::sealed::candidate_blocks(q, segment)
+                .into_iter()
+                .map(move |(bound, b)| (bound, s, b))
+        })
+        .collect();
+    blocks.sort_unstable_by_key(|&(bound, s, b)| (std::cmp::Reverse(bound), s, b));
+    for (unread_newest, s, b) in blocks {
         if let Some(done) = finished(shard, &found, q.limit, unread_newest).await {
             return done;
         }
-        super::sealed::search_traces(shard, q, segment, &mut found).await;
+        super::sealed::search_block(shard, q, &sealed[s], b, &mut found).await;
     }
     summaries(shard, &found, q.limit).await
 }
