@@ -209,6 +209,16 @@ pub const QUERY_LIMIT_MAX: usize = 1000;
 /// Results a search returns when the request names no `limit`.
 pub const QUERY_LIMIT_DEFAULT: usize = 20;
 
+/// `attr=key=value` filters one search may carry.
+pub const SEARCH_ATTRS_MAX: usize = 16;
+
+/// How long a search runs when the request names no `timeout`: past it, the answer holds what
+/// was found, marked partial.
+pub const SEARCH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// The longest `timeout` a search may ask for.
+pub const SEARCH_TIMEOUT_MAX: Duration = Duration::from_secs(300);
+
 /// Distinct service or span names a shard interns for its index. Past it, new names are
 /// indexed under an overflow id and found by scanning records instead.
 pub const INTERNED_NAMES_MAX: usize = 1 << 20;

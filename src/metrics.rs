@@ -251,6 +251,10 @@ pub struct ShardMetrics {
     pub sealed_blocks_damaged: Cell<u64>,
     /// Sealed blocks read and decoded by queries (lookups, searches, summaries).
     pub sealed_blocks_read: Cell<u64>,
+    /// Searches (each shard's part) stopped at their deadline, and stopped because their
+    /// request went away.
+    pub searches_timed_out: Cell<u64>,
+    pub searches_cancelled: Cell<u64>,
     /// Sealed pairs found damaged at start-up (`RecoveryReport::sealed_damaged`).
     pub sealed_segments_damaged: Cell<u64>,
     hists: [RefCell<Histogram<u64>>; 8],
@@ -278,6 +282,8 @@ impl Default for ShardMetrics {
             seal_failures: Cell::new(0),
             sealed_blocks_damaged: Cell::new(0),
             sealed_blocks_read: Cell::new(0),
+            searches_timed_out: Cell::new(0),
+            searches_cancelled: Cell::new(0),
             sealed_segments_damaged: Cell::new(0),
             hists: std::array::from_fn(|_| RefCell::new(new_histogram())),
         }
@@ -379,6 +385,16 @@ impl ShardMetrics {
                 "sealed_blocks_read_total",
                 "sealed blocks read and decoded by queries: trace lookups, searches and their summaries",
                 &self.sealed_blocks_read,
+            ),
+            c(
+                "searches_timed_out_total",
+                "searches stopped at their deadline (`timeout`) and answered partial, each shard's part counted",
+                &self.searches_timed_out,
+            ),
+            c(
+                "searches_cancelled_total",
+                "searches stopped because the request that asked for them went away, each shard's part counted",
+                &self.searches_cancelled,
             ),
             c(
                 "sealed_segments_damaged_total",

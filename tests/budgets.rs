@@ -146,9 +146,21 @@ impl Held {
 /// An export larger than what the shard's budget has left (whatever the held bodies left of
 /// it), so it must be refused while they are held.
 fn export_beyond_budget(server: &Server) -> ExportTraceServiceRequest {
-    let left = SHARD_INGEST_BYTES_MAX as f64 - gauge(server, "glust_request_bytes_in_flight");
-    // 60 spans with two 60 KiB values each: 7.2 MiB.
-    let mut req = traces_request("refused", 7, 1, 60);
+    // The held bodies count as the server reads them, which may trail the clients' writes:
+    // their total is taken once it holds still.
+    let mut held = -1.0;
+    eventually(Duration::from_secs(10), || {
+        let now = gauge(server, "glust_request_bytes_in_flight");
+        std::mem::replace(&mut held, now) == now
+    });
+    let left = SHARD_INGEST_BYTES_MAX as f64 - held;
+    assert!(
+        left < (32 << 20) as f64,
+        "the held bodies leave {left} bytes"
+    );
+    // Spans with two 60 KiB values each, enough to pass what is left by a few.
+    let spans = (left / (120 << 10) as f64) as u64 + 4;
+    let mut req = traces_request("refused", 7, 1, spans);
     let pad = "x".repeat(60 << 10);
     for span in &mut req.resource_spans[0].scope_spans[0].spans {
         span.attributes = vec![kv("pad.a", s(&pad)), kv("pad.b", s(&pad))];

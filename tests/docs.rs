@@ -108,6 +108,9 @@ fn quoted_limits() -> BTreeMap<&'static str, Quantity> {
         ),
         ("QUERY_LIMIT_MAX", c(l::QUERY_LIMIT_MAX)),
         ("QUERY_LIMIT_DEFAULT", c(l::QUERY_LIMIT_DEFAULT)),
+        ("SEARCH_ATTRS_MAX", c(l::SEARCH_ATTRS_MAX)),
+        ("SEARCH_TIMEOUT_DEFAULT", Time(l::SEARCH_TIMEOUT_DEFAULT)),
+        ("SEARCH_TIMEOUT_MAX", Time(l::SEARCH_TIMEOUT_MAX)),
         ("INTERNED_NAMES_MAX", c(l::INTERNED_NAMES_MAX)),
         ("INTERNED_NAME_BYTES_MAX", b(l::INTERNED_NAME_BYTES_MAX)),
         (

@@ -20,11 +20,15 @@ fn metric_now(server: &Server, name: &str) -> f64 {
     metric(&server.get("/metrics").text(), name)
 }
 
-/// Waits until every full raw segment is sealed: only the head is left.
+/// Waits until every full raw segment is sealed: only the heads are left, one a shard.
 fn wait_sealed(server: &Server, at_least: f64) {
+    wait_sealed_shards(server, at_least, 1.0)
+}
+
+fn wait_sealed_shards(server: &Server, at_least: f64, shards: f64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while metric_now(server, "glust_segments_sealed_total") < at_least
-        || metric_now(server, "glust_segments") > 1.0
+        || metric_now(server, "glust_segments") > shards
     {
         assert!(Instant::now() < deadline, "not sealed\n{}", server.log());
         std::thread::sleep(Duration::from_millis(50));
@@ -125,4 +129,113 @@ fn a_search_before_an_end_deep_in_sealed_data_reads_the_blocks_there_not_the_sto
         before,
         "no block holds an hour-long span"
     );
+}
+
+/// Milliseconds every search waits after each slice and before each sealed block: searches
+/// that last whatever the machine (`glust::shard::query`'s test hook).
+const SEARCH_PAUSE_ENV: &str = "GLUST_TEST_SEARCH_PAUSE_MS";
+
+/// A two-shard store of some twenty sealed segments and a head, whose searches wait 40 ms a
+/// block: a search of all of it lasts most of a second.
+fn slow_store() -> Server {
+    let server = Server::start_with_env(2, &[], &[(SEARCH_PAUSE_ENV, "40")]);
+    store(&server, "svc", 0, 40);
+    wait_sealed_shards(&server, 8.0, 2.0);
+    server
+}
+
+#[test]
+fn a_search_past_its_timeout_answers_what_it_found_marked_partial() {
+    let server = slow_store();
+    let started = Instant::now();
+    let full = server.get_json("/api/v1/traces?limit=1000");
+    let whole = started.elapsed();
+    assert!(full.get("partial").is_none(), "{full}");
+    let full = found(&server, "limit=1000");
+    assert_eq!(full.len(), 1000);
+
+    let started = Instant::now();
+    let doc = server.get_json("/api/v1/traces?limit=1000&timeout=150ms");
+    let took = started.elapsed();
+    assert_eq!(doc["partial"], true, "{doc}");
+    assert!(
+        took < whole,
+        "a 150 ms search took {took:?}, the whole one {whole:?}"
+    );
+    let partial = found(&server, "limit=1000&timeout=150ms");
+    assert!(partial.len() < full.len(), "{} traces", partial.len());
+    // What it holds is right: the newest of what it found, each as the whole search has it.
+    assert!(partial.iter().all(|t| full.contains(t)));
+    assert!(metric_now(&server, "glust_searches_timed_out_total") >= 2.0);
+
+    let logs = server.get_json("/api/v1/logs?limit=1000&timeout=1ms");
+    assert!(logs.get("partial").is_none_or(|p| p == true), "{logs}");
+    for bad in ["timeout=0s", "timeout=6m", "timeout=soon"] {
+        let r = server.get(&format!("/api/v1/traces?{bad}"));
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.text().contains("timeout"), "{bad}: {}", r.text());
+    }
+}
+
+#[test]
+fn a_search_whose_client_went_away_is_cancelled_on_every_shard() {
+    use std::io::Write;
+    let server = slow_store();
+    let mut client = std::net::TcpStream::connect(server.query).unwrap();
+    write!(
+        client,
+        "GET /api/v1/traces?limit=1000&timeout=5m HTTP/1.1\r\nHost: glust\r\n\r\n"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    drop(client);
+    // Both shards' parts stop: the one on the shard that took the request with it, the
+    // other at its next block.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric_now(&server, "glust_searches_cancelled_total") < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "cancelled: {}\n{}",
+            metric_now(&server, "glust_searches_cancelled_total"),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(metric_now(&server, "glust_searches_timed_out_total"), 0.0);
+    // And the shards answer the next search whole.
+    assert_eq!(found(&server, "limit=10").len(), 10);
+}
+
+#[test]
+fn the_operations_of_a_service_come_from_the_sidecars_and_the_head() {
+    let server = Server::start(2);
+    // "old" spans named op-0..op-2, sealed; "new" ones op-0..op-4 and one "GET /a b", in the
+    // head.
+    store(&server, "old", 0, 12);
+    wait_sealed_shards(&server, 2.0, 2.0);
+    let mut req = traces_request("new", 90_000, 10, 5);
+    req.resource_spans[0].scope_spans[0].spans[0].name = "GET /a b".into();
+    assert_eq!(server.post_traces(&req).status, 200);
+    let operations = |service: &str| -> Vec<String> {
+        let doc = server.get_json(&format!("/api/v1/services/{service}/operations"));
+        doc["operations"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{doc}"))
+            .iter()
+            .map(|n| n.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = blocks_read(&server);
+    assert_eq!(operations("old"), ["op-0", "op-1", "op-2"]);
+    assert_eq!(
+        operations("new"),
+        ["GET /a b", "op-0", "op-1", "op-2", "op-3", "op-4"]
+    );
+    assert!(operations("nobody").is_empty());
+    assert_eq!(
+        blocks_read(&server),
+        before,
+        "answered without reading a block"
+    );
+    assert_eq!(server.get("/api/v1/services//operations").status, 404);
 }

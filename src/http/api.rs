@@ -6,6 +6,7 @@
 //! | `GET /api/v1/traces?...`      | `{"traces":[summary...]}`, newest first             |
 //! | `GET /api/v1/logs?...`        | OTLP JSON `LogsData`, newest first                  |
 //! | `GET /api/v1/services`        | `{"services":[...]}`                                |
+//! | `GET /api/v1/services/{s}/operations` | `{"operations":[...]}`: span names of a service |
 //! | `GET /metrics`                | Prometheus text: counters, gauges, latency summaries |
 //! | `GET /debug/hdr?metric=`      | one latency histogram as HdrHistogram `.hgrm` text  |
 //! | `GET /healthz`                | 200 while the process runs                          |
@@ -50,13 +51,25 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
             Ok(s) => run(shard, QueryRequest::SearchLogs(s)).await,
             Err(e) => reply::json_error(StatusCode::BAD_REQUEST, e.to_string()),
         },
-        p => match p.strip_prefix("/api/v1/traces/") {
-            Some(id) => match params::trace_id("traceId", id) {
-                Ok(id) => run(shard, QueryRequest::Trace(id)).await,
-                Err(e) => reply::json_error(StatusCode::BAD_REQUEST, e.to_string()),
-            },
-            None => reply::json_error(StatusCode::NOT_FOUND, format!("no such endpoint: {p}")),
-        },
+        p => {
+            if let Some(id) = p.strip_prefix("/api/v1/traces/") {
+                return match params::trace_id("traceId", id) {
+                    Ok(id) => run(shard, QueryRequest::Trace(id)).await,
+                    Err(e) => reply::json_error(StatusCode::BAD_REQUEST, e.to_string()),
+                };
+            }
+            let operations = p
+                .strip_prefix("/api/v1/services/")
+                .and_then(|rest| rest.strip_suffix("/operations"))
+                .filter(|service| !service.is_empty() && !service.contains('/'));
+            match operations {
+                Some(service) => {
+                    let service = params::percent_decode(service);
+                    run(shard, QueryRequest::Operations(service)).await
+                }
+                None => reply::json_error(StatusCode::NOT_FOUND, format!("no such endpoint: {p}")),
+            }
+        }
     }
 }
 
@@ -122,20 +135,30 @@ async fn run(shard: &Rc<Shard>, q: QueryRequest) -> Response<Body> {
             StatusCode::OK,
             render(&groups, "resourceSpans", "scopeSpans", "spans"),
         ),
-        QueryResponse::Traces(list) => reply::json(
-            StatusCode::OK,
-            serde_json::json!({ "traces": list }).to_string(),
-        ),
-        QueryResponse::Logs(hits) => {
+        QueryResponse::Traces { traces, partial } => {
+            let mut doc = serde_json::json!({ "traces": traces });
+            if partial {
+                doc["partial"] = true.into();
+            }
+            reply::json(StatusCode::OK, doc.to_string())
+        }
+        QueryResponse::Logs { hits, partial } => {
             let groups: Vec<_> = hits.into_iter().map(|h| h.group).collect();
-            reply::json(
-                StatusCode::OK,
-                render(&groups, "resourceLogs", "scopeLogs", "logRecords"),
-            )
+            let mut doc = render(&groups, "resourceLogs", "scopeLogs", "logRecords");
+            if partial {
+                debug_assert!(doc.ends_with('}'));
+                doc.pop();
+                doc.push_str(",\"partial\":true}");
+            }
+            reply::json(StatusCode::OK, doc)
         }
         QueryResponse::Services(s) => reply::json(
             StatusCode::OK,
             serde_json::json!({ "services": s }).to_string(),
+        ),
+        QueryResponse::Operations(names) => reply::json(
+            StatusCode::OK,
+            serde_json::json!({ "operations": names }).to_string(),
         ),
         QueryResponse::Failed(why) => {
             reply::json_error(StatusCode::SERVICE_UNAVAILABLE, why.to_string())

@@ -183,6 +183,8 @@ pub struct Index {
     list_heap_bytes: usize,
     services: Vec<NameId>,
     service_set: foldhash::HashSet<NameId>,
+    /// The (service, span name) pairs of the spans, for the operations of a service.
+    operations: foldhash::HashSet<(NameId, NameId)>,
 }
 
 /// Memory the index holds, for the metrics.
@@ -203,12 +205,19 @@ impl Index {
         self.note_service(service);
         let record = self.span_records.len() as u32;
         self.span_records.push(loc);
+        // The last name noted with this batch's service: a batch's spans mostly repeat a few
+        // names, so the set is probed once a run of them, not once a span.
+        let mut noted = None;
         for (i, span) in batch.spans.iter().enumerate() {
             debug_assert!(i <= u16::MAX as usize);
             let trace_id = span.trace_id.get();
             let start = span.start_time_unix_nano.to_native();
             let end = span.end_time_unix_nano.to_native();
             let name = self.names.intern(span.name.as_str());
+            if noted != Some(name) {
+                self.operations.insert((service, name));
+                noted = Some(name);
+            }
             let error = span.status.code.to_native() == STATUS_CODE_ERROR;
             let is_root = span.parent_span_id.is_none();
             let next_slot = self.traces.len() as u32;
@@ -312,6 +321,16 @@ impl Index {
 
     pub fn services(&self) -> impl Iterator<Item = &str> {
         self.services.iter().map(|&s| self.names.get(s))
+    }
+
+    /// The span names seen with service `service` (names past the interning table are not
+    /// told apart, and not listed).
+    pub fn operations_of<'i>(&'i self, service: &str) -> impl Iterator<Item = &'i str> + 'i {
+        let id = self.names.lookup(service);
+        self.operations
+            .iter()
+            .filter(move |(s, n)| Some(*s) == id && *n != NameId::OVERFLOW)
+            .map(|&(_, n)| self.names.get(n))
     }
 
     /// Every span entry, oldest first. Entries are only appended: a position keeps its entry.

@@ -91,6 +91,19 @@ impl Indexes {
             .collect()
     }
 
+    /// The span names seen with service `service` over every part, sorted.
+    pub fn operations_of(&self, service: &str) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .parts
+            .iter()
+            .flat_map(|(_, index)| index.operations_of(service))
+            .map(str::to_owned)
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
     /// The parts' stats added up (a trace held by two parts counts twice).
     pub fn stats(&self) -> IndexStats {
         self.parts

@@ -8,7 +8,9 @@
 
 pub mod params;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::domain::TraceId;
 use crate::index::TraceSummary;
@@ -26,6 +28,7 @@ pub struct TraceSearch {
     /// `key=value` pairs a matching span (or its resource) must all carry.
     pub attrs: Vec<(String, String)>,
     pub limit: usize,
+    pub budget: Budget,
 }
 
 /// Filters of a log search.
@@ -38,6 +41,72 @@ pub struct LogSearch {
     pub start_unix_nanos: Option<u64>,
     pub end_unix_nanos: Option<u64>,
     pub limit: usize,
+    pub budget: Budget,
+}
+
+/// When a search must stop, on every shard it runs on: at its deadline, or once the request
+/// that asked for it is gone (its client went away). The copies of one search sent to the
+/// shards share the flag; each shard looks at it between slices of its scan and before each
+/// sealed block, never on the ingest path.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    pub timeout: Duration,
+    deadline: Option<Instant>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Budget {
+    pub fn new(timeout: Duration) -> Budget {
+        Budget {
+            timeout,
+            deadline: None,
+            cancelled: Arc::default(),
+        }
+    }
+
+    /// Starts the clock, once: the deadline is `timeout` from the first call.
+    pub fn start(&mut self) {
+        self.deadline
+            .get_or_insert_with(|| Instant::now() + self.timeout);
+    }
+
+    /// Whether the search must stop now: cancelled, or past its deadline.
+    pub fn over(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Whether it was cancelled (rather than out of time).
+    pub fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Stops every copy of the search.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget::new(crate::limits::SEARCH_TIMEOUT_DEFAULT)
+    }
+}
+
+/// Searches are equal whatever their clocks: two parsed alike are alike.
+impl PartialEq for Budget {
+    fn eq(&self, other: &Budget) -> bool {
+        self.timeout == other.timeout
+    }
+}
+
+/// Cancels a search's copies when dropped: held by the coordinating shard while it waits,
+/// so that a request dropped part way (its client gone) stops the search everywhere.
+pub struct CancelOnDrop(pub Budget);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// A query one shard asks of another.
@@ -47,6 +116,8 @@ pub enum QueryRequest {
     SearchTraces(TraceSearch),
     SearchLogs(LogSearch),
     Services,
+    /// The span names seen with a service.
+    Operations(String),
     /// Counters, gauges and histograms, for `/metrics` and the HDR dumps.
     Metrics,
 }
@@ -75,9 +146,17 @@ pub struct LogHit {
 #[derive(Debug, Clone)]
 pub enum QueryResponse {
     Trace(Vec<JsonGroup>),
-    Traces(Vec<TraceSummary>),
-    Logs(Vec<LogHit>),
+    /// Summaries, newest first; `partial` when the search stopped at its deadline.
+    Traces {
+        traces: Vec<TraceSummary>,
+        partial: bool,
+    },
+    Logs {
+        hits: Vec<LogHit>,
+        partial: bool,
+    },
     Services(Vec<String>),
+    Operations(Vec<String>),
     Metrics(Box<crate::metrics::Snapshot>),
     /// The shard could not answer.
     Failed(Refusal),

@@ -4,8 +4,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::domain::TraceId;
-use crate::limits::{QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX};
-use crate::query::{LogSearch, TraceSearch};
+use crate::limits::{QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, SEARCH_ATTRS_MAX, SEARCH_TIMEOUT_MAX};
+use crate::query::{Budget, LogSearch, TraceSearch};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid `{param}`: {why}")]
@@ -148,7 +148,7 @@ fn form_urlencoded_parse(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -189,10 +189,17 @@ pub fn trace_search(query: Option<&str>) -> Result<TraceSearch, ParamError> {
             "start" => s.start_unix_nanos = Some(time(&k, &v)?),
             "end" => s.end_unix_nanos = Some(time(&k, &v)?),
             "limit" => s.limit = limit(&k, &v)?,
+            "timeout" => s.budget = Budget::new(timeout(&k, &v)?),
             "attr" => {
                 let (key, value) = v
                     .split_once('=')
                     .ok_or_else(|| err("attr", "expected key=value"))?;
+                if s.attrs.len() == SEARCH_ATTRS_MAX {
+                    return Err(err(
+                        "attr",
+                        format!("at most {SEARCH_ATTRS_MAX} attr filters in one search"),
+                    ));
+                }
                 s.attrs.push((key.to_owned(), value.to_owned()));
             }
             _ => return Err(err(&k, "unknown parameter")),
@@ -216,10 +223,26 @@ pub fn log_search(query: Option<&str>) -> Result<LogSearch, ParamError> {
             "start" => s.start_unix_nanos = Some(time(&k, &v)?),
             "end" => s.end_unix_nanos = Some(time(&k, &v)?),
             "limit" => s.limit = limit(&k, &v)?,
+            "timeout" => s.budget = Budget::new(timeout(&k, &v)?),
             _ => return Err(err(&k, "unknown parameter")),
         }
     }
     Ok(s)
+}
+
+/// A search's `timeout`: a duration above zero, at most [`SEARCH_TIMEOUT_MAX`].
+fn timeout(param: &str, s: &str) -> Result<Duration, ParamError> {
+    let d = Duration::from_nanos(duration(param, s)?);
+    if d.is_zero() || d > SEARCH_TIMEOUT_MAX {
+        return Err(err(
+            param,
+            format!(
+                "a search's timeout is above 0 and at most {}s",
+                SEARCH_TIMEOUT_MAX.as_secs()
+            ),
+        ));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -292,6 +315,32 @@ mod tests {
         assert_eq!(l.min_severity, Some(13));
         assert_eq!(l.contains.as_deref(), Some("timed out"));
         assert!(log_search(Some("traceId=abc")).is_err());
+    }
+
+    #[test]
+    fn timeouts_and_attr_counts_are_bounded() {
+        use crate::limits::SEARCH_TIMEOUT_DEFAULT;
+        assert_eq!(
+            trace_search(None).unwrap().budget.timeout,
+            SEARCH_TIMEOUT_DEFAULT
+        );
+        let s = trace_search(Some("timeout=250ms")).unwrap();
+        assert_eq!(s.budget.timeout, Duration::from_millis(250));
+        let l = log_search(Some("timeout=5m")).unwrap();
+        assert_eq!(l.budget.timeout, SEARCH_TIMEOUT_MAX);
+        for bad in ["timeout=0", "timeout=5m1s", "timeout=later"] {
+            assert!(trace_search(Some(bad)).is_err(), "{bad}");
+            assert!(log_search(Some(bad)).is_err(), "{bad}");
+        }
+        let attrs = |n: usize| {
+            (0..n)
+                .map(|i| format!("attr=k{i}=v"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        assert!(trace_search(Some(&attrs(SEARCH_ATTRS_MAX))).is_ok());
+        let e = trace_search(Some(&attrs(SEARCH_ATTRS_MAX + 1))).unwrap_err();
+        assert!(e.to_string().contains("attr"), "{e}");
     }
 
     #[test]

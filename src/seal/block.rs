@@ -757,22 +757,85 @@ pub struct SpanFacts<'a> {
     pub name: &'a str,
     /// Its resource's `service.name`.
     pub service: &'a str,
-    /// Its attributes and its resource's: read only when [`scan`] is asked to (else empty).
-    pub attributes: &'a [KeyValue<'static>],
-    pub resource: &'a [KeyValue<'static>],
+    /// Whether every `key=value` pair [`scan`] was given is among the span's attributes or
+    /// its resource's.
+    pub attrs_match: bool,
 }
 
+/// Whether `value`'s text form is `text`: strings as they are, numbers and booleans as
+/// printed (how a search's `attr=key=value` compares).
+pub fn value_is(value: &AnyValue<'_>, text: &str) -> bool {
+    match value {
+        AnyValue::String(s) => s == text,
+        AnyValue::Bool(b) => text == if *b { "true" } else { "false" },
+        AnyValue::Int(i) => text.parse::<i64>() == Ok(*i),
+        AnyValue::Double(d) => text.parse::<f64>() == Ok(*d),
+        _ => false,
+    }
+}
+
+/// One wanted attribute key's value stream in a block, read for matching only: a value seen
+/// before is matched once, by its dictionary id.
+struct KeyMatcher<'c> {
+    column: ColumnReader<'c>,
+    /// The wanted pairs on this key: their bit, and the text.
+    wanted: Vec<(u64, &'c str)>,
+    /// Per dictionary id, the bits of the wanted pairs its value matches.
+    seen: Vec<u64>,
+}
+
+impl KeyMatcher<'_> {
+    /// The bits of the wanted pairs the stream's next value matches.
+    fn next(&mut self) -> Result<u64, BlockError> {
+        let bits_of = |v: &AnyValue<'_>, wanted: &[(u64, &str)]| {
+            wanted
+                .iter()
+                .filter(|(_, t)| value_is(v, t))
+                .fold(0, |acc, (bit, _)| acc | bit)
+        };
+        match self.column.varint()? {
+            SEEN_VALUE => {
+                let id = self.column.varint()? as usize;
+                self.seen
+                    .get(id)
+                    .copied()
+                    .ok_or_else(|| self.column.invalid("a value id not seen before"))
+            }
+            NEW_VALUE => {
+                let bits = bits_of(&self.column.value()?, &self.wanted);
+                self.seen.push(bits);
+                Ok(bits)
+            }
+            RAW_VALUE => Ok(bits_of(&self.column.value()?, &self.wanted)),
+            _ => Err(self.column.invalid("an unknown value flag")),
+        }
+    }
+}
+
+/// At most this many `attr` pairs are matched by [`scan`] (one bit each).
+pub const SCAN_ATTRS_MAX: usize = 64;
+const _: () = assert!(crate::limits::SEARCH_ATTRS_MAX <= SCAN_ATTRS_MAX);
+
 /// Calls `f` on the facts of each span of `block` (only of the traces `wanted`, sorted, if
-/// given), in block order. Only the columns the facts hold are decompressed and read: never
-/// span ids, parent ids, kinds or the rest (events, links, ...), and the attribute columns
-/// only if `attributes`. A search's scan costs a few varints a span, not a span built.
+/// given), in block order, with whether it carries every pair of `attrs` (`key`, value text).
+/// Only the columns the facts need are decompressed and read: never span ids, parent ids,
+/// kinds or the rest (events, links, ...), and the attribute columns only for `attrs`, of
+/// which only the wanted keys' value streams are read. A search's scan costs a few varints a
+/// span, not a span built.
 pub fn scan(
     block: &[u8],
     wanted: Option<&[TraceId]>,
-    attributes: bool,
+    attrs: &[(String, String)],
     mut f: impl FnMut(&SpanFacts<'_>),
 ) -> Result<(), BlockError> {
     debug_assert!(wanted.is_none_or(|w| w.is_sorted()));
+    assert!(
+        attrs.len() <= SCAN_ATTRS_MAX,
+        "more attr pairs than a scan matches"
+    );
+    fn reader<'c>(c: Col, raw: &'c [u8]) -> ColumnReader<'c> {
+        ColumnReader::new(c.name(), raw)
+    }
     let names: Vec<&'static str> = COLUMNS.iter().map(|c| c.name()).collect();
     let lazy = LazyColumns::open(block, &names)?;
     let col = |c: Col| lazy.get(c as usize);
@@ -785,31 +848,70 @@ pub fn scan(
         col(Col::Groups)?,
         col(Col::SpanGroups)?,
     );
-    fn reader<'c>(c: Col, raw: &'c [u8]) -> ColumnReader<'c> {
-        ColumnReader::new(c.name(), raw)
-    }
-    let groups = read_groups(ColumnReader::new(Col::Groups.name(), &groups_raw))?;
+    let groups = read_groups(reader(Col::Groups, &groups_raw))?;
     let services: Vec<&str> = groups
         .iter()
         .map(|(r, _)| crate::domain::service_name(&r.attributes))
+        .collect();
+    let all: u64 = match attrs.len() {
+        SCAN_ATTRS_MAX => u64::MAX,
+        n => (1u64 << n) - 1,
+    };
+    // Per group, the pairs its resource carries.
+    let group_bits: Vec<u64> = groups
+        .iter()
+        .map(|(r, _)| {
+            attrs.iter().enumerate().fold(0, |acc, (i, (k, v))| {
+                let carried = r
+                    .attributes
+                    .iter()
+                    .any(|kv| kv.key == *k && value_is(&kv.value, v));
+                acc | (u64::from(carried) << i)
+            })
+        })
         .collect();
     let mut name_dict = reader(Col::NameDict, &dict_raw);
     let mut span_names = Vec::new();
     while !name_dict.is_empty() {
         span_names.push(name_dict.str()?);
     }
-    let attr_raw = match attributes {
-        false => None,
-        true => Some((col(Col::KeyDict)?, col(Col::AttrKeys)?, col(Col::Values)?)),
+    // The attribute keys column, and a matcher per wanted key the block has (by key id).
+    let attr_raw = match attrs.is_empty() {
+        true => None,
+        false => Some((col(Col::KeyDict)?, col(Col::AttrKeys)?, col(Col::Values)?)),
     };
-    let mut attrs: Option<AttrReader<'_>> = match &attr_raw {
-        None => None,
-        Some((dict, keys, values)) => Some(AttrReader::new(
-            reader(Col::KeyDict, dict),
-            reader(Col::AttrKeys, keys),
-            reader(Col::Values, values),
-        )?),
-    };
+    let mut key_ids: Option<ColumnReader<'_>> = None;
+    let mut matchers: HashMap<usize, KeyMatcher<'_>> = HashMap::new();
+    if let Some((dict, keys, values)) = &attr_raw {
+        let mut dict = reader(Col::KeyDict, dict);
+        let mut values = reader(Col::Values, values);
+        let mut id = 0;
+        while !dict.is_empty() {
+            let key = dict.str()?;
+            let stream = values.bytes()?;
+            let on_key: Vec<(u64, &str)> = attrs
+                .iter()
+                .enumerate()
+                .filter(|(_, (k, _))| *k == key)
+                .map(|(i, (_, v))| (1u64 << i, v.as_str()))
+                .collect();
+            if !on_key.is_empty() {
+                matchers.insert(
+                    id,
+                    KeyMatcher {
+                        column: ColumnReader::new(Col::Values.name(), stream),
+                        wanted: on_key,
+                        seen: Vec::new(),
+                    },
+                );
+            }
+            id += 1;
+        }
+        if !values.is_empty() {
+            return Err(values.invalid("a value column count unlike the key count"));
+        }
+        key_ids = Some(reader(Col::AttrKeys, keys));
+    }
     let mut traces = reader(Col::Traces, &traces_raw);
     let mut starts = reader(Col::Starts, &starts_raw);
     let mut durations = reader(Col::Durations, &durations_raw);
@@ -817,7 +919,6 @@ pub fn scan(
     let mut name_ids = reader(Col::Names, &names_raw);
     let mut codes = reader(Col::StatusCodes, &codes_raw);
     let mut span_groups = reader(Col::SpanGroups, &span_groups_raw);
-    let no_attributes: Vec<KeyValue<'static>> = Vec::new();
     while !traces.is_empty() {
         let trace_id = TraceId(traces.fixed()?);
         let trace_start = u64::from_le_bytes(traces.fixed()?);
@@ -836,14 +937,17 @@ pub fn scan(
             let Some(service) = services.get(group) else {
                 return Err(span_groups.invalid("a group past the groups"));
             };
-            let attributes = match (&mut attrs, keep) {
-                (None, _) => None,
-                (Some(a), false) => {
-                    a.skip()?;
-                    None
+            // A wanted key's stream is read on every occurrence of the key, kept or not: the
+            // streams are per key, so the other keys' values are never touched.
+            let mut bits = group_bits[group];
+            if let Some(keys) = &mut key_ids {
+                for _ in 0..keys.count()? {
+                    let key = keys.varint()? as usize;
+                    if let Some(m) = matchers.get_mut(&key) {
+                        bits |= m.next()?;
+                    }
                 }
-                (Some(a), true) => Some(a.read()?),
-            };
+            }
             if !keep {
                 continue;
             }
@@ -856,11 +960,7 @@ pub fn scan(
                 status_code,
                 name,
                 service,
-                attributes: attributes.as_deref().unwrap_or(&no_attributes),
-                resource: match attrs {
-                    Some(_) => &groups[group].0.attributes,
-                    None => &no_attributes,
-                },
+                attrs_match: bits & all == all,
             });
         }
     }

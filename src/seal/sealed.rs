@@ -176,19 +176,20 @@ impl SealedSegment {
     }
 
     /// Calls `f` on the facts of each span of span block `i` (of the traces `wanted`, sorted,
-    /// if given), reading only the columns they need ([`block::scan`]).
+    /// if given; matched against `attrs`), reading only the columns they need
+    /// ([`block::scan`]).
     pub fn scan(
         &self,
         i: usize,
         wanted: Option<&[TraceId]>,
-        attributes: bool,
+        attrs: &[(String, String)],
         f: impl FnMut(&block::SpanFacts<'_>),
     ) -> Result<(), SealError> {
         let bytes = self.block(i)?;
         if self.sidecar.blocks[i].kind != BlockKind::Spans {
             return Ok(());
         }
-        block::scan(bytes, wanted, attributes, f).map_err(|e| SealError::Block {
+        block::scan(bytes, wanted, attrs, f).map_err(|e| SealError::Block {
             path: self.data_path.clone(),
             block: i,
             reason: e.to_string(),

@@ -100,6 +100,19 @@ impl SealedSet {
         all
     }
 
+    /// The span names seen with service `service` in the sealed segments, sorted.
+    pub fn operations_of(&self, service: &str) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .segments
+            .iter()
+            .flat_map(|s| s.sidecar.operations_of(service))
+            .map(str::to_owned)
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
     pub fn stats(&self) -> SealedStats {
         self.segments
             .iter()

@@ -39,14 +39,19 @@ pub(super) fn log_verdict(
     }
 }
 
-pub(super) async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHit> {
+/// The newest `q.limit` log records of this shard matching `q`, and whether the search
+/// stopped at its budget (deadline or cancellation) before it was complete.
+pub(super) async fn search_logs_local(shard: &Shard, q: &LogSearch) -> (Vec<LogHit>, bool) {
     if q.limit == 0 {
-        return Vec::new();
+        return (Vec::new(), false);
     }
     let mut view = SearchView::now(shard);
     let mut top = Newest::new(q.limit);
     for &(segment, ..) in &view.parts {
-        search_part(shard, q, segment, &mut top).await;
+        if !search_part(shard, q, segment, &mut top).await {
+            let partial = super::count_stopped(shard, &q.budget);
+            return (render_hits(shard, top.newest_first()), partial);
+        }
     }
     // A part sealed while the search ran: its hits are dropped and its sealed form searched
     // whole instead (the same records: the floor they raised stays right).
@@ -54,19 +59,21 @@ pub(super) async fn search_logs_local(shard: &Shard, q: &LogSearch) -> Vec<LogHi
     top.heap.retain(|h| !gone.contains(&h.0 .1));
     let floor = top.floor();
     let mut hits = render_hits(shard, top.newest_first());
-    hits.extend(super::sealed::search_logs(shard, q, view.sealed, floor).await);
+    let (sealed, complete) = super::sealed::search_logs(shard, q, view.sealed, floor).await;
+    hits.extend(sealed);
     hits.sort_by_key(|h| std::cmp::Reverse(h.time_unix_nanos));
     hits.truncate(q.limit);
-    hits
+    let partial = !complete && super::count_stopped(shard, &q.budget);
+    (hits, partial)
 }
 
 /// Scans the log entries of `segment`'s index part (or of one trace in it), newest first, in
-/// slices, keeping the newest matches in `top`.
-async fn search_part(shard: &Shard, q: &LogSearch, segment: u32, top: &mut Newest) {
+/// slices, keeping the newest matches in `top`; `false` if the search's budget ran out first.
+async fn search_part(shard: &Shard, q: &LogSearch, segment: u32, top: &mut Newest) -> bool {
     let (service, by_trace, end) = {
         let indexes = shard.index.borrow();
         let Some(index) = indexes.part(segment) else {
-            return;
+            return true;
         };
         let service = name_filter(index, q.service.as_deref());
         // A trace's log positions are few (its records'); without a trace, every position.
@@ -78,7 +85,7 @@ async fn search_part(shard: &Shard, q: &LogSearch, segment: u32, top: &mut Newes
         (service, by_trace, end)
     };
     if matches!(service, NameFilter::Nothing) {
-        return;
+        return true;
     }
     let position = |p: usize| by_trace.as_ref().map_or(p as u32, |v| v[p]);
     let reads_records = q.contains.is_some() || matches!(service, NameFilter::Overflowed(_));
@@ -103,7 +110,7 @@ async fn search_part(shard: &Shard, q: &LogSearch, segment: u32, top: &mut Newes
         {
             let indexes = shard.index.borrow();
             let Some(index) = indexes.part(segment) else {
-                return;
+                return true;
             };
             let store = shard.store.borrow();
             let logs = index.logs();
@@ -126,7 +133,11 @@ async fn search_part(shard: &Shard, q: &LogSearch, segment: u32, top: &mut Newes
             }
         }
         Slice::next(pos).await;
+        if pos > 0 && q.budget.over() {
+            return false;
+        }
     }
+    true
 }
 
 /// Whether the log record of entry `e` in `batch` matches what the index could not decide:

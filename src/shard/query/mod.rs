@@ -25,7 +25,8 @@ use traces::{newest_first, search_traces_local};
 
 use crate::index::TraceSummary;
 use crate::limits::SEARCHES_MAX;
-use crate::query::{QueryRequest, QueryResponse, Refusal};
+use crate::metrics::add;
+use crate::query::{Budget, CancelOnDrop, QueryRequest, QueryResponse, Refusal};
 use crate::route::{owner_of, ShardId};
 use crate::shard::mesh::CallError;
 use crate::shard::Shard;
@@ -37,12 +38,22 @@ pub async fn run_local(shard: &Rc<Shard>, q: &QueryRequest) -> QueryResponse {
     match q {
         QueryRequest::SearchTraces(s) => {
             let (sh, s) = (shard.clone(), s.clone());
-            let search = async move { QueryResponse::Traces(search_traces_local(&sh, &s).await) };
+            let search = async move {
+                let unfinished = Unfinished(Some(sh.clone()));
+                let (traces, partial) = search_traces_local(&sh, &s).await;
+                unfinished.done();
+                QueryResponse::Traces { traces, partial }
+            };
             in_query_queue(shard, search).await
         }
         QueryRequest::SearchLogs(s) => {
             let (sh, s) = (shard.clone(), s.clone());
-            let search = async move { QueryResponse::Logs(search_logs_local(&sh, &s).await) };
+            let search = async move {
+                let unfinished = Unfinished(Some(sh.clone()));
+                let (hits, partial) = search_logs_local(&sh, &s).await;
+                unfinished.done();
+                QueryResponse::Logs { hits, partial }
+            };
             in_query_queue(shard, search).await
         }
         QueryRequest::Trace(id) => {
@@ -60,9 +71,35 @@ pub async fn run_local(shard: &Rc<Shard>, q: &QueryRequest) -> QueryResponse {
             }
             QueryResponse::Services(services)
         }
+        QueryRequest::Operations(service) => {
+            let mut names = shard.index.borrow().operations_of(service);
+            names.extend(shard.sealed.borrow().operations_of(service));
+            names.sort_unstable();
+            names.dedup();
+            QueryResponse::Operations(names)
+        }
         QueryRequest::Metrics => {
             let (index, store) = (shard.index.borrow(), shard.store.borrow());
             QueryResponse::Metrics(Box::new(metrics_snapshot(shard, &index, &store)))
+        }
+    }
+}
+
+/// Counts a search as cancelled if it is dropped before it is [`Unfinished::done`]: the
+/// shard that took the request drops its own part when the request goes away (the other
+/// shards' parts see the budget's flag instead).
+struct Unfinished(Option<Rc<Shard>>);
+
+impl Unfinished {
+    fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(shard) = &self.0 {
+            add(&shard.metrics.searches_cancelled, 1);
         }
     }
 }
@@ -118,10 +155,34 @@ pub async fn metrics(shard: &Rc<Shard>) -> Result<crate::metrics::Snapshot, Quer
     merge_metrics(answers).ok_or(QueryError::Refused(Refusal::NoAnswer))
 }
 
-/// Runs `q` on every shard concerned and merges the answers.
-pub async fn coordinate(shard: &Rc<Shard>, q: QueryRequest) -> Result<QueryResponse, QueryError> {
+/// Runs `q` on every shard concerned and merges the answers. A search's clock starts here,
+/// and its copies on every shard are cancelled if this future is dropped before they end
+/// (the request's client went away).
+pub async fn coordinate(
+    shard: &Rc<Shard>,
+    mut q: QueryRequest,
+) -> Result<QueryResponse, QueryError> {
+    let budget = match &mut q {
+        QueryRequest::SearchTraces(s) => Some(&mut s.budget),
+        QueryRequest::SearchLogs(s) => Some(&mut s.budget),
+        _ => None,
+    };
+    let _cancel = budget.map(|b| {
+        b.start();
+        CancelOnDrop(b.clone())
+    });
     let answers = gather(shard, &q).await?;
     Ok(merge(&q, answers))
+}
+
+/// Counts a search part stopped by its budget, as timed out or cancelled; always `true`: its
+/// answer is partial.
+fn count_stopped(shard: &Shard, budget: &Budget) -> bool {
+    match budget.cancelled() {
+        true => add(&shard.metrics.searches_cancelled, 1),
+        false => add(&shard.metrics.searches_timed_out, 1),
+    }
+    true
 }
 
 /// Every answer to `q` of the shards concerned, this one's included; an error if any shard
@@ -183,9 +244,11 @@ fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
         }
         QueryRequest::SearchTraces(s) => {
             let mut by_id: std::collections::HashMap<String, TraceSummary> = Default::default();
+            let mut partial = false;
             for a in answers {
-                if let QueryResponse::Traces(list) = a {
-                    for t in list {
+                if let QueryResponse::Traces { traces, partial: p } = a {
+                    partial |= p;
+                    for t in traces {
                         match by_id.get_mut(&t.trace_id) {
                             Some(existing) => existing.merge(&t),
                             None => {
@@ -197,18 +260,26 @@ fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
             }
             let mut out: Vec<TraceSummary> = by_id.into_values().collect();
             newest_first(&mut out, s.limit);
-            QueryResponse::Traces(out)
+            QueryResponse::Traces {
+                traces: out,
+                partial,
+            }
         }
         QueryRequest::SearchLogs(s) => {
-            let mut hits = Vec::new();
+            let (mut hits, mut partial) = (Vec::new(), false);
             for a in answers {
-                if let QueryResponse::Logs(h) = a {
+                if let QueryResponse::Logs {
+                    hits: h,
+                    partial: p,
+                } = a
+                {
                     hits.extend(h);
+                    partial |= p;
                 }
             }
             hits.sort_by_key(|h| std::cmp::Reverse(h.time_unix_nanos));
             hits.truncate(s.limit);
-            QueryResponse::Logs(hits)
+            QueryResponse::Logs { hits, partial }
         }
         QueryRequest::Metrics => match merge_metrics(answers) {
             Some(m) => QueryResponse::Metrics(Box::new(m)),
@@ -224,6 +295,17 @@ fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
             all.sort();
             all.dedup();
             QueryResponse::Services(all)
+        }
+        QueryRequest::Operations(_) => {
+            let mut all: Vec<String> = Vec::new();
+            for a in answers {
+                if let QueryResponse::Operations(s) = a {
+                    all.extend(s);
+                }
+            }
+            all.sort_unstable();
+            all.dedup();
+            QueryResponse::Operations(all)
         }
     }
 }

@@ -2,7 +2,7 @@
 //! runs its other work, read-ahead of the records a scan will need, the record read last, and
 //! filters resolved against the shard's interned names.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::index::names::NameId;
 use crate::index::{Index, RecordLoc};
@@ -43,8 +43,32 @@ impl Slice {
     /// whose I/O completed.
     pub(super) async fn next(pos: usize) {
         if pos > 0 {
-            glommio::timer::sleep(SLICE_GAP).await;
+            glommio::timer::sleep(SLICE_GAP + test_pause()).await;
         }
+    }
+}
+
+/// Environment variable: milliseconds every search waits after each slice of its scan and
+/// before each sealed block it reads, so that the deadline and cancellation tests have a
+/// search that lasts whatever the machine. For tests only.
+pub const SEARCH_PAUSE_ENV: &str = "GLUST_TEST_SEARCH_PAUSE_MS";
+
+/// The pause [`SEARCH_PAUSE_ENV`] asks for; zero unless set.
+fn test_pause() -> Duration {
+    static PAUSE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *PAUSE.get_or_init(|| {
+        std::env::var(SEARCH_PAUSE_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_millis)
+    })
+}
+
+/// Before a sealed block: the test pause, if one is set.
+pub(super) async fn before_block() {
+    let pause = test_pause();
+    if !pause.is_zero() {
+        glommio::timer::sleep(pause).await;
     }
 }
 

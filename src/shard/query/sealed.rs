@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::logs::value_contains;
 use super::records::{resource_fields, scope_fields, trace_group};
 use super::scan::in_range;
-use crate::domain::{archived_service_name, AnyValue, KeyValue, TraceId, STATUS_CODE_ERROR};
+use crate::domain::{archived_service_name, TraceId, STATUS_CODE_ERROR};
 use crate::index::{RootRank, TraceSummary};
 use crate::metrics::add;
 use crate::otlp::json_out;
@@ -81,7 +81,7 @@ async fn summarize_block(
         .spawn_blocking(move || {
             // Per trace, its summary of this block.
             let mut here: HashMap<TraceId, TraceSummary> = HashMap::new();
-            seg.scan(i, Some(&ids), false, |s| {
+            seg.scan(i, Some(&ids), &[], |s| {
                 let t = here.entry(s.trace_id).or_insert_with(|| TraceSummary {
                     trace_id: s.trace_id.to_hex(),
                     root_service_name: String::new(),
@@ -227,7 +227,7 @@ pub(super) async fn search_block(
         .spawn_blocking(move || {
             let q = &filter;
             let mut matched: Vec<(TraceId, u64)> = Vec::new();
-            seg.scan(i, None, !q.attrs.is_empty(), |s| {
+            seg.scan(i, None, &q.attrs, |s| {
                 if matched.last().is_some_and(|m| m.0 == s.trace_id)
                     || !in_range(s.start, q.start_unix_nanos, q.end_unix_nanos)
                     || !span_facts_match(q, s)
@@ -261,34 +261,18 @@ fn span_facts_match(q: &TraceSearch, s: &SpanFacts<'_>) -> bool {
         && q.name.as_deref().is_none_or(|w| s.name == w)
         && q.min_duration_nanos.is_none_or(|d| duration >= d)
         && q.max_duration_nanos.is_none_or(|d| duration <= d)
-        && q.attrs
-            .iter()
-            .all(|(k, v)| value_matches(s.attributes, k, v) || value_matches(s.resource, k, v))
-}
-
-/// Whether `attrs` holds `key` with a value whose text form is `value`: as
-/// [`super::traces::attr_matches`] for archived attributes.
-fn value_matches(attrs: &[KeyValue<'_>], key: &str, value: &str) -> bool {
-    attrs.iter().any(|kv| {
-        kv.key == key
-            && match &kv.value {
-                AnyValue::String(s) => s == value,
-                AnyValue::Bool(b) => value == if *b { "true" } else { "false" },
-                AnyValue::Int(i) => value.parse::<i64>() == Ok(*i),
-                AnyValue::Double(d) => value.parse::<f64>() == Ok(*d),
-                _ => false,
-            }
-    })
+        && s.attrs_match
 }
 
 /// The newest `q.limit` log records of `segments` (newest first) matching `q`, no older than
-/// `floor` (the oldest of the head's matches once it had `limit`).
+/// `floor` (the oldest of the head's matches once it had `limit`); `false` with them if the
+/// search's budget ran out before every block that could hold a match was read.
 pub(super) async fn search_logs(
     shard: &Shard,
     q: &LogSearch,
     segments: Vec<Arc<SealedSegment>>,
     floor: Option<u64>,
-) -> Vec<LogHit> {
+) -> (Vec<LogHit>, bool) {
     let mut hits: Vec<LogHit> = Vec::new();
     let mut floor = floor;
     for segment in segments {
@@ -316,6 +300,10 @@ pub(super) async fn search_logs(
         for i in blocks {
             if floor.is_some_and(|f| sc.blocks[i].max_time <= f) {
                 continue;
+            }
+            super::scan::before_block().await;
+            if q.budget.over() {
+                return (hits, false);
             }
             let Some(block) = decode(shard, &segment, i).await else {
                 continue;
@@ -371,5 +359,5 @@ pub(super) async fn search_logs(
             }
         }
     }
-    hits
+    (hits, true)
 }

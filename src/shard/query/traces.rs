@@ -73,12 +73,20 @@ impl SpanFilter<'_> {
     }
 }
 
-pub(super) async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<TraceSummary> {
+/// The newest `q.limit` traces of this shard matching `q`, and whether the search stopped
+/// at its budget (deadline or cancellation) before it was complete: then the answer holds
+/// the newest of what was found.
+pub(super) async fn search_traces_local(
+    shard: &Shard,
+    q: &TraceSearch,
+) -> (Vec<TraceSummary>, bool) {
     let mut view = SearchView::now(shard);
     // Each trace found, with its start in the part it matched in.
     let mut found: HashMap<TraceId, u64> = HashMap::new();
     for &(segment, end, _) in &view.parts {
-        search_part(shard, q, segment, end, &mut found).await;
+        if !search_part(shard, q, segment, end, &mut found).await {
+            return (summaries(shard, &found, q.limit).await, stopped(shard, q));
+        }
     }
     // Parts sealed while the search ran are searched again in their sealed form (a trace
     // found twice is one trace).
@@ -100,11 +108,21 @@ pub(super) async fn search_traces_local(shard: &Shard, q: &TraceSearch) -> Vec<T
     blocks.sort_unstable_by_key(|&(bound, s, b)| (std::cmp::Reverse(bound), s, b));
     for (unread_newest, s, b) in blocks {
         if let Some(done) = finished(shard, &found, q.limit, unread_newest).await {
-            return done;
+            return (done, false);
+        }
+        super::scan::before_block().await;
+        if q.budget.over() {
+            return (summaries(shard, &found, q.limit).await, stopped(shard, q));
         }
         super::sealed::search_block(shard, q, &sealed[s], b, &mut found).await;
     }
-    summaries(shard, &found, q.limit).await
+    (summaries(shard, &found, q.limit).await, false)
+}
+
+/// Counts a search stopped by its budget, as timed out or cancelled; always `true`: the
+/// answer is partial.
+fn stopped(shard: &Shard, q: &TraceSearch) -> bool {
+    super::count_stopped(shard, &q.budget)
 }
 
 /// The answer, if the traces in `found` are enough: `limit` of them whose summaries (their
@@ -135,18 +153,18 @@ async fn finished(
 }
 
 /// Scans the span entries below `end` of `segment`'s index part, newest first, in slices,
-/// adding the traces that match to `found`.
+/// adding the traces that match to `found`; `false` if the search's budget ran out first.
 async fn search_part(
     shard: &Shard,
     q: &TraceSearch,
     segment: u32,
     end: usize,
     found: &mut HashMap<TraceId, u64>,
-) {
+) -> bool {
     let filter = {
         let indexes = shard.index.borrow();
         let Some(index) = indexes.part(segment) else {
-            return;
+            return true;
         };
         SpanFilter {
             q,
@@ -155,7 +173,7 @@ async fn search_part(
         }
     };
     if matches!(filter.service, NameFilter::Nothing) || matches!(filter.name, NameFilter::Nothing) {
-        return;
+        return true;
     }
     // Trace slots of this part found so far: their other spans are skipped.
     let mut slots: HashSet<u32> = HashSet::new();
@@ -177,7 +195,7 @@ async fn search_part(
         {
             let indexes = shard.index.borrow();
             let Some(index) = indexes.part(segment) else {
-                return;
+                return true;
             };
             let store = shard.store.borrow();
             let mut last = LastRecord::new();
@@ -204,7 +222,11 @@ async fn search_part(
             }
         }
         Slice::next(pos).await;
+        if pos > 0 && q.budget.over() {
+            return false;
+        }
     }
+    true
 }
 
 /// The summaries of the newest `limit` traces found (their strings are made for those only,
