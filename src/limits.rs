@@ -209,6 +209,10 @@ pub const QUERY_LIMIT_MAX: usize = 1000;
 /// Results a search returns when the request names no `limit`.
 pub const QUERY_LIMIT_DEFAULT: usize = 20;
 
+/// Matching spans a trace search returns per trace (`spss`) unless asked, and at most.
+pub const SEARCH_SPSS_DEFAULT: usize = 3;
+pub const SEARCH_SPSS_MAX: usize = 100;
+
 /// `attr=key=value` filters one search may carry.
 pub const SEARCH_ATTRS_MAX: usize = 16;
 

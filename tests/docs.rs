@@ -109,6 +109,8 @@ fn quoted_limits() -> BTreeMap<&'static str, Quantity> {
         ("QUERY_LIMIT_MAX", c(l::QUERY_LIMIT_MAX)),
         ("QUERY_LIMIT_DEFAULT", c(l::QUERY_LIMIT_DEFAULT)),
         ("SEARCH_ATTRS_MAX", c(l::SEARCH_ATTRS_MAX)),
+        ("SEARCH_SPSS_MAX", c(l::SEARCH_SPSS_MAX)),
+        ("SEARCH_SPSS_DEFAULT", c(l::SEARCH_SPSS_DEFAULT)),
         ("SEARCH_TIMEOUT_DEFAULT", Time(l::SEARCH_TIMEOUT_DEFAULT)),
         ("SEARCH_TIMEOUT_MAX", Time(l::SEARCH_TIMEOUT_MAX)),
         ("INTERNED_NAMES_MAX", c(l::INTERNED_NAMES_MAX)),

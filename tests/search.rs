@@ -239,3 +239,67 @@ fn the_operations_of_a_service_come_from_the_sidecars_and_the_head() {
     );
     assert_eq!(server.get("/api/v1/services//operations").status, 404);
 }
+
+#[test]
+fn each_trace_of_an_answer_carries_its_matching_spans_and_its_services() {
+    let server = Server::start(1);
+    store(&server, "old", 0, 12);
+    wait_sealed(&server, 3.0);
+    store(&server, "new", 5000, 1);
+    let start_of = |trace: u64| 1_700_000_000_000_000_000u64 + trace * 1_000_000_000;
+    let span_hex = |trace: u64, n: u64| format!("{:016x}", (trace * 1000 + n) | 1 << 63);
+    // Trace 5099 lies in the head, trace 100 in a sealed segment: each has spans op-0..op-2,
+    // the odd one with status error.
+    for (service, trace, window) in [
+        ("new", 5099, String::new()),
+        // The window ends after the trace's last span: all three match.
+        ("old", 100, format!("&end={}", start_of(100) + 10_000)),
+    ] {
+        let answer = |q: &str| {
+            let doc = server.get_json(&format!("/api/v1/traces?limit=1{window}{q}"));
+            let t = doc["traces"][0].clone();
+            assert_eq!(
+                t["traceId"].as_str().unwrap()[16..],
+                format!("{trace:016x}"),
+                "{doc}"
+            );
+            t
+        };
+        let t = answer("");
+        assert_eq!(
+            t["serviceStats"],
+            serde_json::json!({ service: {"spanCount": 3, "errorCount": 1} }),
+            "{t}"
+        );
+        let set = &t["spanSets"][0];
+        assert_eq!(set["matched"], 3, "{t}");
+        let spans = set["spans"].as_array().unwrap();
+        let ids: Vec<&str> = spans
+            .iter()
+            .map(|s| s["spanID"].as_str().unwrap())
+            .collect();
+        let want: Vec<String> = (0..3).map(|n| span_hex(trace, n)).collect();
+        assert_eq!(ids, want, "{t}");
+        assert_eq!(spans[1]["name"], "op-1");
+        assert_eq!(
+            spans[1]["startTimeUnixNano"],
+            (start_of(trace) + 1000).to_string()
+        );
+        assert_eq!(spans[1]["durationNanos"], "5000001");
+
+        let t = answer("&attr=http.response.status_code=201&spss=1");
+        let set = &t["spanSets"][0];
+        assert_eq!(set["matched"], 1, "{t}");
+        assert_eq!(set["spans"][0]["spanID"], span_hex(trace, 1).as_str());
+        assert_eq!(
+            set["spans"][0]["attributes"],
+            serde_json::json!([{"key": "http.response.status_code", "value": {"stringValue": "201"}}])
+        );
+        let t = answer("&spss=1");
+        assert_eq!(t["spanSets"][0]["matched"], 3);
+        assert_eq!(t["spanSets"][0]["spans"].as_array().unwrap().len(), 1);
+        let t = answer("&spss=0");
+        assert!(t["spanSets"][0]["spans"].as_array().unwrap().is_empty());
+    }
+    assert_eq!(server.get("/api/v1/traces?spss=101").status, 400);
+}

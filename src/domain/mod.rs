@@ -26,7 +26,7 @@ pub type Blob<'a> = Cow<'a, [u8]>;
 pub struct TraceId(pub [u8; 16]);
 
 /// A span id: 8 bytes, never all zero once validated.
-#[derive(Archive, Serialize, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Archive, Serialize, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[rkyv(derive(PartialEq, Eq))]
 pub struct SpanId(pub [u8; 8]);
 
@@ -69,6 +69,12 @@ impl std::fmt::Debug for SpanId {
 impl ArchivedTraceId {
     pub fn get(&self) -> TraceId {
         TraceId(self.0)
+    }
+}
+
+impl ArchivedSpanId {
+    pub fn get(&self) -> SpanId {
+        SpanId(self.0)
     }
 }
 

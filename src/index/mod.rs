@@ -92,8 +92,9 @@ impl RootRank {
 }
 
 /// A trace summary as search returns it. Serialised as `{traceId, rootServiceName,
-/// rootSpanName, startTimeUnixNano (decimal string), durationMs, spanCount, errorCount}`;
-/// the start text and the duration are derived from the two times when written.
+/// rootSpanName, startTimeUnixNano (decimal string), durationMs, spanCount, errorCount,
+/// spanSets: [{spans, matched}], serviceStats: {service: {spanCount, errorCount}}}`; the start
+/// text and the duration are derived from the two times when written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceSummary {
     pub trace_id: String,
@@ -105,6 +106,73 @@ pub struct TraceSummary {
     pub end_unix_nanos: u64,
     /// The rank of the span the root names come from (not serialised).
     pub root: RootRank,
+    /// Per service, its spans in the trace and those with status error.
+    pub services: std::collections::BTreeMap<String, ServiceStats>,
+    /// The spans that matched the search.
+    pub matched: SpanSet,
+}
+
+/// A service's spans in a trace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceStats {
+    pub span_count: u32,
+    pub error_count: u32,
+}
+
+/// The spans of a trace that matched a search: the earliest `keep` of them (by start, then
+/// span id), and how many matched in all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpanSet {
+    pub spans: Vec<MatchedSpan>,
+    pub matched: u32,
+    pub keep: usize,
+}
+
+/// One span that matched a search, with the `attr` pairs it matched (as their text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchedSpan {
+    pub span_id: domain::SpanId,
+    pub name: String,
+    pub start_unix_nanos: u64,
+    pub duration_nanos: u64,
+    pub attributes: Vec<(String, String)>,
+}
+
+impl SpanSet {
+    pub fn new(keep: usize) -> SpanSet {
+        SpanSet {
+            keep,
+            ..SpanSet::default()
+        }
+    }
+
+    /// Counts a matching span, kept if among the earliest `keep`.
+    pub fn offer(&mut self, span: MatchedSpan) {
+        self.matched += 1;
+        if self.keep == 0 {
+            return;
+        }
+        let key = |s: &MatchedSpan| (s.start_unix_nanos, s.span_id);
+        if self.spans.len() == self.keep {
+            match self.spans.last() {
+                Some(last) if key(&span) < key(last) => {
+                    self.spans.pop();
+                }
+                _ => return,
+            }
+        }
+        let at = self.spans.partition_point(|s| key(s) < key(&span));
+        self.spans.insert(at, span);
+    }
+
+    pub fn merge(&mut self, other: &SpanSet) {
+        self.keep = self.keep.max(other.keep);
+        let matched = self.matched + other.matched;
+        for s in &other.spans {
+            self.offer(s.clone());
+        }
+        self.matched = matched;
+    }
 }
 
 impl TraceSummary {
@@ -120,6 +188,12 @@ impl TraceSummary {
         self.end_unix_nanos = self.end_unix_nanos.max(other.end_unix_nanos);
         self.span_count += other.span_count;
         self.error_count += other.error_count;
+        for (service, stats) in &other.services {
+            let mine = self.services.entry(service.clone()).or_default();
+            mine.span_count += stats.span_count;
+            mine.error_count += stats.error_count;
+        }
+        self.matched.merge(&other.matched);
         if self.offer_root(other.root, &other.root_service_name, &other.root_span_name) {
             self.root_service_name.clone_from(&other.root_service_name);
             self.root_span_name.clone_from(&other.root_span_name);
@@ -146,7 +220,7 @@ impl TraceSummary {
 impl serde::Serialize for TraceSummary {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("TraceSummary", 7)?;
+        let mut st = s.serialize_struct("TraceSummary", 9)?;
         st.serialize_field("traceId", &self.trace_id)?;
         st.serialize_field("rootServiceName", &self.root_service_name)?;
         st.serialize_field("rootSpanName", &self.root_span_name)?;
@@ -154,6 +228,36 @@ impl serde::Serialize for TraceSummary {
         st.serialize_field("durationMs", &self.duration_ms())?;
         st.serialize_field("spanCount", &self.span_count)?;
         st.serialize_field("errorCount", &self.error_count)?;
+        let spans: Vec<serde_json::Value> = self
+            .matched
+            .spans
+            .iter()
+            .map(|m| {
+                let attributes: Vec<serde_json::Value> = m
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| serde_json::json!({"key": k, "value": {"stringValue": v}}))
+                    .collect();
+                serde_json::json!({
+                    "spanID": m.span_id.to_hex(),
+                    "name": m.name,
+                    "startTimeUnixNano": m.start_unix_nanos.to_string(),
+                    "durationNanos": m.duration_nanos.to_string(),
+                    "attributes": attributes,
+                })
+            })
+            .collect();
+        let set = serde_json::json!({ "spans": spans, "matched": self.matched.matched });
+        st.serialize_field("spanSets", &[set])?;
+        let stats: serde_json::Map<String, serde_json::Value> = self
+            .services
+            .iter()
+            .map(|(k, v)| {
+                let v = serde_json::json!({"spanCount": v.span_count, "errorCount": v.error_count});
+                (k.clone(), v)
+            })
+            .collect();
+        st.serialize_field("serviceStats", &stats)?;
         st.end()
     }
 }
@@ -368,6 +472,8 @@ impl Index {
             start_unix_nanos: t.start_unix_nanos,
             end_unix_nanos: t.end_unix_nanos,
             root: RootRank::of(t.root_has_parent, t.root_start_unix_nanos),
+            services: Default::default(),
+            matched: SpanSet::default(),
         }
     }
 

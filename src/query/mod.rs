@@ -28,6 +28,8 @@ pub struct TraceSearch {
     /// `key=value` pairs a matching span (or its resource) must all carry.
     pub attrs: Vec<(String, String)>,
     pub limit: usize,
+    /// Matching spans each trace of the answer carries, at most.
+    pub spss: usize,
     pub budget: Budget,
 }
 

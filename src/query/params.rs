@@ -4,7 +4,10 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::domain::TraceId;
-use crate::limits::{QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, SEARCH_ATTRS_MAX, SEARCH_TIMEOUT_MAX};
+use crate::limits::{
+    QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, SEARCH_ATTRS_MAX, SEARCH_SPSS_DEFAULT, SEARCH_SPSS_MAX,
+    SEARCH_TIMEOUT_MAX,
+};
 use crate::query::{Budget, LogSearch, TraceSearch};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -178,6 +181,7 @@ fn hex_digit(b: u8) -> Option<u8> {
 pub fn trace_search(query: Option<&str>) -> Result<TraceSearch, ParamError> {
     let mut s = TraceSearch {
         limit: QUERY_LIMIT_DEFAULT,
+        spss: SEARCH_SPSS_DEFAULT,
         ..Default::default()
     };
     for (k, v) in pairs(query) {
@@ -189,6 +193,13 @@ pub fn trace_search(query: Option<&str>) -> Result<TraceSearch, ParamError> {
             "start" => s.start_unix_nanos = Some(time(&k, &v)?),
             "end" => s.end_unix_nanos = Some(time(&k, &v)?),
             "limit" => s.limit = limit(&k, &v)?,
+            "spss" => {
+                s.spss = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= SEARCH_SPSS_MAX)
+                    .ok_or_else(|| err(&k, format!("expected 0 to {SEARCH_SPSS_MAX}")))?
+            }
             "timeout" => s.budget = Budget::new(timeout(&k, &v)?),
             "attr" => {
                 let (key, value) = v

@@ -748,6 +748,8 @@ impl<'b> LazyColumns<'b> {
 /// What a query needs of one span, read without building it ([`scan`]).
 pub struct SpanFacts<'a> {
     pub trace_id: TraceId,
+    /// Read only when [`scan`] is given wanted traces (zero otherwise).
+    pub span_id: SpanId,
     /// The start of the trace's first span in the block.
     pub trace_start: u64,
     pub start: u64,
@@ -848,6 +850,12 @@ pub fn scan(
         col(Col::Groups)?,
         col(Col::SpanGroups)?,
     );
+    // Span ids are for the few traces of an answer, not for a search's scan.
+    let span_ids_raw = match wanted {
+        Some(_) => Some(col(Col::SpanIds)?),
+        None => None,
+    };
+    let mut span_ids = span_ids_raw.as_deref().map(|raw| reader(Col::SpanIds, raw));
     let groups = read_groups(reader(Col::Groups, &groups_raw))?;
     let services: Vec<&str> = groups
         .iter()
@@ -925,6 +933,10 @@ pub fn scan(
         let run = traces.varint()?;
         let keep = wanted.is_none_or(|w| w.binary_search(&trace_id).is_ok());
         for _ in 0..run {
+            let span_id = match &mut span_ids {
+                Some(ids) => SpanId(ids.fixed()?),
+                None => SpanId::default(),
+            };
             let start = trace_start.wrapping_add(starts.signed()? as u64);
             let end = start.wrapping_add(durations.signed()? as u64);
             let has_parent = parents.varint()? != 0;
@@ -953,6 +965,7 @@ pub fn scan(
             }
             f(&SpanFacts {
                 trace_id,
+                span_id,
                 trace_start,
                 start,
                 end,

@@ -10,7 +10,7 @@ use super::logs::value_contains;
 use super::records::{resource_fields, scope_fields, trace_group};
 use super::scan::in_range;
 use crate::domain::{archived_service_name, TraceId, STATUS_CODE_ERROR};
-use crate::index::{RootRank, TraceSummary};
+use crate::index::{MatchedSpan, RootRank, SpanSet, TraceSummary};
 use crate::metrics::add;
 use crate::otlp::json_out;
 use crate::query::{JsonGroup, LogHit, LogSearch, TraceSearch};
@@ -66,22 +66,24 @@ pub(super) async fn trace_groups(shard: &Shard, id: &TraceId) -> Vec<JsonGroup> 
 }
 
 /// Adds to `out` the summaries block `i` of `segment` gives of the traces `ids` (sorted): root
-/// is the span without a parent, else the earliest. Scanned on the blocking pool, reading only
-/// the columns a summary needs; a damaged block is counted, logged and skipped.
+/// is the span without a parent, else the earliest; per service its spans and errors; the
+/// spans matching `q`. Scanned on the blocking pool, reading only the columns a summary needs;
+/// a damaged block is counted, logged and skipped.
 async fn summarize_block(
     shard: &Shard,
+    q: &TraceSearch,
     segment: &Arc<SealedSegment>,
     i: usize,
     ids: Vec<TraceId>,
     out: &mut HashMap<TraceId, TraceSummary>,
 ) {
-    let seg = segment.clone();
+    let (seg, q) = (segment.clone(), q.clone());
     add(&shard.metrics.sealed_blocks_read, 1);
     let scanned = glommio::executor()
         .spawn_blocking(move || {
             // Per trace, its summary of this block.
             let mut here: HashMap<TraceId, TraceSummary> = HashMap::new();
-            seg.scan(i, Some(&ids), &[], |s| {
+            seg.scan(i, Some(&ids), &q.attrs, |s| {
                 let t = here.entry(s.trace_id).or_insert_with(|| TraceSummary {
                     trace_id: s.trace_id.to_hex(),
                     root_service_name: String::new(),
@@ -91,9 +93,29 @@ async fn summarize_block(
                     start_unix_nanos: u64::MAX,
                     end_unix_nanos: 0,
                     root: RootRank::NONE,
+                    services: Default::default(),
+                    matched: SpanSet::new(q.spss),
                 });
+                let error = s.status_code == STATUS_CODE_ERROR;
                 t.span_count += 1;
-                t.error_count += u32::from(s.status_code == STATUS_CODE_ERROR);
+                t.error_count += u32::from(error);
+                let stats = match t.services.get_mut(s.service) {
+                    Some(stats) => stats,
+                    None => t.services.entry(s.service.to_owned()).or_default(),
+                };
+                stats.span_count += 1;
+                stats.error_count += u32::from(error);
+                if in_range(s.start, q.start_unix_nanos, q.end_unix_nanos)
+                    && span_facts_match(&q, s)
+                {
+                    t.matched.offer(MatchedSpan {
+                        span_id: s.span_id,
+                        name: s.name.to_owned(),
+                        start_unix_nanos: s.start,
+                        duration_nanos: s.end.saturating_sub(s.start),
+                        attributes: q.attrs.clone(),
+                    });
+                }
                 t.start_unix_nanos = t.start_unix_nanos.min(s.start);
                 t.end_unix_nanos = t.end_unix_nanos.max(s.end);
                 if t.offer_root(RootRank::of(s.has_parent, s.start), s.service, s.name) {
@@ -128,6 +150,7 @@ async fn summarize_block(
 /// may hold.
 pub(super) async fn merge_summaries(
     shard: &Shard,
+    q: &TraceSearch,
     segments: &[Arc<SealedSegment>],
     ids: Vec<(TraceId, Option<TraceSummary>)>,
 ) -> Vec<TraceSummary> {
@@ -143,7 +166,7 @@ pub(super) async fn merge_summaries(
         }
         for (b, mut wanted) in by_block {
             wanted.sort_unstable();
-            summarize_block(shard, segment, b, wanted, &mut sealed).await;
+            summarize_block(shard, q, segment, b, wanted, &mut sealed).await;
         }
     }
     ids.into_iter()

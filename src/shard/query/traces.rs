@@ -8,9 +8,10 @@ use super::scan::{
     in_range, name_filter, LastRecord, NameFilter, ReadAhead, SearchView, Slice, Verdict,
 };
 use crate::domain::{ArchivedAnyValue, ArchivedKeyValue, ArchivedSpanBatch, TraceId};
-use crate::index::{SpanEntry, TraceSummary};
+use crate::index::{Indexes, MatchedSpan, SpanEntry, SpanSet, TraceSummary};
 use crate::query::TraceSearch;
 use crate::shard::Shard;
+use crate::storage::Store;
 
 /// A trace search's filters, resolved against the shard's names.
 pub(super) struct SpanFilter<'q> {
@@ -85,16 +86,16 @@ pub(super) async fn search_traces_local(
     let mut found: HashMap<TraceId, u64> = HashMap::new();
     for &(segment, end, _) in &view.parts {
         if !search_part(shard, q, segment, end, &mut found).await {
-            return (summaries(shard, &found, q.limit).await, stopped(shard, q));
+            return (summaries(shard, q, &found).await, stopped(shard, q));
         }
     }
     // Parts sealed while the search ran are searched again in their sealed form (a trace
     // found twice is one trace).
     view.catch_up(shard);
-    // Sealed blocks newest span first, over all segments: a trace first found in a block
-    // starts no later than its matching span there, so no later than that block's newest span
-    // nor the search's `end`; once `limit` traces are held that all start after that bound for
-    // the next block, no block left can add one to the answer.
+    // Sealed blocks newest first, over all segments: a trace first found in a block starts
+    // no later than the block's newest trace (its newest span, in an id-ordered segment) nor
+    // than its matching span, so than the search's `end`; once `limit` traces are held that
+    // all start after that bound for the next block, no block left can add one to the answer.
     let sealed = view.sealed;
     let mut blocks: Vec<(u64, usize, usize)> = sealed
         .iter()
@@ -107,16 +108,16 @@ pub(super) async fn search_traces_local(
         .collect();
     blocks.sort_unstable_by_key(|&(bound, s, b)| (std::cmp::Reverse(bound), s, b));
     for (unread_newest, s, b) in blocks {
-        if let Some(done) = finished(shard, &found, q.limit, unread_newest).await {
+        if let Some(done) = finished(shard, q, &found, unread_newest).await {
             return (done, false);
         }
         super::scan::before_block().await;
         if q.budget.over() {
-            return (summaries(shard, &found, q.limit).await, stopped(shard, q));
+            return (summaries(shard, q, &found).await, stopped(shard, q));
         }
         super::sealed::search_block(shard, q, &sealed[s], b, &mut found).await;
     }
-    (summaries(shard, &found, q.limit).await, false)
+    (summaries(shard, q, &found).await, false)
 }
 
 /// Counts a search stopped by its budget, as timed out or cancelled; always `true`: the
@@ -132,10 +133,11 @@ fn stopped(shard: &Shard, q: &TraceSearch) -> bool {
 /// be enough yet.
 async fn finished(
     shard: &Shard,
+    q: &TraceSearch,
     found: &HashMap<TraceId, u64>,
-    limit: usize,
     unread_newest: u64,
 ) -> Option<Vec<TraceSummary>> {
+    let limit = q.limit;
     if limit == 0 || found.len() < limit {
         return None;
     }
@@ -144,7 +146,7 @@ async fn finished(
     if *kth <= unread_newest {
         return None;
     }
-    let out = summaries(shard, found, limit).await;
+    let out = summaries(shard, q, found).await;
     let enough = out.len() == limit && out[limit - 1].start_unix_nanos > unread_newest;
     debug_assert!(out
         .windows(2)
@@ -237,9 +239,10 @@ async fn search_part(
 /// time, until `limit` summaries are held that no candidate left can start after.
 async fn summaries(
     shard: &Shard,
+    q: &TraceSearch,
     found: &HashMap<TraceId, u64>,
-    limit: usize,
 ) -> Vec<TraceSummary> {
+    let limit = q.limit;
     if limit == 0 {
         return Vec::new();
     }
@@ -252,16 +255,18 @@ async fn summaries(
         taken += batch.len();
         // The head summaries and the sealed set at one moment: a segment is in one or the other.
         let (heads, sealed): (Vec<(TraceId, Option<TraceSummary>)>, Vec<_>) = {
-            let indexes = shard.index.borrow();
+            let (indexes, store) = (shard.index.borrow(), shard.store.borrow());
+            let head = |id: &TraceId| {
+                let mut summary = indexes.summary(id)?;
+                head_details(&indexes, &store, q, id, &mut summary);
+                Some(summary)
+            };
             (
-                batch
-                    .iter()
-                    .map(|(id, _)| (*id, indexes.summary(id)))
-                    .collect(),
+                batch.iter().map(|(id, _)| (*id, head(id))).collect(),
                 shard.sealed.borrow().iter().cloned().collect(),
             )
         };
-        out.extend(super::sealed::merge_summaries(shard, &sealed, heads).await);
+        out.extend(super::sealed::merge_summaries(shard, q, &sealed, heads).await);
         newest_first(&mut out, limit);
         let (Some(last), Some((next_id, bound))) = (out.get(limit - 1), ids.get(taken)) else {
             continue;
@@ -273,6 +278,51 @@ async fn summaries(
         }
     }
     out
+}
+
+/// Adds to a head summary of trace `id` what the index does not hold: per service its spans
+/// and errors, and the spans matching `q`, from the trace's records (read as a lookup reads
+/// them, for the traces of an answer only).
+fn head_details(
+    indexes: &Indexes,
+    store: &Store,
+    q: &TraceSearch,
+    id: &TraceId,
+    summary: &mut TraceSummary,
+) {
+    summary.matched = SpanSet::new(q.spss);
+    for loc in indexes.trace_records(id) {
+        let Some(batch) = span_batch(store, loc) else {
+            continue;
+        };
+        let resource = &batch.resource.attributes;
+        let service = crate::domain::archived_service_name(resource);
+        for s in batch.spans.iter().filter(|s| s.trace_id.get() == *id) {
+            let error = s.status.code.to_native() == crate::domain::STATUS_CODE_ERROR;
+            let stats = summary.services.entry(service.to_owned()).or_default();
+            stats.span_count += 1;
+            stats.error_count += u32::from(error);
+            let start = s.start_time_unix_nano.to_native();
+            let duration = s.end_time_unix_nano.to_native().saturating_sub(start);
+            let matches = in_range(start, q.start_unix_nanos, q.end_unix_nanos)
+                && q.service.as_deref().is_none_or(|w| service == w)
+                && q.name.as_deref().is_none_or(|w| s.name.as_str() == w)
+                && q.min_duration_nanos.is_none_or(|d| duration >= d)
+                && q.max_duration_nanos.is_none_or(|d| duration <= d)
+                && q.attrs.iter().all(|(k, v)| {
+                    attr_matches(&s.attributes, k, v) || attr_matches(resource, k, v)
+                });
+            if matches {
+                summary.matched.offer(MatchedSpan {
+                    span_id: s.span_id.get(),
+                    name: s.name.as_str().to_owned(),
+                    start_unix_nanos: start,
+                    duration_nanos: duration,
+                    attributes: q.attrs.clone(),
+                });
+            }
+        }
+    }
 }
 
 pub(super) fn newest_first(summaries: &mut Vec<TraceSummary>, limit: usize) {
