@@ -8,7 +8,7 @@ use super::scan::{
     in_range, name_filter, LastRecord, NameFilter, ReadAhead, SearchView, Slice, Verdict,
 };
 use crate::domain::{ArchivedAnyValue, ArchivedKeyValue, ArchivedSpanBatch, TraceId};
-use crate::index::{Indexes, MatchedSpan, SpanEntry, SpanSet, TraceSummary};
+use crate::index::{Indexes, MatchedSpan, RecordLoc, SpanEntry, SpanSet, TraceSummary};
 use crate::query::TraceSearch;
 use crate::shard::Shard;
 use crate::storage::Store;
@@ -256,15 +256,12 @@ async fn summaries(
         // The head summaries and the sealed set at one moment: a segment is in one or the other.
         let (heads, sealed): (Vec<(TraceId, Option<TraceSummary>)>, Vec<_>) = {
             let (indexes, store) = (shard.index.borrow(), shard.store.borrow());
-            let head = |id: &TraceId| {
-                let mut summary = indexes.summary(id)?;
-                head_details(&indexes, &store, q, id, &mut summary);
-                Some(summary)
-            };
-            (
-                batch.iter().map(|(id, _)| (*id, head(id))).collect(),
-                shard.sealed.borrow().iter().cloned().collect(),
-            )
+            let mut heads: Vec<(TraceId, Option<TraceSummary>)> = batch
+                .iter()
+                .map(|(id, _)| (*id, indexes.summary(id)))
+                .collect();
+            head_details(&indexes, &store, q, &mut heads);
+            (heads, shard.sealed.borrow().iter().cloned().collect())
         };
         out.extend(super::sealed::merge_summaries(shard, q, &sealed, heads).await);
         newest_first(&mut out, limit);
@@ -280,24 +277,36 @@ async fn summaries(
     out
 }
 
-/// Adds to a head summary of trace `id` what the index does not hold: per service its spans
-/// and errors, and the spans matching `q`, from the trace's records (read as a lookup reads
-/// them, for the traces of an answer only).
+/// Adds to the head summaries what the index does not hold: per service its spans and
+/// errors, and the spans matching `q`, from the traces' records (read as a lookup reads them,
+/// for the traces of an answer only; each record once, for all the traces it holds).
 fn head_details(
     indexes: &Indexes,
     store: &Store,
     q: &TraceSearch,
-    id: &TraceId,
-    summary: &mut TraceSummary,
+    heads: &mut [(TraceId, Option<TraceSummary>)],
 ) {
-    summary.matched = SpanSet::new(q.spss);
-    for loc in indexes.trace_records(id) {
+    let mut at: HashMap<TraceId, usize> = HashMap::new();
+    let mut records: Vec<RecordLoc> = Vec::new();
+    for (i, (id, head)) in heads.iter_mut().enumerate() {
+        if let Some(summary) = head {
+            summary.matched = SpanSet::new(q.spss);
+            at.insert(*id, i);
+            records.extend(indexes.trace_records(id));
+        }
+    }
+    records.sort_unstable_by_key(|l| (l.segment, l.offset));
+    records.dedup();
+    for loc in records {
         let Some(batch) = span_batch(store, loc) else {
             continue;
         };
         let resource = &batch.resource.attributes;
         let service = crate::domain::archived_service_name(resource);
-        for s in batch.spans.iter().filter(|s| s.trace_id.get() == *id) {
+        for s in batch.spans.iter() {
+            let Some(summary) = at.get(&s.trace_id.get()).and_then(|&i| heads[i].1.as_mut()) else {
+                continue;
+            };
             let error = s.status.code.to_native() == crate::domain::STATUS_CODE_ERROR;
             let stats = summary.services.entry(service.to_owned()).or_default();
             stats.span_count += 1;
