@@ -176,6 +176,22 @@ impl SpanSet {
 }
 
 impl TraceSummary {
+    /// The summary of no span yet of trace `id`, keeping `spss` matched spans.
+    pub fn empty(id: &TraceId, spss: usize) -> TraceSummary {
+        TraceSummary {
+            trace_id: id.to_hex(),
+            root_service_name: String::new(),
+            root_span_name: String::new(),
+            span_count: 0,
+            error_count: 0,
+            start_unix_nanos: u64::MAX,
+            end_unix_nanos: 0,
+            root: RootRank::NONE,
+            services: Default::default(),
+            matched: SpanSet::new(spss),
+        }
+    }
+
     pub fn duration_ms(&self) -> f64 {
         self.end_unix_nanos.saturating_sub(self.start_unix_nanos) as f64 / 1e6
     }

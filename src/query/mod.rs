@@ -33,6 +33,27 @@ pub struct TraceSearch {
     pub budget: Budget,
 }
 
+impl TraceSearch {
+    /// Whether a span matches every filter: its service, name, start, duration, and the
+    /// `attr` pairs, which `attrs_match` says (asked only once the rest matched).
+    pub fn span_matches(
+        &self,
+        service: &str,
+        name: &str,
+        start: u64,
+        duration: u64,
+        attrs_match: impl FnOnce() -> bool,
+    ) -> bool {
+        self.start_unix_nanos.is_none_or(|t| start >= t)
+            && self.end_unix_nanos.is_none_or(|t| start <= t)
+            && self.service.as_deref().is_none_or(|w| service == w)
+            && self.name.as_deref().is_none_or(|w| name == w)
+            && self.min_duration_nanos.is_none_or(|d| duration >= d)
+            && self.max_duration_nanos.is_none_or(|d| duration <= d)
+            && attrs_match()
+    }
+}
+
 /// Filters of a log search.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogSearch {

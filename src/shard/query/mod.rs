@@ -285,29 +285,26 @@ fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
             Some(m) => QueryResponse::Metrics(Box::new(m)),
             None => QueryResponse::Failed(Refusal::NoAnswer),
         },
-        QueryRequest::Services => {
-            let mut all: Vec<String> = Vec::new();
-            for a in answers {
-                if let QueryResponse::Services(s) = a {
-                    all.extend(s);
-                }
-            }
-            all.sort();
-            all.dedup();
-            QueryResponse::Services(all)
-        }
-        QueryRequest::Operations(_) => {
-            let mut all: Vec<String> = Vec::new();
-            for a in answers {
-                if let QueryResponse::Operations(s) = a {
-                    all.extend(s);
-                }
-            }
-            all.sort_unstable();
-            all.dedup();
-            QueryResponse::Operations(all)
-        }
+        QueryRequest::Services => QueryResponse::Services(names(answers, |a| match a {
+            QueryResponse::Services(s) => Some(s),
+            _ => None,
+        })),
+        QueryRequest::Operations(_) => QueryResponse::Operations(names(answers, |a| match a {
+            QueryResponse::Operations(s) => Some(s),
+            _ => None,
+        })),
     }
+}
+
+/// The names the shards' answers hold (`names_of` each), sorted, each once.
+fn names(
+    answers: Vec<QueryResponse>,
+    names_of: impl Fn(QueryResponse) -> Option<Vec<String>>,
+) -> Vec<String> {
+    let mut all: Vec<String> = answers.into_iter().filter_map(names_of).flatten().collect();
+    all.sort_unstable();
+    all.dedup();
+    all
 }
 
 /// The shards' metrics merged into one snapshot; `None` without any.

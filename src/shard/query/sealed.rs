@@ -10,7 +10,7 @@ use super::logs::value_contains;
 use super::records::{resource_fields, scope_fields, trace_group};
 use super::scan::in_range;
 use crate::domain::{archived_service_name, TraceId, STATUS_CODE_ERROR};
-use crate::index::{MatchedSpan, RootRank, SpanSet, TraceSummary};
+use crate::index::{MatchedSpan, RootRank, TraceSummary};
 use crate::metrics::add;
 use crate::otlp::json_out;
 use crate::query::{JsonGroup, LogHit, LogSearch, TraceSearch};
@@ -84,18 +84,9 @@ async fn summarize_block(
             // Per trace, its summary of this block.
             let mut here: HashMap<TraceId, TraceSummary> = HashMap::new();
             seg.scan(i, Some(&ids), &q.attrs, |s| {
-                let t = here.entry(s.trace_id).or_insert_with(|| TraceSummary {
-                    trace_id: s.trace_id.to_hex(),
-                    root_service_name: String::new(),
-                    root_span_name: String::new(),
-                    span_count: 0,
-                    error_count: 0,
-                    start_unix_nanos: u64::MAX,
-                    end_unix_nanos: 0,
-                    root: RootRank::NONE,
-                    services: Default::default(),
-                    matched: SpanSet::new(q.spss),
-                });
+                let t = here
+                    .entry(s.trace_id)
+                    .or_insert_with(|| TraceSummary::empty(&s.trace_id, q.spss));
                 let error = s.status_code == STATUS_CODE_ERROR;
                 t.span_count += 1;
                 t.error_count += u32::from(error);
@@ -105,9 +96,7 @@ async fn summarize_block(
                 };
                 stats.span_count += 1;
                 stats.error_count += u32::from(error);
-                if in_range(s.start, q.start_unix_nanos, q.end_unix_nanos)
-                    && span_facts_match(&q, s)
-                {
+                if facts_match(&q, s) {
                     t.matched.offer(MatchedSpan {
                         span_id: s.span_id,
                         name: s.name.to_owned(),
@@ -178,6 +167,12 @@ pub(super) async fn merge_summaries(
             (h, s) => h.or(s),
         })
         .collect()
+}
+
+/// Whether the span of `s` matches every filter of `q`.
+fn facts_match(q: &TraceSearch, s: &SpanFacts<'_>) -> bool {
+    let duration = s.end.saturating_sub(s.start);
+    q.span_matches(s.service, s.name, s.start, duration, || s.attrs_match)
 }
 
 /// Whether block `b` may hold a span `q` matches, by its description alone.
@@ -251,10 +246,7 @@ pub(super) async fn search_block(
             let q = &filter;
             let mut matched: Vec<(TraceId, u64)> = Vec::new();
             seg.scan(i, None, &q.attrs, |s| {
-                if matched.last().is_some_and(|m| m.0 == s.trace_id)
-                    || !in_range(s.start, q.start_unix_nanos, q.end_unix_nanos)
-                    || !span_facts_match(q, s)
-                {
+                if matched.last().is_some_and(|m| m.0 == s.trace_id) || !facts_match(q, s) {
                     return;
                 }
                 matched.push((s.trace_id, s.trace_start));
@@ -274,17 +266,6 @@ pub(super) async fn search_block(
             tracing::error!(shard = %shard.id, "{e}; the block is skipped");
         }
     }
-}
-
-/// Whether a span matches `q`'s service, name, duration and attribute filters (its time is
-/// checked apart).
-fn span_facts_match(q: &TraceSearch, s: &SpanFacts<'_>) -> bool {
-    let duration = s.end.saturating_sub(s.start);
-    q.service.as_deref().is_none_or(|w| s.service == w)
-        && q.name.as_deref().is_none_or(|w| s.name == w)
-        && q.min_duration_nanos.is_none_or(|d| duration >= d)
-        && q.max_duration_nanos.is_none_or(|d| duration <= d)
-        && s.attrs_match
 }
 
 /// The newest `q.limit` log records of `segments` (newest first) matching `q`, no older than

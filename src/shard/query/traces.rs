@@ -313,14 +313,11 @@ fn head_details(
             stats.error_count += u32::from(error);
             let start = s.start_time_unix_nano.to_native();
             let duration = s.end_time_unix_nano.to_native().saturating_sub(start);
-            let matches = in_range(start, q.start_unix_nanos, q.end_unix_nanos)
-                && q.service.as_deref().is_none_or(|w| service == w)
-                && q.name.as_deref().is_none_or(|w| s.name.as_str() == w)
-                && q.min_duration_nanos.is_none_or(|d| duration >= d)
-                && q.max_duration_nanos.is_none_or(|d| duration <= d)
-                && q.attrs.iter().all(|(k, v)| {
-                    attr_matches(&s.attributes, k, v) || attr_matches(resource, k, v)
-                });
+            let matches = q.span_matches(service, s.name.as_str(), start, duration, || {
+                q.attrs
+                    .iter()
+                    .all(|(k, v)| attr_matches(&s.attributes, k, v) || attr_matches(resource, k, v))
+            });
             if matches {
                 summary.matched.offer(MatchedSpan {
                     span_id: s.span_id.get(),
