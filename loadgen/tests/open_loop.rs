@@ -55,8 +55,11 @@ fn open_loop_latency_includes_time_queued_behind_a_stall() {
         "lag max {}",
         r.totals.lag.max()
     );
-    // Outside the stall, the loopback answers fast.
-    assert!(h.value_at_quantile(0.3) < 50 * MS);
+    // Outside the stall, the loopback answers fast. A third of the exports queue behind the
+    // stall, and a debug build on a busy machine can lag for a while after it: the fastest
+    // tenth shows the point without depending on how soon the backlog drains.
+    let p10 = h.value_at_quantile(0.1);
+    assert!(p10 < 50 * MS, "p10 {p10} ns");
 }
 
 /// Decodes an interval log (`--hdr-log`) and sums its histograms' counts.
