@@ -303,3 +303,114 @@ fn each_trace_of_an_answer_carries_its_matching_spans_and_its_services() {
     }
     assert_eq!(server.get("/api/v1/traces?spss=101").status, 400);
 }
+
+/// Stores `rounds` requests of 100 traces as [`store`] does, the span `n` of trace `needle`
+/// carrying `order.id=ord-4711` and `priority=7`.
+fn store_with_needle(server: &Server, first: u64, rounds: u64, needle: u64) {
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    for r in 0..rounds {
+        let mut req = traces_request("svc", first + r * 100, 100, 3);
+        for span in &mut req.resource_spans[0].scope_spans[0].spans {
+            if span.trace_id == trace_id(needle) && span.span_id == span_id(needle * 1000 + 1) {
+                span.attributes.push(kv("order.id", s("ord-4711")));
+                span.attributes
+                    .push(kv("priority", any_value::Value::IntValue(7)));
+            }
+        }
+        assert_eq!(server.post_traces(&req).status, 200);
+    }
+}
+
+#[test]
+fn a_needle_in_the_oldest_segment_is_found_by_reading_only_its_block() {
+    // Segments of some 20,000 spans, five blocks each: the needle's is one of ~50.
+    let mut server = Server::start_with(1, &["--segment-bytes", "8m"]);
+    store_with_needle(&server, 0, 200, 42);
+    wait_sealed(&server, 2.0);
+    for round in ["sealed", "after a restart"] {
+        let before = blocks_read(&server);
+        assert_eq!(
+            found(&server, "attr=order.id=ord-4711&limit=5"),
+            vec![42],
+            "{round}"
+        );
+        // Searched, then summarised: its block twice, and a false positive now and then.
+        let read = blocks_read(&server) - before;
+        assert!(
+            (2.0..=4.0).contains(&read),
+            "{read} blocks read for a needle ({round})"
+        );
+        // Numbers by their value; both pairs on the one span.
+        let before = blocks_read(&server);
+        assert_eq!(
+            found(&server, "attr=priority=07&attr=order.id=ord-4711"),
+            vec![42]
+        );
+        assert!(blocks_read(&server) - before <= 4.0, "{round}");
+        // A needle nobody has reads nothing, or a block for a false positive.
+        let before = blocks_read(&server);
+        assert!(found(&server, "attr=order.id=ord-9999").is_empty());
+        assert!(found(&server, "attr=priority=7&attr=order.id=ord-1").is_empty());
+        let read = blocks_read(&server) - before;
+        assert!(
+            read <= 1.0,
+            "{read} blocks read for absent needles ({round})"
+        );
+        // Common values are still found in every block that holds them.
+        assert_eq!(
+            found(&server, "attr=http.request.method=GET&limit=1000").len(),
+            1000
+        );
+        server.restart();
+    }
+    assert_eq!(
+        metric_now(&server, "glust_sealed_blocks_damaged_total"),
+        0.0
+    );
+}
+
+#[test]
+fn a_log_needle_is_found_by_reading_only_its_block() {
+    let server = Server::start_with(1, &["--segment-bytes", "8m"]);
+    let filler = "GET /api/v1/users served in 12 ms by worker-3 after cache lookup miss";
+    for r in 0..100u64 {
+        let records = (0..1000)
+            .map(|i| {
+                let n = r * 1000 + i;
+                match n {
+                    1234 => log_record(n, Some(77), 17, "order 8f3a2b9c failed: card declined"),
+                    _ => log_record(n, Some(10_000 + n / 10), 9, filler),
+                }
+            })
+            .collect();
+        assert_eq!(server.post_logs(&logs_request("svc", records)).status, 200);
+    }
+    wait_sealed(&server, 2.0);
+    let logs = |query: &str| -> usize {
+        server.get_json(&format!("/api/v1/logs?{query}"))["resourceLogs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["scopeLogs"].as_array().unwrap())
+            .map(|s| s["logRecords"].as_array().unwrap().len())
+            .sum()
+    };
+    for (query, hits) in [
+        ("contains=8f3a2b9c", 1),
+        ("contains=card+declined&limit=5", 1),
+        (&format!("traceId={}", hex(&trace_id(77))) as &str, 1),
+        ("contains=8f3a", 0),
+        ("contains=order+8f3a2b9c+failed%3A", 1),
+        ("contains=no+such+words", 0),
+    ] {
+        let before = blocks_read(&server);
+        assert_eq!(logs(query), hits, "{query}");
+        let read = blocks_read(&server) - before;
+        assert!(read <= 2.0, "{read} blocks read for {query}");
+    }
+    // A word everywhere still reads what it must: the records before record 5000's time lie
+    // in the oldest segment.
+    let before = blocks_read(&server);
+    assert_eq!(logs("contains=worker&end=1700000005000000000&limit=10"), 10);
+    assert!(blocks_read(&server) - before >= 1.0);
+}

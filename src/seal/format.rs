@@ -8,7 +8,7 @@
 //! | offset | size | header field                                      |
 //! |--------|------|---------------------------------------------------|
 //! | 0      | 8    | magic `GLUSTSLD`                                  |
-//! | 8      | 4    | format version (3; 1 and 2 are read too)          |
+//! | 8      | 4    | format version (4; 1 to 3 are read too)           |
 //! | 12     | 4    | id of the shard that wrote the raw segment        |
 //! | 16     | 4    | number of shards then                             |
 //! | 20     | 4    | reserved, zero                                    |
@@ -21,20 +21,22 @@
 //! | offset | size | block frame field                                 |
 //! |--------|------|---------------------------------------------------|
 //! | 0      | 4    | magic `BLK1`                                      |
-//! | 4      | 1    | kind: 1 spans ([`super::block`]), 2 logs ([`super::logblock`]) |
+//! | 4      | 1    | kind: 1 spans ([`super::block`]), 2 logs ([`super::logblock`]), 3 needles ([`super::needles`]) |
 //! | 5      | 3    | reserved, zero                                    |
 //! | 8      | 4    | length of the block's bytes                       |
 //! | 12     | 4    | CRC32C of the block's bytes                       |
 //!
 //! The frames make the data file readable without its sidecar: a lost or damaged sidecar is
-//! rebuilt by decoding the blocks.
+//! rebuilt by decoding the blocks. From version 4 the last block may be the needles block, the
+//! filters of rare values (its own table of contents, [`super::needles`]); a rebuild builds it
+//! anew from the blocks.
 //!
 //! **Sidecar**: a fixed part, then variable sections, then a CRC32C of everything before it.
 //!
 //! | offset | size | field                                                     |
 //! |--------|------|-----------------------------------------------------------|
 //! | 0      | 8    | magic `GLUSTIDX`                                          |
-//! | 8      | 4    | format version (3; 1 and 2 are read too)                  |
+//! | 8      | 4    | format version (4; 1 to 3 are read too)                   |
 //! | 12     | 52   | bytes 12..64 of the data file's header (shard … last write, reserved) |
 //! | 64     | 8    | length of the data file                                   |
 //! | 72     | 8    | spans                                                     |
@@ -56,8 +58,9 @@
 //! from version 3, per block the `u64` first start of its newest trace (0 for a log block),
 //! then a `u32` length and the block's trace filter (8-bit, the same encoding; length 0 for a
 //! log block or when none could be built), then a `u32` count and that many (service id, span
-//! name id) pairs, `u32` each, sorted: the operations of the segment's spans; then the `u32`
-//! CRC32C.
+//! name id) pairs, `u32` each, sorted: the operations of the segment's spans; then, from
+//! version 4, the needles block's frame offset (`u64`, 0 when there is none), its length and
+//! its CRC32C (`u32` each); then the `u32` CRC32C.
 //!
 //! Versions 1 and 2 sort a segment's spans by trace id, so that each block covers an id range
 //! (its first and last trace id) and the whole segment's time. From version 3 the traces are in
@@ -75,15 +78,20 @@ pub const DATA_MAGIC: &[u8; 8] = b"GLUSTSLD";
 pub const SIDECAR_MAGIC: &[u8; 8] = b"GLUSTIDX";
 /// The version written. Version 1 differs from 2 only in its sidecars' trace filter (8-bit
 /// fingerprints: 0.4% false positives, each a block read for nothing on a lookup or a search's
-/// summary; 16-bit: 0.0015%); version 3 orders spans by time and adds per-block filters.
-pub const SEALED_VERSION: u32 = 3;
+/// summary; 16-bit: 0.0015%); version 3 orders spans by time and adds per-block filters;
+/// version 4 adds the needles block.
+pub const SEALED_VERSION: u32 = 4;
 /// The first version whose span blocks are in time order, each with a trace filter.
 pub const TIME_ORDERED_VERSION: u32 = 3;
+/// The first version with a needles block.
+pub const NEEDLES_VERSION: u32 = 4;
 /// The oldest version read.
 pub const SEALED_VERSION_MIN: u32 = 1;
 pub const DATA_HEADER_BYTES: usize = 64;
 pub const BLOCK_MAGIC: &[u8; 4] = b"BLK1";
 pub const BLOCK_FRAME_BYTES: usize = 16;
+/// The frame kind of the needles block: not a [`BlockKind`], as no [`BlockMeta`] describes it.
+pub const NEEDLES_FRAME_KIND: u8 = 3;
 const SIDECAR_FIXED_BYTES: usize = 128;
 
 /// What a block holds.
@@ -284,6 +292,17 @@ pub struct Sidecar {
     /// Time-ordered: the (service id, span name id) pairs of the segment's spans, sorted.
     /// Empty otherwise (see [`Sidecar::operations_of`]).
     pub operations: Vec<(u32, u32)>,
+    /// Where the data file's needles block is (version 4; `None` before, or when no block
+    /// has keys to filter).
+    pub needles: Option<NeedlesPlace>,
+}
+
+/// The needles block's frame in the data file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeedlesPlace {
+    pub offset: u64,
+    pub len: u32,
+    pub crc: u32,
 }
 
 /// What a time-ordered sidecar says of a block's traces.
@@ -429,7 +448,7 @@ impl Sidecar {
         match (&self.trace_filter, self.time_ordered) {
             (Some(TraceFilter::Fuse8(_)), _) => 1,
             (_, false) => 2,
-            (_, true) => TIME_ORDERED_VERSION,
+            (_, true) => SEALED_VERSION,
         }
     }
 
@@ -547,6 +566,14 @@ impl Sidecar {
                 out.extend_from_slice(&service.to_le_bytes());
                 out.extend_from_slice(&name.to_le_bytes());
             }
+            let n = self.needles.unwrap_or(NeedlesPlace {
+                offset: 0,
+                len: 0,
+                crc: 0,
+            });
+            out.extend_from_slice(&n.offset.to_le_bytes());
+            out.extend_from_slice(&n.len.to_le_bytes());
+            out.extend_from_slice(&n.crc.to_le_bytes());
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -629,8 +656,22 @@ impl Sidecar {
                 pairs
             }
         };
+        let needles = match version >= NEEDLES_VERSION {
+            false => None,
+            true => {
+                let b = r.take(16)?;
+                let place = NeedlesPlace {
+                    offset: u64_at(b, 0),
+                    len: u32_at(b, 8),
+                    crc: u32_at(b, 12),
+                };
+                (place.offset != 0).then_some(place)
+            }
+        };
         if r.pos != body.len() {
-            return Err(FormatError::Invalid("bytes after the trace filters"));
+            return Err(FormatError::Invalid(
+                "bytes after the needles block's place",
+            ));
         }
         Ok(Sidecar {
             meta,
@@ -647,6 +688,7 @@ impl Sidecar {
             time_ordered,
             block_traces,
             operations,
+            needles,
         })
     }
 }
@@ -659,6 +701,21 @@ pub fn block_frame(kind: BlockKind, block: &[u8]) -> [u8; BLOCK_FRAME_BYTES] {
     f[8..12].copy_from_slice(&(block.len() as u32).to_le_bytes());
     f[12..16].copy_from_slice(&crc32c::crc32c(block).to_le_bytes());
     f
+}
+
+/// A needles block's frame for `block`.
+pub fn needles_frame(block: &[u8]) -> [u8; BLOCK_FRAME_BYTES] {
+    let mut f = block_frame(BlockKind::Spans, block);
+    f[4] = NEEDLES_FRAME_KIND;
+    f
+}
+
+/// The length of the needles block whose frame starts `bytes`, if it is one.
+pub fn needles_frame_len(bytes: &[u8]) -> Option<u32> {
+    (bytes.len() >= BLOCK_FRAME_BYTES
+        && &bytes[0..4] == BLOCK_MAGIC
+        && bytes[4] == NEEDLES_FRAME_KIND)
+        .then(|| u32_at(bytes, 8))
 }
 
 /// The kind, length and CRC of the block frame at the start of `bytes`.

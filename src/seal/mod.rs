@@ -1,7 +1,8 @@
 //! Sealing: full raw segments rewritten as compressed blocks laid out for queries, with an
 //! index sidecar (formats in [`format`] and `shards/README.md`).
 //!
-//! - [`block`]: the block codec of spans (columns), [`logblock`] that of logs;
+//! - [`block`]: the block codec of spans (columns), [`logblock`] that of logs, [`needles`]
+//!   the filters of rare values that let a search skip blocks;
 //! - [`write`]: sealing one raw segment, crash-safe;
 //! - [`sealed`]: a sealed segment held and read; [`set`]: a shard's sealed segments;
 //! - [`recover`]: what start-up makes of a directory's sealed files.
@@ -13,6 +14,7 @@ pub mod block;
 pub mod column;
 pub mod format;
 pub mod logblock;
+pub mod needles;
 pub mod recover;
 pub mod sealed;
 pub mod set;

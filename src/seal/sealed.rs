@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use rkyv::util::AlignedVec;
 
-use super::format::{read_block_frame, BlockKind, SealedMeta, Sidecar, BLOCK_FRAME_BYTES};
+use super::format::{
+    needles_frame_len, read_block_frame, BlockKind, SealedMeta, Sidecar, BLOCK_FRAME_BYTES,
+};
+use super::needles::{Entry, Needles};
 use super::{block, logblock, SealError};
 use crate::domain::{ArchivedLogBatch, ArchivedSpanBatch, TraceId};
 use crate::limits::SIDECAR_BYTES_MAX;
@@ -16,6 +19,8 @@ pub struct SealedSegment {
     pub data_path: PathBuf,
     pub sidecar_path: PathBuf,
     map: Mmap,
+    /// The data file's needle filters, read in place (`None`: every block may hold a needle).
+    needles: Option<Needles>,
 }
 
 impl std::fmt::Debug for SealedSegment {
@@ -75,11 +80,34 @@ impl SealedSegment {
                 sidecar.data_bytes
             )));
         }
+        let needles = match sidecar.needles {
+            None => None,
+            Some(place) => {
+                let at = place.offset as usize;
+                let frame = map.get(at..at + BLOCK_FRAME_BYTES).unwrap_or_default();
+                if needles_frame_len(frame) != Some(place.len)
+                    || frame[12..16] != place.crc.to_le_bytes()
+                {
+                    return Err(damaged(
+                        "its needles block's frame does not match the sidecar".into(),
+                    ));
+                }
+                let n = Needles::open(
+                    &map,
+                    at + BLOCK_FRAME_BYTES,
+                    place.len as usize,
+                    sidecar.blocks.len(),
+                )
+                .map_err(|e| damaged(format!("its needles block: {e}")))?;
+                Some(n)
+            }
+        };
         Ok(SealedSegment {
             sidecar,
             data_path,
             sidecar_path,
             map,
+            needles,
         })
     }
 
@@ -95,7 +123,29 @@ impl SealedSegment {
             data_path: self.data_path.clone(),
             sidecar_path: self.sidecar_path.clone(),
             map: self.map,
+            needles: self.needles.map(|n| n.rehomed()),
         }
+    }
+
+    /// Whether the filter of `entry` (the whole segment, or a block) may hold, for each of
+    /// `all_of`, one of its keys ([`Needles::may_match`]). Without filters, anything may be
+    /// there. A filter found damaged is `Err` once (then taken to hold anything). May read
+    /// the data file: not on a shard's thread.
+    pub fn may_match(&self, entry: Entry, all_of: &[Vec<u64>]) -> Result<bool, SealError> {
+        match &self.needles {
+            None => Ok(true),
+            Some(n) => n
+                .may_match(&self.map, entry, all_of)
+                .map_err(|d| SealError::Damaged {
+                    path: self.data_path.clone(),
+                    reason: format!("the needle filter of {:?}: {}", d.entry, d.reason),
+                }),
+        }
+    }
+
+    /// Bytes of the needles block on disk.
+    pub fn needles_bytes(&self) -> usize {
+        self.needles.as_ref().map_or(0, Needles::bytes)
     }
 
     /// The bytes of block `i`, checked against its frame and CRC.

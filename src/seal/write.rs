@@ -11,11 +11,12 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use super::format::{
-    block_frame, read_block_frame, trace_key, BlockKind, BlockMeta, BlockTraces, SealedMeta,
-    Sidecar, TraceFilter, BLOCK_FRAME_BYTES, DATA_HEADER_BYTES,
+    block_frame, needles_frame, needles_frame_len, read_block_frame, trace_key, BlockKind,
+    BlockMeta, BlockTraces, NeedlesPlace, SealedMeta, Sidecar, TraceFilter, BLOCK_FRAME_BYTES,
+    DATA_HEADER_BYTES,
 };
 use super::sealed::SealedSegment;
-use super::{block, data_path, logblock, sidecar_path, tmp_path, SealError};
+use super::{block, data_path, logblock, needles, sidecar_path, tmp_path, SealError};
 use crate::domain::{
     archived_service_name, from_archived, ArchivedLogBatch, ArchivedSpanBatch, LogRecord, Span,
     TraceId, STATUS_CODE_ERROR,
@@ -131,6 +132,11 @@ pub fn rebuild(data: &Path) -> Result<Rebuilt, SealError> {
     let (mut kept, mut lost) = (0, 0);
     let mut at = DATA_HEADER_BYTES;
     while at < map.len() {
+        // The needles block is built anew from the blocks kept.
+        if let Some(len) = needles_frame_len(&map[at..]) {
+            at += BLOCK_FRAME_BYTES + len as usize;
+            continue;
+        }
         let Ok((kind, len, crc)) = read_block_frame(&map[at..]) else {
             // Past a damaged frame the next block's start is unknown: the rest is lost.
             lost += 1;
@@ -207,15 +213,16 @@ fn write_pair(
         let mut names = Names::default();
         let (traces, filter_keys) = write_span_blocks(&mut out, &mut names, spans)?;
         write_log_blocks(&mut out, &mut names, logs)?;
-        let data_bytes = out.finish()?;
-        let sidecar = names.sidecar(
+        let (data_bytes, needles) = out.finish()?;
+        let mut sidecar = names.sidecar(
             meta,
             data_bytes,
-            out.blocks,
-            out.traces,
+            std::mem::take(&mut out.blocks),
+            std::mem::take(&mut out.traces),
             traces,
             filter_keys,
         );
+        sidecar.needles = needles;
         let mut f = File::create(&idx_tmp)?;
         f.write_all(&sidecar.encode())?;
         f.sync_all()?;
@@ -245,6 +252,9 @@ struct DataWriter {
     blocks: Vec<BlockMeta>,
     /// Per block, what it says of its traces (a log block: nothing).
     traces: Vec<BlockTraces>,
+    /// Per block, its needle filter; and the keys of all blocks, for the segment's.
+    needles: Vec<Option<xorf::BinaryFuse8>>,
+    segment_keys: Vec<u64>,
 }
 
 impl DataWriter {
@@ -256,18 +266,24 @@ impl DataWriter {
             pos: DATA_HEADER_BYTES as u64,
             blocks: Vec::new(),
             traces: Vec::new(),
+            needles: Vec::new(),
+            segment_keys: Vec::new(),
         })
     }
 
-    /// Appends `bytes` as a block of `kind`, described by `meta` (its place filled in here)
-    /// and `traces`.
+    /// Appends `bytes` as a block of `kind`, described by `meta` (its place filled in here),
+    /// `traces` and its needle keys (in any order, repeated or not).
     fn block(
         &mut self,
         kind: BlockKind,
         bytes: &[u8],
         mut meta: BlockMeta,
         traces: BlockTraces,
+        mut keys: Vec<u64>,
     ) -> io::Result<()> {
+        let filter = needles::build(&mut keys);
+        self.segment_keys.extend_from_slice(&keys);
+        self.needles.push(filter);
         let frame = block_frame(kind, bytes);
         self.out.write_all(&frame)?;
         self.out.write_all(bytes)?;
@@ -281,11 +297,28 @@ impl DataWriter {
         Ok(())
     }
 
-    /// Flushes and syncs the file; its length.
-    fn finish(&mut self) -> io::Result<u64> {
+    /// Writes the needles block (if any block has keys), flushes and syncs the file; its
+    /// length, and where the needles block is.
+    fn finish(&mut self) -> io::Result<(u64, Option<NeedlesPlace>)> {
+        let mut place = None;
+        if self.needles.iter().any(Option::is_some) {
+            let mut filters = Vec::with_capacity(1 + self.needles.len());
+            filters.push(needles::build(&mut std::mem::take(&mut self.segment_keys)));
+            filters.append(&mut self.needles);
+            let bytes = needles::encode(&filters);
+            let frame = needles_frame(&bytes);
+            self.out.write_all(&frame)?;
+            self.out.write_all(&bytes)?;
+            place = Some(NeedlesPlace {
+                offset: self.pos,
+                len: bytes.len() as u32,
+                crc: u32::from_le_bytes(frame[12..16].try_into().expect("4 bytes")),
+            });
+            self.pos += (BLOCK_FRAME_BYTES + bytes.len()) as u64;
+        }
         self.out.flush()?;
         self.out.get_ref().sync_all()?;
-        Ok(self.pos)
+        Ok((self.pos, place))
     }
 }
 
@@ -361,6 +394,7 @@ impl Names {
             time_ordered: true,
             block_traces,
             operations,
+            needles: None,
         }
     }
 }
@@ -400,8 +434,13 @@ fn write_span_blocks(
     let mut groups = block::Groups::default();
     let mut batch_groups = Vec::with_capacity(batches.len());
     let mut services = Vec::with_capacity(batches.len());
+    let mut hasher = needles::Keys::default();
+    let mut resource_keys: Vec<Vec<u64>> = Vec::with_capacity(batches.len());
     for b in batches {
         let resource = from_archived::resource(&b.resource);
+        let mut k = Vec::new();
+        hasher.attrs(&resource.attributes, &mut k);
+        resource_keys.push(k);
         batch_groups.push(groups.add(&resource, &from_archived::scope(&b.scope)));
         services.push(id_of(
             &mut names.services,
@@ -493,8 +532,18 @@ fn write_span_blocks(
             newest_start: runs_start(chunk),
             filter: TraceFilter::build_small(&block_keys),
         };
+        let mut needle_keys = Vec::new();
+        for (_, s) in &input {
+            hasher.attrs(&s.attributes, &mut needle_keys);
+        }
+        let mut chunk_batches: Vec<u32> = chunk.iter().map(|c| c.2).collect();
+        chunk_batches.sort_unstable();
+        chunk_batches.dedup();
+        for b in chunk_batches {
+            needle_keys.extend_from_slice(&resource_keys[b as usize]);
+        }
         let bytes = block::encode_sorted(&groups, &input);
-        out.block(BlockKind::Spans, &bytes, meta, traces)?;
+        out.block(BlockKind::Spans, &bytes, meta, traces, needle_keys)?;
         start = end;
     }
     Ok((traces, keys))
@@ -544,6 +593,7 @@ fn write_log_blocks(
             .collect();
         let mut meta = empty_meta();
         let mut max_severity = 0;
+        let mut needle_keys = Vec::new();
         for ((_, batch), records) in chunk.iter().zip(&logs) {
             meta.services.push(id_of(
                 &mut names.services,
@@ -555,6 +605,8 @@ fn write_log_blocks(
                 meta.min_time = meta.min_time.min(t);
                 meta.max_time = meta.max_time.max(t);
                 max_severity = max_severity.max(record.severity_number);
+                needles::body_keys(&record.body, &mut needle_keys);
+                needle_keys.extend(record.trace_id.as_ref().map(needles::trace_id_key));
             }
         }
         meta.error = max_severity >= SEVERITY_ERROR;
@@ -573,6 +625,7 @@ fn write_log_blocks(
             &logblock::encode(&groups, &runs),
             meta,
             traces,
+            needle_keys,
         )?;
         start = end;
     }

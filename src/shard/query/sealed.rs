@@ -15,7 +15,7 @@ use crate::metrics::add;
 use crate::otlp::json_out;
 use crate::query::{JsonGroup, LogHit, LogSearch, TraceSearch};
 use crate::seal::block::SpanFacts;
-use crate::seal::{BlockKind, BlockMeta, DecodedBlock, SealedSegment};
+use crate::seal::{needles, BlockKind, BlockMeta, DecodedBlock, SealError, SealedSegment};
 use crate::shard::Shard;
 
 /// Block `i` of `segment`, decoded on the blocking pool; `None` (counted and logged) if it is
@@ -204,10 +204,109 @@ fn id_in(names: &[String], wanted: Option<&str>) -> Result<Option<u32>, ()> {
     }
 }
 
-/// The span blocks of `segment` that may hold a span matching `q`, by the sidecar alone,
-/// each with the latest start a trace it holds can have ([`crate::seal::Sidecar::newest_trace_start`])
-/// or `q`'s end if earlier: no trace first found in the block starts later than that.
-pub(super) fn candidate_blocks(q: &TraceSearch, segment: &SealedSegment) -> Vec<(u64, usize)> {
+/// The needle keys of a trace search: per `attr` pair, the keys a matching value may have.
+/// Empty: the search has no needle to look for.
+pub(super) fn trace_needles(q: &TraceSearch) -> Vec<Vec<u64>> {
+    let mut keys = needles::Keys::default();
+    q.attrs.iter().map(|(k, v)| keys.query_keys(k, v)).collect()
+}
+
+/// The needle keys of a log search: each word of `contains` ([`crate::query::words`]) and
+/// the trace id.
+pub(super) fn log_needles(q: &LogSearch) -> Vec<Vec<u64>> {
+    let words = q
+        .contains
+        .iter()
+        .flat_map(|c| crate::query::words::words(c))
+        .map(|w| vec![needles::word_key(w)]);
+    let trace = q.trace_id.iter().map(|t| vec![needles::trace_id_key(t)]);
+    words.chain(trace).collect()
+}
+
+/// Whether the needle filter of `entry` in `segment` may hold `all_of`; a damaged filter is
+/// kept in `damaged` (to be reported) and may hold anything.
+fn needle_may_match(
+    segment: &SealedSegment,
+    entry: needles::Entry,
+    all_of: &[Vec<u64>],
+    damaged: &mut Vec<SealError>,
+) -> bool {
+    all_of.is_empty()
+        || segment.may_match(entry, all_of).unwrap_or_else(|e| {
+            damaged.push(e);
+            true
+        })
+}
+
+/// Counts and logs the needle filters found damaged; their blocks were read instead.
+fn report_damaged(shard: &Shard, damaged: Vec<SealError>) {
+    for e in damaged {
+        add(&shard.metrics.sealed_blocks_damaged, 1);
+        tracing::error!(shard = %shard.id, "{e}; its blocks are read instead");
+    }
+}
+
+/// Runs `f` over `segments` on the blocking pool when there are needles to probe (the
+/// filters are read from the data files), else on this thread (the sidecars alone); reports
+/// the damaged filters found.
+async fn per_segment<T, F>(
+    shard: &Shard,
+    segments: &[Arc<SealedSegment>],
+    all_of: Vec<Vec<u64>>,
+    f: F,
+) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(&SealedSegment, &[Vec<u64>], &mut Vec<SealError>) -> T + Send + 'static,
+{
+    let run = move |segments: &[Arc<SealedSegment>], all_of: &[Vec<u64>]| {
+        let mut damaged = Vec::new();
+        let out: Vec<T> = segments
+            .iter()
+            .map(|s| f(s, all_of, &mut damaged))
+            .collect();
+        (out, damaged)
+    };
+    let (out, damaged) = match all_of.is_empty() {
+        true => run(segments, &all_of),
+        false => {
+            let segments = segments.to_vec();
+            glommio::executor()
+                .spawn_blocking(move || run(&segments, &all_of))
+                .await
+        }
+    };
+    report_damaged(shard, damaged);
+    out
+}
+
+/// Per segment of `segments`, the span blocks that may hold a span matching `q`
+/// ([`candidate_blocks`]).
+pub(super) async fn trace_candidates(
+    shard: &Shard,
+    q: &TraceSearch,
+    segments: &[Arc<SealedSegment>],
+) -> Vec<Vec<(u64, usize)>> {
+    let q = q.clone();
+    per_segment(
+        shard,
+        segments,
+        trace_needles(&q),
+        move |segment, all_of, damaged| candidate_blocks(&q, segment, all_of, damaged),
+    )
+    .await
+}
+
+/// The span blocks of `segment` that may hold a span matching `q`, by the sidecar and the
+/// needle filters (`all_of`, from [`trace_needles`]), each with the latest start a trace it
+/// holds can have ([`crate::seal::Sidecar::newest_trace_start`]) or `q`'s end if earlier: no
+/// trace first found in the block starts later than that.
+pub(super) fn candidate_blocks(
+    q: &TraceSearch,
+    segment: &SealedSegment,
+    all_of: &[Vec<u64>],
+    damaged: &mut Vec<SealError>,
+) -> Vec<(u64, usize)> {
     let sc = &segment.sidecar;
     if sc.spans == 0
         || q.start_unix_nanos.is_some_and(|s| sc.max_time < s)
@@ -221,9 +320,15 @@ pub(super) fn candidate_blocks(q: &TraceSearch, segment: &SealedSegment) -> Vec<
     ) else {
         return Vec::new();
     };
+    if !needle_may_match(segment, needles::Entry::Segment, all_of, damaged) {
+        return Vec::new();
+    }
     let end = q.end_unix_nanos.unwrap_or(u64::MAX);
     (0..sc.blocks.len())
-        .filter(|&i| span_block_may_match(&sc.blocks[i], q, service, name))
+        .filter(|&i| {
+            span_block_may_match(&sc.blocks[i], q, service, name)
+                && needle_may_match(segment, needles::Entry::Block(i), all_of, damaged)
+        })
         .map(|i| (sc.newest_trace_start(i).min(end), i))
         .collect()
 }
@@ -268,6 +373,41 @@ pub(super) async fn search_block(
     }
 }
 
+/// The log blocks of `segment` that may hold a record matching `q`, newest first, by the
+/// sidecar and the needle filters (`all_of`, from [`log_needles`]).
+fn log_blocks(
+    q: &LogSearch,
+    segment: &SealedSegment,
+    all_of: &[Vec<u64>],
+    damaged: &mut Vec<SealError>,
+) -> Vec<usize> {
+    let sc = &segment.sidecar;
+    if sc.logs == 0
+        || q.start_unix_nanos.is_some_and(|s| sc.max_time < s)
+        || q.end_unix_nanos.is_some_and(|e| sc.min_time > e)
+    {
+        return Vec::new();
+    }
+    let Ok(service) = id_in(&sc.services, q.service.as_deref()) else {
+        return Vec::new();
+    };
+    if !needle_may_match(segment, needles::Entry::Segment, all_of, damaged) {
+        return Vec::new();
+    }
+    (0..sc.blocks.len())
+        .rev()
+        .filter(|&i| {
+            let b = &sc.blocks[i];
+            b.kind == BlockKind::Logs
+                && q.start_unix_nanos.is_none_or(|s| b.max_time >= s)
+                && q.end_unix_nanos.is_none_or(|e| b.min_time <= e)
+                && q.min_severity.is_none_or(|m| b.max_severity >= m)
+                && service.is_none_or(|id| b.services.binary_search(&id).is_ok())
+                && needle_may_match(segment, needles::Entry::Block(i), all_of, damaged)
+        })
+        .collect()
+}
+
 /// The newest `q.limit` log records of `segments` (newest first) matching `q`, no older than
 /// `floor` (the oldest of the head's matches once it had `limit`); `false` with them if the
 /// search's budget ran out before every block that could hold a match was read.
@@ -279,28 +419,18 @@ pub(super) async fn search_logs(
 ) -> (Vec<LogHit>, bool) {
     let mut hits: Vec<LogHit> = Vec::new();
     let mut floor = floor;
-    for segment in segments {
+    let candidates = {
+        let q = q.clone();
+        per_segment(
+            shard,
+            &segments,
+            log_needles(&q),
+            move |segment, all_of, damaged| log_blocks(&q, segment, all_of, damaged),
+        )
+        .await
+    };
+    for (segment, blocks) in segments.into_iter().zip(candidates) {
         let sc = &segment.sidecar;
-        if sc.logs == 0
-            || q.start_unix_nanos.is_some_and(|s| sc.max_time < s)
-            || q.end_unix_nanos.is_some_and(|e| sc.min_time > e)
-        {
-            continue;
-        }
-        let Ok(service) = id_in(&sc.services, q.service.as_deref()) else {
-            continue;
-        };
-        let blocks: Vec<usize> = (0..sc.blocks.len())
-            .rev()
-            .filter(|&i| {
-                let b = &sc.blocks[i];
-                b.kind == BlockKind::Logs
-                    && q.start_unix_nanos.is_none_or(|s| b.max_time >= s)
-                    && q.end_unix_nanos.is_none_or(|e| b.min_time <= e)
-                    && q.min_severity.is_none_or(|m| b.max_severity >= m)
-                    && service.is_none_or(|id| b.services.binary_search(&id).is_ok())
-            })
-            .collect();
         for i in blocks {
             if floor.is_some_and(|f| sc.blocks[i].max_time <= f) {
                 continue;

@@ -97,14 +97,11 @@ pub(super) async fn search_traces_local(
     // than its matching span, so than the search's `end`; once `limit` traces are held that
     // all start after that bound for the next block, no block left can add one to the answer.
     let sealed = view.sealed;
-    let mut blocks: Vec<(u64, usize, usize)> = sealed
-        .iter()
+    let mut blocks: Vec<(u64, usize, usize)> = super::sealed::trace_candidates(shard, q, &sealed)
+        .await
+        .into_iter()
         .enumerate()
-        .flat_map(|(s, segment)| {
-            super::sealed::candidate_blocks(q, segment)
-                .into_iter()
-                .map(move |(bound, b)| (bound, s, b))
-        })
+        .flat_map(|(s, blocks)| blocks.into_iter().map(move |(bound, b)| (bound, s, b)))
         .collect();
     blocks.sort_unstable_by_key(|&(bound, s, b)| (std::cmp::Reverse(bound), s, b));
     for (unread_newest, s, b) in blocks {
