@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # Search timings on a store filled by loadgen: one shard with its defaults (128 MiB segments,
-# sealing on) gets loadgen's default traces (fixed seed) at RATE spans/s for SECONDS; once
+# sealing on) first gets a planted needle (one span with order.id=ord-needle-4711, one log
+# record saying "payment 8f3a2b9c declined", both of trace 4711…), then loadgen's default
+# traces and logs (fixed seed) at RATE spans/s and LOG_RATE records/s for SECONDS; once
 # sealing has caught up, each search below is timed 5 times with a warm page cache and 5
 # times with it dropped before each run (p50 of each, and the sealed blocks the search read,
 # from glust_sealed_blocks_read_total).
 #
-#   scripts/query-bench.sh GLUST [RATE=120000] [SECONDS=240]
+#   scripts/query-bench.sh GLUST [RATE=120000] [SECONDS=240] [LOG_RATE=40000]
 #
 # Needs target/release/loadgen, root (to drop the page cache), python3, curl. Uses ports
 # 25318/25317/25200 (below the ephemeral range) and /tmp/glust-query.
-#
-# Not yet here (issue 16): log records, planted needles, trace by id.
-# Then two scans that no sidecar can skip, with their rate in sealed spans per second.
+# Then two scans that no sidecar or filter can skip, with their rate in sealed spans per second.
 set -euo pipefail
 bin=${1:?usage: query-bench.sh GLUST [RATE] [SECONDS]}
-rate=${2:-120000}; secs=${3:-240}
+rate=${2:-120000}; secs=${3:-240}; log_rate=${4:-40000}
 here=$(cd "$(dirname "$0")/.." && pwd)
 data=/tmp/glust-query
 q=http://127.0.0.1:25200
@@ -26,15 +26,32 @@ trap 'kill -9 $pid 2>/dev/null || true' EXIT
 for _ in $(seq 600); do curl -sf $q/readyz >/dev/null && break; sleep 0.01; done
 metric() { curl -s $q/metrics | awk -v n="glust_$1" '$1 == n {print $2}'; }
 
-echo "filling: $rate spans/s for $secs s"
+needle_trace=47110000000000000000000000004711
+now=$(date +%s%N)
+curl -sf -H 'content-type: application/json' 127.0.0.1:25318/v1/traces -d '{"resourceSpans":[{
+  "resource":{"attributes":[{"key":"service.name","value":{"stringValue":"payments"}}]},
+  "scopeSpans":[{"spans":[{"traceId":"'$needle_trace'","spanId":"4711471147114711",
+  "name":"charge","kind":2,"startTimeUnixNano":"'$now'","endTimeUnixNano":"'$((now + 5000000))'",
+  "attributes":[{"key":"order.id","value":{"stringValue":"ord-needle-4711"}}]}]}]}]}' >/dev/null
+curl -sf -H 'content-type: application/json' 127.0.0.1:25318/v1/logs -d '{"resourceLogs":[{
+  "resource":{"attributes":[{"key":"service.name","value":{"stringValue":"payments"}}]},
+  "scopeLogs":[{"logRecords":[{"timeUnixNano":"'$now'","severityNumber":17,
+  "body":{"stringValue":"payment 8f3a2b9c declined"},"traceId":"'$needle_trace'"}]}]}]}' >/dev/null
+
+echo "filling: $rate spans/s and $log_rate log records/s for $secs s"
+"$here/target/release/loadgen" --endpoint 127.0.0.1:25318 --rate "$log_rate" --signal logs \
+  --duration "${secs}s" --connections 8 --cores 1 -q --seed 2 >"$data.loadgen-logs" 2>&1 &
+logs_pid=$!
 "$here/target/release/loadgen" --endpoint 127.0.0.1:25318 --rate "$rate" --signal traces \
   --duration "${secs}s" --connections 16 --cores 1 -q --seed 1 >"$data.loadgen" 2>&1
+wait $logs_pid
 for _ in $(seq 120); do
   [ "$(metric segments)" -le 1 ] && break
   sleep 5
 done
-echo "stored: $(metric spans_accepted_total) spans; $(metric sealed_segments) sealed segments" \
-  "($(metric sealed_spans) spans), $(metric segments) raw"
+echo "stored: $(metric spans_accepted_total) spans, $(metric logs_accepted_total) log records;" \
+  "$(metric sealed_segments) sealed segments ($(metric sealed_spans) spans," \
+  "$(metric sealed_logs) log records), $(metric segments) raw"
 
 # A minute before the newest span stored, for the time-window searches (loadgen's spans start
 # near now): `start=` is answered by the head, `end=` from sealed segments.
@@ -50,10 +67,19 @@ searches=(
   "end=$minute_ago&limit=20"
   "end=$minute_ago&limit=3"
   "limit=1000"
+  "attr=order.id=ord-needle-4711&limit=20"
+  "attr=order.id=ord-absent&limit=20"
+  "/traces/$needle_trace"
+  "/logs?contains=8f3a2b9c&limit=20"
+  "/logs?traceId=$needle_trace&limit=20"
+  "/logs?limit=20"
+  "/logs?minSeverity=ERROR&limit=20"
+  "/logs?contains=absentword&limit=20"
 )
 
 time_one() { # prints the seconds one search took, fails on a non-200
-  curl -s --max-time 300 -o /dev/null -w '%{http_code} %{time_total}\n' "$q/api/v1/traces?$1" |
+  case $1 in /*) path=$1 ;; *) path="/traces?$1" ;; esac
+  curl -s --max-time 300 -o /dev/null -w '%{http_code} %{time_total}\n' "$q/api/v1$path" |
     awk '$1 != 200 {print "HTTP " $1 > "/dev/stderr"; exit 1} {print $2}'
 }
 p50() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
@@ -72,13 +98,13 @@ for s in "${searches[@]}"; do
     "$(python3 -c "print($warm * 1000)")" "$(python3 -c "print($cold * 1000)")" "$blocks"
 done
 
-# Scans that cannot skip: filters every block's description passes but no span matches
-# (checkout has no operation "GET /api/carts"; no status code is 999). Every sealed block is
-# read; the rate is sealed spans over the warm p50.
+# Scans that cannot skip: filters every block's description and filters pass but no span
+# matches (checkout has no operation "GET /api/carts"; no span has two status codes). Every
+# sealed block is read; the rate is sealed spans over the warm p50.
 sealed_spans=$(metric sealed_spans)
 printf '\n%-50s %12s %12s %14s\n' scan warm_p50_ms spans_per_s blocks_read
 for s in "service=checkout&name=GET%20%2Fapi%2Fcarts&limit=20" \
-  "attr=http.response.status_code=999&limit=20"; do
+  "attr=http.response.status_code=500&attr=http.response.status_code=200&limit=20"; do
   before=$(metric sealed_blocks_read_total)
   time_one "$s" >/dev/null
   blocks=$(python3 -c "print(int($(metric sealed_blocks_read_total) - $before))")
