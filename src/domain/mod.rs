@@ -9,6 +9,7 @@
 
 pub mod from_archived;
 pub mod validate;
+pub mod words;
 
 use std::borrow::Cow;
 

@@ -7,7 +7,6 @@
 //! resource and scope, so the coordinating shard only concatenates.
 
 pub mod params;
-pub mod words;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! A sealed data file (format 4) ends with a needles block: a binary fuse filter (8-bit, 0.4%
 //! false positives) over the keys of the whole segment, then one per block. A span block's keys
 //! are its spans' attribute pairs and their resources' ([`value_key`]); a log block's, the words
-//! of its bodies' strings ([`word_key`], see [`crate::query::words`]) and its records' trace ids
+//! of its bodies' strings ([`word_key`], see [`crate::domain::words`]) and its records' trace ids
 //! ([`trace_id_key`]). A search probes the filters in place in the mapped file
 //! (`BinaryFuse8Ref`): three bytes a filter, so a needle over a large store touches three pages
 //! a segment, and those of the blocks of segments that may hold it.
@@ -26,8 +26,8 @@ use xorf::{BinaryFuse8, BinaryFuse8Ref, DmaSerializable, Filter, FilterRef};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::format::FormatError;
+use crate::domain::words::words;
 use crate::domain::{AnyValue, KeyValue, TraceId};
-use crate::query::words::words;
 
 const TAG_STRING: u8 = b'S';
 const TAG_INT: u8 = b'I';

@@ -237,11 +237,11 @@ fn render_hits(shard: &Shard, hits: Vec<Hit>) -> Vec<LogHit> {
 }
 
 /// Whether a log body contains the phrase `needle` at word boundaries
-/// ([`crate::query::words`]): string bodies directly, structured bodies in any of their
+/// ([`crate::domain::words`]): string bodies directly, structured bodies in any of their
 /// string values.
 pub(super) fn value_contains(v: &ArchivedAnyValue<'_>, needle: &str) -> bool {
     match v {
-        ArchivedAnyValue::String(s) => crate::query::words::has_phrase(s.as_str(), needle),
+        ArchivedAnyValue::String(s) => crate::domain::words::has_phrase(s.as_str(), needle),
         ArchivedAnyValue::Array(items) => items.iter().any(|i| value_contains(i, needle)),
         ArchivedAnyValue::KvList(kvs) => kvs.iter().any(|kv| value_contains(&kv.value, needle)),
         _ => false,

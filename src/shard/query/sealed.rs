@@ -211,13 +211,13 @@ pub(super) fn trace_needles(q: &TraceSearch) -> Vec<Vec<u64>> {
     q.attrs.iter().map(|(k, v)| keys.query_keys(k, v)).collect()
 }
 
-/// The needle keys of a log search: each word of `contains` ([`crate::query::words`]) and
+/// The needle keys of a log search: each word of `contains` ([`crate::domain::words`]) and
 /// the trace id.
 pub(super) fn log_needles(q: &LogSearch) -> Vec<Vec<u64>> {
     let words = q
         .contains
         .iter()
-        .flat_map(|c| crate::query::words::words(c))
+        .flat_map(|c| crate::domain::words::words(c))
         .map(|w| vec![needles::word_key(w)]);
     let trace = q.trace_id.iter().map(|t| vec![needles::trace_id_key(t)]);
     words.chain(trace).collect()
