@@ -378,7 +378,7 @@ impl ShardMetrics {
             ),
             c(
                 "sealed_blocks_damaged_total",
-                "sealed blocks found damaged when read or rebuilt (skipped, never served)",
+                "sealed blocks (and needle filters) found damaged when read or rebuilt (skipped, never served; a damaged filter's blocks are read instead)",
                 &self.sealed_blocks_damaged,
             ),
             c(
