@@ -99,6 +99,15 @@ fn index(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // A part that has seen the batch's names and keys already, as a part soon has.
+    let mut warm = Index::default();
+    let mut offset = 0u32;
+    g.bench_function("add 100 spans to a warm part", |b| {
+        b.iter(|| {
+            offset = offset.wrapping_add(64);
+            warm.add_spans(glust::index::RecordLoc { segment: 0, offset }, batch);
+        })
+    });
     g.finish();
 }
 

@@ -75,6 +75,11 @@ searches=(
   "/logs?limit=20"
   "/logs?minSeverity=ERROR&limit=20"
   "/logs?contains=absentword&limit=20"
+  "error=true&limit=20"
+  "/services/checkout/operations"
+  "/tags"
+  "/tags/http.response.status_code/values"
+  "/tags/service.name/values?signal=logs"
 )
 
 time_one() { # prints the seconds one search took, fails on a non-200

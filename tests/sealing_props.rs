@@ -244,6 +244,10 @@ fn trace_searches() -> Vec<String> {
     q.push("attr=cached=true&service=svc-0&limit=1000".into());
     q.push("attr=service.name=svc-1&limit=1000".into());
     q.push("attr=user=u1&attr=http.response.status_code=404&limit=1000".into());
+    q.push("error=true&limit=1000".into());
+    q.push("error=true&limit=2".into());
+    q.push("error=false&service=svc-1&limit=1000".into());
+    q.push("error=true&attr=user=u2&limit=1000".into());
     q
 }
 
@@ -308,6 +312,7 @@ fn log_answer(doc: &Value, limit: usize) -> (Vec<String>, Vec<u64>) {
 fn brute_force(q: &str, spans: &[SpanSpec]) -> Vec<String> {
     let (mut in_service, mut name, mut min, mut max, mut from, mut to) =
         (None, None, None, None, None, None);
+    let mut error: Option<bool> = None;
     let mut attrs: Vec<(&str, &str)> = Vec::new();
     let ms = |v: &str| v.strip_suffix("ms").unwrap().parse::<u64>().unwrap() * MS;
     for kv in q.split('&') {
@@ -320,6 +325,7 @@ fn brute_force(q: &str, spans: &[SpanSpec]) -> Vec<String> {
             "start" => from = Some(v.parse::<u64>().unwrap()),
             "end" => to = Some(v.parse::<u64>().unwrap()),
             "attr" => attrs.push(v.split_once('=').unwrap()),
+            "error" => error = Some(v.parse().unwrap()),
             "limit" => {}
             other => panic!("the model does not know {other}"),
         }
@@ -339,7 +345,8 @@ fn brute_force(q: &str, spans: &[SpanSpec]) -> Vec<String> {
     let matches = |sp: &SpanSpec| {
         let start = BASE + sp.start_ms as u64 * MS;
         let duration = sp.duration_ms as u64 * MS;
-        in_service.as_ref().is_none_or(|w| *w == service_of(sp))
+        error.is_none_or(|e| e == sp.error)
+            && in_service.as_ref().is_none_or(|w| *w == service_of(sp))
             && name
                 .as_ref()
                 .is_none_or(|w| *w == format!("op-{}", sp.name))

@@ -414,3 +414,210 @@ fn a_log_needle_is_found_by_reading_only_its_block() {
     assert_eq!(logs("contains=worker&end=1700000005000000000&limit=10"), 10);
     assert!(blocks_read(&server) - before >= 1.0);
 }
+
+#[test]
+fn tags_and_their_values_come_from_the_sidecars_and_the_head_without_reading_a_block() {
+    let mut server = Server::start(2);
+    // "old": 3,600 spans, sealed but for the heads' share; "new": 50 spans and 20 log
+    // records in the head.
+    store(&server, "old", 0, 12);
+    wait_sealed_shards(&server, 2.0, 2.0);
+    let mut req = traces_request("new", 90_000, 10, 5);
+    for span in &mut req.resource_spans[0].scope_spans[0].spans {
+        span.attributes.push(kv("deploy", s("canary")));
+        span.attributes.push(kv("route/x+y", s("v")));
+    }
+    assert_eq!(server.post_traces(&req).status, 200);
+    let records = (0..20)
+        .map(|n| {
+            let mut r = log_record(n, None, 9, "hello");
+            let user = if n % 4 == 0 { "ann" } else { "bob" };
+            r.attributes.push(kv("user", s(user)));
+            r
+        })
+        .collect();
+    assert_eq!(server.post_logs(&logs_request("new", records)).status, 200);
+
+    fn tags(server: &Server, query: &str) -> Vec<(String, Vec<String>)> {
+        let doc = server.get_json(&format!("/api/v1/tags?{query}"));
+        doc["scopes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{doc}"))
+            .iter()
+            .map(|s| {
+                let keys = s["tags"].as_array().unwrap();
+                let keys = keys.iter().map(|k| k.as_str().unwrap().to_owned());
+                (s["name"].as_str().unwrap().to_owned(), keys.collect())
+            })
+            .collect()
+    }
+    fn values(server: &Server, key: &str, query: &str) -> Vec<(String, String, u64)> {
+        let doc = server.get_json(&format!("/api/v1/tags/{key}/values?{query}"));
+        doc["values"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{doc}"))
+            .iter()
+            .map(|v| {
+                let text = v["value"].as_str().unwrap().to_owned();
+                (
+                    text,
+                    v["type"].as_str().unwrap().to_owned(),
+                    v["count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+    let strings = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+    let span_keys = [
+        "deploy",
+        "http.request.method",
+        "http.response.status_code",
+        "list",
+        "map",
+        "payload",
+        "ratio",
+        "route/x+y",
+        "sampled",
+    ];
+    for round in ["first", "after a restart"] {
+        let before = blocks_read(&server);
+        assert_eq!(
+            tags(&server, ""),
+            vec![
+                ("resource".into(), strings(&["host.name", "service.name"])),
+                ("span".into(), strings(&span_keys)),
+                ("log".into(), strings(&["log.n", "user"])),
+            ],
+            "{round}"
+        );
+        let old_span_keys: Vec<&str> = span_keys
+            .iter()
+            .copied()
+            .filter(|k| !["deploy", "route/x+y"].contains(k))
+            .collect();
+        assert_eq!(
+            tags(&server, "scope=span&service=old"),
+            vec![("span".into(), strings(&old_span_keys))]
+        );
+        assert_eq!(
+            tags(&server, "scope=resource&signal=logs&service=old"),
+            vec![("resource".into(), vec![])]
+        );
+        assert_eq!(
+            tags(&server, "signal=logs"),
+            vec![
+                ("resource".into(), strings(&["host.name", "service.name"])),
+                ("log".into(), strings(&["log.n", "user"])),
+            ]
+        );
+        // Values by kind, summed over segments and shards. A head part notes the attributes
+        // of one item in 8 or so, for the items it stands for (since the one noted before,
+        // whatever their service): its counts miss the truth by less than 15 (a gap between
+        // noted items) a part, and there are two.
+        let near = |got: u64, want: u64| got.abs_diff(want) < 15 * 2;
+        let codes = values(&server, "http.response.status_code", "service=old");
+        let mut texts: Vec<&str> = codes.iter().map(|c| c.0.as_str()).collect();
+        texts.sort_unstable();
+        assert_eq!(texts, ["200", "201", "202"], "{round}");
+        assert!(codes.iter().all(|c| c.1 == "int"));
+        let sum = codes.iter().map(|c| c.2).sum::<u64>();
+        assert!(near(sum, 3600), "{sum} ({round})");
+        assert_eq!(
+            values(&server, "http.response.status_code", "service=old&limit=2").len(),
+            2
+        );
+        assert_eq!(
+            values(&server, "service.name", "signal=traces"),
+            vec![
+                ("old".into(), "string".into(), 3600),
+                ("new".into(), "string".into(), 50)
+            ]
+        );
+        assert_eq!(
+            values(&server, "service.name", "signal=logs"),
+            vec![("new".into(), "string".into(), 20)]
+        );
+        let users = values(&server, "user", "");
+        assert!(
+            users.iter().all(|u| ["ann", "bob"].contains(&u.0.as_str())),
+            "{users:?}"
+        );
+        assert!(near(users.iter().map(|u| u.2).sum(), 20), "{users:?}");
+        let sampled = values(&server, "sampled", "scope=span");
+        assert_eq!((sampled.len(), sampled[0].1.as_str()), (1, "bool"));
+        assert!(
+            sampled[0].0 == "true" && near(sampled[0].2, 3650),
+            "{sampled:?}"
+        );
+        let ratio = values(&server, "ratio", "");
+        assert!(ratio[0].0 == "0.25" && ratio[0].1 == "double" && near(ratio[0].2, 3650));
+        assert!(
+            values(&server, "payload", "").is_empty(),
+            "bytes are keys without values"
+        );
+        let route = values(&server, "route%2Fx+y", "");
+        assert!(
+            route.len() == 1 && route[0].0 == "v" && near(route[0].2, 50),
+            "{route:?}"
+        );
+        assert!(values(&server, "service.name", "scope=span").is_empty());
+        // Time ranges: segments whose items all lie before or after are left out.
+        let first = 1_700_000_000_000_000_000u64;
+        assert!(values(&server, "service.name", &format!("end={}", first - 1)).is_empty());
+        assert!(tags(
+            &server,
+            &format!("start={}", first + 100_000 * 1_000_000_000)
+        )
+        .iter()
+        .all(|(_, keys)| keys.is_empty()));
+        let late = values(
+            &server,
+            "service.name",
+            &format!("signal=traces&start={}", first + 50_000 * 1_000_000_000),
+        );
+        assert!(late.iter().any(|v| v.0 == "new"), "{late:?}");
+        assert_eq!(
+            blocks_read(&server),
+            before,
+            "answered without reading a block"
+        );
+        server.restart();
+    }
+    for bad in [
+        "/api/v1/tags?scope=event",
+        "/api/v1/tags?scope=span&signal=logs",
+        "/api/v1/tags?limit=3",
+        "/api/v1/tags/user/values?limit=0",
+        "/api/v1/tags/user/values?start=yesterday",
+    ] {
+        assert_eq!(server.get(bad).status, 400, "{bad}");
+    }
+    assert_eq!(server.get("/api/v1/tags//values").status, 404);
+}
+
+#[test]
+fn an_error_search_reads_only_the_blocks_holding_an_error_span() {
+    // Segments of some 20,000 spans, five blocks each; one span in the store is an error.
+    let server = Server::start_with(1, &["--segment-bytes", "8m"]);
+    for r in 0..100u64 {
+        let mut req = traces_request("svc", r * 100, 100, 3);
+        for span in &mut req.resource_spans[0].scope_spans[0].spans {
+            let status = span.status.as_mut().unwrap();
+            status.code = match span.span_id == span_id(42 * 1000 + 1) {
+                true => 2,
+                false => 0,
+            };
+        }
+        assert_eq!(server.post_traces(&req).status, 200);
+    }
+    wait_sealed(&server, 2.0);
+    let before = blocks_read(&server);
+    assert_eq!(found(&server, "error=true&limit=5"), vec![42]);
+    // Searched, then summarised: the one block twice.
+    let read = blocks_read(&server) - before;
+    assert!(read <= 2.0, "{read} blocks read for the one error");
+    assert_eq!(found(&server, "error=true&name=op-0").len(), 0);
+    let ok = found(&server, "error=false&limit=3");
+    assert_eq!(ok, vec![9999, 9998, 9997]);
+    assert_eq!(server.get("/api/v1/traces?error=maybe").status, 400);
+}

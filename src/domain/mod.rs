@@ -8,6 +8,7 @@
 //! Architecture invariant: nothing here knows about protobuf, JSON, HTTP or shards.
 
 pub mod from_archived;
+pub mod tags;
 pub mod validate;
 pub mod words;
 

@@ -7,6 +7,8 @@
 //! | `GET /api/v1/logs?...`        | OTLP JSON `LogsData`, newest first                  |
 //! | `GET /api/v1/services`        | `{"services":[...]}`                                |
 //! | `GET /api/v1/services/{s}/operations` | `{"operations":[...]}`: span names of a service |
+//! | `GET /api/v1/tags?...`        | `{"scopes":[{"name","tags":[...]}...]}`: attribute keys |
+//! | `GET /api/v1/tags/{k}/values?...` | `{"values":[{"value","type","count"}...]}`, most frequent first |
 //! | `GET /metrics`                | Prometheus text: counters, gauges, latency summaries |
 //! | `GET /debug/hdr?metric=`      | one latency histogram as HdrHistogram `.hgrm` text  |
 //! | `GET /healthz`                | 200 while the process runs                          |
@@ -20,6 +22,7 @@ use hyper::{Request, Response};
 
 use super::reply;
 use super::Body;
+use crate::domain::tags::TagScope;
 use crate::metrics::{hgrm, Hist};
 use crate::query::{params, QueryRequest, QueryResponse};
 use crate::shard::query::{coordinate, metrics, render};
@@ -47,6 +50,13 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
             Ok(s) => run(shard, QueryRequest::SearchTraces(s)).await,
             Err(e) => reply::json_error(StatusCode::BAD_REQUEST, e.to_string()),
         },
+        "/api/v1/tags" => match params::tags(query) {
+            Ok(f) => {
+                let asked = f.scopes;
+                run_asking(shard, QueryRequest::Tags(f), asked).await
+            }
+            Err(e) => reply::json_error(StatusCode::BAD_REQUEST, e.to_string()),
+        },
         "/api/v1/logs" => match params::log_search(query) {
             Ok(s) => run(shard, QueryRequest::SearchLogs(s)).await,
             Err(e) => reply::json_error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -58,13 +68,26 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
                     Err(e) => reply::json_error(StatusCode::BAD_REQUEST, e.to_string()),
                 };
             }
+            let tag_key = p
+                .strip_prefix("/api/v1/tags/")
+                .and_then(|rest| rest.strip_suffix("/values"))
+                .filter(|key| !key.is_empty());
+            if let Some(key) = tag_key {
+                let key = params::percent_decode_path(key);
+                return match params::tag_values(query) {
+                    Ok((filter, limit)) => {
+                        run(shard, QueryRequest::TagValues { key, filter, limit }).await
+                    }
+                    Err(e) => reply::json_error(StatusCode::BAD_REQUEST, e.to_string()),
+                };
+            }
             let operations = p
                 .strip_prefix("/api/v1/services/")
                 .and_then(|rest| rest.strip_suffix("/operations"))
                 .filter(|service| !service.is_empty() && !service.contains('/'));
             match operations {
                 Some(service) => {
-                    let service = params::percent_decode(service);
+                    let service = params::percent_decode_path(service);
                     run(shard, QueryRequest::Operations(service)).await
                 }
                 None => reply::json_error(StatusCode::NOT_FOUND, format!("no such endpoint: {p}")),
@@ -118,11 +141,47 @@ async fn hdr(shard: &Rc<Shard>, query: Option<&str>) -> Response<Body> {
     }
 }
 
+/// A tags answer: `{"scopes":[{"name":"resource","tags":[...]},...]}`, the scopes asked in
+/// the order resource, span, log (both resources' keys merged), each scope's keys sorted.
+fn tags_json(asked: [bool; 4], tags: Vec<(TagScope, String)>, truncated: bool) -> String {
+    let mut scopes: Vec<(&str, Vec<String>)> = Vec::new();
+    for scope in TagScope::ALL.into_iter().filter(|s| asked[*s as usize]) {
+        if !scopes.iter().any(|(name, _)| *name == scope.name()) {
+            scopes.push((scope.name(), Vec::new()));
+        }
+    }
+    scopes.sort_by_key(|(name, _)| ["resource", "span", "log"].iter().position(|n| n == name));
+    for (scope, key) in tags {
+        if let Some((_, keys)) = scopes.iter_mut().find(|(name, _)| *name == scope.name()) {
+            keys.push(key);
+        }
+    }
+    let scopes: Vec<serde_json::Value> = scopes
+        .into_iter()
+        .map(|(name, mut tags)| {
+            tags.sort_unstable();
+            tags.dedup();
+            serde_json::json!({ "name": name, "tags": tags })
+        })
+        .collect();
+    let mut doc = serde_json::json!({ "scopes": scopes });
+    if truncated {
+        doc["truncated"] = true.into();
+    }
+    doc.to_string()
+}
+
 /// Prometheus' text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
 /// Runs `q` over the shards and answers with its result, rendered for the query API.
 async fn run(shard: &Rc<Shard>, q: QueryRequest) -> Response<Body> {
+    run_asking(shard, q, [true; 4]).await
+}
+
+/// [`run`], for a tags query asking for the scopes `asked` (by [`TagScope`] number): each is
+/// in the answer, with no keys if none was seen.
+async fn run_asking(shard: &Rc<Shard>, q: QueryRequest, asked: [bool; 4]) -> Response<Body> {
     let answer = match coordinate(shard, q).await {
         Ok(a) => a,
         Err(e) => return reply::json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
@@ -160,6 +219,22 @@ async fn run(shard: &Rc<Shard>, q: QueryRequest) -> Response<Body> {
             StatusCode::OK,
             serde_json::json!({ "operations": names }).to_string(),
         ),
+        QueryResponse::Tags { tags, truncated } => {
+            reply::json(StatusCode::OK, tags_json(asked, tags, truncated))
+        }
+        QueryResponse::TagValues { values, truncated } => {
+            let values: Vec<serde_json::Value> = values
+                .iter()
+                .map(
+                    |(v, n)| serde_json::json!({ "value": v.text(), "type": v.kind(), "count": n }),
+                )
+                .collect();
+            let mut doc = serde_json::json!({ "values": values });
+            if truncated {
+                doc["truncated"] = true.into();
+            }
+            reply::json(StatusCode::OK, doc.to_string())
+        }
         QueryResponse::Failed(why) => {
             reply::json_error(StatusCode::SERVICE_UNAVAILABLE, why.to_string())
         }

@@ -21,6 +21,7 @@ pub mod parts;
 use chunked::{AppendList, ChunkedVec, ShardedMap};
 pub use parts::Indexes;
 
+use crate::domain::tags::{Sampler, TagScope, TagTable};
 use crate::domain::{self, ArchivedLogBatch, ArchivedSpanBatch, TraceId, STATUS_CODE_ERROR};
 use names::{NameId, Names};
 
@@ -289,7 +290,6 @@ pub struct LogEntry {
     pub has_trace: bool,
 }
 
-#[derive(Default)]
 pub struct Index {
     pub names: Names,
     traces: ChunkedVec<TraceEntry>,
@@ -305,6 +305,16 @@ pub struct Index {
     service_set: foldhash::HashSet<NameId>,
     /// The (service, span name) pairs of the spans, for the operations of a service.
     operations: foldhash::HashSet<(NameId, NameId)>,
+    /// Attribute keys and their frequent values, for tag discovery: resources of every
+    /// batch, the attributes of the items the samplers pick (one per signal, so that a log
+    /// record never stands for spans).
+    tags: TagTable<NameId>,
+    span_sampler: Sampler,
+    log_sampler: Sampler,
+    /// Earliest span start or log time indexed (`u64::MAX`: none), and latest span end or log
+    /// time: what time range the part covers, for tag discovery.
+    min_time: u64,
+    max_time: u64,
 }
 
 /// Memory the index holds, for the metrics.
@@ -316,6 +326,29 @@ pub struct IndexStats {
     pub approx_bytes: usize,
 }
 
+impl Default for Index {
+    fn default() -> Self {
+        Index {
+            names: Names::default(),
+            traces: ChunkedVec::default(),
+            trace_slots: ShardedMap::default(),
+            spans: ChunkedVec::default(),
+            span_records: ChunkedVec::default(),
+            logs: ChunkedVec::default(),
+            logs_by_trace: ShardedMap::default(),
+            list_heap_bytes: 0,
+            services: Vec::new(),
+            service_set: Default::default(),
+            operations: Default::default(),
+            tags: TagTable::default(),
+            span_sampler: Sampler::default(),
+            log_sampler: Sampler::default(),
+            min_time: u64::MAX,
+            max_time: 0,
+        }
+    }
+}
+
 impl Index {
     /// Indexes a stored span record at `loc`.
     pub fn add_spans(&mut self, loc: RecordLoc, batch: &ArchivedSpanBatch<'_>) {
@@ -323,6 +356,13 @@ impl Index {
             .names
             .intern(domain::archived_service_name(&batch.resource.attributes));
         self.note_service(service);
+        let n = batch.spans.len();
+        self.tags.note_archived(
+            TagScope::TraceResource,
+            service,
+            &batch.resource.attributes,
+            n as u64,
+        );
         let record = self.span_records.len() as u32;
         self.span_records.push(loc);
         // The last name noted with this batch's service: a batch's spans mostly repeat a few
@@ -333,6 +373,12 @@ impl Index {
             let trace_id = span.trace_id.get();
             let start = span.start_time_unix_nano.to_native();
             let end = span.end_time_unix_nano.to_native();
+            self.min_time = self.min_time.min(start);
+            self.max_time = self.max_time.max(end);
+            if let Some(weight) = self.span_sampler.pick() {
+                self.tags
+                    .note_archived(TagScope::Span, service, &span.attributes, weight);
+            }
             let name = self.names.intern(span.name.as_str());
             if noted != Some(name) {
                 self.operations.insert((service, name));
@@ -402,11 +448,24 @@ impl Index {
             .names
             .intern(domain::archived_service_name(&batch.resource.attributes));
         self.note_service(service);
+        let n = batch.logs.len();
+        self.tags.note_archived(
+            TagScope::LogResource,
+            service,
+            &batch.resource.attributes,
+            n as u64,
+        );
         for (i, log) in batch.logs.iter().enumerate() {
             let time = match log.time_unix_nano.to_native() {
                 0 => log.observed_time_unix_nano.to_native(),
                 t => t,
             };
+            self.min_time = self.min_time.min(time);
+            self.max_time = self.max_time.max(time);
+            if let Some(weight) = self.log_sampler.pick() {
+                self.tags
+                    .note_archived(TagScope::Log, service, &log.attributes, weight);
+            }
             let n = self.logs.len() as u32;
             let trace = log.trace_id.as_ref().map(|t| t.get());
             if let Some(t) = trace {
@@ -451,6 +510,17 @@ impl Index {
             .iter()
             .filter(move |(s, n)| Some(*s) == id && *n != NameId::OVERFLOW)
             .map(|&(_, n)| self.names.get(n))
+    }
+
+    /// The attribute keys and frequent values noted, by scope and service.
+    pub fn tags(&self) -> &TagTable<NameId> {
+        &self.tags
+    }
+
+    /// The earliest span start or log time indexed and the latest span end or log time;
+    /// `(u64::MAX, 0)` when empty.
+    pub fn time_range(&self) -> (u64, u64) {
+        (self.min_time, self.max_time)
     }
 
     /// Every span entry, oldest first. Entries are only appended: a position keeps its entry.
@@ -505,7 +575,8 @@ impl Index {
                 + self.logs_by_trace.table_bytes()
                 + self.span_records.capacity_bytes()
                 + self.logs.capacity_bytes()
-                + self.names.approx_bytes(),
+                + self.names.approx_bytes()
+                + self.tags.approx_bytes(),
         }
     }
 }

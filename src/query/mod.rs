@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::domain::tags::{TagScope, TagValue};
 use crate::domain::TraceId;
 use crate::index::TraceSummary;
 use crate::route::ShardId;
@@ -27,6 +28,8 @@ pub struct TraceSearch {
     pub end_unix_nanos: Option<u64>,
     /// `key=value` pairs a matching span (or its resource) must all carry.
     pub attrs: Vec<(String, String)>,
+    /// Whether a matching span's status must be error (`Some(true)`) or not (`Some(false)`).
+    pub error: Option<bool>,
     pub limit: usize,
     /// Matching spans each trace of the answer carries, at most.
     pub spss: usize,
@@ -34,17 +37,20 @@ pub struct TraceSearch {
 }
 
 impl TraceSearch {
-    /// Whether a span matches every filter: its service, name, start, duration, and the
-    /// `attr` pairs, which `attrs_match` says (asked only once the rest matched).
+    /// Whether a span matches every filter: its service, name, start, duration, error
+    /// status, and the `attr` pairs, which `attrs_match` says (asked only once the rest
+    /// matched).
     pub fn span_matches(
         &self,
         service: &str,
         name: &str,
         start: u64,
         duration: u64,
+        error: bool,
         attrs_match: impl FnOnce() -> bool,
     ) -> bool {
-        self.start_unix_nanos.is_none_or(|t| start >= t)
+        self.error.is_none_or(|e| e == error)
+            && self.start_unix_nanos.is_none_or(|t| start >= t)
             && self.end_unix_nanos.is_none_or(|t| start <= t)
             && self.service.as_deref().is_none_or(|w| service == w)
             && self.name.as_deref().is_none_or(|w| name == w)
@@ -65,6 +71,41 @@ pub struct LogSearch {
     pub end_unix_nanos: Option<u64>,
     pub limit: usize,
     pub budget: Budget,
+}
+
+/// What a tag discovery query looks at: some scopes, a service's items or all, and the
+/// segments that hold items of a time range (a segment is in if its time range meets it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagFilter {
+    /// Per [`TagScope`] (by its number), whether it is asked for.
+    pub scopes: [bool; 4],
+    pub service: Option<String>,
+    pub start_unix_nanos: Option<u64>,
+    pub end_unix_nanos: Option<u64>,
+}
+
+impl Default for TagFilter {
+    fn default() -> Self {
+        TagFilter {
+            scopes: [true; 4],
+            service: None,
+            start_unix_nanos: None,
+            end_unix_nanos: None,
+        }
+    }
+}
+
+impl TagFilter {
+    pub fn wants(&self, scope: TagScope) -> bool {
+        self.scopes[scope as usize]
+    }
+
+    /// Whether a segment whose items lie from `min` to `max` (unix ns) is looked at.
+    pub fn overlaps(&self, min: u64, max: u64) -> bool {
+        min <= max
+            && self.start_unix_nanos.is_none_or(|t| max >= t)
+            && self.end_unix_nanos.is_none_or(|t| min <= t)
+    }
 }
 
 /// When a search must stop, on every shard it runs on: at its deadline, or once the request
@@ -141,6 +182,14 @@ pub enum QueryRequest {
     Services,
     /// The span names seen with a service.
     Operations(String),
+    /// The attribute keys seen, by scope.
+    Tags(TagFilter),
+    /// The most frequent values of an attribute key, at most `limit`.
+    TagValues {
+        key: String,
+        filter: TagFilter,
+        limit: usize,
+    },
     /// Counters, gauges and histograms, for `/metrics` and the HDR dumps.
     Metrics,
 }
@@ -180,6 +229,17 @@ pub enum QueryResponse {
     },
     Services(Vec<String>),
     Operations(Vec<String>),
+    /// Keys by scope, sorted; `truncated` when a segment left keys or values out for its
+    /// bounds.
+    Tags {
+        tags: Vec<(TagScope, String)>,
+        truncated: bool,
+    },
+    /// Values with their counts (summed over segments and shards), most frequent first.
+    TagValues {
+        values: Vec<(TagValue, u64)>,
+        truncated: bool,
+    },
     Metrics(Box<crate::metrics::Snapshot>),
     /// The shard could not answer.
     Failed(Refusal),

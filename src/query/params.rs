@@ -4,11 +4,12 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::domain::TraceId;
+use crate::limits::TAG_VALUES_LIMIT_DEFAULT;
 use crate::limits::{
     QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX, SEARCH_ATTRS_MAX, SEARCH_SPSS_DEFAULT, SEARCH_SPSS_MAX,
     SEARCH_TIMEOUT_MAX,
 };
-use crate::query::{Budget, LogSearch, TraceSearch};
+use crate::query::{Budget, LogSearch, TagFilter, TraceSearch};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid `{param}`: {why}")]
@@ -151,6 +152,11 @@ fn form_urlencoded_parse(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A path segment percent-decoded: unlike a query string, `+` is itself.
+pub fn percent_decode_path(s: &str) -> String {
+    percent_decode(&s.replace('+', "%2B"))
+}
+
 pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -193,6 +199,13 @@ pub fn trace_search(query: Option<&str>) -> Result<TraceSearch, ParamError> {
             "start" => s.start_unix_nanos = Some(time(&k, &v)?),
             "end" => s.end_unix_nanos = Some(time(&k, &v)?),
             "limit" => s.limit = limit(&k, &v)?,
+            "error" => {
+                s.error = Some(match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(err(&k, "expected true or false")),
+                })
+            }
             "spss" => {
                 s.spss = v
                     .parse()
@@ -239,6 +252,91 @@ pub fn log_search(query: Option<&str>) -> Result<LogSearch, ParamError> {
         }
     }
     Ok(s)
+}
+
+/// The parameters of a tag discovery query (`scope`, `signal`, `service`, `start`, `end`)
+/// into `f`; `false` for a parameter it does not know.
+fn tag_param(
+    f: &mut TagFilter,
+    sel: &mut TagSelection,
+    k: &str,
+    v: String,
+) -> Result<bool, ParamError> {
+    match k {
+        "scope" => {
+            sel.scope = Some(match v.as_str() {
+                "resource" => [true, false, true, false],
+                "span" => [false, true, false, false],
+                "log" => [false, false, false, true],
+                _ => return Err(err(k, "expected resource, span or log")),
+            })
+        }
+        "signal" => {
+            sel.signal = Some(match v.as_str() {
+                "traces" => [true, true, false, false],
+                "logs" => [false, false, true, true],
+                _ => return Err(err(k, "expected traces or logs")),
+            })
+        }
+        "service" => f.service = Some(v),
+        "start" => f.start_unix_nanos = Some(time(k, &v)?),
+        "end" => f.end_unix_nanos = Some(time(k, &v)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The scopes a tag query's `scope` and `signal` pick, each all when absent.
+#[derive(Default)]
+struct TagSelection {
+    scope: Option<[bool; 4]>,
+    signal: Option<[bool; 4]>,
+}
+
+impl TagSelection {
+    fn apply(self, f: &mut TagFilter) -> Result<(), ParamError> {
+        let (scope, signal) = (
+            self.scope.unwrap_or([true; 4]),
+            self.signal.unwrap_or([true; 4]),
+        );
+        for (i, wanted) in f.scopes.iter_mut().enumerate() {
+            *wanted = scope[i] && signal[i];
+        }
+        if !f.scopes.contains(&true) {
+            return Err(err(
+                "scope",
+                "span attributes are of traces and log attributes of logs: this scope and signal hold nothing",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `GET /api/v1/tags` parameters.
+pub fn tags(query: Option<&str>) -> Result<TagFilter, ParamError> {
+    let (mut f, mut sel) = (TagFilter::default(), TagSelection::default());
+    for (k, v) in pairs(query) {
+        if !tag_param(&mut f, &mut sel, &k, v)? {
+            return Err(err(&k, "unknown parameter"));
+        }
+    }
+    sel.apply(&mut f)?;
+    Ok(f)
+}
+
+/// `GET /api/v1/tags/{key}/values` parameters: the filter and the `limit`.
+pub fn tag_values(query: Option<&str>) -> Result<(TagFilter, usize), ParamError> {
+    let (mut f, mut sel) = (TagFilter::default(), TagSelection::default());
+    let mut n = TAG_VALUES_LIMIT_DEFAULT;
+    for (k, v) in pairs(query) {
+        if k == "limit" {
+            n = limit(&k, &v)?;
+        } else if !tag_param(&mut f, &mut sel, &k, v)? {
+            return Err(err(&k, "unknown parameter"));
+        }
+    }
+    sel.apply(&mut f)?;
+    Ok((f, n))
 }
 
 /// A search's `timeout`: a duration above zero, at most [`SEARCH_TIMEOUT_MAX`].
@@ -321,6 +419,12 @@ mod tests {
         assert_eq!(s.min_duration_nanos, Some(5_000_000));
         assert_eq!(s.limit, 7);
         assert!(trace_search(Some("servce=x")).is_err());
+        assert_eq!(trace_search(Some("error=true")).unwrap().error, Some(true));
+        assert_eq!(
+            trace_search(Some("error=false")).unwrap().error,
+            Some(false)
+        );
+        assert!(trace_search(Some("error=yes")).is_err());
         assert!(trace_search(Some("limit=0")).is_err());
         let l = log_search(Some("minSeverity=WARN&contains=timed+out")).unwrap();
         assert_eq!(l.min_severity, Some(13));
@@ -352,6 +456,36 @@ mod tests {
         assert!(trace_search(Some(&attrs(SEARCH_ATTRS_MAX))).is_ok());
         let e = trace_search(Some(&attrs(SEARCH_ATTRS_MAX + 1))).unwrap_err();
         assert!(e.to_string().contains("attr"), "{e}");
+    }
+
+    #[test]
+    fn tag_queries_pick_scopes_by_scope_and_signal() {
+        assert_eq!(tags(None).unwrap().scopes, [true; 4]);
+        assert_eq!(
+            tags(Some("scope=resource")).unwrap().scopes,
+            [true, false, true, false]
+        );
+        assert_eq!(
+            tags(Some("scope=resource&signal=logs")).unwrap().scopes,
+            [false, false, true, false]
+        );
+        assert_eq!(
+            tags(Some("signal=traces")).unwrap().scopes,
+            [true, true, false, false]
+        );
+        assert!(tags(Some("scope=span&signal=logs")).is_err());
+        assert!(tags(Some("scope=event")).is_err());
+        assert!(tags(Some("limit=3")).is_err());
+        let (f, n) = tag_values(Some("service=cart&limit=7&start=5&end=9")).unwrap();
+        assert_eq!((f.service.as_deref(), n), (Some("cart"), 7));
+        assert_eq!((f.start_unix_nanos, f.end_unix_nanos), (Some(5), Some(9)));
+        assert_eq!(tag_values(None).unwrap().1, TAG_VALUES_LIMIT_DEFAULT);
+        assert!(tag_values(Some("limit=0")).is_err());
+    }
+
+    #[test]
+    fn path_segments_keep_their_plus() {
+        assert_eq!(percent_decode_path("a+b%2Fc"), "a+b/c");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! | offset | size | header field                                      |
 //! |--------|------|---------------------------------------------------|
 //! | 0      | 8    | magic `GLUSTSLD`                                  |
-//! | 8      | 4    | format version (4; 1 to 3 are read too)           |
+//! | 8      | 4    | format version (5; 1 to 4 are read too)           |
 //! | 12     | 4    | id of the shard that wrote the raw segment        |
 //! | 16     | 4    | number of shards then                             |
 //! | 20     | 4    | reserved, zero                                    |
@@ -36,7 +36,7 @@
 //! | offset | size | field                                                     |
 //! |--------|------|-----------------------------------------------------------|
 //! | 0      | 8    | magic `GLUSTIDX`                                          |
-//! | 8      | 4    | format version (4; 1 to 3 are read too)                   |
+//! | 8      | 4    | format version (5; 1 to 4 are read too)                   |
 //! | 12     | 52   | bytes 12..64 of the data file's header (shard … last write, reserved) |
 //! | 64     | 8    | length of the data file                                   |
 //! | 72     | 8    | spans                                                     |
@@ -60,7 +60,8 @@
 //! log block or when none could be built), then a `u32` count and that many (service id, span
 //! name id) pairs, `u32` each, sorted: the operations of the segment's spans; then, from
 //! version 4, the needles block's frame offset (`u64`, 0 when there is none), its length and
-//! its CRC32C (`u32` each); then the `u32` CRC32C.
+//! its CRC32C (`u32` each); then, from version 5, the segment's tags (see `encode_tags`); then
+//! the `u32` CRC32C.
 //!
 //! Versions 1 and 2 sort a segment's spans by trace id, so that each block covers an id range
 //! (its first and last trace id) and the whole segment's time. From version 3 the traces are in
@@ -72,19 +73,23 @@ use std::fmt;
 
 use xorf::{BinaryFuse16, BinaryFuse8, Filter};
 
+use crate::domain::tags::{TagScope, TagTable, TagValue, TopValues};
 use crate::domain::TraceId;
+use crate::limits::{TAG_KEYS_MAX, TAG_VALUES_KEPT};
 
 pub const DATA_MAGIC: &[u8; 8] = b"GLUSTSLD";
 pub const SIDECAR_MAGIC: &[u8; 8] = b"GLUSTIDX";
 /// The version written. Version 1 differs from 2 only in its sidecars' trace filter (8-bit
 /// fingerprints: 0.4% false positives, each a block read for nothing on a lookup or a search's
 /// summary; 16-bit: 0.0015%); version 3 orders spans by time and adds per-block filters;
-/// version 4 adds the needles block.
-pub const SEALED_VERSION: u32 = 4;
+/// version 4 adds the needles block; version 5 the sidecar's tags.
+pub const SEALED_VERSION: u32 = 5;
 /// The first version whose span blocks are in time order, each with a trace filter.
 pub const TIME_ORDERED_VERSION: u32 = 3;
 /// The first version with a needles block.
 pub const NEEDLES_VERSION: u32 = 4;
+/// The first version whose sidecar holds the segment's tags.
+pub const TAGS_VERSION: u32 = 5;
 /// The oldest version read.
 pub const SEALED_VERSION_MIN: u32 = 1;
 pub const DATA_HEADER_BYTES: usize = 64;
@@ -295,6 +300,9 @@ pub struct Sidecar {
     /// Where the data file's needles block is (version 4; `None` before, or when no block
     /// has keys to filter).
     pub needles: Option<NeedlesPlace>,
+    /// The attribute keys of the segment's items by scope and service (an id in `services`),
+    /// each with its [`TAG_VALUES_KEPT`] most frequent values (version 5; empty before).
+    pub tags: TagTable<u32>,
 }
 
 /// The needles block's frame in the data file.
@@ -512,7 +520,12 @@ impl Sidecar {
                     + f.as_ref().map_or(0, TraceFilter::bytes)
             })
             .sum();
-        std::mem::size_of::<Sidecar>() + strings + blocks + filters + 8 * self.operations.len()
+        std::mem::size_of::<Sidecar>()
+            + strings
+            + blocks
+            + filters
+            + 8 * self.operations.len()
+            + self.tags.approx_bytes()
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -574,6 +587,7 @@ impl Sidecar {
             out.extend_from_slice(&n.offset.to_le_bytes());
             out.extend_from_slice(&n.len.to_le_bytes());
             out.extend_from_slice(&n.crc.to_le_bytes());
+            encode_tags(&self.tags, &mut out);
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -668,10 +682,12 @@ impl Sidecar {
                 (place.offset != 0).then_some(place)
             }
         };
+        let tags = match version >= TAGS_VERSION {
+            false => TagTable::default(),
+            true => decode_tags(&mut r, services.len())?,
+        };
         if r.pos != body.len() {
-            return Err(FormatError::Invalid(
-                "bytes after the needles block's place",
-            ));
+            return Err(FormatError::Invalid("bytes after the sidecar's tags"));
         }
         Ok(Sidecar {
             meta,
@@ -689,8 +705,100 @@ impl Sidecar {
             block_traces,
             operations,
             needles,
+            tags,
         })
     }
+}
+
+/// Value kinds in a sidecar's tags.
+const TAG_KIND_STR: u8 = 0;
+const TAG_KIND_INT: u8 = 1;
+const TAG_KIND_DOUBLE: u8 = 2;
+const TAG_KIND_BOOL: u8 = 3;
+
+/// Writes `tags`: a `u32` flags (bit 0: keys or values were left out for the bounds), a `u32`
+/// count of keys, then per key, sorted by scope, service and key: the scope (`u8`), the
+/// service id (`u32`), the key (`u32` length and UTF-8), a `u32` count of values and each
+/// value, most frequent first: its kind (`u8`: 0 string, 1 int, 2 double, 3 bool), the value
+/// (a `u32` length and UTF-8; an `i64`; an `f64`; a `u8`) and its count (`u64`).
+fn encode_tags(tags: &TagTable<u32>, out: &mut Vec<u8>) {
+    let mut entries: Vec<_> = tags.entries().collect();
+    entries.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    out.extend_from_slice(&u32::from(tags.truncated()).to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (scope, service, key, values) in entries {
+        out.push(scope as u8);
+        out.extend_from_slice(&service.to_le_bytes());
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key.as_bytes());
+        let top = values.top(TAG_VALUES_KEPT);
+        out.extend_from_slice(&(top.len() as u32).to_le_bytes());
+        for (v, count) in top {
+            match v {
+                TagValue::Str(s) => {
+                    out.push(TAG_KIND_STR);
+                    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                    out.extend_from_slice(s.as_bytes());
+                }
+                TagValue::Int(i) => {
+                    out.push(TAG_KIND_INT);
+                    out.extend_from_slice(&i.to_le_bytes());
+                }
+                TagValue::Double(d) => {
+                    out.push(TAG_KIND_DOUBLE);
+                    out.extend_from_slice(&d.to_le_bytes());
+                }
+                TagValue::Bool(b) => {
+                    out.push(TAG_KIND_BOOL);
+                    out.push(u8::from(*b));
+                }
+            }
+            out.extend_from_slice(&count.to_le_bytes());
+        }
+    }
+}
+
+fn decode_tags(r: &mut Reader<'_>, services: usize) -> Result<TagTable<u32>, FormatError> {
+    let text = |r: &mut Reader<'_>| -> Result<String, FormatError> {
+        let len = u32_at(r.take(4)?, 0) as usize;
+        std::str::from_utf8(r.take(len)?)
+            .map(str::to_owned)
+            .map_err(|_| FormatError::Invalid("a tag that is not UTF-8"))
+    };
+    let mut tags = TagTable::default();
+    if u32_at(r.take(4)?, 0) & 1 == 1 {
+        tags.set_truncated();
+    }
+    let keys = u32_at(r.take(4)?, 0) as usize;
+    if keys > TAG_KEYS_MAX {
+        return Err(FormatError::Invalid("more tag keys than a segment notes"));
+    }
+    for _ in 0..keys {
+        let scope =
+            TagScope::from_byte(r.take(1)?[0]).ok_or(FormatError::Invalid("a tag scope"))?;
+        let service = u32_at(r.take(4)?, 0);
+        if service as usize >= services {
+            return Err(FormatError::Invalid("a tag naming no service"));
+        }
+        let key = text(r)?;
+        let n = u32_at(r.take(4)?, 0) as usize;
+        if n > TAG_VALUES_KEPT {
+            return Err(FormatError::Invalid("more tag values than a segment keeps"));
+        }
+        let mut values = Vec::with_capacity(n);
+        for _ in 0..n {
+            let v = match r.take(1)?[0] {
+                TAG_KIND_STR => TagValue::Str(text(r)?.into()),
+                TAG_KIND_INT => TagValue::Int(u64_at(r.take(8)?, 0) as i64),
+                TAG_KIND_DOUBLE => TagValue::Double(f64::from_bits(u64_at(r.take(8)?, 0))),
+                TAG_KIND_BOOL => TagValue::Bool(r.take(1)?[0] != 0),
+                _ => return Err(FormatError::Invalid("a tag value kind")),
+            };
+            values.push((v, u64_at(r.take(8)?, 0)));
+        }
+        tags.insert(scope, service, &key, TopValues::from_counts(values));
+    }
+    Ok(tags)
 }
 
 /// A block frame: the kind, length and CRC of the block that follows.

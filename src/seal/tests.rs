@@ -722,6 +722,134 @@ mod files {
         }
     }
 
+    /// A sealed segment's tags as (scope, service, key, [(value, kind, count)]), sorted.
+    type TagRows = Vec<(
+        &'static str,
+        String,
+        String,
+        Vec<(String, &'static str, u64)>,
+    )>;
+
+    fn tag_rows(sc: &crate::seal::Sidecar) -> TagRows {
+        let mut rows: TagRows = sc
+            .tags
+            .entries()
+            .map(|(scope, service, key, values)| {
+                let scope = match scope {
+                    crate::domain::tags::TagScope::TraceResource => "trace-resource",
+                    crate::domain::tags::TagScope::Span => "span",
+                    crate::domain::tags::TagScope::LogResource => "log-resource",
+                    crate::domain::tags::TagScope::Log => "log",
+                };
+                let values = values
+                    .top(usize::MAX)
+                    .into_iter()
+                    .map(|(v, n)| (v.text(), v.kind(), n))
+                    .collect();
+                (
+                    scope,
+                    sc.services[service as usize].clone(),
+                    key.to_owned(),
+                    values,
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn a_sidecar_keeps_the_tags_of_its_spans_and_logs_and_a_rebuild_finds_them_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let attr = |k: &'static str, v: AnyValue<'static>| KeyValue {
+            key: Cow::Borrowed(k),
+            value: v,
+        };
+        let text = |s: &'static str| AnyValue::String(Cow::Borrowed(s));
+        let mut spans = one_batch(
+            (0..5u64)
+                .map(|i| {
+                    let code = if i == 4 { 500 } else { 200 };
+                    plain_span(
+                        1,
+                        i + 1,
+                        None,
+                        1_000 + i,
+                        vec![attr("code", AnyValue::Int(code))],
+                    )
+                })
+                .collect(),
+        );
+        spans[0].resource.attributes = vec![
+            attr("service.name", text("cart")),
+            attr("host.name", text("h1")),
+        ];
+        let logs = vec![LogBatch {
+            resource: crate::domain::Resource {
+                attributes: vec![attr("service.name", text("cart"))],
+                ..Default::default()
+            },
+            logs: (0..3u64)
+                .map(|i| LogRecord {
+                    time_unix_nano: 2_000 + i,
+                    observed_time_unix_nano: 0,
+                    severity_number: 9,
+                    severity_text: Cow::Borrowed(""),
+                    body: text("hello"),
+                    attributes: vec![attr("user", text(if i == 0 { "ann" } else { "bob" }))],
+                    dropped_attributes_count: 0,
+                    flags: 0,
+                    trace_id: None,
+                    span_id: None,
+                    event_name: Cow::Borrowed(""),
+                })
+                .collect(),
+            ..Default::default()
+        }];
+        let raw = raw_segment(dir.path(), &spans, &logs);
+        let sealed = write::seal(&raw).unwrap();
+        let s = |x: &str| x.to_owned();
+        let want: TagRows = vec![
+            (
+                "log",
+                s("cart"),
+                s("user"),
+                vec![(s("bob"), "string", 2), (s("ann"), "string", 1)],
+            ),
+            (
+                "log-resource",
+                s("cart"),
+                s("service.name"),
+                vec![(s("cart"), "string", 3)],
+            ),
+            (
+                "span",
+                s("cart"),
+                s("code"),
+                vec![(s("200"), "int", 4), (s("500"), "int", 1)],
+            ),
+            (
+                "trace-resource",
+                s("cart"),
+                s("host.name"),
+                vec![(s("h1"), "string", 5)],
+            ),
+            (
+                "trace-resource",
+                s("cart"),
+                s("service.name"),
+                vec![(s("cart"), "string", 5)],
+            ),
+        ];
+        assert_eq!(tag_rows(&sealed.sidecar), want);
+        let read = crate::seal::Sidecar::decode(&sealed.sidecar.encode()).unwrap();
+        assert_eq!(tag_rows(&read), want);
+        let data = sealed.data_path.clone();
+        drop(sealed);
+        let rebuilt = write::rebuild(&data).unwrap();
+        assert_eq!(tag_rows(&rebuilt.segment.sidecar), want);
+    }
+
     #[test]
     fn blocks_end_at_trace_boundaries_and_a_huge_trace_spans_several() {
         let dir = tempfile::tempdir().unwrap();

@@ -17,11 +17,14 @@ use super::format::{
 };
 use super::sealed::SealedSegment;
 use super::{block, data_path, logblock, needles, sidecar_path, tmp_path, SealError};
+use crate::domain::tags::{TagScope, TagTable};
 use crate::domain::{
     archived_service_name, from_archived, ArchivedLogBatch, ArchivedSpanBatch, LogRecord, Span,
     TraceId, STATUS_CODE_ERROR,
 };
-use crate::limits::{SEALED_BLOCK_SPANS, SEALED_BLOCK_SPANS_MAX, SEALED_LOG_BLOCK_BYTES};
+use crate::limits::{
+    SEALED_BLOCK_SPANS, SEALED_BLOCK_SPANS_MAX, SEALED_LOG_BLOCK_BYTES, TAG_VALUES_KEPT,
+};
 use crate::storage::segment::{sync_dir, Segment};
 use crate::storage::{frame, RecordKind};
 
@@ -329,6 +332,8 @@ struct Names {
     services: HashMap<String, u32>,
     names: HashMap<String, u32>,
     operations: foldhash::HashSet<(u32, u32)>,
+    /// Every item's attribute keys and values, by scope and service id.
+    tags: TagTable<u32>,
 }
 
 fn id_of(map: &mut HashMap<String, u32>, s: &str) -> u32 {
@@ -375,6 +380,8 @@ impl Names {
             .sum();
         let mut operations: Vec<(u32, u32)> = self.operations.into_iter().collect();
         operations.sort_unstable();
+        let mut tags = self.tags;
+        tags.trim(TAG_VALUES_KEPT);
         Sidecar {
             meta,
             data_bytes,
@@ -395,6 +402,7 @@ impl Names {
             block_traces,
             operations,
             needles: None,
+            tags,
         }
     }
 }
@@ -442,10 +450,21 @@ fn write_span_blocks(
         hasher.attrs(&resource.attributes, &mut k);
         resource_keys.push(k);
         batch_groups.push(groups.add(&resource, &from_archived::scope(&b.scope)));
-        services.push(id_of(
+        let service = id_of(
             &mut names.services,
             archived_service_name(&b.resource.attributes),
-        ));
+        );
+        services.push(service);
+        let tags = &mut names.tags;
+        tags.note_archived(
+            TagScope::TraceResource,
+            service,
+            &b.resource.attributes,
+            b.spans.len() as u64,
+        );
+        for span in b.spans.iter() {
+            tags.note_archived(TagScope::Span, service, &span.attributes, 1);
+        }
     }
     // Every span's place, in the order blocks hold them.
     let mut order: Vec<(TraceId, u64, u32, u32)> = batches
@@ -595,11 +614,21 @@ fn write_log_blocks(
         let mut max_severity = 0;
         let mut needle_keys = Vec::new();
         for ((_, batch), records) in chunk.iter().zip(&logs) {
-            meta.services.push(id_of(
+            let service = id_of(
                 &mut names.services,
                 archived_service_name(&batch.resource.attributes),
-            ));
+            );
+            meta.services.push(service);
+            names.tags.note_archived(
+                TagScope::LogResource,
+                service,
+                &batch.resource.attributes,
+                records.len() as u64,
+            );
             for record in records {
+                names
+                    .tags
+                    .note(TagScope::Log, service, &record.attributes, 1);
                 let t = record.effective_time();
                 meta.items += 1;
                 meta.min_time = meta.min_time.min(t);

@@ -13,6 +13,7 @@ mod records;
 mod scan;
 mod sealed;
 mod snapshot;
+mod tags;
 mod traces;
 
 use std::rc::Rc;
@@ -77,6 +78,14 @@ pub async fn run_local(shard: &Rc<Shard>, q: &QueryRequest) -> QueryResponse {
             names.sort_unstable();
             names.dedup();
             QueryResponse::Operations(names)
+        }
+        QueryRequest::Tags(f) => {
+            let (tags, truncated) = tags::tags_local(shard, f);
+            QueryResponse::Tags { tags, truncated }
+        }
+        QueryRequest::TagValues { key, filter, .. } => {
+            let (values, truncated) = tags::tag_values_local(shard, key, filter);
+            QueryResponse::TagValues { values, truncated }
         }
         QueryRequest::Metrics => {
             let (index, store) = (shard.index.borrow(), shard.store.borrow());
@@ -293,6 +302,40 @@ fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
             QueryResponse::Operations(s) => Some(s),
             _ => None,
         })),
+        QueryRequest::Tags(_) => {
+            let (mut all, mut truncated) = (Vec::new(), false);
+            for a in answers {
+                if let QueryResponse::Tags { tags, truncated: t } = a {
+                    all.extend(tags);
+                    truncated |= t;
+                }
+            }
+            all.sort_unstable();
+            all.dedup();
+            QueryResponse::Tags {
+                tags: all,
+                truncated,
+            }
+        }
+        QueryRequest::TagValues { limit, .. } => {
+            let (mut counts, mut truncated) = (tags::ValueCounts::default(), false);
+            for a in answers {
+                if let QueryResponse::TagValues {
+                    values,
+                    truncated: t,
+                } = a
+                {
+                    for (v, n) in &values {
+                        counts.add(v, *n);
+                    }
+                    truncated |= t;
+                }
+            }
+            QueryResponse::TagValues {
+                values: counts.most_frequent(*limit),
+                truncated,
+            }
+        }
     }
 }
 

@@ -172,7 +172,10 @@ pub(super) async fn merge_summaries(
 /// Whether the span of `s` matches every filter of `q`.
 fn facts_match(q: &TraceSearch, s: &SpanFacts<'_>) -> bool {
     let duration = s.end.saturating_sub(s.start);
-    q.span_matches(s.service, s.name, s.start, duration, || s.attrs_match)
+    let error = s.status_code == STATUS_CODE_ERROR;
+    q.span_matches(s.service, s.name, s.start, duration, error, || {
+        s.attrs_match
+    })
 }
 
 /// Whether block `b` may hold a span `q` matches, by its description alone.
@@ -187,6 +190,8 @@ fn span_block_may_match(
         && q.end_unix_nanos.is_none_or(|e| b.min_time <= e)
         && q.min_duration_nanos.is_none_or(|d| b.max_duration >= d)
         && q.max_duration_nanos.is_none_or(|d| b.min_duration <= d)
+        // A block without an error span holds no match for `error=true`.
+        && (q.error != Some(true) || b.error)
         && service.is_none_or(|id| b.services.binary_search(&id).is_ok())
         && name.is_none_or(|id| b.names.binary_search(&id).is_ok())
 }

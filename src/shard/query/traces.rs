@@ -35,6 +35,7 @@ impl SpanFilter<'_> {
             || !in_range(e.start_unix_nanos, q.start_unix_nanos, q.end_unix_nanos)
             || q.min_duration_nanos.is_some_and(|d| e.duration_nanos < d)
             || q.max_duration_nanos.is_some_and(|d| e.duration_nanos > d)
+            || q.error.is_some_and(|want| e.error != want)
         {
             return Verdict::Skip;
         }
@@ -310,7 +311,7 @@ fn head_details(
             stats.error_count += u32::from(error);
             let start = s.start_time_unix_nano.to_native();
             let duration = s.end_time_unix_nano.to_native().saturating_sub(start);
-            let matches = q.span_matches(service, s.name.as_str(), start, duration, || {
+            let matches = q.span_matches(service, s.name.as_str(), start, duration, error, || {
                 q.attrs
                     .iter()
                     .all(|(k, v)| attr_matches(&s.attributes, k, v) || attr_matches(resource, k, v))
