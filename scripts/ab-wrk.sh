@@ -9,6 +9,7 @@
 # from `python3 scripts/make-payload.py /tmp/glust-payload`) from core 1 over 16 connections.
 # Odd pairs run A first, even pairs B first. Prints requests/s per run, B/A per pair, then the
 # median ratio and how many pairs B won. A run with errors or non-2xx answers stops the script.
+# GLUST_ARGS adds flags to both servers' command lines (e.g. `--segment-bytes 3G`: no sealing).
 # Needs wrk, curl, taskset and python3.
 set -euo pipefail
 if [ $# -lt 2 ]; then
@@ -29,7 +30,7 @@ pidfile=$data.pid
 run() {
   rm -rf "$data"
   taskset -c 0 "$1" serve --data-dir "$data" --shards 1 --otlp-http 127.0.0.1:34318 \
-    --otlp-grpc 127.0.0.1:34317 --query 127.0.0.1:33200 >"$data.log" 2>&1 &
+    --otlp-grpc 127.0.0.1:34317 --query 127.0.0.1:33200 ${GLUST_ARGS:-} >"$data.log" 2>&1 &
   echo $! >"$pidfile"
   local ready=""
   for _ in $(seq 100); do

@@ -2,7 +2,8 @@
 //! the UIs' choices (`GET /api/v1/tags`, `GET /api/v1/tags/{key}/values`).
 //!
 //! A [`TagTable`] is kept per head segment (its index part) and written into each sealed
-//! segment's sidecar, so that discovery reads no record. It is bounded whatever clients send:
+//! segment's sidecar, so that discovery reads no record. Both note resources for every item
+//! and the attributes of the items a [`Sampler`] picks. It is bounded whatever clients send:
 //! at most [`TAG_KEYS_MAX`] keys (a scope, a service and an attribute key), each counting
 //! [`TAG_VALUES_TRACKED`] values by the space-saving algorithm (a value more frequent than one
 //! in that many is always among them; the counts of the rest are estimates from above), of at
@@ -60,7 +61,9 @@ impl TagScope {
 /// A scalar attribute value, owned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TagValue {
-    Str(Box<str>),
+    /// A `String`, not a `Box<str>`: a counted value that gives its place to another reuses
+    /// the buffer (high-cardinality keys replace one on most items they are noted for).
+    Str(String),
     Int(i64),
     /// Never NaN; `-0.0` is kept as `0.0`.
     Double(f64),
@@ -112,7 +115,7 @@ impl<'a> TagValueRef<'a> {
 
     fn to_owned(self) -> TagValue {
         match self {
-            TagValueRef::Str(s) => TagValue::Str(s.into()),
+            TagValueRef::Str(s) => TagValue::Str(s.to_owned()),
             TagValueRef::Int(i) => TagValue::Int(i),
             TagValueRef::Double(d) => TagValue::Double(d),
             TagValueRef::Bool(b) => TagValue::Bool(b),
@@ -289,7 +292,14 @@ impl TopValues {
             return 0;
         }
         let s = &mut self.slots[at];
-        (s.hash, s.value, s.count) = (hash, v.to_owned(), s.count + weight);
+        match (&mut s.value, v) {
+            (TagValue::Str(text), TagValueRef::Str(new)) => {
+                text.clear();
+                text.push_str(new);
+            }
+            (value, v) => *value = v.to_owned(),
+        }
+        (s.hash, s.count) = (hash, s.count + weight);
         bytes as isize - old as isize
     }
 

@@ -788,7 +788,7 @@ fn decode_tags(r: &mut Reader<'_>, services: usize) -> Result<TagTable<u32>, For
         let mut values = Vec::with_capacity(n);
         for _ in 0..n {
             let v = match r.take(1)?[0] {
-                TAG_KIND_STR => TagValue::Str(text(r)?.into()),
+                TAG_KIND_STR => TagValue::Str(text(r)?),
                 TAG_KIND_INT => TagValue::Int(u64_at(r.take(8)?, 0) as i64),
                 TAG_KIND_DOUBLE => TagValue::Double(f64::from_bits(u64_at(r.take(8)?, 0))),
                 TAG_KIND_BOOL => TagValue::Bool(r.take(1)?[0] != 0),

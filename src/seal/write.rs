@@ -17,7 +17,7 @@ use super::format::{
 };
 use super::sealed::SealedSegment;
 use super::{block, data_path, logblock, needles, sidecar_path, tmp_path, SealError};
-use crate::domain::tags::{TagScope, TagTable};
+use crate::domain::tags::{Sampler, TagScope, TagTable};
 use crate::domain::{
     archived_service_name, from_archived, ArchivedLogBatch, ArchivedSpanBatch, LogRecord, Span,
     TraceId, STATUS_CODE_ERROR,
@@ -332,8 +332,11 @@ struct Names {
     services: HashMap<String, u32>,
     names: HashMap<String, u32>,
     operations: foldhash::HashSet<(u32, u32)>,
-    /// Every item's attribute keys and values, by scope and service id.
+    /// The attribute keys and values of every batch's resource and of the items the samplers
+    /// pick, by scope and service id.
     tags: TagTable<u32>,
+    span_sampler: Sampler,
+    log_sampler: Sampler,
 }
 
 fn id_of(map: &mut HashMap<String, u32>, s: &str) -> u32 {
@@ -463,7 +466,9 @@ fn write_span_blocks(
             b.spans.len() as u64,
         );
         for span in b.spans.iter() {
-            tags.note_archived(TagScope::Span, service, &span.attributes, 1);
+            if let Some(weight) = names.span_sampler.pick() {
+                tags.note_archived(TagScope::Span, service, &span.attributes, weight);
+            }
         }
     }
     // Every span's place, in the order blocks hold them.
@@ -626,9 +631,11 @@ fn write_log_blocks(
                 records.len() as u64,
             );
             for record in records {
-                names
-                    .tags
-                    .note(TagScope::Log, service, &record.attributes, 1);
+                if let Some(weight) = names.log_sampler.pick() {
+                    names
+                        .tags
+                        .note(TagScope::Log, service, &record.attributes, weight);
+                }
                 let t = record.effective_time();
                 meta.items += 1;
                 meta.min_time = meta.min_time.min(t);

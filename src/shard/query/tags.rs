@@ -84,7 +84,7 @@ pub struct ValueCounts {
 /// A value as a map key: doubles by their bits (they are never NaN, and `-0.0` is `0.0`).
 #[derive(PartialEq, Eq, Hash)]
 enum ValueKey {
-    Str(Box<str>),
+    Str(String),
     Int(i64),
     Double(u64),
     Bool(bool),
