@@ -150,7 +150,7 @@ fn tags_json(asked: [bool; 4], tags: Vec<(TagScope, String)>, truncated: bool) -
             scopes.push((scope.name(), Vec::new()));
         }
     }
-    scopes.sort_by_key(|(name, _)| ["resource", "span", "log"].iter().position(|n| n == name));
+    // `TagScope::ALL` lists a resource first, then spans, then logs: the order asked for.
     for (scope, key) in tags {
         if let Some((_, keys)) = scopes.iter_mut().find(|(name, _)| *name == scope.name()) {
             keys.push(key);
