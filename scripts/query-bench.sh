@@ -8,6 +8,7 @@
 # from glust_sealed_blocks_read_total).
 #
 #   scripts/query-bench.sh GLUST [RATE=120000] [SECONDS=240] [LOG_RATE=40000]
+#   KEEP=1 scripts/query-bench.sh GLUST   # time the searches again on the store left behind
 #
 # Needs target/release/loadgen, root (to drop the page cache), python3, curl. Uses ports
 # 25318/25317/25200 (below the ephemeral range) and /tmp/glust-query.
@@ -18,15 +19,17 @@ rate=${2:-120000}; secs=${3:-240}; log_rate=${4:-40000}
 here=$(cd "$(dirname "$0")/.." && pwd)
 data=/tmp/glust-query
 q=http://127.0.0.1:25200
-rm -rf "$data" "$data.log"
+keep=${KEEP:-0}
+if [ "$keep" != 1 ]; then rm -rf "$data" "$data.log"; fi
 "$bin" serve --data-dir "$data" --shards 1 --otlp-http 127.0.0.1:25318 \
   --otlp-grpc 127.0.0.1:25317 --query 127.0.0.1:25200 >>"$data.log" 2>&1 &
 pid=$!
 trap 'kill -9 $pid 2>/dev/null || true' EXIT
-for _ in $(seq 600); do curl -sf $q/readyz >/dev/null && break; sleep 0.01; done
+for _ in $(seq 6000); do curl -sf $q/readyz >/dev/null && break; sleep 0.01; done
 metric() { curl -s $q/metrics | awk -v n="glust_$1" '$1 == n {print $2}'; }
 
 needle_trace=47110000000000000000000000004711
+if [ "$keep" != 1 ]; then
 now=$(date +%s%N)
 curl -sf -H 'content-type: application/json' 127.0.0.1:25318/v1/traces -d '{"resourceSpans":[{
   "resource":{"attributes":[{"key":"service.name","value":{"stringValue":"payments"}}]},
@@ -45,6 +48,7 @@ logs_pid=$!
 "$here/target/release/loadgen" --endpoint 127.0.0.1:25318 --rate "$rate" --signal traces \
   --duration "${secs}s" --connections 16 --cores 1 -q --seed 1 >"$data.loadgen" 2>&1
 wait $logs_pid
+fi
 for _ in $(seq 120); do
   [ "$(metric segments)" -le 1 ] && break
   sleep 5
@@ -52,6 +56,9 @@ done
 echo "stored: $(metric spans_accepted_total) spans, $(metric logs_accepted_total) log records;" \
   "$(metric sealed_segments) sealed segments ($(metric sealed_spans) spans," \
   "$(metric sealed_logs) log records), $(metric segments) raw"
+# What the head still holds (counted since this start): an attr= search reads its records.
+[ "$keep" = 1 ] || echo "head: $(python3 -c "print(int($(metric spans_accepted_total) - $(metric sealed_spans)))") spans," \
+  "$(python3 -c "print(int($(metric logs_accepted_total) - $(metric sealed_logs)))") log records"
 
 # A minute before the newest span stored, for the time-window searches (loadgen's spans start
 # near now): `start=` is answered by the head, `end=` from sealed segments.
