@@ -1,6 +1,7 @@
 //! Compiles `proto/`, the wire formats Glust speaks, without a system `protoc`: `protox`
 //! parses the files in Rust, and `prost-build` generates the `google.rpc` types Glust encodes
-//! (`Status`, `RetryInfo`). The OTLP messages are not generated: ingest decodes them by hand
+//! (`Status`, `RetryInfo`) and Tempo's query messages (`tempopb`, whose OTLP fields are
+//! `opentelemetry-proto`'s types). The OTLP messages are not generated: ingest decodes them by hand
 //! (`src/otlp/proto`, the hot path), and their descriptors, written to `OUT_DIR/glust.fds`,
 //! let a test check that decoder's field numbers and wire types against `proto/`.
 
@@ -16,12 +17,13 @@ const FILES: &[&str] = &[
     "opentelemetry/proto/collector/logs/v1/logs_service.proto",
     "google/rpc/status.proto",
     "google/rpc/error_details.proto",
+    "tempo/tempo.proto",
 ];
 
-/// The package whose Rust types are generated. The well-known types it imports
+/// The packages whose Rust types are generated. The well-known types they import
 /// (`google.protobuf.Any`, `Duration`) stay in the set for prost-build to resolve; it maps
-/// them to `prost_types`.
-const GENERATED_PACKAGE: &str = "google.rpc";
+/// them to `prost_types`. The OTLP messages Tempo's embed map to `opentelemetry-proto`'s.
+const GENERATED_PACKAGES: &[&str] = &["google.rpc", "tempopb"];
 
 fn main() {
     println!("cargo:rerun-if-changed={PROTO_DIR}");
@@ -32,9 +34,13 @@ fn main() {
     std::fs::write(out_dir.join("glust.fds"), fds.encode_to_vec())
         .unwrap_or_else(|e| panic!("writing glust.fds: {e}"));
 
-    fds.file
-        .retain(|f| f.package() == GENERATED_PACKAGE || f.package() == "google.protobuf");
+    fds.file.retain(|f| {
+        GENERATED_PACKAGES.contains(&f.package())
+            || f.package() == "google.protobuf"
+            || f.package().starts_with("opentelemetry.proto.")
+    });
     prost_build::Config::new()
+        .extern_path(".opentelemetry.proto", "::opentelemetry_proto::tonic")
         .compile_fds(fds)
-        .unwrap_or_else(|e| panic!("generating {GENERATED_PACKAGE}: {e}"));
+        .unwrap_or_else(|e| panic!("generating {GENERATED_PACKAGES:?}: {e}"));
 }

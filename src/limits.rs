@@ -245,6 +245,15 @@ pub const SEARCH_SPSS_MAX: usize = 100;
 /// `attr=key=value` filters one search may carry.
 pub const SEARCH_ATTRS_MAX: usize = 16;
 
+/// The longest TraceQL query taken, and the conditions it may hold: a query is parsed and
+/// checked against every candidate span, so its size is bounded like a request's.
+pub const TRACEQL_BYTES_MAX: usize = 16 << 10;
+pub const TRACEQL_CONDITIONS_MAX: usize = 64;
+
+/// The memory one TraceQL regular expression may compile to (the `regex` crate's size limit):
+/// a pattern past it is refused rather than built.
+pub const TRACEQL_REGEX_BYTES_MAX: usize = 1 << 20;
+
 /// How long a search runs when the request names no `timeout`: past it, the answer holds what
 /// was found, marked partial.
 pub const SEARCH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);

@@ -116,6 +116,9 @@ fn quoted_limits() -> BTreeMap<&'static str, Quantity> {
         ("TAG_KEYS_MAX", c(l::TAG_KEYS_MAX)),
         ("TAG_TEXT_BYTES_MAX", b(l::TAG_TEXT_BYTES_MAX)),
         ("SEARCH_ATTRS_MAX", c(l::SEARCH_ATTRS_MAX)),
+        ("TRACEQL_BYTES_MAX", b(l::TRACEQL_BYTES_MAX)),
+        ("TRACEQL_CONDITIONS_MAX", c(l::TRACEQL_CONDITIONS_MAX)),
+        ("TRACEQL_REGEX_BYTES_MAX", b(l::TRACEQL_REGEX_BYTES_MAX)),
         ("SEARCH_SPSS_MAX", c(l::SEARCH_SPSS_MAX)),
         ("SEARCH_SPSS_DEFAULT", c(l::SEARCH_SPSS_DEFAULT)),
         ("SEARCH_TIMEOUT_DEFAULT", Time(l::SEARCH_TIMEOUT_DEFAULT)),
@@ -159,7 +162,12 @@ fn quoted_limits() -> BTreeMap<&'static str, Quantity> {
     ])
 }
 
-const DOCS: &[&str] = &["README.md", "docs/api.md", "docs/operations.md"];
+const DOCS: &[&str] = &[
+    "README.md",
+    "docs/api.md",
+    "docs/compat.md",
+    "docs/operations.md",
+];
 
 fn read(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);

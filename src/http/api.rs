@@ -13,6 +13,7 @@
 //! | `GET /debug/hdr?metric=`      | one latency histogram as HdrHistogram `.hgrm` text  |
 //! | `GET /healthz`                | 200 while the process runs                          |
 //! | `GET /readyz`                 | 200 while serving, 503 once shutting down           |
+//! | `GET /tempo/...`              | Tempo's API, for Grafana ([`super::tempo`])        |
 
 use std::rc::Rc;
 
@@ -35,6 +36,9 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
     let query = query.as_deref();
+    if let Some(rest) = path.strip_prefix("/tempo") {
+        return super::tempo::handle(shard, rest, query, req.headers()).await;
+    }
     match path.as_str() {
         "/healthz" => reply::with_body(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" if shard.stopping.is_set() => reply::with_body(
@@ -238,6 +242,10 @@ async fn run_asking(shard: &Rc<Shard>, q: QueryRequest, asked: [bool; 4]) -> Res
         QueryResponse::Failed(why) => {
             reply::json_error(StatusCode::SERVICE_UNAVAILABLE, why.to_string())
         }
+        QueryResponse::TraceProto(_) => reply::json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "a protobuf trace answered a JSON query",
+        ),
         QueryResponse::Metrics(s) => {
             reply::with_body(StatusCode::OK, METRICS_CONTENT_TYPE, s.prometheus())
         }

@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod io;
 pub mod otlp;
 pub mod reply;
+pub mod tempo;
 
 use std::convert::Infallible;
 use std::rc::Rc;

@@ -11,6 +11,7 @@
 pub mod json;
 pub mod json_out;
 pub mod proto;
+pub mod proto_out;
 pub mod rpc;
 
 use std::borrow::Cow;

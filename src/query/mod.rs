@@ -7,6 +7,7 @@
 //! resource and scope, so the coordinating shard only concatenates.
 
 pub mod params;
+pub mod traceql;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,13 +34,19 @@ pub struct TraceSearch {
     pub limit: usize,
     /// Matching spans each trace of the answer carries, at most.
     pub spss: usize,
+    /// What a TraceQL query asks of a span beyond the filters above, checked on each span
+    /// they let through (its record read).
+    pub span_query: Option<Arc<traceql::SpanQuery>>,
+    /// What a TraceQL query asks of the whole trace (its duration, its root), checked on
+    /// each trace found.
+    pub trace_query: Option<Arc<traceql::TraceQuery>>,
     pub budget: Budget,
 }
 
 impl TraceSearch {
     /// Whether a span matches every filter: its service, name, start, duration, error
-    /// status, and the `attr` pairs, which `attrs_match` says (asked only once the rest
-    /// matched).
+    /// status, and the `attr` pairs and the span query, which `attrs_match` says (asked only
+    /// once the rest matched).
     pub fn span_matches(
         &self,
         service: &str,
@@ -177,6 +184,8 @@ impl Drop for CancelOnDrop {
 #[derive(Debug, Clone)]
 pub enum QueryRequest {
     Trace(TraceId),
+    /// A trace's spans as OTLP protobuf.
+    TraceProto(TraceId),
     SearchTraces(TraceSearch),
     SearchLogs(LogSearch),
     Services,
@@ -218,6 +227,7 @@ pub struct LogHit {
 #[derive(Debug, Clone)]
 pub enum QueryResponse {
     Trace(Vec<JsonGroup>),
+    TraceProto(Vec<crate::otlp::proto_out::ProtoGroup>),
     /// Summaries, newest first; `partial` when the search stopped at its deadline.
     Traces {
         traces: Vec<TraceSummary>,

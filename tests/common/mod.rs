@@ -272,6 +272,16 @@ impl Server {
         Reply::from(reqwest::blocking::get(self.query_url(path_and_query)).expect("GET"))
     }
 
+    /// A GET with request headers, as a client that sends its own (Grafana's) does.
+    pub fn get_with(&self, path_and_query: &str, headers: &[(&str, &str)]) -> Reply {
+        let client = reqwest::blocking::Client::new();
+        let mut req = client.get(self.query_url(path_and_query));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Reply::from(req.send().expect("GET"))
+    }
+
     pub fn get_json(&self, path_and_query: &str) -> serde_json::Value {
         let r = self.get(path_and_query);
         assert_eq!(r.status, 200, "GET {path_and_query}: {}", r.text());

@@ -18,7 +18,7 @@ mod traces;
 
 use std::rc::Rc;
 
-pub use records::{render, trace_json};
+pub use records::{render, trace_json, trace_proto};
 
 use logs::search_logs_local;
 use snapshot::metrics_snapshot;
@@ -62,6 +62,12 @@ pub async fn run_local(shard: &Rc<Shard>, q: &QueryRequest) -> QueryResponse {
             let (index, store) = (shard.index.borrow(), shard.store.borrow());
             groups.extend(trace_json(&index, &store, id));
             QueryResponse::Trace(groups)
+        }
+        QueryRequest::TraceProto(id) => {
+            let mut groups = sealed::trace_proto_groups(shard, id).await;
+            let (index, store) = (shard.index.borrow(), shard.store.borrow());
+            groups.extend(trace_proto(&index, &store, id));
+            QueryResponse::TraceProto(groups)
         }
         QueryRequest::Services => {
             let mut services = shard.index.borrow().services();
@@ -198,7 +204,7 @@ fn count_stopped(shard: &Shard, budget: &Budget) -> bool {
 /// could not answer.
 async fn gather(shard: &Rc<Shard>, q: &QueryRequest) -> Result<Vec<QueryResponse>, QueryError> {
     let targets: Vec<ShardId> = match q {
-        QueryRequest::Trace(id) => {
+        QueryRequest::Trace(id) | QueryRequest::TraceProto(id) => {
             let owner = owner_of(id, shard.count);
             (0..shard.count)
                 .map(ShardId)
@@ -250,6 +256,15 @@ fn merge(q: &QueryRequest, answers: Vec<QueryResponse>) -> QueryResponse {
                 }
             }
             QueryResponse::Trace(groups)
+        }
+        QueryRequest::TraceProto(_) => {
+            let mut groups = Vec::new();
+            for a in answers {
+                if let QueryResponse::TraceProto(g) = a {
+                    groups.extend(g);
+                }
+            }
+            QueryResponse::TraceProto(groups)
         }
         QueryRequest::SearchTraces(s) => {
             let mut by_id: std::collections::HashMap<String, TraceSummary> = Default::default();

@@ -8,6 +8,7 @@ use crate::domain::{
 };
 use crate::index::{Indexes, RecordLoc};
 use crate::otlp::json_out;
+use crate::otlp::proto_out::{self, ProtoGroup};
 use crate::query::JsonGroup;
 use crate::storage::{RecordKind, Store};
 
@@ -77,6 +78,33 @@ pub(super) fn trace_group(batch: &ArchivedSpanBatch<'_>, id: &TraceId) -> Option
     (!items.is_empty()).then(|| JsonGroup {
         resource: resource_fields(&batch.resource),
         scope: scope_fields(&batch.scope),
+        items,
+    })
+}
+
+/// Every stored span of trace `id` on this shard, as OTLP protobuf groups ([`trace_json`]'s
+/// counterpart).
+pub fn trace_proto(index: &Indexes, store: &Store, id: &TraceId) -> Vec<ProtoGroup> {
+    let mut groups = Vec::new();
+    for loc in index.trace_records(id) {
+        if let Some(group) = span_batch(store, loc).and_then(|b| trace_proto_group(b, id)) {
+            groups.push(group);
+        }
+    }
+    groups
+}
+
+/// The spans of trace `id` in `batch` as one protobuf group; `None` if it holds none.
+pub(super) fn trace_proto_group(batch: &ArchivedSpanBatch<'_>, id: &TraceId) -> Option<ProtoGroup> {
+    let items: Vec<Vec<u8>> = batch
+        .spans
+        .iter()
+        .filter(|s| s.trace_id.get() == *id)
+        .map(|s| proto_out::span_message(s))
+        .collect();
+    (!items.is_empty()).then(|| ProtoGroup {
+        resource: proto_out::resource_fields(&batch.resource),
+        scope: proto_out::scope_fields(&batch.scope),
         items,
     })
 }

@@ -7,12 +7,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::logs::value_contains;
-use super::records::{resource_fields, scope_fields, trace_group};
+use super::records::{resource_fields, scope_fields, trace_group, trace_proto_group};
 use super::scan::in_range;
+use super::traces::span_query_matches;
 use crate::domain::{archived_service_name, TraceId, STATUS_CODE_ERROR};
 use crate::index::{MatchedSpan, RootRank, TraceSummary};
 use crate::metrics::add;
 use crate::otlp::json_out;
+use crate::otlp::proto_out::ProtoGroup;
 use crate::query::{JsonGroup, LogHit, LogSearch, TraceSearch};
 use crate::seal::block::SpanFacts;
 use crate::seal::{needles, BlockKind, BlockMeta, DecodedBlock, SealError, SealedSegment};
@@ -65,6 +67,25 @@ pub(super) async fn trace_groups(shard: &Shard, id: &TraceId) -> Vec<JsonGroup> 
     groups
 }
 
+/// The spans of trace `id` in the sealed segments, as OTLP protobuf groups.
+pub(super) async fn trace_proto_groups(shard: &Shard, id: &TraceId) -> Vec<ProtoGroup> {
+    let holding = shard.sealed.borrow().holding_trace(id);
+    let mut groups = Vec::new();
+    for (segment, blocks) in holding {
+        for i in blocks {
+            let Some(block) = decode_traces(shard, &segment, i, Some(vec![*id])).await else {
+                continue;
+            };
+            groups.extend(
+                block
+                    .span_batches()
+                    .filter_map(|b| trace_proto_group(b, id)),
+            );
+        }
+    }
+    groups
+}
+
 /// Adds to `out` the summaries block `i` of `segment` gives of the traces `ids` (sorted): root
 /// is the span without a parent, else the earliest; per service its spans and errors; the
 /// spans matching `q`. Scanned on the blocking pool, reading only the columns a summary needs;
@@ -81,6 +102,11 @@ async fn summarize_block(
     add(&shard.metrics.sealed_blocks_read, 1);
     let scanned = glommio::executor()
         .spawn_blocking(move || {
+            if q.span_query.is_some() {
+                return seg
+                    .decode_traces(i, &ids)
+                    .map(|block| summarize_records(&q, &block));
+            }
             // Per trace, its summary of this block.
             let mut here: HashMap<TraceId, TraceSummary> = HashMap::new();
             seg.scan(i, Some(&ids), &q.attrs, |s| {
@@ -131,6 +157,51 @@ async fn summarize_block(
             tracing::error!(shard = %shard.id, "{e}; the block is skipped");
         }
     }
+}
+
+/// The summaries of the traces in `block` (decoded for them alone), as `summarize_block`
+/// makes them from the columns, for a search whose span query needs the whole spans.
+fn summarize_records(q: &TraceSearch, block: &DecodedBlock) -> HashMap<TraceId, TraceSummary> {
+    let mut here: HashMap<TraceId, TraceSummary> = HashMap::new();
+    for batch in block.span_batches() {
+        let service = archived_service_name(&batch.resource.attributes);
+        for s in batch.spans.iter() {
+            let id = s.trace_id.get();
+            let t = here
+                .entry(id)
+                .or_insert_with(|| TraceSummary::empty(&id, q.spss));
+            let (start, end) = (
+                s.start_time_unix_nano.to_native(),
+                s.end_time_unix_nano.to_native(),
+            );
+            let error = s.status.code.to_native() == STATUS_CODE_ERROR;
+            t.span_count += 1;
+            t.error_count += u32::from(error);
+            let stats = t.services.entry(service.to_owned()).or_default();
+            stats.span_count += 1;
+            stats.error_count += u32::from(error);
+            let duration = end.saturating_sub(start);
+            if q.span_matches(service, s.name.as_str(), start, duration, error, || {
+                span_query_matches(q, s, &batch.resource)
+            }) {
+                t.matched.offer(MatchedSpan {
+                    span_id: s.span_id.get(),
+                    name: s.name.as_str().to_owned(),
+                    start_unix_nanos: start,
+                    duration_nanos: duration,
+                    attributes: q.attrs.clone(),
+                });
+            }
+            t.start_unix_nanos = t.start_unix_nanos.min(start);
+            t.end_unix_nanos = t.end_unix_nanos.max(end);
+            let rank = RootRank::of(s.parent_span_id.is_some(), start);
+            if t.offer_root(rank, service, s.name.as_str()) {
+                t.root_service_name = service.to_owned();
+                t.root_span_name = s.name.as_str().to_owned();
+            }
+        }
+    }
+    here
 }
 
 /// The summaries `segments` give of `ids`, each merged into the head index's summary, if
@@ -354,6 +425,9 @@ pub(super) async fn search_block(
     let scanned = glommio::executor()
         .spawn_blocking(move || {
             let q = &filter;
+            if q.span_query.is_some() {
+                return seg.decode(i).map(|block| match_records(q, &block));
+            }
             let mut matched: Vec<(TraceId, u64)> = Vec::new();
             seg.scan(i, None, &q.attrs, |s| {
                 if matched.last().is_some_and(|m| m.0 == s.trace_id) || !facts_match(q, s) {
@@ -376,6 +450,33 @@ pub(super) async fn search_block(
             tracing::error!(shard = %shard.id, "{e}; the block is skipped");
         }
     }
+}
+
+/// The traces of `block` with a span matching `q`, each with the start of its earliest span in
+/// the block: `search_block` on whole records, for a search whose span query needs them.
+fn match_records(q: &TraceSearch, block: &DecodedBlock) -> Vec<(TraceId, u64)> {
+    // Per trace, its earliest start in the block and whether a span matched.
+    let mut seen: HashMap<TraceId, (u64, bool)> = HashMap::new();
+    for batch in block.span_batches() {
+        let service = archived_service_name(&batch.resource.attributes);
+        for s in batch.spans.iter() {
+            let start = s.start_time_unix_nano.to_native();
+            let at = seen.entry(s.trace_id.get()).or_insert((start, false));
+            at.0 = at.0.min(start);
+            if at.1 {
+                continue;
+            }
+            let duration = s.end_time_unix_nano.to_native().saturating_sub(start);
+            let error = s.status.code.to_native() == STATUS_CODE_ERROR;
+            at.1 = q.span_matches(service, s.name.as_str(), start, duration, error, || {
+                span_query_matches(q, s, &batch.resource)
+            });
+        }
+    }
+    seen.into_iter()
+        .filter(|(_, (_, matched))| *matched)
+        .map(|(id, (start, _))| (id, start))
+        .collect()
 }
 
 /// The log blocks of `segment` that may hold a record matching `q`, newest first, by the

@@ -7,8 +7,11 @@ use super::records::span_batch;
 use super::scan::{
     in_range, name_filter, LastRecord, NameFilter, ReadAhead, SearchView, Slice, Verdict,
 };
-use crate::domain::{ArchivedAnyValue, ArchivedKeyValue, ArchivedSpanBatch, TraceId};
+use crate::domain::{
+    ArchivedAnyValue, ArchivedKeyValue, ArchivedResource, ArchivedSpan, ArchivedSpanBatch, TraceId,
+};
 use crate::index::{Indexes, MatchedSpan, RecordLoc, SpanEntry, SpanSet, TraceSummary};
+use crate::query::traceql::SpanRef;
 use crate::query::TraceSearch;
 use crate::shard::Shard;
 use crate::storage::Store;
@@ -24,6 +27,7 @@ impl SpanFilter<'_> {
     /// Whether some entries need their record read ([`Verdict::Read`]).
     fn reads_records(&self) -> bool {
         !self.q.attrs.is_empty()
+            || self.q.span_query.is_some()
             || matches!(self.service, NameFilter::Overflowed(_))
             || matches!(self.name, NameFilter::Overflowed(_))
     }
@@ -43,7 +47,9 @@ impl SpanFilter<'_> {
         let name_ok = self.name.by_id(e.name);
         match (service_ok, name_ok) {
             (Some(false), _) | (_, Some(false)) => Verdict::Skip,
-            (Some(true), Some(true)) if q.attrs.is_empty() => Verdict::Match,
+            (Some(true), Some(true)) if q.attrs.is_empty() && q.span_query.is_none() => {
+                Verdict::Match
+            }
             _ => Verdict::Read {
                 service_ok,
                 name_ok,
@@ -52,7 +58,7 @@ impl SpanFilter<'_> {
     }
 
     /// Whether the span of entry `e` in `batch` matches what the index could not decide:
-    /// the service and name where they are `None`, and the attributes.
+    /// the service and name where they are `None`, the attributes and the span query.
     fn record_matches(
         &self,
         batch: &ArchivedSpanBatch<'_>,
@@ -72,6 +78,12 @@ impl SpanFilter<'_> {
                 .attrs
                 .iter()
                 .all(|(k, v)| attr_matches(&span.attributes, k, v) || attr_matches(resource, k, v))
+            && self.q.span_query.as_ref().is_none_or(|sq| {
+                sq.matches(SpanRef {
+                    span,
+                    resource: &batch.resource,
+                })
+            })
     }
 }
 
@@ -85,9 +97,16 @@ pub(super) async fn search_traces_local(
     let mut view = SearchView::now(shard);
     // Each trace found, with its start in the part it matched in.
     let mut found: HashMap<TraceId, u64> = HashMap::new();
+    // The traces found whose whole trace failed the search's trace query: never again.
+    let mut rejected: HashSet<TraceId> = HashSet::new();
     for &(segment, end, _) in &view.parts {
-        if !search_part(shard, q, segment, end, &mut found).await {
-            return (summaries(shard, q, &found).await, stopped(shard, q));
+        let complete = search_part(shard, q, segment, end, &mut found).await;
+        forget(&mut found, &rejected);
+        if !complete {
+            return (
+                summaries(shard, q, &found, &mut rejected).await,
+                stopped(shard, q),
+            );
         }
     }
     // Parts sealed while the search ran are searched again in their sealed form (a trace
@@ -106,16 +125,27 @@ pub(super) async fn search_traces_local(
         .collect();
     blocks.sort_unstable_by_key(|&(bound, s, b)| (std::cmp::Reverse(bound), s, b));
     for (unread_newest, s, b) in blocks {
-        if let Some(done) = finished(shard, q, &found, unread_newest).await {
+        if let Some(done) = finished(shard, q, &mut found, &mut rejected, unread_newest).await {
             return (done, false);
         }
         super::scan::before_block().await;
         if q.budget.over() {
-            return (summaries(shard, q, &found).await, stopped(shard, q));
+            return (
+                summaries(shard, q, &found, &mut rejected).await,
+                stopped(shard, q),
+            );
         }
         super::sealed::search_block(shard, q, &sealed[s], b, &mut found).await;
+        forget(&mut found, &rejected);
     }
-    (summaries(shard, q, &found).await, false)
+    (summaries(shard, q, &found, &mut rejected).await, false)
+}
+
+/// Drops from `found` the traces known to fail the search's trace query.
+fn forget(found: &mut HashMap<TraceId, u64>, rejected: &HashSet<TraceId>) {
+    if !rejected.is_empty() {
+        found.retain(|id, _| !rejected.contains(id));
+    }
 }
 
 /// Counts a search stopped by its budget, as timed out or cancelled; always `true`: the
@@ -132,10 +162,12 @@ fn stopped(shard: &Shard, q: &TraceSearch) -> bool {
 async fn finished(
     shard: &Shard,
     q: &TraceSearch,
-    found: &HashMap<TraceId, u64>,
+    found: &mut HashMap<TraceId, u64>,
+    rejected: &mut HashSet<TraceId>,
     unread_newest: u64,
 ) -> Option<Vec<TraceSummary>> {
     let limit = q.limit;
+    forget(found, rejected);
     if limit == 0 || found.len() < limit {
         return None;
     }
@@ -144,7 +176,7 @@ async fn finished(
     if *kth <= unread_newest {
         return None;
     }
-    let out = summaries(shard, q, found).await;
+    let out = summaries(shard, q, found, rejected).await;
     let enough = out.len() == limit && out[limit - 1].start_unix_nanos > unread_newest;
     debug_assert!(out
         .windows(2)
@@ -230,7 +262,8 @@ async fn search_part(
 }
 
 /// The summaries of the newest `limit` traces found (their strings are made for those only,
-/// not for every match), each over every part holding the trace, newest first.
+/// not for every match), each over every part holding the trace, newest first. A trace whose
+/// summary fails the search's trace query is left out and added to `rejected`.
 ///
 /// A trace's start in the parts it matched in is only a bound: a part it did not match in
 /// may start it earlier. So candidates are summarised newest bound first, `limit` at a
@@ -239,12 +272,17 @@ async fn summaries(
     shard: &Shard,
     q: &TraceSearch,
     found: &HashMap<TraceId, u64>,
+    rejected: &mut HashSet<TraceId>,
 ) -> Vec<TraceSummary> {
     let limit = q.limit;
     if limit == 0 {
         return Vec::new();
     }
-    let mut ids: Vec<(TraceId, u64)> = found.iter().map(|(id, b)| (*id, *b)).collect();
+    let mut ids: Vec<(TraceId, u64)> = found
+        .iter()
+        .filter(|(id, _)| !rejected.contains(id))
+        .map(|(id, b)| (*id, *b))
+        .collect();
     ids.sort_unstable_by_key(|(id, bound)| (std::cmp::Reverse(*bound), *id));
     let mut out: Vec<TraceSummary> = Vec::with_capacity(limit);
     let mut taken = 0;
@@ -261,7 +299,17 @@ async fn summaries(
             head_details(&indexes, &store, q, &mut heads);
             (heads, shard.sealed.borrow().iter().cloned().collect())
         };
-        out.extend(super::sealed::merge_summaries(shard, q, &sealed, heads).await);
+        let mut more = super::sealed::merge_summaries(shard, q, &sealed, heads).await;
+        if let Some(tq) = &q.trace_query {
+            more.retain(|t| {
+                let keep = tq.matches(t);
+                if !keep {
+                    rejected.extend(TraceId::from_hex(&t.trace_id));
+                }
+                keep
+            });
+        }
+        out.extend(more);
         newest_first(&mut out, limit);
         let (Some(last), Some((next_id, bound))) = (out.get(limit - 1), ids.get(taken)) else {
             continue;
@@ -312,9 +360,7 @@ fn head_details(
             let start = s.start_time_unix_nano.to_native();
             let duration = s.end_time_unix_nano.to_native().saturating_sub(start);
             let matches = q.span_matches(service, s.name.as_str(), start, duration, error, || {
-                q.attrs
-                    .iter()
-                    .all(|(k, v)| attr_matches(&s.attributes, k, v) || attr_matches(resource, k, v))
+                span_query_matches(q, s, &batch.resource)
             });
             if matches {
                 summary.matched.offer(MatchedSpan {
@@ -336,6 +382,21 @@ pub(super) fn newest_first(summaries: &mut Vec<TraceSummary>, limit: usize) {
             .then_with(|| a.trace_id.cmp(&b.trace_id))
     });
     summaries.truncate(limit);
+}
+
+/// Whether span `s` of `resource` carries `q`'s `attr` pairs and matches its span query: the
+/// filters a span's record is read for.
+pub(super) fn span_query_matches(
+    q: &TraceSearch,
+    s: &ArchivedSpan<'_>,
+    resource: &ArchivedResource<'_>,
+) -> bool {
+    q.attrs
+        .iter()
+        .all(|(k, v)| attr_matches(&s.attributes, k, v) || attr_matches(&resource.attributes, k, v))
+        && q.span_query
+            .as_ref()
+            .is_none_or(|sq| sq.matches(SpanRef { span: s, resource }))
 }
 
 /// Whether `attrs` holds `key` with a value whose text form is `value` (strings as they are,
