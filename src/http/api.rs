@@ -14,6 +14,7 @@
 //! | `GET /healthz`                | 200 while the process runs                          |
 //! | `GET /readyz`                 | 200 while serving, 503 once shutting down           |
 //! | `GET /tempo/...`              | Tempo's API, for Grafana ([`super::tempo`])        |
+//! | `GET /jaeger/...`             | Jaeger's API, for Grafana and Jaeger UI ([`super::jaeger`]) |
 
 use std::rc::Rc;
 
@@ -38,6 +39,9 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<Body>
     let query = query.as_deref();
     if let Some(rest) = path.strip_prefix("/tempo") {
         return super::tempo::handle(shard, rest, query, req.headers()).await;
+    }
+    if let Some(rest) = path.strip_prefix("/jaeger") {
+        return super::jaeger::handle(shard, rest, query).await;
     }
     match path.as_str() {
         "/healthz" => reply::with_body(StatusCode::OK, "text/plain", "ok\n"),

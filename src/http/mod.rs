@@ -15,6 +15,7 @@ pub mod body;
 pub mod export;
 pub mod grpc;
 pub mod io;
+pub mod jaeger;
 pub mod otlp;
 pub mod reply;
 pub mod tempo;
