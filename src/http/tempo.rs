@@ -261,34 +261,7 @@ async fn search(shard: &Rc<Shard>, query: Option<&str>) -> Response<Body> {
 /// whole number, the matched spans in `spanSets` and (deprecated, still read by older
 /// Grafanas) `spanSet`.
 fn search_metadata(t: &TraceSummary) -> serde_json::Value {
-    let spans: Vec<serde_json::Value> = t
-        .matched
-        .spans
-        .iter()
-        .map(|m| {
-            let attributes: Vec<serde_json::Value> = m
-                .attributes
-                .iter()
-                .map(|(k, v)| serde_json::json!({"key": k, "value": {"stringValue": v}}))
-                .collect();
-            serde_json::json!({
-                "spanID": m.span_id.to_hex(),
-                "name": m.name,
-                "startTimeUnixNano": m.start_unix_nanos.to_string(),
-                "durationNanos": m.duration_nanos.to_string(),
-                "attributes": attributes,
-            })
-        })
-        .collect();
-    let set = serde_json::json!({ "spans": spans, "matched": t.matched.matched });
-    let stats: serde_json::Map<String, serde_json::Value> = t
-        .services
-        .iter()
-        .map(|(name, s)| {
-            let v = serde_json::json!({"spanCount": s.span_count, "errorCount": s.error_count});
-            (name.clone(), v)
-        })
-        .collect();
+    let set = t.span_set_json();
     let duration_ms = t.end_unix_nanos.saturating_sub(t.start_unix_nanos) / 1_000_000;
     serde_json::json!({
         "traceID": t.trace_id,
@@ -298,7 +271,7 @@ fn search_metadata(t: &TraceSummary) -> serde_json::Value {
         "durationMs": duration_ms.min(u32::MAX as u64),
         "spanSet": set,
         "spanSets": [set],
-        "serviceStats": stats,
+        "serviceStats": t.service_stats_json(),
     })
 }
 

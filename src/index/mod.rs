@@ -234,17 +234,11 @@ impl TraceSummary {
     }
 }
 
-impl serde::Serialize for TraceSummary {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("TraceSummary", 9)?;
-        st.serialize_field("traceId", &self.trace_id)?;
-        st.serialize_field("rootServiceName", &self.root_service_name)?;
-        st.serialize_field("rootSpanName", &self.root_span_name)?;
-        st.serialize_field("startTimeUnixNano", &self.start_unix_nanos.to_string())?;
-        st.serialize_field("durationMs", &self.duration_ms())?;
-        st.serialize_field("spanCount", &self.span_count)?;
-        st.serialize_field("errorCount", &self.error_count)?;
+impl TraceSummary {
+    /// The matched spans as a Tempo `SpanSet` in protobuf JSON: `{"spans":[{spanID, name,
+    /// startTimeUnixNano, durationNanos, attributes}], "matched": N}`, 64-bit numbers as
+    /// strings, the matched `attr` pairs as `stringValue`s.
+    pub fn span_set_json(&self) -> serde_json::Value {
         let spans: Vec<serde_json::Value> = self
             .matched
             .spans
@@ -264,17 +258,34 @@ impl serde::Serialize for TraceSummary {
                 })
             })
             .collect();
-        let set = serde_json::json!({ "spans": spans, "matched": self.matched.matched });
-        st.serialize_field("spanSets", &[set])?;
-        let stats: serde_json::Map<String, serde_json::Value> = self
-            .services
+        serde_json::json!({ "spans": spans, "matched": self.matched.matched })
+    }
+
+    /// `{service: {spanCount, errorCount}}` over the trace's spans.
+    pub fn service_stats_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.services
             .iter()
             .map(|(k, v)| {
                 let v = serde_json::json!({"spanCount": v.span_count, "errorCount": v.error_count});
                 (k.clone(), v)
             })
-            .collect();
-        st.serialize_field("serviceStats", &stats)?;
+            .collect()
+    }
+}
+
+impl serde::Serialize for TraceSummary {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("TraceSummary", 9)?;
+        st.serialize_field("traceId", &self.trace_id)?;
+        st.serialize_field("rootServiceName", &self.root_service_name)?;
+        st.serialize_field("rootSpanName", &self.root_span_name)?;
+        st.serialize_field("startTimeUnixNano", &self.start_unix_nanos.to_string())?;
+        st.serialize_field("durationMs", &self.duration_ms())?;
+        st.serialize_field("spanCount", &self.span_count)?;
+        st.serialize_field("errorCount", &self.error_count)?;
+        st.serialize_field("spanSets", &[self.span_set_json()])?;
+        st.serialize_field("serviceStats", &self.service_stats_json())?;
         st.end()
     }
 }
