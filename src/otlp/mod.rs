@@ -21,6 +21,37 @@ use crate::domain::validate::{Rejections, Sanitised};
 use crate::domain::{AnyValue, KeyValue, Resource, Scope};
 use crate::limits::REQUEST_VALUES_BYTES_MAX;
 
+/// Resource → its scopes → their items, in first-seen order: how an OTLP document nests items
+/// that arrive as (resource, scope, items) groups, groups sharing a resource and scope merged.
+pub type Nested<'g, K, I> = Vec<(&'g K, Vec<(&'g K, Vec<&'g I>)>)>;
+
+/// Nests `groups` of (resource, scope, items) as [`Nested`].
+pub fn nest<'g, K, I>(groups: impl IntoIterator<Item = (&'g K, &'g K, &'g [I])>) -> Nested<'g, K, I>
+where
+    K: PartialEq + ?Sized,
+{
+    let mut order: Nested<'g, K, I> = Vec::new();
+    for (resource, scope, items) in groups {
+        let r = match order.iter().position(|(r, _)| *r == resource) {
+            Some(i) => i,
+            None => {
+                order.push((resource, Vec::new()));
+                order.len() - 1
+            }
+        };
+        let scopes = &mut order[r].1;
+        let s = match scopes.iter().position(|(s, _)| *s == scope) {
+            Some(i) => i,
+            None => {
+                scopes.push((scope, Vec::new()));
+                scopes.len() - 1
+            }
+        };
+        scopes[s].1.extend(items);
+    }
+    order
+}
+
 /// The outcome of decoding one export request.
 #[derive(Debug, Default)]
 pub struct Decoded<T> {

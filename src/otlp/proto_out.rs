@@ -65,26 +65,11 @@ pub fn span_message(s: &ArchivedSpan<'_>) -> Vec<u8> {
 /// A `TracesData` message of `groups`: one `ResourceSpans` per distinct resource, one
 /// `ScopeSpans` per distinct scope under it, in first-seen order.
 pub fn traces_data(groups: &[ProtoGroup]) -> Vec<u8> {
-    type Scopes<'g> = Vec<(&'g [u8], Vec<&'g [u8]>)>;
-    let mut order: Vec<(&[u8], Scopes)> = Vec::new();
-    for g in groups {
-        let r = match order.iter().position(|(r, _)| *r == &*g.resource) {
-            Some(i) => i,
-            None => {
-                order.push((&g.resource, Vec::new()));
-                order.len() - 1
-            }
-        };
-        let scopes = &mut order[r].1;
-        let s = match scopes.iter().position(|(s, _)| *s == &*g.scope) {
-            Some(i) => i,
-            None => {
-                scopes.push((&g.scope, Vec::new()));
-                scopes.len() - 1
-            }
-        };
-        scopes[s].1.extend(g.items.iter().map(Vec::as_slice));
-    }
+    let order = super::nest(
+        groups
+            .iter()
+            .map(|g| (&*g.resource, &*g.scope, g.items.as_slice())),
+    );
     let mut out = Vec::new();
     for (resource, scopes) in order {
         let mut resource_spans = resource.to_vec();

@@ -112,27 +112,11 @@ pub(super) fn trace_proto_group(batch: &ArchivedSpanBatch<'_>, id: &TraceId) -> 
 /// Renders groups as an OTLP JSON document: `{"<resources>":[{resource,"<scopes>":[{scope,
 /// "<items>":[...]}]}]}`, merging groups that share a resource and scope, in first-seen order.
 pub fn render(groups: &[JsonGroup], resources: &str, scopes: &str, items: &str) -> String {
-    // resource → scopes of it → items of each, in first-seen order.
-    type Scopes<'g> = Vec<(&'g str, Vec<&'g str>)>;
-    let mut order: Vec<(&str, Scopes)> = Vec::new();
-    for g in groups {
-        let r = match order.iter().position(|(r, _)| *r == &*g.resource) {
-            Some(i) => i,
-            None => {
-                order.push((&g.resource, Vec::new()));
-                order.len() - 1
-            }
-        };
-        let scopes_of = &mut order[r].1;
-        let s = match scopes_of.iter().position(|(s, _)| *s == &*g.scope) {
-            Some(i) => i,
-            None => {
-                scopes_of.push((&g.scope, Vec::new()));
-                scopes_of.len() - 1
-            }
-        };
-        scopes_of[s].1.extend(g.items.iter().map(String::as_str));
-    }
+    let order = crate::otlp::nest(
+        groups
+            .iter()
+            .map(|g| (&*g.resource, &*g.scope, g.items.as_slice())),
+    );
     let mut out = format!("{{\"{resources}\":[");
     for (ri, (resource, scope_list)) in order.iter().enumerate() {
         if ri > 0 {
@@ -148,7 +132,12 @@ pub fn render(groups: &[JsonGroup], resources: &str, scopes: &str, items: &str) 
             out.push('{');
             out.push_str(scope);
             out.push_str(&format!(",\"{items}\":["));
-            out.push_str(&list.join(","));
+            for (ii, item) in list.iter().enumerate() {
+                if ii > 0 {
+                    out.push(',');
+                }
+                out.push_str(item);
+            }
             out.push_str("]}");
         }
         out.push_str("]}");
